@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what aipbx needs to build, run and test on Debian 12: apt packages that are missing, and the
+# npm packages of web/ (Swagger UI, the OpenAPI linter, browser-test tooling). Idempotent and quiet when
+# everything is there already. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libsqlite3-dev libspdlog-dev libcli11-dev
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and tools
+  sqlite3 curl procps nodejs npm
+  # benchmarks: wrk, and the seed's Python stack to compare against
+  wrk python3 python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "install-deps: npm ci in web/" >&2
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,100 @@
+#include "app/config.hpp"
+
+#include <charconv>
+#include <cmath>
+
+namespace aipbx::app {
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::size_t split = 0;
+  while (split < text.size() && (std::isdigit(static_cast<unsigned char>(text[split])) || text[split] == '.')) ++split;
+  const std::string number(text.substr(0, split));
+  const std::string_view unit = text.substr(split);
+  if (number.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (end != number.c_str() + number.size() || !std::isfinite(value) || value < 0) return std::nullopt;
+  double ms;
+  if (unit == "ms") ms = value;
+  else if (unit == "s" || unit.empty()) ms = value * 1000;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else return std::nullopt;
+  if (ms > 1e12) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
+}
+
+namespace {
+
+CLI::Option* add_duration(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& target,
+                          const std::string& help, const std::string& env) {
+  return cmd
+      .add_option_function<std::string>(
+          name,
+          [&target, name](const std::string& text) {
+            auto d = parse_duration(text);
+            if (!d) throw CLI::ValidationError(name, "expected a duration such as 250ms, 30s or 5m, got '" + text + "'");
+            target = *d;
+          },
+          help)
+      ->envname(env)
+      ->type_name("DURATION");
+}
+
+}  // namespace
+
+void add_serve_options(CLI::App& cmd, serve_config& c) {
+  cmd.add_option("--host", c.host, "Address to listen on")->envname("AIPBX_HOST")->capture_default_str();
+  cmd.add_option("--port", c.port, "TCP port to listen on (0 picks a free port)")
+      ->envname("AIPBX_PORT")
+      ->capture_default_str();
+  cmd.add_option("--db", c.db,
+                 "Database: sqlite:///abs/path.db, sqlite://rel/path.db or a plain file path")
+      ->envname("AIPBX_DB")
+      ->capture_default_str();
+  cmd.add_option("--threads", c.threads, "HTTP I/O threads (0: one per core)")
+      ->envname("AIPBX_THREADS")
+      ->capture_default_str();
+  cmd.add_option("--blocking-threads", c.blocking_threads, "Threads for database reads")
+      ->envname("AIPBX_BLOCKING_THREADS")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  cmd.add_option("--body-limit", c.body_limit, "Largest request body in bytes (larger: 413)")
+      ->envname("AIPBX_BODY_LIMIT")
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 30))
+      ->capture_default_str();
+  cmd.add_option("--header-limit", c.header_limit, "Largest request header block in bytes (larger: 431)")
+      ->envname("AIPBX_HEADER_LIMIT")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 20))
+      ->capture_default_str();
+  add_duration(cmd, "--request-timeout", c.request_timeout, "Time allowed to receive one request (default 30s)",
+               "AIPBX_REQUEST_TIMEOUT");
+  add_duration(cmd, "--idle-timeout", c.idle_timeout,
+               "How long a kept-alive connection may wait for its next request (default 75s)", "AIPBX_IDLE_TIMEOUT");
+  add_duration(cmd, "--shutdown-timeout", c.shutdown_timeout,
+               "How long SIGTERM waits for requests in flight (default 15s)", "AIPBX_SHUTDOWN_TIMEOUT");
+  cmd.add_option("--max-connections", c.max_connections, "Open connections at most")
+      ->envname("AIPBX_MAX_CONNECTIONS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  cmd.add_option("--writer-queue", c.writer_queue,
+                 "Packets waiting for the database writer at most; beyond it ingest answers 503")
+      ->envname("AIPBX_WRITER_QUEUE")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+      ->capture_default_str();
+  cmd.add_option("--max-batch", c.max_batch, "Packets committed in one transaction at most")
+      ->envname("AIPBX_MAX_BATCH")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  cmd.add_option_function<std::string>(
+         "--log-level",
+         [&c](const std::string& text) {
+           if (!log::parse_level(text, c.log_level))
+             throw CLI::ValidationError("--log-level", "expected debug, info, warning, error or off");
+         },
+         "Log level: debug, info, warning, error, off (default info)")
+      ->envname("AIPBX_LOG_LEVEL");
+}
+
+}  // namespace aipbx::app

@@ -1,0 +1,42 @@
+// The effective configuration of `aipbx serve`, and the command line that fills it.
+//
+// Every option is a flag and an `AIPBX_*` environment variable (flag wins over variable, variable over
+// default). Durations take a unit: `250ms`, `30s`, `5m`. Parsing and validation are pure; an invalid value
+// stops start-up with a message that names the option.
+#pragma once
+
+#include "log/log.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace aipbx::app {
+
+struct serve_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  std::string db = "./aipbx.db";
+  unsigned threads = 0;  // 0: one per core
+  unsigned blocking_threads = 4;
+  std::size_t body_limit = 1024 * 1024;
+  std::size_t header_limit = 16 * 1024;
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{75'000};
+  std::chrono::milliseconds shutdown_timeout{15'000};
+  std::size_t max_connections = 10'000;
+  std::size_t writer_queue = 50'000;
+  std::size_t max_batch = 4096;
+  log::level log_level = log::level::info;
+};
+
+// Parses "250ms", "2s", "1.5s", "5m", "1h" (a bare number is seconds).
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// Adds the `serve` options to `cmd`, bound to `config`.
+void add_serve_options(CLI::App& cmd, serve_config& config);
+
+}  // namespace aipbx::app

@@ -1,0 +1,118 @@
+#include "app/serve.hpp"
+
+#include "http/api.hpp"
+#include "http/server.hpp"
+#include "log/log.hpp"
+#include "storage/database_url.hpp"
+#include "storage/sqlite/sqlite_call_store.hpp"
+#include "storage/sqlite/sqlite_db.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace aipbx::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::unique_ptr<call_store> open_store(const serve_config& config) {
+  auto url = parse_database_url(config.db);
+  if (!url) throw std::runtime_error("invalid --db '" + config.db + "': expected sqlite:///path, a file path or postgresql://...");
+  if (url->kind == backend::postgresql)
+    throw std::runtime_error("this build of aipbx stores calls in SQLite only; PostgreSQL is not available");
+  sqlite_options options;
+  options.path = url->location;
+  options.queue_limit = config.writer_queue;
+  options.max_batch = config.max_batch;
+  auto store = std::make_unique<sqlite_call_store>(options);
+  log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()}});
+  return store;
+}
+
+}  // namespace
+
+int serve(const serve_config& config) {
+  log::init(config.log_level);
+  std::unique_ptr<call_store> store;
+  try {
+    store = open_store(config);
+  } catch (const std::exception& e) {
+    log::error("cannot open the store", {{"db", config.db}, {"error", e.what()}});
+    log::shutdown();
+    return 1;
+  }
+
+  const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(static_cast<int>(threads));
+  asio::thread_pool blocking(config.blocking_threads);
+  http::api api(*store, blocking, {config.body_limit});
+  http::server_options sopts;
+  sopts.host = config.host;
+  sopts.port = config.port;
+  sopts.body_limit = config.body_limit;
+  sopts.header_limit = config.header_limit;
+  sopts.request_timeout = config.request_timeout;
+  sopts.idle_timeout = config.idle_timeout;
+  sopts.max_connections = config.max_connections;
+  http::server server(ioc, sopts, api);
+
+  try {
+    const auto endpoint = server.listen();
+    log::info("listening", {{"address", endpoint.address().to_string()},
+                            {"port", endpoint.port()},
+                            {"threads", threads},
+                            {"db", config.db}});
+  } catch (const std::exception& e) {
+    log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
+    store->stop();
+    log::shutdown();
+    return 1;
+  }
+  server.start();
+
+  auto work = asio::make_work_guard(ioc);
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  asio::steady_timer deadline(ioc);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    log::info("shutting down", {{"signal", signal}, {"connections", server.connections()}});
+    deadline.expires_after(config.shutdown_timeout);
+    deadline.async_wait([&](const boost::system::error_code& tec) {
+      if (tec) return;
+      log::warn("shutdown timeout: closing connections with requests in flight",
+                {{"connections", server.connections()}});
+      ioc.stop();
+    });
+    server.stop([&] {
+      asio::post(ioc, [&] {
+        deadline.cancel();
+        work.reset();
+        signals.cancel();
+      });
+    });
+  });
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+
+  store->stop();
+  blocking.join();
+  const auto s = store->stats();
+  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch}});
+  store.reset();
+  log::shutdown();
+  return 0;
+}
+
+}  // namespace aipbx::app

@@ -1,0 +1,34 @@
+#include "domain/errc.hpp"
+
+#include <string>
+
+namespace aipbx {
+namespace {
+
+class category final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "aipbx"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::ok: return "success";
+      case errc::invalid_input: return "invalid input";
+      case errc::not_found: return "not found";
+      case errc::sequence_conflict: return "sequence already stored with different data";
+      case errc::call_ended: return "call has ended";
+      case errc::overloaded: return "store overloaded";
+      case errc::unavailable: return "store unavailable";
+      case errc::store_failure: return "store failure";
+    }
+    return "unknown aipbx error";
+  }
+};
+
+}  // namespace
+
+const boost::system::error_category& aipbx_category() noexcept {
+  static const category instance;
+  return instance;
+}
+
+}  // namespace aipbx

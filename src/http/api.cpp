@@ -1,0 +1,299 @@
+#include "http/api.hpp"
+
+#include "http/assets.hpp"
+#include "http/async_store.hpp"
+#include "http/json_codec.hpp"
+#include "http/router.hpp"
+#include "log/log.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+
+namespace aipbx::http {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using beast_http::status;
+
+namespace {
+
+std::atomic<std::uint64_t> request_counter{0};
+
+response json_response(status s, std::string body) {
+  response res{s, 11};
+  res.set(beast_http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  return res;
+}
+
+response json_response(status s, const json::value& v) { return json_response(s, json::serialize(v)); }
+
+response unprocessable(const validation_errors& errors) {
+  return json_response(status::unprocessable_entity, validation_body(errors));
+}
+
+// Reads an integer query parameter within [min, max]; on failure adds a FastAPI-shaped error.
+std::int64_t query_int(const boost::urls::params_view& params, std::string_view name, std::int64_t fallback,
+                       std::int64_t min, std::int64_t max, validation_errors& errors) {
+  auto it = params.find(name);
+  if (it == params.end()) return fallback;
+  const std::string value = (*it).value;
+  std::int64_t parsed = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+  if (ec != std::errc{} || end != value.data() + value.size() || value.empty()) {
+    errors.push_back(invalid_query(name, "int_parsing",
+                                   "Input should be a valid integer, unable to parse string as an integer", value));
+  } else if (parsed < min) {
+    errors.push_back(invalid_query(name, "greater_than_equal",
+                                   "Input should be greater than or equal to " + std::to_string(min), value,
+                                   {{"ge", min}}));
+  } else if (parsed > max) {
+    errors.push_back(invalid_query(name, "less_than_equal",
+                                   "Input should be less than or equal to " + std::to_string(max), value,
+                                   {{"le", max}}));
+  } else {
+    return parsed;
+  }
+  return fallback;
+}
+
+bool is_json_content_type(std::string_view value) {
+  const auto semicolon = value.find(';');
+  std::string_view type = value.substr(0, semicolon);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  if (boost::beast::iequals(type, "application/json")) return true;
+  return type.size() > 5 && boost::beast::iequals(type.substr(type.size() - 5), "+json") &&
+         boost::beast::iequals(type.substr(0, 12), "application/");
+}
+
+}  // namespace
+
+response error_response(const boost::system::error_code& ec, std::string_view detail) {
+  if (ec.category() != aipbx_category()) {
+    return json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
+  }
+  auto with_detail = [&](std::string_view fallback) { return detail.empty() ? fallback : detail; };
+  switch (static_cast<errc>(ec.value())) {
+    case errc::invalid_input:
+      return json_response(status::unprocessable_entity, error_body(with_detail("Invalid input"), "invalid_input"));
+    case errc::not_found:
+      return json_response(status::not_found, error_body(with_detail("Not Found"), "not_found"));
+    case errc::sequence_conflict:
+      return json_response(status::conflict, error_body(with_detail("Sequence already stored with different data"),
+                                                        "sequence_conflict"));
+    case errc::call_ended:
+      return json_response(status::conflict,
+                           error_body(with_detail("The call has ended and takes no more packets"), "call_ended"));
+    case errc::overloaded: {
+      auto res = json_response(status::service_unavailable,
+                               error_body("Too many packets waiting to be stored; retry shortly", "overloaded"));
+      res.set(beast_http::field::retry_after, "1");
+      return res;
+    }
+    case errc::unavailable: {
+      auto res = json_response(status::service_unavailable,
+                               error_body("The store is unavailable; retry shortly", "unavailable"));
+      res.set(beast_http::field::retry_after, "1");
+      return res;
+    }
+    case errc::ok:
+    case errc::store_failure: break;
+  }
+  return json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
+}
+
+api::api(call_store& store, asio::thread_pool& blocking, api_options options)
+    : store_(store), blocking_(blocking), options_(options) {}
+
+asio::awaitable<response> api::handle(request req) {
+  const auto started = std::chrono::steady_clock::now();
+  std::string rid(req["X-Request-ID"]);
+  if (rid.empty() || rid.size() > 128) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "r%llx",
+                  static_cast<unsigned long long>(request_counter.fetch_add(1, std::memory_order_relaxed)));
+    rid = buf;
+  }
+  response res;
+  std::string_view pattern = "unmatched";
+  try {
+    auto target = boost::urls::parse_origin_form(req.target());
+    if (!target) {
+      res = json_response(status::bad_request, error_body("Malformed request target", "bad_request"));
+    } else {
+      std::vector<std::string> segments;
+      for (auto s : target->segments()) segments.push_back(s);
+      const route_match m = match_route(req.method(), segments);
+      pattern = m.pattern.empty() ? pattern : m.pattern;
+      if (m.outcome == route_match::kind::not_found) {
+        res = json_response(status::not_found, error_body("Not Found", "not_found"));
+      } else if (m.outcome == route_match::kind::method_not_allowed) {
+        res = json_response(status::method_not_allowed, error_body("Method Not Allowed", "method_not_allowed"));
+        res.set(beast_http::field::allow, m.allow);
+      } else {
+        switch (m.id) {
+          case route_id::root:
+            res = response{status::found, 11};
+            res.set(beast_http::field::location, "/docs");
+            break;
+          case route_id::healthz: res = json_response(status::ok, json::value{{"status", "ok"}}); break;
+          case route_id::readyz: res = co_await readyz(); break;
+          case route_id::openapi:
+          case route_id::docs:
+          case route_id::docs_asset: {
+            std::string name = m.id == route_id::openapi ? "openapi.json" : m.id == route_id::docs ? "docs" : "docs/" + m.params[0];
+            if (auto a = find_asset(name)) {
+              res = response{status::ok, 11};
+              res.set(beast_http::field::content_type, a->content_type);
+              res.set(beast_http::field::cache_control, "public, max-age=3600");
+              res.body().assign(a->content);
+            } else {
+              res = json_response(status::not_found, error_body("Not Found", "not_found"));
+            }
+            break;
+          }
+          case route_id::ingest: res = co_await ingest(req, m.params[0]); break;
+          case route_id::list_calls: res = co_await list_calls(req); break;
+          case route_id::get_call: res = co_await get_call(m.params[0]); break;
+          case route_id::list_packets: res = co_await list_packets(req, m.params[0]); break;
+          case route_id::get_gaps: res = co_await get_gaps(m.params[0]); break;
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    log::error("request failed", {{"request_id", rid}, {"error", e.what()}});
+    res = json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
+  }
+  res.set("X-Request-ID", rid);
+  if (log::enabled(log::level::debug)) {
+    const auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    log::debug("request", {{"request_id", rid},
+                           {"method", std::string(req.method_string())},
+                           {"route", pattern},
+                           {"status", res.result_int()},
+                           {"micros", micros}});
+  }
+  co_return res;
+}
+
+asio::awaitable<response> api::ingest(const request& req, const std::string& call_id) {
+  if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type)) {
+    co_return json_response(status::unsupported_media_type,
+                            error_body("Unsupported Media Type: the body must be application/json",
+                                       "unsupported_media_type"));
+  }
+  validation_errors errors;
+  if (auto e = check_call_id(call_id)) errors.push_back(std::move(*e));
+  auto parsed = parse_packet_body(req.body());
+  if (auto* body_errors = std::get_if<validation_errors>(&parsed))
+    errors.insert(errors.end(), body_errors->begin(), body_errors->end());
+  if (!errors.empty()) co_return unprocessable(errors);
+
+  auto& body = std::get<packet_body>(parsed);
+  packet p{call_id, body.sequence, std::move(body.data), body.timestamp};
+  const std::int64_t sequence = p.sequence;
+  auto op = async_ingest(store_, std::move(p));
+  auto outcome = co_await std::move(op);
+  if (!outcome) {
+    if (outcome.error() == errc::sequence_conflict)
+      co_return error_response(outcome.error(), "Sequence " + std::to_string(sequence) + " of call " + call_id +
+                                                    " is already stored with different data");
+    co_return error_response(outcome.error());
+  }
+  co_return json_response(status::accepted, to_json(*outcome, call_id, sequence));
+}
+
+asio::awaitable<response> api::list_calls(const request& req) {
+  auto target = boost::urls::parse_origin_form(req.target());
+  const auto params = target->params();
+  validation_errors errors;
+  call_query q;
+  q.limit = static_cast<std::size_t>(query_int(params, "limit", 50, 1, 1000, errors));
+  if (auto it = params.find("after"); it != params.end()) q.after = std::string((*it).value);
+  if (auto it = params.find("state"); it != params.end()) {
+    const std::string value = (*it).value;
+    if (auto s = parse_call_state(value)) {
+      q.state = *s;
+    } else {
+      errors.push_back(invalid_query("state", "enum",
+                                     "Input should be 'IN_PROGRESS', 'PROCESSING_AI', 'COMPLETED', 'FAILED' or 'ARCHIVED'",
+                                     value));
+    }
+  }
+  if (!errors.empty()) co_return unprocessable(errors);
+  auto op = run_blocking(blocking_, [this, q] { return store_.list_calls(q); });
+  auto page = co_await std::move(op);
+  if (!page) co_return error_response(page.error());
+  json::array calls;
+  for (const auto& c : page->calls) calls.push_back(to_json(c));
+  co_return json_response(status::ok, json::value{{"calls", std::move(calls)},
+                                                  {"next_after", page->next_after ? json::value(*page->next_after)
+                                                                                  : json::value(nullptr)}});
+}
+
+asio::awaitable<response> api::get_call(const std::string& call_id) {
+  if (auto e = check_call_id(call_id)) co_return unprocessable({*e});
+  auto op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(op);
+  if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  co_return json_response(status::ok, to_json(*call));
+}
+
+asio::awaitable<response> api::list_packets(const request& req, const std::string& call_id) {
+  validation_errors errors;
+  if (auto e = check_call_id(call_id)) errors.push_back(std::move(*e));
+  auto target = boost::urls::parse_origin_form(req.target());
+  const auto params = target->params();
+  const auto limit = static_cast<std::size_t>(query_int(params, "limit", 100, 1, 1000, errors));
+  const auto after = query_int(params, "after", 0, 0, max_sequence, errors);
+  if (!errors.empty()) co_return unprocessable(errors);
+  auto op = run_blocking(blocking_, [this, call_id, after, limit] { return store_.list_packets(call_id, after, limit); });
+  auto page = co_await std::move(op);
+  if (!page) co_return error_response(page.error(), page.error() == errc::not_found ? "Call not found" : "");
+  json::array packets;
+  for (const auto& p : page->packets) packets.push_back(to_json(p));
+  co_return json_response(status::ok,
+                          json::value{{"call_id", call_id},
+                                      {"packets", std::move(packets)},
+                                      {"next_after", page->next_after ? json::value(*page->next_after)
+                                                                      : json::value(nullptr)}});
+}
+
+asio::awaitable<response> api::get_gaps(const std::string& call_id) {
+  if (auto e = check_call_id(call_id)) co_return unprocessable({*e});
+  auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(call_op);
+  if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  auto gaps_op = run_blocking(blocking_, [this, call_id] { return store_.missing_ranges(call_id); });
+  auto gaps = co_await std::move(gaps_op);
+  if (!gaps) co_return error_response(gaps.error(), gaps.error() == errc::not_found ? "Call not found" : "");
+  json::array open;
+  for (const auto& r : *gaps) open.push_back(to_json(r));
+  co_return json_response(status::ok, json::value{{"call_id", call_id},
+                                                  {"last_sequence", call->last_sequence},
+                                                  {"expected_sequence", call->expected_sequence},
+                                                  {"missing_packets", call->missing_packets},
+                                                  {"missing", std::move(open)}});
+}
+
+asio::awaitable<response> api::readyz() {
+  auto op = run_blocking(blocking_, [this] { return store_.ping(); });
+  const bool reachable = co_await std::move(op);
+  const writer_stats s = store_.stats();
+  const bool saturated = s.queue_limit > 0 && s.queued * 10 >= s.queue_limit * 9;
+  const bool ready = reachable && !saturated;
+  co_return json_response(ready ? status::ok : status::service_unavailable,
+                          json::value{{"status", ready ? "ready" : "not_ready"},
+                                      {"store", reachable ? "ok" : "unreachable"},
+                                      {"writer_queue", s.queued},
+                                      {"writer_queue_limit", s.queue_limit}});
+}
+
+}  // namespace aipbx::http

@@ -1,0 +1,49 @@
+// The HTTP API of aipbx: routing, request checks and handlers (see docs and GET /openapi.json).
+//
+// `api::handle` is the business side of the transport: a request in, a response out, never an exception.
+// Bad input is answered with a 4xx and a machine-readable body and never reaches the store; store errors
+// map to status codes in one place (`error_response`), and a 5xx never carries internal details. Store
+// reads run on the blocking pool; ingest waits for the store's group commit without holding a thread.
+// Thread-safe: one api serves every connection.
+#pragma once
+
+#include "http/server.hpp"
+#include "storage/call_store.hpp"
+
+#include <boost/asio/thread_pool.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <string>
+
+namespace aipbx::http {
+
+struct api_options {
+  std::size_t body_limit = 1024 * 1024;  // reported in errors; enforced by the transport
+};
+
+class api final : public request_handler {
+ public:
+  api(call_store& store, boost::asio::thread_pool& blocking, api_options options);
+
+  boost::asio::awaitable<response> handle(request req) override;
+
+ private:
+  boost::asio::awaitable<response> ingest(const request& req, const std::string& call_id);
+  boost::asio::awaitable<response> list_calls(const request& req);
+  boost::asio::awaitable<response> get_call(const std::string& call_id);
+  boost::asio::awaitable<response> list_packets(const request& req, const std::string& call_id);
+  boost::asio::awaitable<response> get_gaps(const std::string& call_id);
+  boost::asio::awaitable<response> readyz();
+
+  // Awaited operations are bound to a name first (`auto op = ...; co_await std::move(op)`): GCC 12 can
+  // destroy non-trivial temporaries inside a co_await expression twice. Parameters are references into the
+  // caller's frame, which outlives every handler.
+  call_store& store_;
+  boost::asio::thread_pool& blocking_;
+  api_options options_;
+};
+
+// The one place where an error becomes an HTTP status and body.
+response error_response(const boost::system::error_code& ec, std::string_view detail = {});
+
+}  // namespace aipbx::http

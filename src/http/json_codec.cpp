@@ -1,0 +1,207 @@
+#include "http/json_codec.hpp"
+
+#include "domain/call_id.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/stream_parser.hpp>
+
+#include <cmath>
+
+namespace aipbx::http {
+namespace json = boost::json;
+
+namespace {
+
+validation_error body_error(std::string_view field, std::string type, std::string msg, json::value input,
+                            json::object ctx = {}) {
+  json::array loc{"body"};
+  if (!field.empty()) loc.emplace_back(json::string_view(field.data(), field.size()));
+  return {std::move(type), std::move(loc), std::move(msg), std::move(input), std::move(ctx)};
+}
+
+void check_sequence(const json::object& obj, packet_body& out, validation_errors& errors) {
+  const json::value* v = obj.if_contains("sequence");
+  if (!v) {
+    errors.push_back(body_error("sequence", "missing", "Field required", obj));
+    return;
+  }
+  // Read as a whole number, or say why not.
+  std::optional<long double> whole;
+  if (v->is_int64()) {
+    whole = static_cast<long double>(v->get_int64());
+  } else if (v->is_uint64()) {
+    whole = static_cast<long double>(v->get_uint64());
+  } else if (v->is_double()) {
+    const double d = v->get_double();
+    if (!std::isfinite(d)) {
+      errors.push_back(body_error("sequence", "finite_number", "Input should be a finite number", *v));
+      return;
+    }
+    if (d != std::floor(d)) {
+      errors.push_back(body_error("sequence", "int_from_float",
+                                  "Input should be a valid integer, got a number with a fractional part", *v));
+      return;
+    }
+    whole = static_cast<long double>(d);
+  } else {
+    errors.push_back(body_error("sequence", "int_type", "Input should be a valid integer", *v));
+    return;
+  }
+  if (*whole < 0) {
+    errors.push_back(body_error("sequence", "greater_than_equal", "Input should be greater than or equal to 0",
+                                *v, {{"ge", 0}}));
+    return;
+  }
+  if (*whole > static_cast<long double>(max_sequence)) {
+    errors.push_back(body_error("sequence", "less_than_equal",
+                                "Input should be less than or equal to " + std::to_string(max_sequence), *v,
+                                {{"le", max_sequence}}));
+    return;
+  }
+  out.sequence = static_cast<std::int64_t>(*whole);
+}
+
+void check_data(const json::object& obj, packet_body& out, validation_errors& errors) {
+  const json::value* v = obj.if_contains("data");
+  if (!v) {
+    errors.push_back(body_error("data", "missing", "Field required", obj));
+  } else if (!v->is_string()) {
+    errors.push_back(body_error("data", "string_type", "Input should be a valid string", *v));
+  } else {
+    out.data.assign(v->get_string().data(), v->get_string().size());
+  }
+}
+
+void check_timestamp(const json::object& obj, packet_body& out, validation_errors& errors) {
+  const json::value* v = obj.if_contains("timestamp");
+  if (!v) {
+    errors.push_back(body_error("timestamp", "missing", "Field required", obj));
+    return;
+  }
+  if (!v->is_number()) {
+    errors.push_back(body_error("timestamp", "float_type", "Input should be a valid number", *v));
+    return;
+  }
+  const double d = v->to_number<double>();
+  if (!std::isfinite(d)) {
+    errors.push_back(body_error("timestamp", "finite_number", "Input should be a finite number", nullptr));
+    return;
+  }
+  out.timestamp = d;
+}
+
+}  // namespace
+
+std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body) {
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const std::size_t used = parser.write(body.data(), body.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return validation_errors{{"json_invalid",
+                              json::array{"body", static_cast<std::uint64_t>(used)},
+                              "JSON decode error",
+                              json::object{},
+                              {{"error", ec.message()}}}};
+  }
+  json::value doc = parser.release();
+  if (!doc.is_object()) {
+    return validation_errors{body_error(
+        "", "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", doc)};
+  }
+  const json::object& obj = doc.get_object();
+  packet_body out;
+  validation_errors errors;
+  check_sequence(obj, out, errors);
+  check_data(obj, out, errors);
+  check_timestamp(obj, out, errors);
+  if (!errors.empty()) return errors;
+  return out;
+}
+
+std::optional<validation_error> check_call_id(std::string_view call_id) {
+  if (is_valid_call_id(call_id)) return std::nullopt;
+  const json::string_view pattern(call_id_pattern.data(), call_id_pattern.size());
+  return validation_error{"string_pattern_mismatch",
+                          {"path", "call_id"},
+                          "String should match pattern '" + std::string(call_id_pattern) + "'",
+                          json::string(json::string_view(call_id.data(), call_id.size())),
+                          {{"pattern", pattern}}};
+}
+
+validation_error invalid_query(std::string_view name, std::string_view type, std::string_view msg,
+                               std::string_view input, json::object ctx) {
+  return {std::string(type), json::array{"query", json::string_view(name.data(), name.size())},
+          std::string(msg), json::string(json::string_view(input.data(), input.size())), std::move(ctx)};
+}
+
+std::string validation_body(const validation_errors& errors) {
+  json::array detail;
+  for (const auto& e : errors) {
+    json::object item{{"type", e.type}, {"loc", e.loc}, {"msg", e.msg}, {"input", e.input}};
+    if (!e.ctx.empty()) item["ctx"] = e.ctx;
+    detail.push_back(std::move(item));
+  }
+  return json::serialize(json::object{{"detail", std::move(detail)}});
+}
+
+std::string error_body(std::string_view detail, std::string_view code) {
+  return json::serialize(json::object{{"detail", json::string_view(detail.data(), detail.size())},
+                                      {"error", json::string_view(code.data(), code.size())}});
+}
+
+namespace {
+json::value optional_number(const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); }
+}  // namespace
+
+json::object to_json(const call_summary& c) {
+  json::value duration = nullptr;
+  if (c.first_timestamp && c.last_timestamp) duration = *c.last_timestamp - *c.first_timestamp;
+  return {
+      {"id", c.id},
+      {"state", to_string(c.state)},
+      {"last_sequence", c.last_sequence},
+      {"expected_sequence", c.expected_sequence},
+      {"packets_received", c.packets_received},
+      {"duplicate_packets", c.duplicate_packets},
+      {"out_of_order_packets", c.out_of_order_packets},
+      {"gaps_opened", c.gaps_opened},
+      {"missing_packets", c.missing_packets},
+      {"missing_ranges", c.missing_ranges},
+      {"first_timestamp", optional_number(c.first_timestamp)},
+      {"last_timestamp", optional_number(c.last_timestamp)},
+      {"duration", duration},
+      {"created_at", c.created_at},
+      {"updated_at", c.updated_at},
+      {"state_changed_at", c.state_changed_at},
+  };
+}
+
+json::object to_json(const stored_packet& p) {
+  return {{"id", p.id},
+          {"sequence", p.sequence},
+          {"data", p.data},
+          {"timestamp", p.timestamp},
+          {"received_at", p.received_at}};
+}
+
+json::object to_json(const seq_range& r) {
+  return {{"first", r.first}, {"last", r.last}, {"count", r.size()}};
+}
+
+json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence) {
+  return {
+      {"message", "Packet accepted"},
+      {"call_id", json::string_view(call_id.data(), call_id.size())},
+      {"sequence", sequence},
+      {"status", o.duplicate ? "duplicate" : "stored"},
+      {"duplicate", o.duplicate},
+      {"arrival", to_string(o.kind)},
+      {"expected_sequence", o.expected},
+      {"last_sequence", o.last_sequence},
+      {"missing_packets", o.missing},
+  };
+}
+
+}  // namespace aipbx::http

@@ -1,0 +1,60 @@
+// JSON in and out of the HTTP API: the packet body parser and validator, the FastAPI-shaped error bodies,
+// and the JSON form of calls, packets and gaps.
+//
+// Validation follows FastAPI/pydantic 2, so seed clients see the errors they know:
+//   {"detail": [{"type": "missing", "loc": ["body", "sequence"], "msg": "Field required", "input": {...}}]}
+// Every problem in a request is reported at once. Stricter than pydantic's lax mode on purpose: a sequence
+// must be a JSON number holding a whole value (5 or 5.0, not "5" or true), a timestamp a finite JSON number,
+// and data a JSON string. Unknown keys are ignored, as the seed does. Pure functions, thread-safe.
+#pragma once
+
+#include "domain/call_state.hpp"
+#include "storage/call_store.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace aipbx::http {
+
+// One entry of FastAPI's `detail` list.
+struct validation_error {
+  std::string type;
+  boost::json::array loc;
+  std::string msg;
+  boost::json::value input;
+  boost::json::object ctx;  // omitted when empty
+};
+
+using validation_errors = std::vector<validation_error>;
+
+// The ingest body, checked. On failure, every problem found, with loc under "body".
+struct packet_body {
+  std::int64_t sequence = 0;
+  std::string data;
+  double timestamp = 0;
+};
+std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body);
+
+// Path and query checks, with loc ["path", name] / ["query", name].
+std::optional<validation_error> check_call_id(std::string_view call_id);
+validation_error invalid_query(std::string_view name, std::string_view type, std::string_view msg,
+                               std::string_view input, boost::json::object ctx = {});
+
+// {"detail": [...]} for 422.
+std::string validation_body(const validation_errors& errors);
+// {"detail": "...", "error": "..."} for every other 4xx/5xx.
+std::string error_body(std::string_view detail, std::string_view code);
+
+boost::json::object to_json(const call_summary& c);
+boost::json::object to_json(const stored_packet& p);
+boost::json::object to_json(const seq_range& r);
+boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
+
+}  // namespace aipbx::http

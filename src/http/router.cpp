@@ -1,0 +1,75 @@
+#include "http/router.hpp"
+
+#include <array>
+
+namespace aipbx::http {
+namespace {
+
+using boost::beast::http::verb;
+
+struct route {
+  verb method;
+  std::string_view pattern;
+  route_id id;
+};
+
+constexpr std::array<route, 11> routes{{
+    {verb::get, "/", route_id::root},
+    {verb::get, "/healthz", route_id::healthz},
+    {verb::get, "/readyz", route_id::readyz},
+    {verb::get, "/openapi.json", route_id::openapi},
+    {verb::get, "/docs", route_id::docs},
+    {verb::get, "/docs/{asset}", route_id::docs_asset},
+    {verb::post, "/v1/call/stream/{call_id}", route_id::ingest},
+    {verb::get, "/v1/calls", route_id::list_calls},
+    {verb::get, "/v1/calls/{call_id}", route_id::get_call},
+    {verb::get, "/v1/calls/{call_id}/packets", route_id::list_packets},
+    {verb::get, "/v1/calls/{call_id}/gaps", route_id::get_gaps},
+}};
+
+// Matches `segments` against `pattern`; fills `params` on success.
+bool matches(std::string_view pattern, const std::vector<std::string>& segments, std::vector<std::string>& params) {
+  params.clear();
+  std::size_t i = 0;
+  pattern.remove_prefix(1);  // leading '/'
+  if (pattern.empty()) return segments.empty();
+  while (!pattern.empty()) {
+    const auto slash = pattern.find('/');
+    const std::string_view part = pattern.substr(0, slash);
+    pattern = slash == std::string_view::npos ? std::string_view{} : pattern.substr(slash + 1);
+    if (i >= segments.size()) return false;
+    if (part.starts_with('{')) {
+      if (segments[i].empty()) return false;
+      params.push_back(segments[i]);
+    } else if (part != segments[i]) {
+      return false;
+    }
+    ++i;
+  }
+  return i == segments.size();
+}
+
+}  // namespace
+
+route_match match_route(verb method, const std::vector<std::string>& segments) {
+  route_match m;
+  std::vector<std::string> params;
+  const verb wanted = method;
+  for (const auto& r : routes) {
+    if (!matches(r.pattern, segments, params)) continue;
+    if (r.method == wanted) {
+      m.outcome = route_match::kind::found;
+      m.id = r.id;
+      m.pattern = r.pattern;
+      m.params = std::move(params);
+      return m;
+    }
+    m.outcome = route_match::kind::method_not_allowed;
+    m.pattern = r.pattern;
+    if (!m.allow.empty()) m.allow += ", ";
+    m.allow += std::string(boost::beast::http::to_string(r.method));
+  }
+  return m;
+}
+
+}  // namespace aipbx::http

@@ -1,0 +1,41 @@
+// Maps a method and a decoded path to a route. Pure function, thread-safe.
+//
+// Routes are matched on whole path segments; `{name}` segments capture one decoded segment. A path that
+// matches no route is 404; a path that matches with another method is 405, with the methods it allows.
+#pragma once
+
+#include <boost/beast/http/verb.hpp>
+
+#include <ostream>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace aipbx::http {
+
+enum class route_id {
+  healthz,
+  readyz,
+  openapi,
+  docs,
+  docs_asset,
+  root,
+  ingest,
+  list_calls,
+  get_call,
+  list_packets,
+  get_gaps,
+};
+
+struct route_match {
+  enum class kind { found, not_found, method_not_allowed } outcome = kind::not_found;
+  route_id id = route_id::healthz;
+  std::string_view pattern;          // e.g. "/v1/calls/{call_id}", for logs and metrics
+  std::vector<std::string> params;   // captured segments, in order
+  std::string allow;                 // for 405: e.g. "GET"
+};
+
+route_match match_route(boost::beast::http::verb method, const std::vector<std::string>& segments);
+
+}  // namespace aipbx::http

@@ -1,0 +1,88 @@
+// The HTTP/1.1 transport: a listener and one coroutine per connection, on Boost.Beast.
+//
+// The transport knows no business: it parses requests within limits, hands each to a `request_handler`
+// and writes back what it returns. Limits protect the process from hostile or broken clients: a header
+// limit (431), a body limit (413, answered before the body is read), a deadline to receive each request
+// (slow clients are dropped), an idle timeout between requests, and a cap on open connections. Requests on
+// one connection are answered in order, one at a time.
+//
+// Threading: the server runs on the io_context it is given, which may be run by several threads; each
+// connection lives on its own strand. `stop` may be called from any thread: it closes the listener and
+// idle connections, lets requests in flight finish, then calls `done` once every connection has ended.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace aipbx::http {
+
+namespace beast_http = boost::beast::http;
+using request = beast_http::request<beast_http::string_body>;
+using response = beast_http::response<beast_http::string_body>;
+
+// Turns a request into a response. Must not throw; runs on the connection's strand and may suspend.
+class request_handler {
+ public:
+  virtual ~request_handler() = default;
+  virtual boost::asio::awaitable<response> handle(request req) = 0;
+};
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  std::size_t body_limit = 1024 * 1024;
+  std::size_t header_limit = 16 * 1024;
+  std::chrono::milliseconds request_timeout{30'000};  // to receive one whole request
+  std::chrono::milliseconds idle_timeout{75'000};     // between requests on a kept-alive connection
+  std::size_t max_connections = 10'000;
+};
+
+class server {
+ public:
+  server(boost::asio::io_context& ioc, server_options options, request_handler& handler);
+
+  // Binds and listens; returns the bound endpoint (port 0 picks a free one). Throws on failure.
+  boost::asio::ip::tcp::endpoint listen();
+  void start();
+  void stop(std::function<void()> done);
+
+  std::size_t connections() const { return open_.load(); }
+
+ private:
+  struct connection_entry {
+    boost::beast::tcp_stream* stream;
+    bool* idle;
+  };
+
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> serve(boost::beast::tcp_stream& stream, bool& idle);
+  void session_ended(std::uint64_t id);
+
+  boost::asio::io_context& ioc_;
+  server_options options_;
+  request_handler& handler_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+
+  std::mutex mutex_;
+  bool stopping_ = false;
+  std::uint64_t next_id_ = 0;
+  std::unordered_map<std::uint64_t, connection_entry> sessions_;
+  std::function<void()> on_drained_;
+  bool accept_loop_done_ = false;
+  std::atomic<std::size_t> open_{0};
+};
+
+}  // namespace aipbx::http

@@ -1,0 +1,119 @@
+// call_store: the contract between aipbx and the database that keeps calls and packets.
+//
+// Implementations: sqlite/sqlite_call_store (embedded, default); PostgreSQL implements the same contract.
+// Nothing above this header may assume a particular database. tests/storage/call_store_contract_test.cpp
+// checks every implementation against the same cases.
+//
+// Threading: every member is thread-safe. `ingest` never blocks: it queues the packet for the store's
+// writer, which commits many packets in one transaction (group commit) and then runs each packet's
+// handler on a store thread, exactly once. The read calls block on the database and must be called off
+// the HTTP I/O threads.
+//
+// Errors (`result` holds an errc): ingest fails with `sequence_conflict` (same sequence, different data;
+// nothing changed), `call_ended` (the call takes no more packets), `overloaded` (the writer's queue is
+// full; nothing changed), `unavailable` (stopping, or the database is unreachable; nothing changed) or
+// `store_failure`. A success means the packet is durable: it survives a crash of the process and the OS.
+// Reads fail with `not_found` for an unknown call, or `unavailable` / `store_failure`.
+#pragma once
+
+#include "domain/call_state.hpp"
+#include "domain/errc.hpp"
+#include "domain/sequence_tracker.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace aipbx {
+
+struct ingest_outcome {
+  bool duplicate = false;         // the same packet was stored before; nothing changed
+  bool call_created = false;      // this packet created the call
+  arrival kind = arrival::in_order;
+  std::int64_t expected = 1;      // the call's lowest sequence not yet received, after this packet
+  std::int64_t last_sequence = 0; // the call's highest sequence after it
+  std::int64_t missing = 0;       // how many sequences the call is missing after it
+};
+
+struct call_summary {
+  std::string id;
+  call_state state = call_state::in_progress;
+  std::int64_t last_sequence = 0;      // the highest sequence received
+  std::int64_t expected_sequence = 1;  // the lowest sequence not yet received
+  std::int64_t packets_received = 0;   // distinct packets stored
+  std::int64_t duplicate_packets = 0;  // repeats answered as duplicates
+  std::int64_t out_of_order_packets = 0;  // packets that arrived below the highest (late fills, before start)
+  std::int64_t gaps_opened = 0;        // how many times a packet skipped ahead
+  std::int64_t missing_packets = 0;    // sequences missing now, in `missing_ranges` ranges
+  std::int64_t missing_ranges = 0;
+  std::optional<double> first_timestamp;  // smallest / largest packet timestamp (sender's clock)
+  std::optional<double> last_timestamp;
+  double created_at = 0;               // unix seconds, server clock
+  double updated_at = 0;
+  double state_changed_at = 0;
+};
+
+struct stored_packet {
+  std::int64_t id = 0;
+  std::int64_t sequence = 0;
+  std::string data;
+  double timestamp = 0;
+  double received_at = 0;
+};
+
+struct call_query {
+  std::size_t limit = 50;
+  std::optional<std::string> after;      // keyset cursor: return calls whose id sorts after this
+  std::optional<call_state> state;       // only calls in this state
+};
+
+struct call_page {
+  std::vector<call_summary> calls;
+  std::optional<std::string> next_after;  // pass as `after` for the next page; empty on the last page
+};
+
+struct packet_page {
+  std::vector<stored_packet> packets;
+  std::optional<std::int64_t> next_after;
+};
+
+// Counters of the writer, for /metrics, /readyz and the benchmarks.
+struct writer_stats {
+  std::uint64_t batches = 0;        // committed transactions
+  std::uint64_t packets = 0;        // packets committed (new and duplicate)
+  std::uint64_t largest_batch = 0;
+  std::uint64_t failed_batches = 0;
+  std::size_t queued = 0;           // waiting for the writer now
+  std::size_t queue_limit = 0;
+};
+
+class call_store {
+ public:
+  using ingest_handler = std::function<void(result<ingest_outcome>)>;
+
+  virtual ~call_store() = default;
+
+  // Queues `p` (already validated) for durable storage; `done` runs once, on a store thread.
+  virtual void ingest(packet p, ingest_handler done) = 0;
+
+  [[nodiscard]] virtual result<call_page> list_calls(const call_query& query) = 0;
+  [[nodiscard]] virtual result<call_summary> get_call(std::string_view call_id) = 0;
+  // Packets in sequence order, starting after sequence `after`.
+  [[nodiscard]] virtual result<packet_page> list_packets(std::string_view call_id, std::int64_t after,
+                                                         std::size_t limit) = 0;
+  // The call's missing ranges, ascending.
+  [[nodiscard]] virtual result<std::vector<seq_range>> missing_ranges(std::string_view call_id) = 0;
+
+  // True when the database answers a trivial query.
+  [[nodiscard]] virtual bool ping() = 0;
+  virtual writer_stats stats() const = 0;
+
+  // Commits what is queued, answers it, then fails further ingests with `unavailable`. Idempotent.
+  virtual void stop() = 0;
+};
+
+}  // namespace aipbx
