@@ -12,7 +12,7 @@ packages=(
   libsqlite3-dev libspdlog-dev libcli11-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
-  sqlite3 curl procps nodejs npm
+  sqlite3 curl procps
   # benchmarks: wrk, and the seed's Python stack to compare against
   wrk python3 python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite
 )
@@ -21,6 +21,8 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from Debian (nodejs + npm) or from a vendor package that bundles npm.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   sudo=""
