@@ -87,6 +87,66 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MAX_BATCH")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
       ->capture_default_str();
+  cmd.add_option("--engine", c.engine, "Speech-to-text engine: mock")
+      ->envname("AIPBX_ENGINE")
+      ->check(CLI::IsMember({"mock"}))
+      ->capture_default_str();
+  cmd.add_option("--workers", c.workers, "AI attempts running at once")
+      ->envname("AIPBX_WORKERS")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
+  add_duration(cmd, "--lease-timeout", c.lease_timeout,
+               "Lease of a running job; renewed every third of it while the attempt runs (default 30s)",
+               "AIPBX_LEASE_TIMEOUT");
+  add_duration(cmd, "--job-poll", c.job_poll,
+               "Longest wait between two looks at the queue when nothing signals new work (default 1s)",
+               "AIPBX_JOB_POLL");
+  cmd.add_option("--segment-packets", c.segment_packets, "Packets per AI job (a segment)")
+      ->envname("AIPBX_SEGMENT_PACKETS")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000}))
+      ->capture_default_str();
+  add_duration(cmd, "--segment-idle", c.segment_idle,
+               "Idle time after which a call's remaining packets are cut into a last segment (default 2s)",
+               "AIPBX_SEGMENT_IDLE");
+  add_duration(cmd, "--retry-base-delay", c.retry_base_delay,
+               "Wait after the first failed attempt; doubles after each (default 1s)", "AIPBX_RETRY_BASE_DELAY");
+  add_duration(cmd, "--retry-max-delay", c.retry_max_delay, "Longest wait between attempts (default 10m)",
+               "AIPBX_RETRY_MAX_DELAY");
+  cmd.add_option("--retry-max-attempts", c.retry_max_attempts, "Attempts of a job before it is dead")
+      ->envname("AIPBX_RETRY_MAX_ATTEMPTS")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd.add_option("--retry-jitter", c.retry_jitter,
+                 "Fraction 0..1 by which each wait is shortened at random, to spread retries")
+      ->envname("AIPBX_RETRY_JITTER")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd.add_option_function<std::string>(
+         "--mock-delay-ms",
+         [&c](const std::string& text) {
+           const auto colon = text.find(':');
+           std::int64_t lo = 0, hi = 0;
+           const bool ok = colon != std::string::npos &&
+                           std::from_chars(text.data(), text.data() + colon, lo).ec == std::errc{} &&
+                           std::from_chars(text.data() + colon + 1, text.data() + text.size(), hi).ec == std::errc{} &&
+                           lo >= 0 && hi >= lo;
+           if (!ok) throw CLI::ValidationError("--mock-delay-ms", "expected MIN:MAX in milliseconds, e.g. 1000:3000");
+           c.mock_min_delay = std::chrono::milliseconds(lo);
+           c.mock_max_delay = std::chrono::milliseconds(hi);
+         },
+         "Mock engine: processing delay drawn from MIN:MAX milliseconds (default 1000:3000)")
+      ->envname("AIPBX_MOCK_DELAY_MS")
+      ->type_name("MIN:MAX");
+  cmd.add_option("--mock-failure-rate", c.mock_failure_rate, "Mock engine: probability 0..1 that an attempt fails")
+      ->envname("AIPBX_MOCK_FAILURE_RATE")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd.add_option_function<std::uint64_t>(
+         "--mock-seed", [&c](const std::uint64_t& seed) { c.mock_seed = seed; },
+         "Mock engine: seed of its random choices (default: a fresh seed per run)")
+      ->envname("AIPBX_MOCK_SEED");
+  cmd.add_option("--node-name", c.node_name, "This node's name in job leases (default: hostname-pid)")
+      ->envname("AIPBX_NODE_NAME");
   cmd.add_option_function<std::string>(
          "--log-level",
          [&c](const std::string& text) {

@@ -31,6 +31,23 @@ struct serve_config {
   std::size_t writer_queue = 50'000;
   std::size_t max_batch = 4096;
   log::level log_level = log::level::info;
+
+  // AI pipeline
+  std::string engine = "mock";
+  unsigned workers = 4;
+  std::chrono::milliseconds lease_timeout{30'000};
+  std::chrono::milliseconds job_poll{1'000};
+  std::int64_t segment_packets = 1;
+  std::chrono::milliseconds segment_idle{2'000};
+  std::chrono::milliseconds retry_base_delay{1'000};
+  std::chrono::milliseconds retry_max_delay{600'000};
+  int retry_max_attempts = 5;
+  double retry_jitter = 0;
+  std::chrono::milliseconds mock_min_delay{1'000};
+  std::chrono::milliseconds mock_max_delay{3'000};
+  double mock_failure_rate = 0.25;
+  std::optional<std::uint64_t> mock_seed;
+  std::string node_name;  // empty: hostname-pid
 };
 
 // Parses "250ms", "2s", "1.5s", "5m", "1h" (a bare number is seconds).

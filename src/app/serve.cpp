@@ -1,6 +1,9 @@
 #include "app/serve.hpp"
 
+#include "engines/mock_engine.hpp"
+#include "engines/segment_attempt.hpp"
 #include "http/api.hpp"
+#include "jobs/worker_pool.hpp"
 #include "http/server.hpp"
 #include "log/log.hpp"
 #include "storage/database_url.hpp"
@@ -14,6 +17,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <unistd.h>
+
 #include <memory>
 #include <thread>
 #include <vector>
@@ -24,7 +29,17 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::unique_ptr<call_store> open_store(const serve_config& config) {
+double system_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string default_node_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "aipbx");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
   auto url = parse_database_url(config.db);
   if (!url) throw std::runtime_error("invalid --db '" + config.db + "': expected sqlite:///path, a file path or postgresql://...");
   if (url->kind == backend::postgresql)
@@ -33,6 +48,10 @@ std::unique_ptr<call_store> open_store(const serve_config& config) {
   options.path = url->location;
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
+  options.segment_packets = config.segment_packets;
+  options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
+  options.max_attempts = config.retry_max_attempts;
+  options.clock = system_now;
   auto store = std::make_unique<sqlite_call_store>(options);
   log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()}});
   return store;
@@ -42,7 +61,7 @@ std::unique_ptr<call_store> open_store(const serve_config& config) {
 
 int serve(const serve_config& config) {
   log::init(config.log_level);
-  std::unique_ptr<call_store> store;
+  std::unique_ptr<sqlite_call_store> store;
   try {
     store = open_store(config);
   } catch (const std::exception& e) {
@@ -54,7 +73,29 @@ int serve(const serve_config& config) {
   const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context ioc(static_cast<int>(threads));
   asio::thread_pool blocking(config.blocking_threads);
-  http::api api(*store, blocking, {config.body_limit});
+  http::api api(*store, *store, blocking, {config.body_limit});
+
+  // The AI pipeline: its own thread, never on the HTTP threads' path.
+  asio::io_context ai_ioc(1);
+  auto ai_work = asio::make_work_guard(ai_ioc);
+  seeded_random random(config.mock_seed.value_or(seeded_random::fresh_seed()));
+  engines::mock_engine engine({config.mock_min_delay, config.mock_max_delay, config.mock_failure_rate}, random);
+  jobs::worker_options wopts;
+  wopts.workers = config.workers;
+  wopts.lease = config.lease_timeout;
+  wopts.poll = config.job_poll;
+  wopts.owner = config.node_name.empty() ? default_node_name() : config.node_name;
+  wopts.retry.base = config.retry_base_delay;
+  wopts.retry.max_delay = config.retry_max_delay;
+  wopts.retry.max_attempts = config.retry_max_attempts;
+  wopts.retry.jitter = config.retry_jitter;
+  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, engine, blocking),
+                            wopts, system_now, random);
+  store->on_jobs_queued([&workers] { workers.notify(); });
+  workers.start();
+  std::thread ai_thread([&] { ai_ioc.run(); });
+  log::info("ai workers started", {{"engine", engine.name()}, {"workers", config.workers}, {"node", wopts.owner},
+                                   {"segment_packets", config.segment_packets}});
   http::server_options sopts;
   sopts.host = config.host;
   sopts.port = config.port;
@@ -73,6 +114,9 @@ int serve(const serve_config& config) {
                             {"db", config.db}});
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
+    ai_work.reset();
+    ai_ioc.stop();
+    ai_thread.join();
     store->stop();
     log::shutdown();
     return 1;
@@ -106,6 +150,9 @@ int serve(const serve_config& config) {
   ioc.run();
   for (auto& t : pool) t.join();
 
+  // Workers release their leases through the store, so they stop first.
+  workers.stop([&] { ai_work.reset(); });
+  ai_thread.join();
   store->stop();
   blocking.join();
   const auto s = store->stats();

@@ -19,6 +19,7 @@ enum class errc {
   not_found,          // the call, packet or job does not exist
   sequence_conflict,  // the sequence was already stored with different data
   call_ended,         // the call no longer accepts packets
+  job_not_dead,       // only a dead job can be replayed
   overloaded,         // the writer queue is full; retry later
   unavailable,        // the store cannot be reached or is shutting down; retry later
   store_failure,      // the store failed in an unexpected way

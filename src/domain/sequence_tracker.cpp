@@ -32,6 +32,13 @@ bool sequence_tracker::is_missing(std::int64_t sequence) const {
   return sequence <= it->second;
 }
 
+bool sequence_tracker::is_missing_all(std::int64_t first, std::int64_t last) const {
+  auto it = missing_.upper_bound(first);
+  if (it == missing_.begin()) return false;
+  --it;
+  return first <= it->second && last <= it->second;
+}
+
 std::vector<seq_range> sequence_tracker::missing() const {
   std::vector<seq_range> out;
   out.reserve(missing_.size());

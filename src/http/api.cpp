@@ -1,15 +1,19 @@
 #include "http/api.hpp"
 
 #include "http/assets.hpp"
-#include "http/async_store.hpp"
+#include "storage/async_store.hpp"
 #include "http/json_codec.hpp"
 #include "http/router.hpp"
+#include "log/json_text.hpp"
 #include "log/log.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include "domain/call_id.hpp"
+
 #include <atomic>
+#include <limits>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +35,7 @@ response json_response(status s, std::string body) {
   return res;
 }
 
-response json_response(status s, const json::value& v) { return json_response(s, json::serialize(v)); }
+response json_response(status s, const json::value& v) { return json_response(s, to_json_text(v)); }
 
 response unprocessable(const validation_errors& errors) {
   return json_response(status::unprocessable_entity, validation_body(errors));
@@ -62,6 +66,19 @@ std::int64_t query_int(const boost::urls::params_view& params, std::string_view 
   return fallback;
 }
 
+// A job id from the path: a positive integer.
+std::optional<std::int64_t> parse_job_id(const std::string& text, validation_errors& errors) {
+  std::int64_t id = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec == std::errc{} && end == text.data() + text.size() && id > 0) return id;
+  errors.push_back({"int_parsing",
+                    json::array{"path", "job_id"},
+                    "Input should be a positive integer",
+                    json::string(text),
+                    {}});
+  return std::nullopt;
+}
+
 bool is_json_content_type(std::string_view value) {
   const auto semicolon = value.find(';');
   std::string_view type = value.substr(0, semicolon);
@@ -87,6 +104,9 @@ response error_response(const boost::system::error_code& ec, std::string_view de
     case errc::sequence_conflict:
       return json_response(status::conflict, error_body(with_detail("Sequence already stored with different data"),
                                                         "sequence_conflict"));
+    case errc::job_not_dead:
+      return json_response(status::conflict,
+                           error_body(with_detail("Only a dead job can be retried"), "job_not_dead"));
     case errc::call_ended:
       return json_response(status::conflict,
                            error_body(with_detail("The call has ended and takes no more packets"), "call_ended"));
@@ -108,8 +128,8 @@ response error_response(const boost::system::error_code& ec, std::string_view de
   return json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
 }
 
-api::api(call_store& store, asio::thread_pool& blocking, api_options options)
-    : store_(store), blocking_(blocking), options_(options) {}
+api::api(call_store& store, job_store& jobs, asio::thread_pool& blocking, api_options options)
+    : store_(store), jobs_(jobs), blocking_(blocking), options_(options) {}
 
 asio::awaitable<response> api::handle(request req) {
   const auto started = std::chrono::steady_clock::now();
@@ -151,7 +171,8 @@ asio::awaitable<response> api::handle(request req) {
             if (auto a = find_asset(name)) {
               res = response{status::ok, 11};
               res.set(beast_http::field::content_type, a->content_type);
-              res.set(beast_http::field::cache_control, "public, max-age=3600");
+              // The document and the page change with the binary: revalidate rather than keep a stale copy.
+              res.set(beast_http::field::cache_control, "no-cache");
               res.body().assign(a->content);
             } else {
               res = json_response(status::not_found, error_body("Not Found", "not_found"));
@@ -163,6 +184,10 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::get_call: res = co_await get_call(m.params[0]); break;
           case route_id::list_packets: res = co_await list_packets(req, m.params[0]); break;
           case route_id::get_gaps: res = co_await get_gaps(m.params[0]); break;
+          case route_id::get_transcript: res = co_await get_transcript(m.params[0]); break;
+          case route_id::list_jobs: res = co_await list_jobs(req); break;
+          case route_id::get_job: res = co_await get_job(m.params[0]); break;
+          case route_id::retry_job: res = co_await retry_job(m.params[0]); break;
         }
       }
     }
@@ -252,7 +277,8 @@ asio::awaitable<response> api::list_packets(const request& req, const std::strin
   auto target = boost::urls::parse_origin_form(req.target());
   const auto params = target->params();
   const auto limit = static_cast<std::size_t>(query_int(params, "limit", 100, 1, 1000, errors));
-  const auto after = query_int(params, "after", 0, 0, max_sequence, errors);
+  // -1 so that a packet with sequence 0 is listed too.
+  const auto after = query_int(params, "after", -1, -1, max_sequence, errors);
   if (!errors.empty()) co_return unprocessable(errors);
   auto op = run_blocking(blocking_, [this, call_id, after, limit] { return store_.list_packets(call_id, after, limit); });
   auto page = co_await std::move(op);
@@ -281,6 +307,81 @@ asio::awaitable<response> api::get_gaps(const std::string& call_id) {
                                                   {"expected_sequence", call->expected_sequence},
                                                   {"missing_packets", call->missing_packets},
                                                   {"missing", std::move(open)}});
+}
+
+asio::awaitable<response> api::get_transcript(const std::string& call_id) {
+  if (auto e = check_call_id(call_id)) co_return unprocessable({*e});
+  auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(call_op);
+  if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  auto op = run_blocking(blocking_, [this, call_id] { return jobs_.transcript(call_id); });
+  auto segments = co_await std::move(op);
+  if (!segments) co_return error_response(segments.error(), segments.error() == errc::not_found ? "Call not found" : "");
+  json::array items;
+  std::string text;
+  for (const auto& seg : *segments) {
+    if (!seg.text.empty()) {
+      if (!text.empty()) text += ' ';
+      text += seg.text;
+    }
+    items.push_back(to_json(seg));
+  }
+  co_return json_response(status::ok, json::value{{"call_id", call_id},
+                                                  {"ai_status", ai_status(*call)},
+                                                  {"text", text},
+                                                  {"segments", std::move(items)}});
+}
+
+asio::awaitable<response> api::list_jobs(const request& req) {
+  auto target = boost::urls::parse_origin_form(req.target());
+  const auto params = target->params();
+  validation_errors errors;
+  job_query q;
+  q.limit = static_cast<std::size_t>(query_int(params, "limit", 50, 1, 1000, errors));
+  q.after = query_int(params, "after", 0, 0, std::numeric_limits<std::int64_t>::max(), errors);
+  if (auto it = params.find("state"); it != params.end()) {
+    const std::string value = (*it).value;
+    if (auto s = parse_job_state(value)) q.state = *s;
+    else
+      errors.push_back(invalid_query("state", "enum", "Input should be 'queued', 'running', 'succeeded' or 'dead'", value));
+  }
+  if (auto it = params.find("call_id"); it != params.end()) {
+    const std::string value = (*it).value;
+    if (is_valid_call_id(value)) q.call_id = value;
+    else
+      errors.push_back(invalid_query("call_id", "string_pattern_mismatch",
+                                     "String should match pattern '" + std::string(call_id_pattern) + "'", value));
+  }
+  if (!errors.empty()) co_return unprocessable(errors);
+  auto op = run_blocking(blocking_, [this, q] { return jobs_.list_jobs(q); });
+  auto page = co_await std::move(op);
+  if (!page) co_return error_response(page.error());
+  json::array items;
+  for (const auto& j : page->jobs) items.push_back(to_json(j));
+  co_return json_response(status::ok, json::value{{"jobs", std::move(items)},
+                                                  {"next_after", page->next_after ? json::value(*page->next_after)
+                                                                                  : json::value(nullptr)}});
+}
+
+asio::awaitable<response> api::get_job(const std::string& job_id) {
+  validation_errors errors;
+  auto id = parse_job_id(job_id, errors);
+  if (!id) co_return unprocessable(errors);
+  auto op = run_blocking(blocking_, [this, id = *id] { return jobs_.get_job(id); });
+  auto j = co_await std::move(op);
+  if (!j) co_return error_response(j.error(), j.error() == errc::not_found ? "Job not found" : "");
+  co_return json_response(status::ok, to_json(*j));
+}
+
+asio::awaitable<response> api::retry_job(const std::string& job_id) {
+  validation_errors errors;
+  auto id = parse_job_id(job_id, errors);
+  if (!id) co_return unprocessable(errors);
+  auto op = async_call<result<job>>([this, id = *id](job_store::job_handler done) { jobs_.replay(id, std::move(done)); });
+  auto j = co_await std::move(op);
+  if (!j) co_return error_response(j.error(), j.error() == errc::not_found ? "Job not found" : "");
+  log::info("job replayed", {{"job_id", j->id}, {"call_id", j->call_id}});
+  co_return json_response(status::accepted, to_json(*j));
 }
 
 asio::awaitable<response> api::readyz() {

@@ -9,6 +9,7 @@
 
 #include "http/server.hpp"
 #include "storage/call_store.hpp"
+#include "storage/job_store.hpp"
 
 #include <boost/asio/thread_pool.hpp>
 #include <boost/system/error_code.hpp>
@@ -23,7 +24,7 @@ struct api_options {
 
 class api final : public request_handler {
  public:
-  api(call_store& store, boost::asio::thread_pool& blocking, api_options options);
+  api(call_store& store, job_store& jobs, boost::asio::thread_pool& blocking, api_options options);
 
   boost::asio::awaitable<response> handle(request req) override;
 
@@ -33,12 +34,17 @@ class api final : public request_handler {
   boost::asio::awaitable<response> get_call(const std::string& call_id);
   boost::asio::awaitable<response> list_packets(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> get_gaps(const std::string& call_id);
+  boost::asio::awaitable<response> get_transcript(const std::string& call_id);
+  boost::asio::awaitable<response> list_jobs(const request& req);
+  boost::asio::awaitable<response> get_job(const std::string& job_id);
+  boost::asio::awaitable<response> retry_job(const std::string& job_id);
   boost::asio::awaitable<response> readyz();
 
   // Awaited operations are bound to a name first (`auto op = ...; co_await std::move(op)`): GCC 12 can
   // destroy non-trivial temporaries inside a co_await expression twice. Parameters are references into the
   // caller's frame, which outlives every handler.
   call_store& store_;
+  job_store& jobs_;
   boost::asio::thread_pool& blocking_;
   api_options options_;
 };

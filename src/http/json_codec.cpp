@@ -1,6 +1,7 @@
 #include "http/json_codec.hpp"
 
 #include "domain/call_id.hpp"
+#include "log/json_text.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -143,11 +144,11 @@ std::string validation_body(const validation_errors& errors) {
     if (!e.ctx.empty()) item["ctx"] = e.ctx;
     detail.push_back(std::move(item));
   }
-  return json::serialize(json::object{{"detail", std::move(detail)}});
+  return to_json_text(json::object{{"detail", std::move(detail)}});
 }
 
 std::string error_body(std::string_view detail, std::string_view code) {
-  return json::serialize(json::object{{"detail", json::string_view(detail.data(), detail.size())},
+  return to_json_text(json::object{{"detail", json::string_view(detail.data(), detail.size())},
                                       {"error", json::string_view(code.data(), code.size())}});
 }
 
@@ -175,7 +176,54 @@ json::object to_json(const call_summary& c) {
       {"created_at", c.created_at},
       {"updated_at", c.updated_at},
       {"state_changed_at", c.state_changed_at},
+      {"last_packet_at", optional_number(c.last_packet_at)},
+      {"ai",
+       {{"status", ai_status(c)},
+        {"next_segment", c.next_segment},
+        {"jobs",
+         {{"queued", c.jobs.queued},
+          {"running", c.jobs.running},
+          {"succeeded", c.jobs.succeeded},
+          {"dead", c.jobs.dead}}}}},
   };
+}
+
+std::string_view ai_status(const call_summary& c) {
+  if (c.jobs.dead > 0) return "failed";
+  if (c.jobs.queued + c.jobs.running > 0) return "processing";
+  if (c.next_segment <= c.last_sequence) return "pending";
+  if (c.jobs.succeeded > 0) return "completed";
+  return "none";
+}
+
+json::object to_json(const job& j) {
+  return {
+      {"id", j.id},
+      {"call_id", j.call_id},
+      {"first_sequence", j.first_sequence},
+      {"last_sequence", j.last_sequence},
+      {"state", to_string(j.state)},
+      {"attempts", j.attempts},
+      {"max_attempts", j.max_attempts},
+      {"run_at", j.run_at},
+      {"lease_owner", j.lease_owner ? json::value(*j.lease_owner) : json::value(nullptr)},
+      {"lease_expires_at", optional_number(j.lease_expires_at)},
+      {"last_error", j.last_error ? json::value(*j.last_error) : json::value(nullptr)},
+      {"created_at", j.created_at},
+      {"updated_at", j.updated_at},
+      {"started_at", optional_number(j.started_at)},
+      {"finished_at", optional_number(j.finished_at)},
+  };
+}
+
+json::object to_json(const transcript_segment& s) {
+  return {{"job_id", s.job_id},
+          {"first_sequence", s.first_sequence},
+          {"last_sequence", s.last_sequence},
+          {"text", s.text},
+          {"engine", s.engine},
+          {"latency_ms", s.latency_ms},
+          {"created_at", s.created_at}};
 }
 
 json::object to_json(const stored_packet& p) {

@@ -10,6 +10,7 @@
 
 #include "domain/call_state.hpp"
 #include "storage/call_store.hpp"
+#include "storage/job_store.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -56,5 +57,10 @@ boost::json::object to_json(const call_summary& c);
 boost::json::object to_json(const stored_packet& p);
 boost::json::object to_json(const seq_range& r);
 boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
+boost::json::object to_json(const job& j);
+boost::json::object to_json(const transcript_segment& s);
+// The AI progress of a call: "none", "pending" (packets not yet cut into jobs), "processing",
+// "completed" (every job so far succeeded) or "failed" (a job is dead).
+std::string_view ai_status(const call_summary& c);
 
 }  // namespace aipbx::http

@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 11> routes{{
+constexpr std::array<route, 15> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -25,6 +25,10 @@ constexpr std::array<route, 11> routes{{
     {verb::get, "/v1/calls/{call_id}", route_id::get_call},
     {verb::get, "/v1/calls/{call_id}/packets", route_id::list_packets},
     {verb::get, "/v1/calls/{call_id}/gaps", route_id::get_gaps},
+    {verb::get, "/v1/calls/{call_id}/transcript", route_id::get_transcript},
+    {verb::get, "/v1/jobs", route_id::list_jobs},
+    {verb::get, "/v1/jobs/{job_id}", route_id::get_job},
+    {verb::post, "/v1/jobs/{job_id}/retry", route_id::retry_job},
 }};
 
 // Matches `segments` against `pattern`; fills `params` on success.
@@ -54,7 +58,8 @@ bool matches(std::string_view pattern, const std::vector<std::string>& segments,
 route_match match_route(verb method, const std::vector<std::string>& segments) {
   route_match m;
   std::vector<std::string> params;
-  const verb wanted = method;
+  // HEAD is answered by the GET route (the transport drops the body).
+  const verb wanted = method == verb::head ? verb::get : method;
   for (const auto& r : routes) {
     if (!matches(r.pattern, segments, params)) continue;
     if (r.method == wanted) {
@@ -67,7 +72,7 @@ route_match match_route(verb method, const std::vector<std::string>& segments) {
     m.outcome = route_match::kind::method_not_allowed;
     m.pattern = r.pattern;
     if (!m.allow.empty()) m.allow += ", ";
-    m.allow += std::string(boost::beast::http::to_string(r.method));
+    m.allow += r.method == verb::get ? std::string("GET, HEAD") : std::string(boost::beast::http::to_string(r.method));
   }
   return m;
 }

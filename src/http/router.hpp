@@ -2,6 +2,7 @@
 //
 // Routes are matched on whole path segments; `{name}` segments capture one decoded segment. A path that
 // matches no route is 404; a path that matches with another method is 405, with the methods it allows.
+// HEAD matches the GET routes.
 #pragma once
 
 #include <boost/beast/http/verb.hpp>
@@ -26,6 +27,10 @@ enum class route_id {
   get_call,
   list_packets,
   get_gaps,
+  get_transcript,
+  list_jobs,
+  get_job,
+  retry_job,
 };
 
 struct route_match {
@@ -33,7 +38,7 @@ struct route_match {
   route_id id = route_id::healthz;
   std::string_view pattern;          // e.g. "/v1/calls/{call_id}", for logs and metrics
   std::vector<std::string> params;   // captured segments, in order
-  std::string allow;                 // for 405: e.g. "GET"
+  std::string allow;                 // for 405: e.g. "GET, HEAD"
 };
 
 route_match match_route(boost::beast::http::verb method, const std::vector<std::string>& segments);

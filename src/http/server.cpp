@@ -157,6 +157,9 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
       if (ec == beast_http::error::header_limit) {
         co_await write_error(stream, beast_http::status::request_header_fields_too_large,
                              "Request header fields too large", "header_too_large");
+      } else if (ec == beast_http::error::body_limit) {
+        // The parser refuses a declared Content-Length above the limit as soon as the header is read.
+        co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
       } else if (is_parse_error(ec)) {
         co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", "bad_request");
       }
@@ -165,11 +168,6 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     idle = false;
     stream.expires_after(options_.request_timeout);
 
-    const auto declared = parser.content_length();
-    if (declared && *declared > options_.body_limit) {
-      co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
-      co_return;
-    }
     if (beast::iequals(parser.get()[beast_http::field::expect], "100-continue")) {
       beast_http::response<beast_http::empty_body> go_on{beast_http::status::continue_, parser.get().version()};
       auto [wec, wn] = co_await beast_http::async_write(stream, go_on, use_tuple);
@@ -190,6 +188,7 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     request req = parser.release();
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
+    const bool head = req.method() == beast_http::verb::head;
     auto handled = handler_.handle(std::move(req));
     response res = co_await std::move(handled);
     bool stopping;
@@ -201,6 +200,7 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     res.keep_alive(keep_alive && !stopping);
     res.set(beast_http::field::server, "aipbx");
     res.prepare_payload();
+    if (head) res.body().clear();  // HEAD: the GET's headers, Content-Length included, and no body
     stream.expires_after(options_.request_timeout);
     auto [wec, wn] = co_await beast_http::async_write(stream, res, use_tuple);
     if (wec || !res.keep_alive()) co_return;

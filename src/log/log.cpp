@@ -1,5 +1,7 @@
 #include "log/log.hpp"
 
+#include "log/json_text.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 #include <spdlog/async.h>
@@ -91,7 +93,7 @@ void write(level l, std::string_view msg, std::initializer_list<field> fields) {
     line += ',';
     line += boost::json::serialize(boost::json::string_view(key.data(), key.size()));
     line += ':';
-    line += boost::json::serialize(value);
+    append_json(line, value);
   }
   get()->log(to_spdlog(l), spdlog::string_view_t(line.data(), line.size()));
 }

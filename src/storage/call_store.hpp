@@ -18,6 +18,7 @@
 
 #include "domain/call_state.hpp"
 #include "domain/errc.hpp"
+#include "domain/job.hpp"
 #include "domain/sequence_tracker.hpp"
 
 #include <cstddef>
@@ -55,6 +56,9 @@ struct call_summary {
   double created_at = 0;               // unix seconds, server clock
   double updated_at = 0;
   double state_changed_at = 0;
+  std::optional<double> last_packet_at;  // when the last new packet was stored
+  std::int64_t next_segment = 1;       // the first sequence not yet cut into an AI job
+  job_counts jobs;                     // the call's AI jobs by state
 };
 
 struct stored_packet {

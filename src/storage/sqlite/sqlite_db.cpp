@@ -116,6 +116,8 @@ void statement::reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
+bool statement::is_null(int index) const { return sqlite3_column_type(stmt_, index) == SQLITE_NULL; }
+
 std::int64_t statement::column_int(int index) const { return sqlite3_column_int64(stmt_, index); }
 double statement::column_double(int index) const { return sqlite3_column_double(stmt_, index); }
 

@@ -67,6 +67,7 @@ class statement {
   void run();
   void reset();
 
+  bool is_null(int index) const;
   std::int64_t column_int(int index) const;
   double column_double(int index) const;
   std::optional<double> column_optional_double(int index) const;

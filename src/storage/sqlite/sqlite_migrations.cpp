@@ -47,8 +47,53 @@ CREATE TABLE call_gaps (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr std::array<migration, 1> all{{
+// The persistent AI queue: one job per segment of a call's packets, and the segments' results.
+constexpr const char* v2_jobs = R"sql(
+ALTER TABLE calls ADD COLUMN next_segment INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE calls ADD COLUMN last_packet_at REAL;
+-- Calls with packets not yet cut into a segment: what the idle cutter scans.
+CREATE INDEX calls_unsegmented ON calls(last_packet_at)
+  WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS';
+
+CREATE TABLE jobs (
+  id               INTEGER PRIMARY KEY,
+  call_id          TEXT NOT NULL REFERENCES calls(id),
+  first_sequence   INTEGER NOT NULL,
+  last_sequence    INTEGER NOT NULL,
+  state            TEXT NOT NULL DEFAULT 'queued'
+                   CHECK (state IN ('queued','running','succeeded','dead')),
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  max_attempts     INTEGER NOT NULL,
+  run_at           REAL NOT NULL,
+  lease_owner      TEXT,
+  lease_expires_at REAL,
+  last_error       TEXT,
+  created_at       REAL NOT NULL,
+  updated_at       REAL NOT NULL,
+  started_at       REAL,
+  finished_at      REAL,
+  UNIQUE (call_id, first_sequence)
+);
+CREATE INDEX jobs_queued_due ON jobs(run_at) WHERE state = 'queued';
+CREATE INDEX jobs_running_lease ON jobs(lease_expires_at) WHERE state = 'running';
+CREATE INDEX jobs_state ON jobs(state, id);
+
+CREATE TABLE transcript_segments (
+  job_id         INTEGER PRIMARY KEY REFERENCES jobs(id),
+  call_id        TEXT NOT NULL REFERENCES calls(id),
+  first_sequence INTEGER NOT NULL,
+  last_sequence  INTEGER NOT NULL,
+  text           TEXT NOT NULL,
+  engine         TEXT NOT NULL,
+  latency_ms     REAL NOT NULL,
+  created_at     REAL NOT NULL
+);
+CREATE INDEX transcript_call ON transcript_segments(call_id, first_sequence);
+)sql";
+
+constexpr std::array<migration, 2> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
+    {2, "jobs and transcript segments", v2_jobs},
 }};
 
 }  // namespace

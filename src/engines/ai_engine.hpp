@@ -1,0 +1,35 @@
+// ai_engine: one speech-to-text service behind one interface. An engine turns a segment (a contiguous
+// range of a call's packets, in sequence order) into text, or says why it could not and whether trying
+// again could help.
+//
+// Engines run on the AI workers' executor and must not block it: slow or blocking work goes to a thread
+// pool of the engine's own. `transcribe` may be called concurrently (once per worker) and honours asio
+// cancellation when the workers stop. Implementations: mock_engine (the seed's unreliable mock).
+#pragma once
+
+#include "jobs/attempt.hpp"
+#include "storage/call_store.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace aipbx::engines {
+
+struct audio_segment {
+  std::string call_id;
+  std::int64_t first_sequence = 0;
+  std::int64_t last_sequence = 0;
+  std::vector<stored_packet> packets;  // the stored packets of the range, ascending
+};
+
+class ai_engine {
+ public:
+  virtual ~ai_engine() = default;
+  virtual std::string_view name() const = 0;
+  virtual boost::asio::awaitable<jobs::attempt_result> transcribe(audio_segment segment) = 0;
+};
+
+}  // namespace aipbx::engines

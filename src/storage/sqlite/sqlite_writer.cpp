@@ -1,0 +1,433 @@
+#include "storage/sqlite/sqlite_writer.hpp"
+
+#include "log/log.hpp"
+
+namespace aipbx::sqlite {
+
+// The writer's view of one call: what the calls row holds, plus the live tracker.
+struct writer::call_record {
+  std::string id;
+  call_state state = call_state::in_progress;
+  sequence_tracker tracker;
+  std::int64_t packets_received = 0;
+  std::int64_t duplicate_packets = 0;
+  std::int64_t out_of_order_packets = 0;
+  std::int64_t gaps_opened = 0;
+  std::int64_t next_segment = sequence_tracker::first_sequence;
+  std::optional<double> first_timestamp;
+  std::optional<double> last_timestamp;
+  std::optional<double> last_packet_at;
+  bool dirty = false;
+};
+
+const char* const job_columns =
+    "id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, lease_owner, "
+    "lease_expires_at, last_error, created_at, updated_at, started_at, finished_at";
+
+job read_job(const statement& s) {
+  job j;
+  j.id = s.column_int(0);
+  j.call_id = s.column_text(1);
+  j.first_sequence = s.column_int(2);
+  j.last_sequence = s.column_int(3);
+  j.state = parse_job_state(s.column_text_view(4)).value_or(job_state::queued);
+  j.attempts = static_cast<int>(s.column_int(5));
+  j.max_attempts = static_cast<int>(s.column_int(6));
+  j.run_at = s.column_double(7);
+  if (!s.is_null(8)) j.lease_owner = s.column_text(8);
+  j.lease_expires_at = s.column_optional_double(9);
+  if (!s.is_null(10)) j.last_error = s.column_text(10);
+  j.created_at = s.column_double(11);
+  j.updated_at = s.column_double(12);
+  j.started_at = s.column_optional_double(13);
+  j.finished_at = s.column_optional_double(14);
+  return j;
+}
+
+void write_op::complete() {
+  std::visit(
+      [](auto& op) {
+        if (op.r) op.done(std::move(*op.r));
+      },
+      v);
+}
+
+void write_op::fail(const boost::system::error_code& failure) {
+  std::visit([&](auto& op) { op.r.emplace(boost::system::in_place_error, failure); }, v);
+}
+
+namespace {
+std::string fenced(const char* set) {
+  return std::string("UPDATE jobs SET ") + set +
+         " WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?";
+}
+}  // namespace
+
+writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
+    : options_(options),
+      db_(std::move(db)),
+      insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
+                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id, sequence) DO NOTHING")),
+      select_packet_data_(db_->prepare("SELECT data FROM packets WHERE call_id = ? AND sequence = ?")),
+      select_call_(db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
+                                "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
+                                "next_segment, last_packet_at FROM calls WHERE id = ?")),
+      select_gaps_(db_->prepare("SELECT first_sequence, last_sequence FROM call_gaps WHERE call_id = ? "
+                                "ORDER BY first_sequence")),
+      insert_call_(db_->prepare("INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES (?, ?, ?, ?)")),
+      update_call_(db_->prepare("UPDATE calls SET last_sequence = ?, expected_sequence = ?, packets_received = ?, "
+                                "duplicate_packets = ?, out_of_order_packets = ?, gaps_opened = ?, "
+                                "missing_packets = ?, first_timestamp = ?, last_timestamp = ?, updated_at = ?, "
+                                "next_segment = ?, last_packet_at = ? WHERE id = ?")),
+      insert_gap_(db_->prepare("INSERT INTO call_gaps(call_id, first_sequence, last_sequence) VALUES (?, ?, ?)")),
+      delete_gap_(db_->prepare("DELETE FROM call_gaps WHERE call_id = ? AND first_sequence = ?")),
+      insert_job_(db_->prepare("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, "
+                               "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")),
+      select_due_(db_->prepare("SELECT id FROM jobs WHERE state = 'queued' AND run_at <= ? "
+                               "ORDER BY run_at, id LIMIT ?")),
+      select_expired_(db_->prepare("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' "
+                                   "AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?")),
+      lease_job_(db_->prepare(std::string("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
+                                          "lease_owner = ?, lease_expires_at = ?, started_at = "
+                                          "COALESCE(started_at, ?), updated_at = ? WHERE id = ? RETURNING ") +
+                              job_columns)),
+      expire_job_(db_->prepare("UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                               "last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?")),
+      next_due_(db_->prepare("SELECT MIN(run_at) FROM jobs WHERE state = 'queued'")),
+      next_lease_(db_->prepare("SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'")),
+      renew_(db_->prepare(fenced("lease_expires_at = ?, updated_at = ?"))),
+      finish_success_(db_->prepare(fenced("state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, "
+                                          "finished_at = ?1, updated_at = ?1"))),
+      insert_segment_(db_->prepare("INSERT INTO transcript_segments(job_id, call_id, first_sequence, "
+                                   "last_sequence, text, engine, latency_ms, created_at) SELECT id, call_id, "
+                                   "first_sequence, last_sequence, ?, ?, ?, ? FROM jobs WHERE id = ?")),
+      finish_retry_(db_->prepare(fenced("state = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
+                                        "last_error = ?1, run_at = ?2, updated_at = ?3"))),
+      finish_dead_(db_->prepare(fenced("state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                                       "last_error = ?1, finished_at = ?2, updated_at = ?2"))),
+      release_job_(db_->prepare(fenced("state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
+                                       "lease_expires_at = NULL, run_at = ?1, updated_at = ?1"))),
+      replay_job_(db_->prepare(std::string("UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1, "
+                                           "finished_at = NULL, updated_at = ?1 WHERE id = ?2 AND state = "
+                                           "'dead' RETURNING ") +
+                               job_columns)),
+      job_exists_(db_->prepare("SELECT state FROM jobs WHERE id = ?")),
+      select_idle_(db_->prepare("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = "
+                                "'IN_PROGRESS' AND last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")) {}
+
+writer::~writer() = default;
+
+void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
+  if (cache_.size() > options_.cache_limit) cache_.clear();
+  warnings_.clear();
+  job_logs_.clear();
+  dirty_.clear();
+  jobs_queued_ = false;
+  try {
+    transaction tx(*db_);
+    for (auto& op : batch) apply(op, now);
+    if (sweep_now) sweep(now);
+    for (auto* rec : dirty_) write_call(*rec, now);
+    tx.commit();
+  } catch (const sqlite_error& e) {
+    // The transaction rolled back: the cached trackers may hold changes that were never stored.
+    cache_.clear();
+    ++failed_batches_;
+    log::error("commit failed", {{"error", e.what()}, {"sqlite_code", e.code()}, {"writes", batch.size()}});
+    const auto code = make_error_code(e.transient() ? errc::unavailable : errc::store_failure);
+    for (auto& op : batch) op.fail(code);
+    warnings_.clear();
+    jobs_queued_ = false;
+  }
+  for (const auto& w : warnings_) {
+    if (w.range)
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
+                        {"missing_first", w.range->first}, {"missing_last", w.range->last}});
+    else
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
+  }
+  for (auto& op : batch) op.complete();
+  if (jobs_queued_ && listener_) listener_();
+}
+
+void writer::apply(write_op& op, double now) {
+  std::visit(
+      [&](auto& o) {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
+        else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(o, now);
+        else if constexpr (std::is_same_v<T, renew_op>) o.r = apply_renew(o, now);
+        else if constexpr (std::is_same_v<T, finish_op>) o.r = apply_finish(o, now);
+        else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(o, now);
+        else o.r = apply_replay(o, now);
+      },
+      op.v);
+}
+
+ingest_outcome writer::duplicate_outcome(const call_record& rec) {
+  ingest_outcome out;
+  out.duplicate = true;
+  out.kind = arrival::duplicate;
+  out.expected = rec.tracker.expected();
+  out.last_sequence = rec.tracker.highest();
+  out.missing = rec.tracker.missing_count();
+  return out;
+}
+
+result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
+  ingest_outcome out;
+  call_record& rec = load_or_create(p.call_id, now, out.call_created);
+  if (rec.state != call_state::in_progress) {
+    // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
+    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
+    const bool same = select_packet_data_.step() && select_packet_data_.column_text_view(0) == p.data;
+    select_packet_data_.reset();
+    if (!same) return errc::call_ended;
+    ++rec.duplicate_packets;
+    mark_dirty(rec);
+    return duplicate_outcome(rec);
+  }
+
+  insert_packet_.bind(1, std::string_view(p.call_id))
+      .bind(2, p.sequence)
+      .bind(3, std::string_view(p.data))
+      .bind(4, p.timestamp)
+      .bind(5, now)
+      .run();
+  if (db_->changes() == 0) {
+    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
+    const bool same = select_packet_data_.step() && select_packet_data_.column_text_view(0) == p.data;
+    select_packet_data_.reset();
+    if (!same) return errc::sequence_conflict;
+    ++rec.duplicate_packets;
+    mark_dirty(rec);
+    return duplicate_outcome(rec);
+  }
+
+  const observation obs = rec.tracker.observe(p.sequence);
+  if (obs.removed) delete_gap_.bind(1, std::string_view(p.call_id)).bind(2, obs.removed->first).run();
+  for (const auto& r : obs.added)
+    insert_gap_.bind(1, std::string_view(p.call_id)).bind(2, r.first).bind(3, r.last).run();
+
+  ++rec.packets_received;
+  switch (obs.kind) {
+    case arrival::gap:
+      ++rec.gaps_opened;
+      warnings_.push_back({"packet gap", p.call_id, p.sequence, obs.expected, obs.added.front()});
+      break;
+    case arrival::late:
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::before_start:
+    case arrival::duplicate:  // stored for the first time although below the highest: out of order
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"out-of-order packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::in_order: break;
+  }
+  if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
+  if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
+  rec.last_packet_at = now;
+  cut_ready_segments(rec, now);
+  mark_dirty(rec);
+
+  out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
+  out.expected = rec.tracker.expected();
+  out.last_sequence = rec.tracker.highest();
+  out.missing = rec.tracker.missing_count();
+  return out;
+}
+
+// Cuts every whole segment of contiguous packets: [next_segment, expected) holds no hole.
+void writer::cut_ready_segments(call_record& rec, double now) {
+  const std::int64_t n = options_.segment_packets;
+  while (rec.tracker.expected() - rec.next_segment >= n) {
+    add_job(rec.id, rec.next_segment, rec.next_segment + n - 1, now);
+    rec.next_segment += n;
+  }
+}
+
+// Cuts what is left of an idle call in segments of at most n, skipping those with no packet at all.
+void writer::cut_remaining(call_record& rec, double now) {
+  const std::int64_t n = options_.segment_packets;
+  const std::int64_t highest = rec.tracker.highest();
+  while (rec.next_segment <= highest) {
+    const std::int64_t last = std::min(highest, rec.next_segment + n - 1);
+    if (!rec.tracker.is_missing_all(rec.next_segment, last)) add_job(rec.id, rec.next_segment, last, now);
+    rec.next_segment = last + 1;
+  }
+  mark_dirty(rec);
+}
+
+void writer::add_job(const std::string& call_id, std::int64_t first, std::int64_t last, double now) {
+  insert_job_.bind(1, std::string_view(call_id))
+      .bind(2, first)
+      .bind(3, last)
+      .bind(4, std::int64_t{options_.max_attempts})
+      .bind(5, now)
+      .bind(6, now)
+      .bind(7, now)
+      .run();
+  jobs_queued_ = true;
+}
+
+void writer::sweep(double now) {
+  std::vector<std::string> idle;
+  select_idle_.bind(1, now - options_.segment_idle);
+  while (select_idle_.step()) idle.push_back(select_idle_.column_text(0));
+  select_idle_.reset();
+  for (const auto& id : idle) {
+    if (call_record* rec = load(id)) cut_remaining(*rec, now);
+  }
+}
+
+result<claim_result> writer::apply_claim(const claim_op& op, double now) {
+  claim_result out;
+  std::vector<std::int64_t> ids;
+  select_due_.bind(1, now).bind(2, static_cast<std::int64_t>(op.limit));
+  while (select_due_.step()) ids.push_back(select_due_.column_int(0));
+  select_due_.reset();
+  if (ids.size() < op.limit) {
+    // Leases that expired: their worker died or hung. The interrupted attempt counts.
+    select_expired_.bind(1, now).bind(2, static_cast<std::int64_t>(op.limit - ids.size()));
+    std::vector<std::int64_t> exhausted;
+    while (select_expired_.step()) {
+      if (select_expired_.column_int(1) >= select_expired_.column_int(2)) exhausted.push_back(select_expired_.column_int(0));
+      else ids.push_back(select_expired_.column_int(0));
+    }
+    select_expired_.reset();
+    for (auto id : exhausted) {
+      expire_job_.bind(1, std::string_view("lease expired on the last attempt")).bind(2, now).bind(3, now).bind(4, id).run();
+      log::error("ai job dead", {{"job_id", id}, {"error", "lease expired on the last attempt"}});
+    }
+  }
+  for (auto id : ids) {
+    lease_job_.bind(1, std::string_view(op.owner)).bind(2, now + op.lease).bind(3, now).bind(4, now).bind(5, id);
+    if (lease_job_.step()) out.jobs.push_back(read_job(lease_job_));
+    lease_job_.reset();
+  }
+  std::optional<double> next;
+  if (next_due_.step()) next = next_due_.column_optional_double(0);
+  next_due_.reset();
+  if (next_lease_.step()) {
+    if (auto lease = next_lease_.column_optional_double(0); lease && (!next || *lease < *next)) next = lease;
+  }
+  next_lease_.reset();
+  out.next_run_at = next;
+  return out;
+}
+
+result<bool> writer::apply_renew(const renew_op& op, double now) {
+  renew_.bind(1, now + op.lease).bind(2, now).bind(3, op.id).bind(4, std::string_view(op.owner))
+      .bind(5, std::int64_t{op.attempt}).run();
+  return db_->changes() > 0;
+}
+
+result<bool> writer::apply_finish(const finish_op& op, double now) {
+  // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
+  const auto fence = [&](statement& s, int first) -> statement& {
+    return s.bind(first, op.id).bind(first + 1, std::string_view(op.owner)).bind(first + 2, std::int64_t{op.attempt});
+  };
+  if (const auto* ok = std::get_if<job_succeeded>(&op.outcome)) {
+    fence(finish_success_.bind(1, now), 2).run();
+    if (db_->changes() == 0) return false;
+    insert_segment_.bind(1, std::string_view(ok->text)).bind(2, std::string_view(ok->engine)).bind(3, ok->latency_ms)
+        .bind(4, now).bind(5, op.id).run();
+    return true;
+  }
+  if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
+    fence(finish_retry_.bind(1, std::string_view(retry->error)).bind(2, retry->run_at).bind(3, now), 4).run();
+    return db_->changes() > 0;
+  }
+  const auto& dead = std::get<job_dead>(op.outcome);
+  fence(finish_dead_.bind(1, std::string_view(dead.error)).bind(2, now), 3).run();
+  return db_->changes() > 0;
+}
+
+result<bool> writer::apply_release(const release_op& op, double now) {
+  release_job_.bind(1, now).bind(2, op.id).bind(3, std::string_view(op.owner)).bind(4, std::int64_t{op.attempt}).run();
+  const bool released = db_->changes() > 0;
+  if (released) jobs_queued_ = true;
+  return released;
+}
+
+result<job> writer::apply_replay(const replay_op& op, double now) {
+  replay_job_.bind(1, now).bind(2, op.id);
+  if (replay_job_.step()) {
+    job j = read_job(replay_job_);
+    replay_job_.reset();
+    jobs_queued_ = true;
+    return j;
+  }
+  replay_job_.reset();
+  job_exists_.bind(1, op.id);
+  const bool exists = job_exists_.step();
+  job_exists_.reset();
+  return exists ? errc::job_not_dead : errc::not_found;
+}
+
+writer::call_record* writer::load(const std::string& id) {
+  if (auto it = cache_.find(id); it != cache_.end()) return it->second.get();
+  auto rec = std::make_unique<call_record>();
+  rec->id = id;
+  select_call_.bind(1, std::string_view(id));
+  if (!select_call_.step()) {
+    select_call_.reset();
+    return nullptr;
+  }
+  rec->state = parse_call_state(select_call_.column_text_view(0)).value_or(call_state::in_progress);
+  const std::int64_t highest = select_call_.column_int(1);
+  rec->packets_received = select_call_.column_int(2);
+  rec->duplicate_packets = select_call_.column_int(3);
+  rec->out_of_order_packets = select_call_.column_int(4);
+  rec->gaps_opened = select_call_.column_int(5);
+  rec->first_timestamp = select_call_.column_optional_double(6);
+  rec->last_timestamp = select_call_.column_optional_double(7);
+  rec->next_segment = select_call_.column_int(8);
+  rec->last_packet_at = select_call_.column_optional_double(9);
+  select_call_.reset();
+  std::vector<seq_range> missing;
+  select_gaps_.bind(1, std::string_view(id));
+  while (select_gaps_.step()) missing.push_back({select_gaps_.column_int(0), select_gaps_.column_int(1)});
+  select_gaps_.reset();
+  rec->tracker = sequence_tracker(highest, missing);
+  return cache_.emplace(id, std::move(rec)).first->second.get();
+}
+
+writer::call_record& writer::load_or_create(const std::string& id, double now, bool& created) {
+  if (call_record* rec = load(id)) return *rec;
+  insert_call_.bind(1, std::string_view(id)).bind(2, now).bind(3, now).bind(4, now).run();
+  created = true;
+  log::info("call created", {{"call_id", id}});
+  auto rec = std::make_unique<call_record>();
+  rec->id = id;
+  return *cache_.emplace(id, std::move(rec)).first->second;
+}
+
+void writer::mark_dirty(call_record& rec) {
+  if (!rec.dirty) {
+    rec.dirty = true;
+    dirty_.push_back(&rec);
+  }
+}
+
+void writer::write_call(call_record& rec, double now) {
+  update_call_.bind(1, rec.tracker.highest())
+      .bind(2, rec.tracker.expected())
+      .bind(3, rec.packets_received)
+      .bind(4, rec.duplicate_packets)
+      .bind(5, rec.out_of_order_packets)
+      .bind(6, rec.gaps_opened)
+      .bind(7, rec.tracker.missing_count())
+      .bind(8, rec.first_timestamp)
+      .bind(9, rec.last_timestamp)
+      .bind(10, now)
+      .bind(11, rec.next_segment)
+      .bind(12, rec.last_packet_at)
+      .bind(13, std::string_view(rec.id))
+      .run();
+  rec.dirty = false;
+}
+
+}  // namespace aipbx::sqlite

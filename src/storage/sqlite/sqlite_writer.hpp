@@ -1,0 +1,130 @@
+// The SQLite store's writer: the operations it applies and the state only its thread touches.
+// Internal to storage/sqlite. Not thread-safe: one writer thread calls `commit`.
+#pragma once
+
+#include "storage/call_store.hpp"
+#include "storage/job_store.hpp"
+#include "storage/sqlite/sqlite_call_store.hpp"
+#include "storage/sqlite/sqlite_db.hpp"
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace aipbx::sqlite {
+
+// One queued write: its arguments, its handler, and the result set by `apply`.
+struct ingest_op {
+  packet p;
+  call_store::ingest_handler done;
+  std::optional<result<ingest_outcome>> r;
+};
+struct claim_op {
+  std::string owner;
+  std::size_t limit;
+  double lease;
+  job_store::claim_handler done;
+  std::optional<result<claim_result>> r;
+};
+struct renew_op {
+  std::int64_t id;
+  std::string owner;
+  int attempt;
+  double lease;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
+};
+struct finish_op {
+  std::int64_t id;
+  std::string owner;
+  int attempt;
+  job_outcome outcome;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
+};
+struct release_op {
+  std::int64_t id;
+  std::string owner;
+  int attempt;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
+};
+struct replay_op {
+  std::int64_t id;
+  job_store::job_handler done;
+  std::optional<result<job>> r;
+};
+
+struct write_op {
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op> v;
+  // Runs the handler with the stored result, or with `failure` when the transaction failed.
+  void complete();
+  void fail(const boost::system::error_code& failure);
+};
+
+// Job columns in the order read_job expects.
+extern const char* const job_columns;
+job read_job(const statement& s);
+
+class writer {
+ public:
+  writer(const sqlite_options& options, std::unique_ptr<connection> db);
+  ~writer();
+
+  // Applies `batch` (and, when `sweep`, the idle cut) in one transaction, commits, then completes every op.
+  void commit(std::deque<write_op>& batch, double now, bool sweep);
+
+  void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+  std::uint64_t failed_batches() const { return failed_batches_; }
+
+ private:
+  struct call_record;
+  using cache_map = std::unordered_map<std::string, std::unique_ptr<call_record>>;
+  struct deferred_warning {
+    const char* msg;
+    std::string call_id;
+    std::int64_t sequence;
+    std::int64_t expected;
+    std::optional<seq_range> range;
+  };
+
+  void apply(write_op& op, double now);
+  result<ingest_outcome> apply_ingest(const packet& p, double now);
+  static ingest_outcome duplicate_outcome(const call_record& rec);
+  result<claim_result> apply_claim(const claim_op& op, double now);
+  result<bool> apply_renew(const renew_op& op, double now);
+  result<bool> apply_finish(const finish_op& op, double now);
+  result<bool> apply_release(const release_op& op, double now);
+  result<job> apply_replay(const replay_op& op, double now);
+  void sweep(double now);
+
+  call_record& load_or_create(const std::string& id, double now, bool& created);
+  call_record* load(const std::string& id);
+  void cut_ready_segments(call_record& rec, double now);
+  void cut_remaining(call_record& rec, double now);
+  void add_job(const std::string& call_id, std::int64_t first, std::int64_t last, double now);
+  void mark_dirty(call_record& rec);
+  void write_call(call_record& rec, double now);
+
+  const sqlite_options& options_;
+  std::unique_ptr<connection> db_;
+  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
+      insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
+      next_due_, next_lease_, renew_, finish_success_, insert_segment_, finish_retry_, finish_dead_,
+      release_job_, replay_job_, job_exists_, select_idle_;
+  cache_map cache_;
+  std::vector<call_record*> dirty_;
+  std::vector<deferred_warning> warnings_;
+  std::vector<std::string> job_logs_;
+  bool jobs_queued_ = false;
+  std::function<void()> listener_;
+  std::uint64_t failed_batches_ = 0;
+};
+
+}  // namespace aipbx::sqlite
