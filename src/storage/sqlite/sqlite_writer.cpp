@@ -146,8 +146,8 @@ void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     else
       log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
   }
-  for (auto& op : batch) op.complete();
   if (jobs_queued_ && listener_) listener_();
+  for (auto& op : batch) op.complete();
 }
 
 void writer::apply(write_op& op, double now) {

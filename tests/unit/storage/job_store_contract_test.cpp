@@ -1,0 +1,282 @@
+// The job queue's state machine, through the real SQLite store, with a fake clock: no sleeps decide
+// anything (time moves only when a test moves it).
+#include "storage/sqlite/sqlite_call_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <random>
+#include <thread>
+
+namespace aipbx {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <class R, class Start>
+R wait_for(Start start) {
+  auto promise = std::make_shared<std::promise<R>>();
+  auto future = promise->get_future();
+  start([promise](R r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+class JobStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("aipbx-jobs-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+    open();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  void open(std::int64_t segment_packets = 1) {
+    store_.reset();
+    sqlite_options o;
+    o.path = (dir_ / "jobs.db").string();
+    o.segment_packets = segment_packets;
+    o.segment_idle = 5.0;
+    o.sweep_interval = std::chrono::milliseconds(5);
+    o.max_attempts = 3;
+    o.clock = [this] { return now_.load(); };
+    store_ = std::make_unique<sqlite_call_store>(o);
+  }
+
+  ingest_outcome put(const std::string& call, std::int64_t seq, const std::string& data = "") {
+    auto r = wait_for<result<ingest_outcome>>(
+        [&](auto done) { store_->ingest(packet{call, seq, data.empty() ? "d" + std::to_string(seq) : data, 1.0}, done); });
+    EXPECT_TRUE(r.has_value());
+    return r.value();
+  }
+  claim_result claim(const std::string& owner, std::size_t n = 10, double lease = 30) {
+    auto r = wait_for<result<claim_result>>([&](auto done) { store_->claim(owner, n, lease, done); });
+    EXPECT_TRUE(r.has_value());
+    return r.value();
+  }
+  bool finish(const job& j, const std::string& owner, job_outcome o) {
+    auto r = wait_for<result<bool>>([&](auto done) { store_->finish(j.id, owner, j.attempts, o, done); });
+    EXPECT_TRUE(r.has_value());
+    return r.value();
+  }
+  bool renew(const job& j, const std::string& owner, double lease = 30) {
+    auto r = wait_for<result<bool>>([&](auto done) { store_->renew(j.id, owner, j.attempts, lease, done); });
+    EXPECT_TRUE(r.has_value());
+    return r.value();
+  }
+  std::vector<job> jobs_of(const std::string& call) {
+    job_query q;
+    q.call_id = call;
+    q.limit = 1000;
+    return store_->list_jobs(q).value().jobs;
+  }
+
+  fs::path dir_;
+  std::atomic<double> now_{1000.0};
+  std::unique_ptr<sqlite_call_store> store_;
+};
+
+TEST_F(JobStore, PacketCreatesADueJobInTheSameCommit) {
+  put("c1", 1);
+  auto js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 1u);
+  EXPECT_EQ(js[0].state, job_state::queued);
+  EXPECT_EQ(js[0].first_sequence, 1);
+  EXPECT_EQ(js[0].last_sequence, 1);
+  EXPECT_EQ(js[0].attempts, 0);
+  EXPECT_EQ(js[0].max_attempts, 3);
+  EXPECT_DOUBLE_EQ(js[0].run_at, 1000.0);
+}
+
+TEST_F(JobStore, DuplicatePacketCreatesNoSecondJob) {
+  put("c1", 1, "same");
+  put("c1", 1, "same");
+  EXPECT_EQ(jobs_of("c1").size(), 1u);
+}
+
+TEST_F(JobStore, ClaimLeasesAndCountsTheAttempt) {
+  put("c1", 1);
+  auto c = claim("w1");
+  ASSERT_EQ(c.jobs.size(), 1u);
+  const job& j = c.jobs[0];
+  EXPECT_EQ(j.state, job_state::running);
+  EXPECT_EQ(j.attempts, 1);
+  EXPECT_EQ(j.lease_owner, "w1");
+  EXPECT_DOUBLE_EQ(*j.lease_expires_at, 1030.0);
+  EXPECT_TRUE(claim("w2").jobs.empty()) << "a leased job is not claimed twice";
+}
+
+TEST_F(JobStore, SuccessStoresOneResultAndIsFenced) {
+  put("c1", 1, "hello");
+  job j = claim("w1").jobs.at(0);
+  EXPECT_TRUE(finish(j, "w1", job_succeeded{"hello", "mock", 3}));
+  EXPECT_FALSE(finish(j, "w1", job_succeeded{"again", "mock", 3})) << "a finished attempt records nothing more";
+  auto t = store_->transcript("c1").value();
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].text, "hello");
+  EXPECT_EQ(store_->get_job(j.id).value().state, job_state::succeeded);
+  EXPECT_TRUE(store_->get_job(j.id).value().finished_at.has_value());
+}
+
+TEST_F(JobStore, RetryIsNotDueBeforeItsTime) {
+  put("c1", 1);
+  job j = claim("w1").jobs.at(0);
+  EXPECT_TRUE(finish(j, "w1", job_retry{"AI Service Unavailable", 1002.0}));
+  auto early = claim("w1");
+  EXPECT_TRUE(early.jobs.empty());
+  ASSERT_TRUE(early.next_run_at.has_value());
+  EXPECT_DOUBLE_EQ(*early.next_run_at, 1002.0);
+  now_ = 1001.999;
+  EXPECT_TRUE(claim("w1").jobs.empty());
+  now_ = 1002.0;
+  auto due = claim("w1");
+  ASSERT_EQ(due.jobs.size(), 1u);
+  EXPECT_EQ(due.jobs[0].attempts, 2);
+  EXPECT_EQ(due.jobs[0].last_error, "AI Service Unavailable");
+}
+
+TEST_F(JobStore, ExpiredLeaseIsTakenOverAndTheOldWorkerIsFencedOut) {
+  put("c1", 1);
+  job first = claim("w1", 10, 2.0).jobs.at(0);
+  now_ = 1001.0;
+  EXPECT_TRUE(renew(first, "w1", 2.0)) << "renewal extends to 1003";
+  EXPECT_FALSE(renew(first, "w2", 2.0)) << "only the owner renews";
+  now_ = 1002.5;
+  EXPECT_TRUE(claim("w2").jobs.empty()) << "renewed lease still holds";
+  now_ = 1003.5;
+  auto taken = claim("w2");
+  ASSERT_EQ(taken.jobs.size(), 1u);
+  EXPECT_EQ(taken.jobs[0].attempts, 2);
+  EXPECT_EQ(taken.jobs[0].lease_owner, "w2");
+  EXPECT_FALSE(finish(first, "w1", job_succeeded{"late", "mock", 1})) << "the old attempt records nothing";
+  EXPECT_TRUE(finish(taken.jobs[0], "w2", job_succeeded{"ok", "mock", 1}));
+  EXPECT_EQ(store_->transcript("c1").value().size(), 1u);
+}
+
+TEST_F(JobStore, LeaseExpiringOnTheLastAttemptKillsTheJob) {
+  put("c1", 1);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto c = claim("w", 10, 1.0);
+    ASSERT_EQ(c.jobs.size(), 1u) << attempt;
+    EXPECT_EQ(c.jobs[0].attempts, attempt);
+    now_ = now_ + 2.0;
+  }
+  EXPECT_TRUE(claim("w").jobs.empty());
+  auto j = jobs_of("c1").at(0);
+  EXPECT_EQ(j.state, job_state::dead);
+  EXPECT_TRUE(j.last_error.has_value());
+}
+
+TEST_F(JobStore, DeadJobIsReplayedWithFreshAttempts) {
+  put("c1", 1);
+  job j = claim("w").jobs.at(0);
+  EXPECT_TRUE(finish(j, "w", job_dead{"failed after 1 attempts: boom"}));
+  EXPECT_EQ(store_->get_call("c1").value().jobs.dead, 1);
+  auto replayed = wait_for<result<job>>([&](auto done) { store_->replay(j.id, done); });
+  ASSERT_TRUE(replayed.has_value());
+  EXPECT_EQ(replayed->state, job_state::queued);
+  EXPECT_EQ(replayed->attempts, 0);
+  EXPECT_FALSE(replayed->finished_at.has_value());
+  auto again = wait_for<result<job>>([&](auto done) { store_->replay(j.id, done); });
+  EXPECT_EQ(again.error(), errc::job_not_dead);
+  auto missing = wait_for<result<job>>([&](auto done) { store_->replay(9999, done); });
+  EXPECT_EQ(missing.error(), errc::not_found);
+  EXPECT_EQ(claim("w").jobs.at(0).attempts, 1);
+}
+
+TEST_F(JobStore, ReleaseGivesTheAttemptBack) {
+  put("c1", 1);
+  job j = claim("w").jobs.at(0);
+  auto released = wait_for<result<bool>>([&](auto done) { store_->release(j.id, "w", j.attempts, done); });
+  EXPECT_TRUE(released.value());
+  auto again = claim("w").jobs.at(0);
+  EXPECT_EQ(again.attempts, 1);
+}
+
+TEST_F(JobStore, RestartRequeuesRunningJobsWithoutCountingTheInterruptedAttempt) {
+  put("c1", 1);
+  put("c1", 2);
+  auto c = claim("w", 1);
+  ASSERT_EQ(c.jobs.size(), 1u);
+  open();
+  auto js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 2u);
+  for (const auto& j : js) {
+    EXPECT_EQ(j.state, job_state::queued);
+    EXPECT_EQ(j.attempts, 0);
+    EXPECT_FALSE(j.lease_owner.has_value());
+  }
+}
+
+TEST_F(JobStore, SegmentsAreCutFromContiguousPacketsOnly) {
+  open(3);
+  for (std::int64_t s : {1, 2, 4, 5}) put("c1", s);
+  EXPECT_TRUE(jobs_of("c1").empty()) << "3 is missing: nothing contiguous to cut";
+  put("c1", 3);
+  auto js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 1u);
+  EXPECT_EQ(js[0].first_sequence, 1);
+  EXPECT_EQ(js[0].last_sequence, 3);
+  put("c1", 6);
+  js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 2u);
+  EXPECT_EQ(js[1].first_sequence, 4);
+  EXPECT_EQ(js[1].last_sequence, 6);
+  EXPECT_EQ(store_->get_call("c1").value().next_segment, 7);
+}
+
+TEST_F(JobStore, IdleCallGetsItsLastPartialSegment) {
+  open(3);
+  for (std::int64_t s : {1, 2, 3, 4, 6}) put("c1", s);
+  ASSERT_EQ(jobs_of("c1").size(), 1u);
+  now_ = 1004.0;  // idle for 4 s: not yet (segment_idle is 5 s)
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(jobs_of("c1").size(), 1u);
+  now_ = 1006.0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (jobs_of("c1").size() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 2u);
+  EXPECT_EQ(js[1].first_sequence, 4);
+  EXPECT_EQ(js[1].last_sequence, 6) << "the missing 5 is inside the last segment; the run reads 4 and 6";
+  auto packets = store_->segment_packets("c1", 4, 6).value();
+  ASSERT_EQ(packets.size(), 2u);
+  EXPECT_EQ(packets[0].sequence, 4);
+  EXPECT_EQ(packets[1].sequence, 6);
+}
+
+TEST_F(JobStore, ListenerHearsOfNewJobs) {
+  std::atomic<int> heard{0};
+  store_->on_jobs_queued([&] { ++heard; });
+  put("c1", 1);
+  EXPECT_GE(heard.load(), 1);
+}
+
+TEST_F(JobStore, CountsAndFiltersByState) {
+  for (std::int64_t s = 1; s <= 4; ++s) put("c1", s);
+  auto c = claim("w", 2);
+  ASSERT_EQ(c.jobs.size(), 2u);
+  EXPECT_TRUE(finish(c.jobs[0], "w", job_dead{"x"}));
+  auto counts = store_->count_jobs().value();
+  EXPECT_EQ(counts.queued, 2);
+  EXPECT_EQ(counts.running, 1);
+  EXPECT_EQ(counts.dead, 1);
+  ASSERT_TRUE(counts.oldest_due_at.has_value());
+  job_query q;
+  q.state = job_state::queued;
+  EXPECT_EQ(store_->list_jobs(q).value().jobs.size(), 2u);
+  q.limit = 1;
+  auto page = store_->list_jobs(q).value();
+  ASSERT_EQ(page.jobs.size(), 1u);
+  ASSERT_TRUE(page.next_after.has_value());
+  q.after = *page.next_after;
+  EXPECT_EQ(store_->list_jobs(q).value().jobs.size(), 1u);
+}
+
+}  // namespace
+}  // namespace aipbx
