@@ -74,7 +74,7 @@ std::optional<std::int64_t> parse_job_id(const std::string& text, validation_err
   errors.push_back({"int_parsing",
                     json::array{"path", "job_id"},
                     "Input should be a positive integer",
-                    json::string(text),
+                    sanitized(text),
                     {}});
   return std::nullopt;
 }

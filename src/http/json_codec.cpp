@@ -12,6 +12,33 @@
 namespace aipbx::http {
 namespace json = boost::json;
 
+// Echoed input must stay valid JSON text: bytes that are not UTF-8 become U+FFFD, as Starlette does.
+json::string sanitized(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size();) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) >> 6) == 0x2;
+    if (ok && len > 1) {
+      // Reject overlong forms, surrogates and code points above U+10FFFF.
+      std::uint32_t cp = c & (0xff >> (len + 1));
+      for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(in[i + k]) & 0x3f);
+      ok = !((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+             (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff);
+    }
+    if (ok) {
+      out.append(in.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return json::string(out);
+}
+
 namespace {
 
 validation_error body_error(std::string_view field, std::string type, std::string msg, json::value input,
@@ -127,14 +154,14 @@ std::optional<validation_error> check_call_id(std::string_view call_id) {
   return validation_error{"string_pattern_mismatch",
                           {"path", "call_id"},
                           "String should match pattern '" + std::string(call_id_pattern) + "'",
-                          json::string(json::string_view(call_id.data(), call_id.size())),
+                          sanitized(call_id),
                           {{"pattern", pattern}}};
 }
 
 validation_error invalid_query(std::string_view name, std::string_view type, std::string_view msg,
                                std::string_view input, json::object ctx) {
   return {std::string(type), json::array{"query", json::string_view(name.data(), name.size())},
-          std::string(msg), json::string(json::string_view(input.data(), input.size())), std::move(ctx)};
+          std::string(msg), sanitized(input), std::move(ctx)};
 }
 
 std::string validation_body(const validation_errors& errors) {

@@ -43,6 +43,9 @@ struct packet_body {
 };
 std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body);
 
+// `in` as a JSON string, with bytes that are not UTF-8 replaced by U+FFFD (for echoing input back).
+boost::json::string sanitized(std::string_view in);
+
 // Path and query checks, with loc ["path", name] / ["query", name].
 std::optional<validation_error> check_call_id(std::string_view call_id);
 validation_error invalid_query(std::string_view name, std::string_view type, std::string_view msg,

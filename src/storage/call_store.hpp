@@ -1,12 +1,13 @@
 // call_store: the contract between aipbx and the database that keeps calls and packets.
 //
 // Implementations: sqlite/sqlite_call_store (embedded, default); PostgreSQL implements the same contract.
-// Nothing above this header may assume a particular database. tests/storage/call_store_contract_test.cpp
+// Nothing above this header may assume a particular database. tests/unit/storage/call_store_contract_test.cpp
 // checks every implementation against the same cases.
 //
 // Threading: every member is thread-safe. `ingest` never blocks: it queues the packet for the store's
 // writer, which commits many packets in one transaction (group commit) and then runs each packet's
-// handler on a store thread, exactly once. The read calls block on the database and must be called off
+// handler on a store thread, exactly once; a packet refused at once (overloaded, stopping) has its
+// handler run on the calling thread before `ingest` returns. The read calls block on the database and must be called off
 // the HTTP I/O threads.
 //
 // Errors (`result` holds an errc): ingest fails with `sequence_conflict` (same sequence, different data;

@@ -166,13 +166,16 @@ void sqlite_call_store::writer_loop() {
     if (batch.empty() && !sweep) continue;
     const std::uint64_t n = batch.size();
     writer_->commit(batch, options_.clock(), sweep);
-    if (n == 0) continue;
-    batches_.fetch_add(1, std::memory_order_relaxed);
-    packets_.fetch_add(n, std::memory_order_relaxed);
-    failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
-    std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
-    while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
+    // Counted before anyone is answered: a client that got its 202 finds its packet in the stats.
+    if (n > 0) {
+      batches_.fetch_add(1, std::memory_order_relaxed);
+      packets_.fetch_add(n, std::memory_order_relaxed);
+      std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
+      while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
+      }
     }
+    failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
+    writer_->answer(batch);
     batch.clear();
   }
 }
@@ -235,7 +238,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     while (s.step()) page.calls.push_back(read_call(s));
     if (page.calls.size() > query.limit) {
       page.calls.pop_back();
-      page.next_after = page.calls.back().id;
+      if (!page.calls.empty()) page.next_after = page.calls.back().id;
     }
     return page;
   });
@@ -264,7 +267,7 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
           {s.column_int(0), s.column_int(1), s.column_text(2), s.column_double(3), s.column_double(4)});
     if (page.packets.size() > limit) {
       page.packets.pop_back();
-      page.next_after = page.packets.back().sequence;
+      if (!page.packets.empty()) page.next_after = page.packets.back().sequence;
     }
     return page;
   });
@@ -297,7 +300,7 @@ result<job_page> sqlite_call_store::list_jobs(const job_query& query) {
     while (s.step()) page.jobs.push_back(sqlite::read_job(s));
     if (page.jobs.size() > query.limit) {
       page.jobs.pop_back();
-      page.next_after = page.jobs.back().id;
+      if (!page.jobs.empty()) page.next_after = page.jobs.back().id;
     }
     return page;
   });

@@ -146,6 +146,9 @@ void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     else
       log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
   }
+}
+
+void writer::answer(std::deque<write_op>& batch) {
   if (jobs_queued_ && listener_) listener_();
   for (auto& op : batch) op.complete();
 }

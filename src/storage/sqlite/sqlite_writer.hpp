@@ -77,8 +77,11 @@ class writer {
   writer(const sqlite_options& options, std::unique_ptr<connection> db);
   ~writer();
 
-  // Applies `batch` (and, when `sweep`, the idle cut) in one transaction, commits, then completes every op.
+  // Applies `batch` (and, when `sweep`, the idle cut) in one transaction and commits; every op now holds
+  // its result (an error for all of them if the transaction failed).
   void commit(std::deque<write_op>& batch, double now, bool sweep);
+  // Tells the listener about new jobs, then runs every op's handler.
+  void answer(std::deque<write_op>& batch);
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
   std::uint64_t failed_batches() const { return failed_batches_; }
