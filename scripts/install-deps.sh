@@ -13,6 +13,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
   sqlite3 curl procps
+  # the browser test of /docs (driven by playwright-core from web/)
+  chromium
   # benchmarks: wrk, and the seed's Python stack to compare against
   wrk python3 python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite
 )

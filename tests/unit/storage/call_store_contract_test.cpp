@@ -1,0 +1,938 @@
+// The call_store contract (storage/call_store.hpp), checked against every backend.
+//
+// Each backend is one `store_backend` value: a name and a factory that opens a store whose data lives under
+// a fresh directory. Adding a backend (PostgreSQL) is one more INSTANTIATE_TEST_SUITE_P line at the end.
+// A factory called twice with the same directory must reopen the same data ("write, reopen, read").
+#include "log/log.hpp"
+#include "storage/call_store.hpp"
+#include "storage/sqlite/sqlite_call_store.hpp"
+#include "support/printers.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <latch>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+namespace aipbx {
+namespace {
+
+namespace fs = std::filesystem;
+using ranges = std::vector<seq_range>;
+
+// The store logs a warning per gap and late packet; thousands of them would bury test failures.
+class quiet_logs : public ::testing::Environment {
+ public:
+  void SetUp() override { log::init(log::level::error); }
+  void TearDown() override { log::shutdown(); }
+};
+[[maybe_unused]] const auto* const quiet = ::testing::AddGlobalTestEnvironment(new quiet_logs);
+
+struct store_backend {
+  std::string name;
+  // Opens (or reopens) the store kept under `dir`.
+  std::function<std::unique_ptr<call_store>(const std::string& dir)> make;
+  // The same with a writer queue of at most `queue_limit` packets; empty when the backend has no such knob.
+  std::function<std::unique_ptr<call_store>(const std::string& dir, std::size_t queue_limit)> make_with_queue_limit;
+};
+
+void PrintTo(const store_backend& b, std::ostream* os) { *os << b.name; }
+
+// ---- helpers ----------------------------------------------------------------------------------------------
+
+// Turns the callback-based ingest into a blocking call.
+result<ingest_outcome> ingest_sync(call_store& store, packet p) {
+  auto promise = std::make_shared<std::promise<result<ingest_outcome>>>();
+  auto future = promise->get_future();
+  store.ingest(std::move(p), [promise](result<ingest_outcome> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+packet make_packet(std::string call_id, std::int64_t sequence, std::string data = "", double timestamp = 0) {
+  if (data.empty()) data = "audio-" + std::to_string(sequence);
+  if (timestamp == 0) timestamp = 1'700'000'000.0 + static_cast<double>(sequence) * 0.02;
+  return packet{std::move(call_id), sequence, std::move(data), timestamp};
+}
+
+// Counts answers from many asynchronous ingests and waits until all have arrived.
+class answer_board {
+ public:
+  explicit answer_board(std::size_t n) : answers_(n), results_(n) {}
+
+  call_store::ingest_handler handler(std::size_t i) {
+    return [this, i](result<ingest_outcome> r) {
+      std::lock_guard lock(mutex_);
+      if (++answers_[i] == 1) results_[i] = std::move(r);
+      ++total_;
+      done_.notify_all();
+    };
+  }
+
+  // True when every ingest has been answered (at least once) within a generous bound.
+  bool wait_all() {
+    std::unique_lock lock(mutex_);
+    return done_.wait_for(lock, std::chrono::seconds(60), [this] { return total_ >= answers_.size(); });
+  }
+
+  std::size_t answers(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return answers_[i];
+  }
+  const result<ingest_outcome>& result_of(std::size_t i) const { return *results_[i]; }
+  std::size_t size() const { return answers_.size(); }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable done_;
+  std::vector<std::size_t> answers_;
+  std::vector<std::optional<result<ingest_outcome>>> results_;
+  std::size_t total_ = 0;
+};
+
+std::vector<std::int64_t> sequences_of(const std::vector<stored_packet>& packets) {
+  std::vector<std::int64_t> out;
+  for (const auto& p : packets) out.push_back(p.sequence);
+  return out;
+}
+
+// ---- fixture ----------------------------------------------------------------------------------------------
+
+class CallStoreContract : public ::testing::TestWithParam<store_backend> {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    static std::atomic<unsigned> counter{0};
+    std::string name = std::string("aipbx-contract-") + std::to_string(::getpid()) + "-" +
+                       std::to_string(counter++) + "-" + info->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = fs::temp_directory_path() / name;
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    store_ = open();
+  }
+
+  void TearDown() override {
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<call_store> open() { return GetParam().make(dir_.string()); }
+
+  // Stops and destroys the store, then opens a new one on the same data.
+  void reopen() {
+    store_->stop();
+    store_.reset();
+    store_ = open();
+  }
+
+  call_store& store() { return *store_; }
+
+  result<ingest_outcome> ingest(std::string call_id, std::int64_t sequence, std::string data = "",
+                                double timestamp = 0) {
+    return ingest_sync(*store_, make_packet(std::move(call_id), sequence, std::move(data), timestamp));
+  }
+
+  // Ingests packets that must all succeed.
+  void ingest_all(const std::string& call_id, std::initializer_list<std::int64_t> sequences) {
+    for (auto s : sequences) {
+      auto r = ingest(call_id, s);
+      ASSERT_TRUE(r.has_value()) << "sequence " << s << ": " << r.error().message();
+    }
+  }
+
+  call_summary call(std::string_view id) {
+    auto r = store_->get_call(id);
+    EXPECT_TRUE(r.has_value()) << id;
+    return r.has_value() ? *r : call_summary{};
+  }
+
+  ranges gaps(std::string_view id) {
+    auto r = store_->missing_ranges(id);
+    EXPECT_TRUE(r.has_value()) << id;
+    return r.has_value() ? *r : ranges{};
+  }
+
+  std::vector<stored_packet> all_packets(std::string_view id) {
+    std::vector<stored_packet> out;
+    std::int64_t after = -1;
+    for (int pages = 0; pages < 100'000; ++pages) {
+      auto r = store_->list_packets(id, after, 1000);
+      EXPECT_TRUE(r.has_value()) << id;
+      if (!r) break;
+      out.insert(out.end(), r->packets.begin(), r->packets.end());
+      if (!r->next_after) break;
+      after = *r->next_after;
+    }
+    return out;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<call_store> store_;
+};
+
+// ---- creation and in-order packets ------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, FirstPacketCreatesTheCall) {
+  auto first = ingest("c1", 1);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->call_created);
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_EQ(first->kind, arrival::in_order);
+  EXPECT_EQ(first->expected, 2);
+  EXPECT_EQ(first->last_sequence, 1);
+  EXPECT_EQ(first->missing, 0);
+
+  auto second = ingest("c1", 2);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_FALSE(second->call_created);
+  EXPECT_EQ(second->kind, arrival::in_order);
+
+  auto other = ingest("c2", 1);
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(other->call_created);
+
+  const call_summary c = call("c1");
+  EXPECT_EQ(c.id, "c1");
+  EXPECT_EQ(c.state, call_state::in_progress);
+  EXPECT_EQ(c.last_sequence, 2);
+  EXPECT_EQ(c.expected_sequence, 3);
+  EXPECT_EQ(c.packets_received, 2);
+  EXPECT_EQ(c.duplicate_packets, 0);
+  EXPECT_EQ(c.gaps_opened, 0);
+  EXPECT_EQ(c.missing_packets, 0);
+  EXPECT_EQ(c.missing_ranges, 0);
+  EXPECT_GT(c.created_at, 0);
+  EXPECT_GE(c.updated_at, c.created_at);
+  EXPECT_GT(c.state_changed_at, 0);
+}
+
+TEST_P(CallStoreContract, InOrderPacketsAreStoredInOrder) {
+  for (std::int64_t s = 1; s <= 20; ++s) {
+    auto r = ingest("call-in-order", s);
+    ASSERT_TRUE(r.has_value()) << s;
+    EXPECT_EQ(r->kind, arrival::in_order);
+    EXPECT_EQ(r->expected, s + 1);
+    EXPECT_EQ(r->last_sequence, s);
+    EXPECT_EQ(r->missing, 0);
+  }
+  const call_summary c = call("call-in-order");
+  EXPECT_EQ(c.packets_received, 20);
+  EXPECT_EQ(c.last_sequence, 20);
+  EXPECT_EQ(c.expected_sequence, 21);
+  EXPECT_EQ(c.out_of_order_packets, 0);
+  EXPECT_TRUE(gaps("call-in-order").empty());
+
+  const auto packets = all_packets("call-in-order");
+  ASSERT_EQ(packets.size(), 20u);
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    const auto s = static_cast<std::int64_t>(i + 1);
+    EXPECT_EQ(packets[i].sequence, s);
+    EXPECT_EQ(packets[i].data, "audio-" + std::to_string(s));
+    EXPECT_DOUBLE_EQ(packets[i].timestamp, 1'700'000'000.0 + static_cast<double>(s) * 0.02);
+    EXPECT_GT(packets[i].received_at, 0);
+  }
+  std::set<std::int64_t> ids;
+  for (const auto& p : packets) ids.insert(p.id);
+  EXPECT_EQ(ids.size(), packets.size());
+}
+
+TEST_P(CallStoreContract, DataIsStoredVerbatim) {
+  const std::string data = std::string("bin\0ary", 7) + "\xc3\xa9\n\"quoted\"" + std::string(10'000, 'x');
+  ASSERT_TRUE(ingest("c-data", 1, data, 12.5).has_value());
+  const auto packets = all_packets("c-data");
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_EQ(packets[0].data, data);
+  EXPECT_DOUBLE_EQ(packets[0].timestamp, 12.5);
+}
+
+// ---- gaps and late packets --------------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, GapIsRecorded) {
+  ingest_all("c-gap", {1, 2});
+  auto r = ingest("c-gap", 6);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->kind, arrival::gap);
+  EXPECT_EQ(r->expected, 3);
+  EXPECT_EQ(r->last_sequence, 6);
+  EXPECT_EQ(r->missing, 3);
+
+  EXPECT_EQ(gaps("c-gap"), (ranges{{3, 5}}));
+  const call_summary c = call("c-gap");
+  EXPECT_EQ(c.last_sequence, 6);
+  EXPECT_EQ(c.expected_sequence, 3);
+  EXPECT_EQ(c.missing_packets, 3);
+  EXPECT_EQ(c.missing_ranges, 1);
+  EXPECT_EQ(c.gaps_opened, 1);
+  EXPECT_EQ(c.packets_received, 3);
+
+  ASSERT_TRUE(ingest("c-gap", 10).has_value());
+  EXPECT_EQ(gaps("c-gap"), (ranges{{3, 5}, {7, 9}}));
+  EXPECT_EQ(call("c-gap").gaps_opened, 2);
+  EXPECT_EQ(call("c-gap").missing_ranges, 2);
+  EXPECT_EQ(call("c-gap").missing_packets, 6);
+}
+
+TEST_P(CallStoreContract, LatePacketsShrinkAndSplitGaps) {
+  ingest_all("c-late", {1, 10});  // missing 2..9
+  auto front = ingest("c-late", 2);
+  ASSERT_TRUE(front.has_value());
+  EXPECT_EQ(front->kind, arrival::late);
+  EXPECT_EQ(front->expected, 3);
+  EXPECT_EQ(front->missing, 7);
+  EXPECT_EQ(gaps("c-late"), (ranges{{3, 9}}));
+
+  ASSERT_TRUE(ingest("c-late", 9).has_value());
+  EXPECT_EQ(gaps("c-late"), (ranges{{3, 8}}));
+
+  auto middle = ingest("c-late", 5);
+  ASSERT_TRUE(middle.has_value());
+  EXPECT_EQ(middle->kind, arrival::late);
+  EXPECT_EQ(middle->expected, 3);
+  EXPECT_EQ(middle->last_sequence, 10);
+  EXPECT_EQ(middle->missing, 5);
+  EXPECT_EQ(gaps("c-late"), (ranges{{3, 4}, {6, 8}}));
+
+  call_summary c = call("c-late");
+  EXPECT_EQ(c.missing_packets, 5);
+  EXPECT_EQ(c.missing_ranges, 2);
+  EXPECT_EQ(c.expected_sequence, 3);
+  EXPECT_EQ(c.gaps_opened, 1);
+  EXPECT_EQ(c.out_of_order_packets, 3);
+
+  ingest_all("c-late", {3, 4, 6, 7, 8});
+  EXPECT_TRUE(gaps("c-late").empty());
+  c = call("c-late");
+  EXPECT_EQ(c.missing_packets, 0);
+  EXPECT_EQ(c.missing_ranges, 0);
+  EXPECT_EQ(c.expected_sequence, 11);
+  EXPECT_EQ(c.packets_received, 10);
+  EXPECT_EQ(c.out_of_order_packets, 8);
+  EXPECT_EQ(sequences_of(all_packets("c-late")), (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+}
+
+TEST_P(CallStoreContract, FirstPacketAboveOneOpensGapFromOne) {
+  auto r = ingest("c-start-late", 4);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->call_created);
+  EXPECT_EQ(r->kind, arrival::gap);
+  EXPECT_EQ(r->expected, 1);
+  EXPECT_EQ(gaps("c-start-late"), (ranges{{1, 3}}));
+}
+
+TEST_P(CallStoreContract, HugeJumpIsOneGap) {
+  ingest_all("c-huge", {1});
+  auto r = ingest("c-huge", max_sequence);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->missing, max_sequence - 2);
+  EXPECT_EQ(gaps("c-huge"), (ranges{{2, max_sequence - 1}}));
+  EXPECT_EQ(call("c-huge").missing_packets, max_sequence - 2);
+  EXPECT_EQ(call("c-huge").last_sequence, max_sequence);
+}
+
+TEST_P(CallStoreContract, SequenceZeroIsStoredButTrackedNowhere) {
+  auto r = ingest("c-zero", 0);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->call_created);
+  EXPECT_EQ(r->kind, arrival::before_start);
+  EXPECT_EQ(r->expected, 1);
+  EXPECT_EQ(r->last_sequence, 0);
+  EXPECT_EQ(r->missing, 0);
+  auto again = ingest("c-zero", 0);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(ingest("c-zero", 0, "other").error(), errc::sequence_conflict);
+
+  ingest_all("c-zero", {1});
+  EXPECT_EQ(sequences_of(all_packets("c-zero")), (std::vector<std::int64_t>{0, 1}));
+  const call_summary c = call("c-zero");
+  EXPECT_EQ(c.packets_received, 2);
+  EXPECT_EQ(c.last_sequence, 1);
+  EXPECT_EQ(c.expected_sequence, 2);
+  EXPECT_EQ(c.missing_packets, 0);
+  EXPECT_EQ(c.duplicate_packets, 1);
+}
+
+// ---- duplicates and conflicts -----------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, SameSequenceSameDataIsDuplicateStoredOnce) {
+  ingest_all("c-dup", {1, 2, 5});
+  auto dup = ingest("c-dup", 2);
+  ASSERT_TRUE(dup.has_value());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_FALSE(dup->call_created);
+  EXPECT_EQ(dup->kind, arrival::duplicate);
+  EXPECT_EQ(dup->expected, 3);
+  EXPECT_EQ(dup->last_sequence, 5);
+  EXPECT_EQ(dup->missing, 2);
+
+  // The newest packet and a repeat of the first.
+  EXPECT_TRUE(ingest("c-dup", 5).value().duplicate);
+  EXPECT_TRUE(ingest("c-dup", 1).value().duplicate);
+  // A late fill, then its repeat.
+  EXPECT_FALSE(ingest("c-dup", 3).value().duplicate);
+  EXPECT_TRUE(ingest("c-dup", 3).value().duplicate);
+
+  EXPECT_EQ(sequences_of(all_packets("c-dup")), (std::vector<std::int64_t>{1, 2, 3, 5}));
+  const call_summary c = call("c-dup");
+  EXPECT_EQ(c.packets_received, 4);
+  EXPECT_EQ(c.duplicate_packets, 4);
+  EXPECT_EQ(c.last_sequence, 5);
+  EXPECT_EQ(gaps("c-dup"), (ranges{{4, 4}}));
+}
+
+TEST_P(CallStoreContract, DuplicateWithOtherTimestampKeepsTheFirst) {
+  ASSERT_TRUE(ingest("c-dup-ts", 1, "same", 100.0).has_value());
+  auto dup = ingest("c-dup-ts", 1, "same", 5.0);
+  ASSERT_TRUE(dup.has_value());
+  EXPECT_TRUE(dup->duplicate);
+  const auto packets = all_packets("c-dup-ts");
+  ASSERT_EQ(packets.size(), 1u);
+  EXPECT_DOUBLE_EQ(packets[0].timestamp, 100.0);
+  EXPECT_EQ(call("c-dup-ts").first_timestamp, 100.0);
+}
+
+TEST_P(CallStoreContract, SameSequenceDifferentDataIsConflictAndChangesNothing) {
+  ASSERT_TRUE(ingest("c-conflict", 1, "original").has_value());
+  ASSERT_TRUE(ingest("c-conflict", 3, "three").has_value());
+  const call_summary before = call("c-conflict");
+
+  auto r = ingest("c-conflict", 1, "different");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), errc::sequence_conflict);
+  EXPECT_EQ(ingest("c-conflict", 3, "").error(), errc::sequence_conflict);  // "" means "audio-3" in the helper
+  EXPECT_EQ(ingest("c-conflict", 3, "THREE").error(), errc::sequence_conflict);
+
+  const call_summary after = call("c-conflict");
+  EXPECT_EQ(after.packets_received, before.packets_received);
+  EXPECT_EQ(after.duplicate_packets, before.duplicate_packets);
+  EXPECT_EQ(after.out_of_order_packets, before.out_of_order_packets);
+  EXPECT_EQ(after.last_sequence, before.last_sequence);
+  EXPECT_EQ(after.missing_packets, before.missing_packets);
+  EXPECT_EQ(after.first_timestamp, before.first_timestamp);
+  EXPECT_EQ(after.last_timestamp, before.last_timestamp);
+  EXPECT_EQ(gaps("c-conflict"), (ranges{{2, 2}}));
+  const auto packets = all_packets("c-conflict");
+  ASSERT_EQ(packets.size(), 2u);
+  EXPECT_EQ(packets[0].data, "original");
+  EXPECT_EQ(packets[1].data, "three");
+
+  // The call still works afterwards.
+  auto fill = ingest("c-conflict", 2);
+  ASSERT_TRUE(fill.has_value());
+  EXPECT_EQ(fill->kind, arrival::late);
+}
+
+// ---- reads ------------------------------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, ListCallsPagesByIdWithState) {
+  auto empty = store().list_calls({});
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_TRUE(empty->calls.empty());
+  EXPECT_FALSE(empty->next_after);
+
+  // Created out of id order: pages come back sorted by id.
+  for (const char* id : {"c04", "c00", "c06", "c02", "c01", "c05", "c03"}) ASSERT_TRUE(ingest(id, 1).has_value());
+
+  auto ids = [](const call_page& p) {
+    std::vector<std::string> out;
+    for (const auto& c : p.calls) out.push_back(c.id);
+    return out;
+  };
+  call_query q;
+  q.limit = 3;
+  auto p1 = store().list_calls(q);
+  ASSERT_TRUE(p1.has_value());
+  EXPECT_EQ(ids(*p1), (std::vector<std::string>{"c00", "c01", "c02"}));
+  ASSERT_TRUE(p1->next_after);
+  EXPECT_EQ(*p1->next_after, "c02");
+
+  q.after = *p1->next_after;
+  auto p2 = store().list_calls(q);
+  ASSERT_TRUE(p2.has_value());
+  EXPECT_EQ(ids(*p2), (std::vector<std::string>{"c03", "c04", "c05"}));
+  ASSERT_TRUE(p2->next_after);
+
+  q.after = *p2->next_after;
+  auto p3 = store().list_calls(q);
+  ASSERT_TRUE(p3.has_value());
+  EXPECT_EQ(ids(*p3), (std::vector<std::string>{"c06"}));
+  EXPECT_FALSE(p3->next_after);
+
+  // A page that is exactly full is the last one when nothing follows.
+  q.after = "c03";
+  auto exact = store().list_calls(q);
+  ASSERT_TRUE(exact.has_value());
+  EXPECT_EQ(ids(*exact), (std::vector<std::string>{"c04", "c05", "c06"}));
+  EXPECT_FALSE(exact->next_after);
+
+  // A cursor that is not an id still works as a position.
+  q.after = "c035";
+  EXPECT_EQ(ids(store().list_calls(q).value()), (std::vector<std::string>{"c04", "c05", "c06"}));
+  q.after = "zzz";
+  EXPECT_TRUE(store().list_calls(q).value().calls.empty());
+
+  // Summaries in the page are complete.
+  q = {};
+  auto all = store().list_calls(q);
+  ASSERT_TRUE(all.has_value());
+  ASSERT_EQ(all->calls.size(), 7u);
+  EXPECT_EQ(all->calls[0].packets_received, 1);
+  EXPECT_EQ(all->calls[0].last_sequence, 1);
+  EXPECT_FALSE(all->next_after);
+}
+
+TEST_P(CallStoreContract, ListCallsFiltersByState) {
+  ingest_all("a", {1});
+  ingest_all("b", {1});
+  call_query q;
+  q.state = call_state::in_progress;
+  auto live = store().list_calls(q);
+  ASSERT_TRUE(live.has_value());
+  EXPECT_EQ(live->calls.size(), 2u);
+  for (const auto s : {call_state::processing_ai, call_state::completed, call_state::failed, call_state::archived}) {
+    q.state = s;
+    auto r = store().list_calls(q);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(r->calls.empty()) << to_string(s);
+    EXPECT_FALSE(r->next_after);
+  }
+}
+
+TEST_P(CallStoreContract, ListCallsLimitZero) {
+  ingest_all("c0", {1});
+  call_query q;
+  q.limit = 0;
+  auto r = store().list_calls(q);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->calls.empty());
+  auto p = store().list_packets("c0", -1, 0);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_TRUE(p->packets.empty());
+}
+
+TEST_P(CallStoreContract, ListPacketsPagesInSequenceOrder) {
+  // Arrive shuffled; pages come back by sequence.
+  for (std::int64_t s : {7, 3, 10, 1, 9, 2, 8, 4, 6, 5}) ASSERT_TRUE(ingest("c-pages", s).has_value());
+
+  auto p1 = store().list_packets("c-pages", 0, 4);
+  ASSERT_TRUE(p1.has_value());
+  EXPECT_EQ(sequences_of(p1->packets), (std::vector<std::int64_t>{1, 2, 3, 4}));
+  ASSERT_TRUE(p1->next_after);
+  EXPECT_EQ(*p1->next_after, 4);
+
+  auto p2 = store().list_packets("c-pages", *p1->next_after, 4);
+  ASSERT_TRUE(p2.has_value());
+  EXPECT_EQ(sequences_of(p2->packets), (std::vector<std::int64_t>{5, 6, 7, 8}));
+  ASSERT_TRUE(p2->next_after);
+  EXPECT_EQ(*p2->next_after, 8);
+
+  auto p3 = store().list_packets("c-pages", *p2->next_after, 4);
+  ASSERT_TRUE(p3.has_value());
+  EXPECT_EQ(sequences_of(p3->packets), (std::vector<std::int64_t>{9, 10}));
+  EXPECT_FALSE(p3->next_after);
+
+  auto exact = store().list_packets("c-pages", 6, 4);
+  ASSERT_TRUE(exact.has_value());
+  EXPECT_EQ(sequences_of(exact->packets), (std::vector<std::int64_t>{7, 8, 9, 10}));
+  EXPECT_FALSE(exact->next_after);
+
+  auto past = store().list_packets("c-pages", 10, 4);
+  ASSERT_TRUE(past.has_value());
+  EXPECT_TRUE(past->packets.empty());
+  EXPECT_FALSE(past->next_after);
+
+  // `after` need not be a stored sequence.
+  ASSERT_TRUE(ingest("c-sparse", 10).has_value());
+  ASSERT_TRUE(ingest("c-sparse", 20).has_value());
+  EXPECT_EQ(sequences_of(store().list_packets("c-sparse", 15, 10).value().packets), (std::vector<std::int64_t>{20}));
+}
+
+TEST_P(CallStoreContract, PacketsOfOtherCallsAreSeparate) {
+  ingest_all("x", {1, 2, 3});
+  ingest_all("y", {1});
+  EXPECT_EQ(all_packets("x").size(), 3u);
+  EXPECT_EQ(all_packets("y").size(), 1u);
+  EXPECT_EQ(call("y").last_sequence, 1);
+}
+
+TEST_P(CallStoreContract, UnknownCallIsNotFound) {
+  ingest_all("known", {1, 3});
+  auto c = store().get_call("unknown");
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error(), errc::not_found);
+  auto p = store().list_packets("unknown", 0, 10);
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error(), errc::not_found);
+  auto g = store().missing_ranges("unknown");
+  ASSERT_FALSE(g.has_value());
+  EXPECT_EQ(g.error(), errc::not_found);
+  // Ids compare exactly.
+  EXPECT_EQ(store().get_call("KNOWN").error(), errc::not_found);
+  EXPECT_EQ(store().get_call("known ").error(), errc::not_found);
+}
+
+TEST_P(CallStoreContract, TimestampsAreMinAndMax) {
+  ASSERT_TRUE(ingest("c-ts", 1, "a", 100.5).has_value());
+  EXPECT_EQ(call("c-ts").first_timestamp, 100.5);
+  EXPECT_EQ(call("c-ts").last_timestamp, 100.5);
+  ASSERT_TRUE(ingest("c-ts", 2, "b", 50.25).has_value());  // earlier clock, later sequence
+  ASSERT_TRUE(ingest("c-ts", 4, "c", 200.0).has_value());
+  ASSERT_TRUE(ingest("c-ts", 3, "d", 150.0).has_value());
+  const call_summary c = call("c-ts");
+  ASSERT_TRUE(c.first_timestamp);
+  ASSERT_TRUE(c.last_timestamp);
+  EXPECT_DOUBLE_EQ(*c.first_timestamp, 50.25);
+  EXPECT_DOUBLE_EQ(*c.last_timestamp, 200.0);
+}
+
+TEST_P(CallStoreContract, PingAndStats) {
+  EXPECT_TRUE(store().ping());
+  ingest_all("c-stats", {1, 2, 3});
+  const writer_stats s = store().stats();
+  EXPECT_EQ(s.failed_batches, 0u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_GT(s.queue_limit, 0u);
+}
+
+// Once a packet has been answered, the writer's counters include it (a client that got its 202 and then
+// scrapes /metrics must see it counted).
+TEST_P(CallStoreContract, StatsCountAnsweredPackets) {
+  ingest_all("c-stats", {1, 2, 3});
+  const writer_stats s = store().stats();
+  EXPECT_EQ(s.packets, 3u);
+  EXPECT_GE(s.batches, 1u);
+  EXPECT_LE(s.batches, s.packets);
+  EXPECT_GE(s.largest_batch, 1u);
+}
+
+// ---- concurrency ------------------------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, ConcurrentIngestsAreAnsweredOnceAndConsistent) {
+  constexpr int threads = 8;
+  constexpr int calls = 4;
+  constexpr std::int64_t per_call = 240;
+  // Sequences never sent: single holes, and the gap they leave must be exactly what is reported.
+  auto skipped = [](std::int64_t s) { return s % 37 == 0; };
+  // Sequences sent twice (by two different threads): duplicates.
+  auto repeated = [](std::int64_t s) { return s % 11 == 0 && s % 37 != 0; };
+
+  struct job {
+    int call;
+    std::int64_t sequence;
+  };
+  std::vector<std::vector<job>> work(threads);
+  std::size_t total = 0;
+  for (int c = 0; c < calls; ++c) {
+    for (std::int64_t s = 1; s <= per_call; ++s) {
+      if (skipped(s)) continue;
+      work[static_cast<std::size_t>((s + c) % threads)].push_back({c, s});
+      ++total;
+      if (repeated(s)) {
+        work[static_cast<std::size_t>((s + c + 3) % threads)].push_back({c, s});
+        ++total;
+      }
+    }
+  }
+  std::mt19937 rng(7);
+  for (auto& w : work) std::shuffle(w.begin(), w.end(), rng);  // out of order within each thread too
+
+  answer_board board(total);
+  std::vector<std::vector<std::size_t>> index(threads);
+  {
+    std::size_t next = 0;
+    for (int t = 0; t < threads; ++t)
+      for (std::size_t i = 0; i < work[static_cast<std::size_t>(t)].size(); ++i) index[static_cast<std::size_t>(t)].push_back(next++);
+  }
+  std::latch start(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      const auto& w = work[static_cast<std::size_t>(t)];
+      start.arrive_and_wait();
+      for (std::size_t i = 0; i < w.size(); ++i)
+        store().ingest(make_packet("conc-" + std::to_string(w[i].call), w[i].sequence),
+                       board.handler(index[static_cast<std::size_t>(t)][i]));
+    });
+  }
+  for (auto& th : pool) th.join();
+  ASSERT_TRUE(board.wait_all()) << "not every ingest was answered";
+
+  std::size_t duplicates = 0, created = 0;
+  for (std::size_t i = 0; i < board.size(); ++i) {
+    ASSERT_EQ(board.answers(i), 1u) << "ingest " << i;
+    const auto& r = board.result_of(i);
+    ASSERT_TRUE(r.has_value()) << "ingest " << i << ": " << r.error().message();
+    if (r->duplicate) ++duplicates;
+    if (r->call_created) ++created;
+  }
+  EXPECT_EQ(created, static_cast<std::size_t>(calls));  // each call created by exactly one packet
+
+  std::size_t repeats = 0;
+  for (std::int64_t s = 1; s <= per_call; ++s) repeats += repeated(s) ? 1 : 0;
+  EXPECT_EQ(duplicates, repeats * calls);
+
+  for (int c = 0; c < calls; ++c) {
+    const std::string id = "conc-" + std::to_string(c);
+    SCOPED_TRACE(id);
+    std::vector<std::int64_t> want_sequences;
+    ranges want_gaps;
+    for (std::int64_t s = 1; s <= per_call; ++s) {
+      if (skipped(s)) want_gaps.push_back({s, s});
+      else want_sequences.push_back(s);
+    }
+    EXPECT_EQ(sequences_of(all_packets(id)), want_sequences);
+    EXPECT_EQ(gaps(id), want_gaps);
+    const call_summary summary = call(id);
+    EXPECT_EQ(summary.packets_received, static_cast<std::int64_t>(want_sequences.size()));
+    EXPECT_EQ(summary.duplicate_packets, static_cast<std::int64_t>(repeats));
+    EXPECT_EQ(summary.last_sequence, per_call);
+    EXPECT_EQ(summary.expected_sequence, 37);
+    EXPECT_EQ(summary.missing_packets, static_cast<std::int64_t>(want_gaps.size()));
+    EXPECT_EQ(summary.missing_ranges, static_cast<std::int64_t>(want_gaps.size()));
+    EXPECT_GE(summary.gaps_opened, 1);
+  }
+}
+
+TEST_P(CallStoreContract, ConcurrentReadsDuringWrites) {
+  std::atomic<bool> writing{true};
+  std::atomic<int> read_failures{0};
+  std::thread reader([&] {
+    while (writing.load()) {
+      auto c = store().list_calls({});
+      if (!c) ++read_failures;
+      if (auto p = store().list_packets("rw", -1, 50); !p && p.error() != errc::not_found) ++read_failures;
+    }
+  });
+  for (std::int64_t s = 1; s <= 200; ++s) ASSERT_TRUE(ingest("rw", s).has_value());
+  writing = false;
+  reader.join();
+  EXPECT_EQ(read_failures.load(), 0);
+  EXPECT_EQ(call("rw").packets_received, 200);
+}
+
+// ---- lifecycle --------------------------------------------------------------------------------------------
+
+TEST_P(CallStoreContract, WriteReopenRead) {
+  ASSERT_TRUE(ingest("persist", 1, "one", 10.0).has_value());
+  ASSERT_TRUE(ingest("persist", 2, "two", 10.02).has_value());
+  ASSERT_TRUE(ingest("persist", 6, "six", 10.1).has_value());  // gap 3..5
+  ASSERT_TRUE(ingest("persist", 2, "two", 10.02).value().duplicate);
+  ASSERT_TRUE(ingest("other", 1).has_value());
+  const call_summary before = call("persist");
+
+  reopen();
+
+  const call_summary after = call("persist");
+  EXPECT_EQ(after.last_sequence, 6);
+  EXPECT_EQ(after.expected_sequence, 3);
+  EXPECT_EQ(after.packets_received, 3);
+  EXPECT_EQ(after.duplicate_packets, 1);
+  EXPECT_EQ(after.gaps_opened, 1);
+  EXPECT_EQ(after.missing_packets, 3);
+  EXPECT_EQ(after.missing_ranges, 1);
+  EXPECT_EQ(after.first_timestamp, 10.0);
+  EXPECT_EQ(after.last_timestamp, 10.1);
+  EXPECT_EQ(after.created_at, before.created_at);
+  EXPECT_EQ(gaps("persist"), (ranges{{3, 5}}));
+  const auto packets = all_packets("persist");
+  ASSERT_EQ(packets.size(), 3u);
+  EXPECT_EQ(packets[0].data, "one");
+  EXPECT_EQ(packets[2].data, "six");
+  EXPECT_EQ(store().list_calls({}).value().calls.size(), 2u);
+
+  // The tracker continues where it stopped: the gap opened before the restart is filled after it.
+  auto first = ingest("persist", 4, "four");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_FALSE(first->call_created);
+  EXPECT_EQ(first->kind, arrival::late);
+  EXPECT_EQ(first->expected, 3);
+  EXPECT_EQ(first->missing, 2);
+  EXPECT_EQ(gaps("persist"), (ranges{{3, 3}, {5, 5}}));
+  // Duplicates and conflicts are recognised against what was stored before the restart.
+  EXPECT_TRUE(ingest("persist", 6, "six", 10.1).value().duplicate);
+  EXPECT_EQ(ingest("persist", 1, "uno").error(), errc::sequence_conflict);
+  ASSERT_TRUE(ingest("persist", 3, "three").has_value());
+  ASSERT_TRUE(ingest("persist", 5, "five").has_value());
+  auto next = ingest("persist", 7, "seven");
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->kind, arrival::in_order);
+  EXPECT_EQ(next->expected, 8);
+  EXPECT_EQ(next->missing, 0);
+
+  reopen();
+
+  const call_summary last = call("persist");
+  EXPECT_EQ(last.packets_received, 7);
+  EXPECT_EQ(last.duplicate_packets, 2);
+  EXPECT_EQ(last.out_of_order_packets, 3);
+  EXPECT_EQ(last.missing_packets, 0);
+  EXPECT_EQ(last.expected_sequence, 8);
+  EXPECT_TRUE(gaps("persist").empty());
+  EXPECT_EQ(sequences_of(all_packets("persist")), (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_TRUE(ingest("persist", 8).has_value());
+}
+
+TEST_P(CallStoreContract, StopAnswersWhatIsQueued) {
+  constexpr std::size_t n = 500;
+  answer_board board(n);
+  for (std::size_t i = 0; i < n; ++i)
+    store().ingest(make_packet("c-stop", static_cast<std::int64_t>(i + 1)), board.handler(i));
+  store().stop();
+  // No waiting: stop() returns only after every queued packet is committed and answered.
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(board.answers(i), 1u) << i;
+    ASSERT_TRUE(board.result_of(i).has_value()) << i;
+  }
+  reopen();
+  EXPECT_EQ(call("c-stop").packets_received, static_cast<std::int64_t>(n));
+}
+
+TEST_P(CallStoreContract, IngestAfterStopIsUnavailable) {
+  ASSERT_TRUE(ingest("c-after-stop", 1).has_value());
+  store().stop();
+  auto r = ingest("c-after-stop", 2);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), errc::unavailable);
+  EXPECT_EQ(ingest("new-call", 1).error(), errc::unavailable);
+  store().stop();  // idempotent
+  EXPECT_EQ(ingest("c-after-stop", 3).error(), errc::unavailable);
+
+  reopen();
+  EXPECT_EQ(call("c-after-stop").packets_received, 1);
+  EXPECT_EQ(store().get_call("new-call").error(), errc::not_found);
+}
+
+// With a writer queue of one packet, a burst overflows it: refused packets get `overloaded` and are not
+// stored; every accepted one is. The writer is held inside a handler (handlers run on the store's thread)
+// while the burst starts, so overflow is certain rather than a matter of timing.
+TEST_P(CallStoreContract, FullQueueAnswersOverloadedAndStoresNothing) {
+  if (!GetParam().make_with_queue_limit) GTEST_SKIP() << GetParam().name << " has no writer queue limit";
+  store_.reset();
+  store_ = GetParam().make_with_queue_limit(dir_.string(), 1);
+
+  std::promise<void> entered, release;
+  auto release_future = release.get_future().share();
+  store().ingest(make_packet("blocker", 1), [&entered, release_future](result<ingest_outcome> r) {
+    EXPECT_TRUE(r.has_value());
+    entered.set_value();
+    release_future.wait();
+  });
+  entered.get_future().wait();
+
+  constexpr int threads = 8;
+  constexpr std::int64_t per_thread = 60;  // half sent while the writer is held, half after
+  const std::size_t total = threads * per_thread;
+  answer_board board(total);
+  std::latch first_half_done(threads + 1);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (std::int64_t i = 0; i < per_thread; ++i) {
+        if (i == per_thread / 2) first_half_done.arrive_and_wait();
+        const std::int64_t sequence = t * per_thread + i + 1;
+        store().ingest(make_packet("burst-" + std::to_string(t % 3), sequence),
+                       board.handler(static_cast<std::size_t>(sequence - 1)));
+      }
+    });
+  }
+  first_half_done.arrive_and_wait();
+  release.set_value();
+  for (auto& th : pool) th.join();
+  ASSERT_TRUE(board.wait_all()) << "not every ingest was answered";
+
+  std::map<std::string, std::vector<std::int64_t>> accepted;
+  std::size_t overloaded = 0;
+  for (std::size_t i = 0; i < total; ++i) {
+    ASSERT_EQ(board.answers(i), 1u) << i;
+    const auto sequence = static_cast<std::int64_t>(i + 1);
+    const int t = static_cast<int>((sequence - 1) / per_thread);
+    const auto& r = board.result_of(i);
+    if (r.has_value()) {
+      accepted["burst-" + std::to_string(t % 3)].push_back(sequence);
+    } else {
+      ASSERT_EQ(r.error(), errc::overloaded) << i << ": " << r.error().message();
+      ++overloaded;
+    }
+  }
+  // While the writer was held, at most one packet fit in the queue.
+  EXPECT_GE(overloaded, static_cast<std::size_t>(threads * (per_thread / 2) - 1));
+  EXPECT_LT(overloaded, total);
+
+  std::size_t stored = 0;
+  for (int c = 0; c < 3; ++c) {
+    const std::string id = "burst-" + std::to_string(c);
+    auto& want = accepted[id];
+    std::sort(want.begin(), want.end());
+    if (want.empty()) {
+      EXPECT_EQ(store().get_call(id).error(), errc::not_found) << id;
+      continue;
+    }
+    EXPECT_EQ(sequences_of(all_packets(id)), want) << id;
+    EXPECT_EQ(call(id).packets_received, static_cast<std::int64_t>(want.size())) << id;
+    EXPECT_EQ(call(id).last_sequence, want.back()) << id;
+    stored += want.size();
+  }
+  EXPECT_EQ(stored + overloaded, total);
+  EXPECT_EQ(store().stats().queue_limit, 1u);
+}
+
+// ---- backends ---------------------------------------------------------------------------------------------
+
+std::unique_ptr<call_store> make_sqlite(const std::string& dir, std::size_t queue_limit, std::size_t cache_limit) {
+  sqlite_options o;
+  o.path = dir + "/aipbx.db";
+  o.queue_limit = queue_limit;
+  o.cache_limit = cache_limit;
+  return std::make_unique<sqlite_call_store>(std::move(o));
+}
+
+// "sqlite_uncached" drops the writer's in-memory call state before every batch, so every packet is
+// classified by a tracker rebuilt from the database: the cache must never change an answer.
+INSTANTIATE_TEST_SUITE_P(
+    Backends, CallStoreContract,
+    ::testing::Values(
+        store_backend{"sqlite", [](const std::string& dir) { return make_sqlite(dir, 50'000, 100'000); },
+                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 100'000); }},
+        store_backend{"sqlite_uncached", [](const std::string& dir) { return make_sqlite(dir, 50'000, 0); },
+                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 0); }}),
+    [](const ::testing::TestParamInfo<store_backend>& p) { return p.param.name; });
+
+// Implementation-specific, beside the contract: the schema version is recorded and stays on reopen.
+TEST(SqliteCallStore, SchemaVersionIsStable) {
+  const fs::path dir = fs::temp_directory_path() / ("aipbx-schema-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  sqlite_options o;
+  o.path = (dir / "a.db").string();
+  int v1 = 0;
+  {
+    sqlite_call_store s(o);
+    v1 = s.schema_version();
+    EXPECT_GE(v1, 1);
+  }
+  {
+    sqlite_call_store s(o);
+    EXPECT_EQ(s.schema_version(), v1);
+    EXPECT_TRUE(s.ping());
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace aipbx

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Real-browser test of /docs: starts the aipbx binary ($1) on a free port with a temp database and runs
+# web/tests/docs_page.mjs (playwright-core driving Debian's /usr/bin/chromium, headless). The screenshot
+# goes to $2/docs_page.png (default: the current directory, the build's test dir under CTest).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="$(cd "${2:-.}" && pwd)"
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+for need in "$root/web/node_modules/playwright-core/package.json" "$chromium"; do
+  if [ ! -e "$need" ]; then
+    echo "missing $need: run scripts/install-deps.sh (apt chromium, npm ci in web/)" >&2
+    exit 1
+  fi
+done
+
+source "$here/serve_helper.sh"
+start_aipbx "${1:-}"
+
+export CHROMIUM_PATH="$chromium"
+node "$root/web/tests/docs_page.mjs" "$AIPBX_URL" "$out/docs_page.png"
