@@ -39,6 +39,13 @@ bool sequence_tracker::is_missing_all(std::int64_t first, std::int64_t last) con
   return first <= it->second && last <= it->second;
 }
 
+void sequence_tracker::forget(const seq_range& r) {
+  if (auto it = missing_.find(r.first); it != missing_.end()) {
+    missing_count_ -= it->second - it->first + 1;
+    missing_.erase(it);
+  }
+}
+
 std::vector<seq_range> sequence_tracker::missing() const {
   std::vector<seq_range> out;
   out.reserve(missing_.size());

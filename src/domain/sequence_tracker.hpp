@@ -67,6 +67,9 @@ class sequence_tracker {
   // True when every sequence of [first, last] is missing (none of them was received).
   bool is_missing_all(std::int64_t first, std::int64_t last) const;
   std::vector<seq_range> missing() const;
+  // Stops tracking the missing range starting at `r.first` (it was declared lost): the range must be one
+  // of missing(). Its sequences then count as seen.
+  void forget(const seq_range& r);
 
  private:
   std::int64_t highest_ = 0;

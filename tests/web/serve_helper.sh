@@ -1,16 +1,18 @@
 # Sourced by the tests in this directory: starts the aipbx binary given as $1 on a free loopback port with
 # a fresh SQLite file in a temp dir, and stops it (and removes the dir) when the calling script exits.
+# Further arguments are passed to `aipbx serve` (e.g. mock engine settings).
 # Sets AIPBX_PID, AIPBX_PORT, AIPBX_URL and AIPBX_TMP. Needs bash.
 
 start_aipbx() {
   local binary="$1"
+  shift || true
   if [ ! -x "$binary" ]; then
     echo "usage: $0 /path/to/aipbx" >&2
     exit 2
   fi
   AIPBX_TMP="$(mktemp -d "${TMPDIR:-/tmp}/aipbx-web.XXXXXX")"
   trap stop_aipbx EXIT
-  "$binary" serve --host 127.0.0.1 --port 0 --db "$AIPBX_TMP/test.db" 2>"$AIPBX_TMP/server.log" &
+  "$binary" serve --host 127.0.0.1 --port 0 --db "$AIPBX_TMP/test.db" "$@" 2>"$AIPBX_TMP/server.log" &
   AIPBX_PID=$!
   AIPBX_PORT=""
   for _ in $(seq 1 100); do
