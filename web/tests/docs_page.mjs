@@ -3,10 +3,11 @@
 // Usage: node web/tests/docs_page.mjs <base-url> <screenshot.png>
 // (tests/web/docs_page.sh starts aipbx on a free port and calls this.)
 //
-// Checks that Swagger UI renders one block per operation of /openapi.json, that the page loads nothing
-// from anywhere but the aipbx server and logs no console error, and that "Try it out" / "Execute" on the
-// ingest operation posts a packet that is answered 202 and really stored. Saves a full-page screenshot.
-// Exits 0 on success, 1 with a list of failures otherwise.
+// Checks that Swagger UI renders one block per operation of /openapi.json, each under its tag's section
+// (ingest, calls, jobs, ...), that the page loads nothing from anywhere but the aipbx server and logs no
+// console error, that "Try it out" / "Execute" on the ingest operation posts a packet that is answered 202
+// and really stored, and that "Try it out" on GET /v1/jobs lists the AI job that packet queued. Saves a
+// full-page screenshot. Exits 0 on success, 1 with a list of failures otherwise.
 import { chromium } from 'playwright-core';
 
 const [baseArg, screenshotPath] = process.argv.slice(2);
@@ -101,6 +102,23 @@ try {
     const block = page.locator(`[id="operations-${op.tag}-${op.id}"]`);
     if ((await block.count()) !== 1) fail(`no rendered block for ${op.method.toUpperCase()} ${op.path} (${op.id})`);
   }
+  // Each tag of the document has its section, holding exactly the operations of that tag.
+  for (const tag of spec.tags ?? []) {
+    const expected = operations.filter((o) => o.tag === tag.name).length;
+    const header = page.locator(`[id="operations-tag-${tag.name}"]`);
+    if ((await header.count()) !== 1) {
+      fail(`no section for tag "${tag.name}"`);
+      continue;
+    }
+    const rendered = await page.locator('.opblock-tag-section').filter({ has: header }).locator('.opblock').count();
+    if (rendered !== expected) fail(`tag "${tag.name}" shows ${rendered} operations, the document has ${expected}`);
+  }
+  const jobsTag = spec.tags?.find((t) => t.name === 'jobs');
+  if (!jobsTag) fail('the document has no "jobs" tag');
+  const jobsHeader = ((await page.locator('[id="operations-tag-jobs"]').first().textContent()) ?? '').replace(/\s+/g, ' ');
+  if (!jobsHeader.includes('Retry policy')) fail(`the jobs section does not show its description: "${jobsHeader.slice(0, 120)}"`);
+  step(`tags: ${(spec.tags ?? []).map((t) => `${t.name} (${operations.filter((o) => o.tag === t.name).length})`).join(', ')}`);
+
   const title = (await page.locator('.info .title').first().textContent())?.trim();
   step(`rendered "${title}" with ${await page.locator('.opblock').count()} operations`);
   if (!title?.startsWith(spec.info.title)) fail(`title is "${title}", expected "${spec.info.title}"`);
@@ -152,6 +170,39 @@ try {
     step(`stored: ${JSON.stringify(packet)}`);
   }
 
+  // The packet queued an AI job in the same transaction: "Try it out" on GET /v1/jobs filtered by the call.
+  const listJobs = operations.find((o) => o.id === 'listJobs');
+  if (!listJobs) {
+    fail('/openapi.json has no listJobs operation');
+  } else {
+    const jobsBlock = page.locator(`[id="operations-${listJobs.tag}-${listJobs.id}"]`);
+    await jobsBlock.locator('.opblock-summary-control').click();
+    await jobsBlock.locator('button.try-out__btn').click({ timeout });
+    await jobsBlock.locator('tr[data-param-name="call_id"] input').fill(callId);
+    const listed = page.waitForResponse(
+      (r) => r.request().method() === 'GET' && new URL(r.url()).pathname === '/v1/jobs',
+      { timeout },
+    );
+    await jobsBlock.locator('button.execute').click();
+    const jobsResponse = await listed;
+    if (jobsResponse.status() !== 200) fail(`GET /v1/jobs was answered ${jobsResponse.status()}, expected 200`);
+    const jobsQuery = new URL(jobsResponse.url()).searchParams;
+    if (jobsQuery.get('call_id') !== callId) fail(`Swagger UI asked for ${jobsResponse.url()}`);
+    const jobsShown = jobsBlock.locator('.live-responses-table .response .response-col_status').first();
+    await jobsShown.waitFor({ timeout });
+    const jobsBody = (await jobsBlock.locator('.live-responses-table .response-col_description pre').first().textContent()) ?? '';
+    let page1;
+    try {
+      page1 = JSON.parse(jobsBody);
+    } catch {
+      fail(`Swagger UI shows a jobs body that is not JSON: ${jobsBody.slice(0, 200)}`);
+    }
+    const job = page1?.jobs?.find((j) => j.call_id === callId && j.first_sequence <= sent?.sequence && sent?.sequence <= j.last_sequence);
+    if (!job) fail(`no job covers the stored packet: ${jobsBody.slice(0, 300)}`);
+    else step(`Swagger UI lists job ${job.id} (${job.state}) for sequence ${sent?.sequence}`);
+    await jobsBlock.locator('.opblock-summary-control').click();  // collapse it again for the screenshot
+  }
+
   await block.scrollIntoViewIfNeeded();
   await page.screenshot({ path: screenshotPath, fullPage: true });
   step(`screenshot: ${screenshotPath}`);
@@ -171,4 +222,4 @@ if (failures.length) {
   console.error(`${failures.length} check(s) failed`);
   process.exit(1);
 }
-console.log('PASS: /docs renders every operation offline and "Try it out" stores a packet');
+console.log('PASS: /docs renders every operation under its tag offline, "Try it out" stores a packet and lists its job');
