@@ -168,14 +168,18 @@ try {
   step(`stored ${sent.length} packets of ${callId} (sequence 0 included, 4 before 3)`);
 
   // ---------------------------------------------------------------- wait for the AI pipeline to settle
+  // Settled: every packet is cut into a job (next_segment past the last sequence) and every job is final.
   let settled;
+  let lastSeen;
   for (let i = 0; i < 200; ++i) {
     const c = (await call('GET', `/v1/calls/${callId}`)).json;
-    const j = c?.ai?.jobs;
-    if (c && j && j.queued + j.running === 0 && c.ai.next_segment > c.last_sequence) { settled = c; break; }
+    const page = (await call('GET', `/v1/jobs?call_id=${callId}&limit=1000`)).json;
+    lastSeen = { ai: c?.ai, jobs: page?.jobs?.map((j) => j.state) };
+    const final = page?.jobs?.length > 0 && page.jobs.every((j) => j.state === 'succeeded' || j.state === 'dead');
+    if (c?.ai?.next_segment > c?.last_sequence && final) { settled = c; break; }
     await sleep(100);
   }
-  if (!settled) throw new Error('the call\'s AI jobs did not settle within 20 s');
+  if (!settled) throw new Error(`the call's AI jobs did not settle within 20 s: ${JSON.stringify(lastSeen)}`);
   step(`settled: ai ${JSON.stringify(settled.ai)}`);
 
   // ---------------------------------------------------------------- jobs, transcript, call: consistent
