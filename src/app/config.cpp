@@ -25,6 +25,30 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
 }
 
+std::optional<reorder_window> parse_reorder_window(std::string_view text) {
+  reorder_window w;
+  bool any = false;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const std::string_view part = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    if (part.empty() || (comma != std::string_view::npos && text.empty())) return std::nullopt;
+    std::int64_t packets = 0;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), packets);
+    if (ec == std::errc{} && end == part.data() + part.size()) {
+      if (packets < 0) return std::nullopt;
+      w.packets = packets;
+    } else if (auto d = parse_duration(part); d && part.find_first_not_of("0123456789.") != std::string_view::npos) {
+      w.seconds = static_cast<double>(d->count()) / 1000.0;
+    } else {
+      return std::nullopt;
+    }
+    any = true;
+  }
+  if (!any) return std::nullopt;
+  return w;
+}
+
 namespace {
 
 CLI::Option* add_duration(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& target,
@@ -70,8 +94,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->capture_default_str();
   add_duration(cmd, "--request-timeout", c.request_timeout, "Time allowed to receive one request (default 30s)",
                "AIPBX_REQUEST_TIMEOUT");
-  add_duration(cmd, "--idle-timeout", c.idle_timeout,
-               "How long a kept-alive connection may wait for its next request (default 75s)", "AIPBX_IDLE_TIMEOUT");
+  add_duration(cmd, "--keepalive-timeout", c.keepalive_timeout,
+               "How long a kept-alive connection may wait for its next request (default 75s)",
+               "AIPBX_KEEPALIVE_TIMEOUT");
   add_duration(cmd, "--shutdown-timeout", c.shutdown_timeout,
                "How long SIGTERM waits for requests in flight (default 15s)", "AIPBX_SHUTDOWN_TIMEOUT");
   cmd.add_option("--max-connections", c.max_connections, "Open connections at most")
@@ -108,6 +133,20 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--segment-idle", c.segment_idle,
                "Idle time after which a call's remaining packets are cut into a last segment (default 2s)",
                "AIPBX_SEGMENT_IDLE");
+  cmd.add_option_function<std::string>(
+         "--reorder-window",
+         [&c](const std::string& text) {
+           auto w = parse_reorder_window(text);
+           if (!w) throw CLI::ValidationError("--reorder-window", "expected packets (50), a duration (1s) or both (50,1s)");
+           c.window = *w;
+         },
+         "How long a gap may still be filled before it is declared lost and skipped: packets past it, a "
+         "duration, or both (whichever comes first); 0 waits for the call to end (default 50,1s)")
+      ->envname("AIPBX_REORDER_WINDOW")
+      ->type_name("WINDOW");
+  add_duration(cmd, "--idle-timeout", c.call_idle_timeout,
+               "A call with no packet for this long ends (0: only POST /v1/calls/{id}/end ends calls; default 60s)",
+               "AIPBX_IDLE_TIMEOUT");
   add_duration(cmd, "--retry-base-delay", c.retry_base_delay,
                "Wait after the first failed attempt; doubles after each (default 1s)", "AIPBX_RETRY_BASE_DELAY");
   add_duration(cmd, "--retry-max-delay", c.retry_max_delay, "Longest wait between attempts (default 10m)",

@@ -5,6 +5,7 @@
 // stops start-up with a message that names the option.
 #pragma once
 
+#include "domain/call_sequencer.hpp"
 #include "log/log.hpp"
 
 #include <CLI/CLI.hpp>
@@ -25,7 +26,7 @@ struct serve_config {
   std::size_t body_limit = 1024 * 1024;
   std::size_t header_limit = 16 * 1024;
   std::chrono::milliseconds request_timeout{30'000};
-  std::chrono::milliseconds idle_timeout{75'000};
+  std::chrono::milliseconds keepalive_timeout{75'000};
   std::chrono::milliseconds shutdown_timeout{15'000};
   std::size_t max_connections = 10'000;
   std::size_t writer_queue = 50'000;
@@ -39,6 +40,8 @@ struct serve_config {
   std::chrono::milliseconds job_poll{1'000};
   std::int64_t segment_packets = 1;
   std::chrono::milliseconds segment_idle{2'000};
+  reorder_window window{50, 1.0};
+  std::chrono::milliseconds call_idle_timeout{60'000};  // 0: calls end only by request
   std::chrono::milliseconds retry_base_delay{1'000};
   std::chrono::milliseconds retry_max_delay{600'000};
   int retry_max_attempts = 5;
@@ -52,6 +55,8 @@ struct serve_config {
 
 // Parses "250ms", "2s", "1.5s", "5m", "1h" (a bare number is seconds).
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// Parses a reorder window: "50" (packets), "1s" (a duration), or both, "50,1s"; "0" disables it.
+std::optional<reorder_window> parse_reorder_window(std::string_view text);
 
 // Adds the `serve` options to `cmd`, bound to `config`.
 void add_serve_options(CLI::App& cmd, serve_config& config);

@@ -51,6 +51,8 @@ std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
   options.segment_packets = config.segment_packets;
   options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
   options.max_attempts = config.retry_max_attempts;
+  options.window = config.window;
+  options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<sqlite_call_store>(options);
   log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()}});
@@ -102,7 +104,7 @@ int serve(const serve_config& config) {
   sopts.body_limit = config.body_limit;
   sopts.header_limit = config.header_limit;
   sopts.request_timeout = config.request_timeout;
-  sopts.idle_timeout = config.idle_timeout;
+  sopts.idle_timeout = config.keepalive_timeout;
   sopts.max_connections = config.max_connections;
   http::server server(ioc, sopts, api);
 

@@ -34,6 +34,11 @@ std::vector<seq_range> call_sequencer::lost() const {
   return out;
 }
 
+std::optional<double> call_sequencer::gap_opened_at(std::int64_t first) const {
+  if (auto it = opened_at_.find(first); it != opened_at_.end()) return it->second;
+  return std::nullopt;
+}
+
 std::optional<double> call_sequencer::oldest_gap_opened_at() const {
   if (opened_at_.empty()) return std::nullopt;
   return opened_at_.begin()->second;
@@ -44,7 +49,7 @@ call_sequencer::arrival_result call_sequencer::observe(std::int64_t sequence, do
   if (is_lost(sequence)) {
     // Its gap was given up: the packet is kept but the AI has moved past it.
     r.late_after_lost = true;
-    r.obs.kind = arrival::late;
+    r.obs.kind = arrival::after_lost;
     r.obs.expected = tracker_.expected();
     return r;
   }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <vector>
 
 namespace aipbx {
@@ -70,6 +71,8 @@ class call_sequencer {
   std::size_t lost_ranges() const { return lost_.size(); }
   std::vector<seq_range> lost() const;
   bool is_lost(std::int64_t sequence) const;
+  // When the open gap starting at `first` opened (a split gap keeps its original time).
+  std::optional<double> gap_opened_at(std::int64_t first) const;
   // When the oldest open gap opened, if any (for the store's time-window sweep).
   std::optional<double> oldest_gap_opened_at() const;
   // Sequences received but not yet cut into a segment (waiting behind a gap or a partial segment).

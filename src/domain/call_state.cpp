@@ -26,4 +26,24 @@ std::optional<call_state> parse_call_state(std::string_view text) {
   return std::nullopt;
 }
 
+bool can_transition(call_state from, call_state to) {
+  using enum call_state;
+  switch (from) {
+    case in_progress: return to == processing_ai;
+    case processing_ai: return to == completed || to == failed;
+    case failed: return to == processing_ai || to == archived;
+    case completed: return to == archived;
+    case archived: return false;
+  }
+  return false;
+}
+
+call_state settled_state(std::int64_t outstanding_jobs, std::int64_t dead_jobs) {
+  if (dead_jobs > 0) return call_state::failed;
+  if (outstanding_jobs > 0) return call_state::processing_ai;
+  return call_state::completed;
+}
+
+bool has_ended(call_state s) { return s != call_state::in_progress; }
+
 }  // namespace aipbx

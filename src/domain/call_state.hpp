@@ -14,6 +14,19 @@ enum class call_state { in_progress, processing_ai, completed, failed, archived 
 std::string_view to_string(call_state s);
 std::optional<call_state> parse_call_state(std::string_view text);
 
+// The lifecycle, as the seed names it:
+//   IN_PROGRESS -> PROCESSING_AI            the call ended (explicitly or idle): AI work may be outstanding
+//   PROCESSING_AI -> COMPLETED | FAILED     every job succeeded | a job is dead
+//   FAILED -> PROCESSING_AI                 a dead job was replayed (and no other is dead)
+//   COMPLETED | FAILED -> ARCHIVED          put away on request
+// No other change is allowed: no skipping (an ended call passes through PROCESSING_AI, even for an
+// instant) and no going back except by replay.
+bool can_transition(call_state from, call_state to);
+// Where an ended call belongs given its jobs: FAILED if one is dead, PROCESSING_AI while any is
+// outstanding, COMPLETED otherwise.
+call_state settled_state(std::int64_t outstanding_jobs, std::int64_t dead_jobs);
+bool has_ended(call_state s);
+
 // The largest sequence aipbx accepts: the largest integer a JSON number holds exactly in every client.
 inline constexpr std::int64_t max_sequence = (std::int64_t{1} << 53) - 1;
 

@@ -17,6 +17,7 @@ class category final : public boost::system::error_category {
       case errc::sequence_conflict: return "sequence already stored with different data";
       case errc::call_ended: return "call has ended";
       case errc::job_not_dead: return "job is not dead";
+      case errc::invalid_transition: return "invalid call state transition";
       case errc::overloaded: return "store overloaded";
       case errc::unavailable: return "store unavailable";
       case errc::store_failure: return "store failure";

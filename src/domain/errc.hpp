@@ -20,6 +20,7 @@ enum class errc {
   sequence_conflict,  // the sequence was already stored with different data
   call_ended,         // the call no longer accepts packets
   job_not_dead,       // only a dead job can be replayed
+  invalid_transition, // the call's lifecycle does not allow that change from its current state
   overloaded,         // the writer queue is full; retry later
   unavailable,        // the store cannot be reached or is shutting down; retry later
   store_failure,      // the store failed in an unexpected way

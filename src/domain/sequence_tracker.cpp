@@ -9,6 +9,7 @@ std::string_view to_string(arrival a) {
     case arrival::late: return "late";
     case arrival::before_start: return "before_start";
     case arrival::duplicate: return "duplicate";
+    case arrival::after_lost: return "late_after_lost";
   }
   return "unknown";
 }

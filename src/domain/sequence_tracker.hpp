@@ -32,6 +32,7 @@ enum class arrival {
   late,          // inside a missing range: the range shrank or split
   before_start,  // below the first sequence (0): stored, tracked nowhere
   duplicate,     // seen before
+  after_lost,    // inside a range already declared lost (see call_sequencer): stored, not run again
 };
 
 std::string_view to_string(arrival a);

@@ -104,6 +104,9 @@ response error_response(const boost::system::error_code& ec, std::string_view de
     case errc::sequence_conflict:
       return json_response(status::conflict, error_body(with_detail("Sequence already stored with different data"),
                                                         "sequence_conflict"));
+    case errc::invalid_transition:
+      return json_response(status::conflict,
+                           error_body(with_detail("The call's state does not allow this"), "invalid_transition"));
     case errc::job_not_dead:
       return json_response(status::conflict,
                            error_body(with_detail("Only a dead job can be retried"), "job_not_dead"));
@@ -185,6 +188,8 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::list_packets: res = co_await list_packets(req, m.params[0]); break;
           case route_id::get_gaps: res = co_await get_gaps(m.params[0]); break;
           case route_id::get_transcript: res = co_await get_transcript(m.params[0]); break;
+          case route_id::end_call: res = co_await change_call(m.params[0], true); break;
+          case route_id::archive_call: res = co_await change_call(m.params[0], false); break;
           case route_id::list_jobs: res = co_await list_jobs(req); break;
           case route_id::get_job: res = co_await get_job(m.params[0]); break;
           case route_id::retry_job: res = co_await retry_job(m.params[0]); break;
@@ -297,16 +302,44 @@ asio::awaitable<response> api::get_gaps(const std::string& call_id) {
   auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(call_op);
   if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
-  auto gaps_op = run_blocking(blocking_, [this, call_id] { return store_.missing_ranges(call_id); });
+  auto gaps_op = run_blocking(blocking_, [this, call_id] { return store_.gaps(call_id); });
   auto gaps = co_await std::move(gaps_op);
   if (!gaps) co_return error_response(gaps.error(), gaps.error() == errc::not_found ? "Call not found" : "");
-  json::array open;
-  for (const auto& r : *gaps) open.push_back(to_json(r));
+  json::array open, lost;
+  for (const auto& r : gaps->open) open.push_back(to_json(r));
+  for (const auto& r : gaps->lost) lost.push_back(to_json(r));
   co_return json_response(status::ok, json::value{{"call_id", call_id},
+                                                  {"state", to_string(call->state)},
                                                   {"last_sequence", call->last_sequence},
                                                   {"expected_sequence", call->expected_sequence},
                                                   {"missing_packets", call->missing_packets},
-                                                  {"missing", std::move(open)}});
+                                                  {"lost_packets", call->lost_packets},
+                                                  {"open", std::move(open)},
+                                                  {"lost", std::move(lost)}});
+}
+
+asio::awaitable<response> api::change_call(const std::string& call_id, bool end) {
+  if (auto e = check_call_id(call_id)) co_return unprocessable({*e});
+  auto op = async_call<result<call_state>>([this, call_id, end](call_store::state_handler done) {
+    if (end) store_.end_call(call_id, "ended by request", std::move(done));
+    else store_.archive_call(call_id, std::move(done));
+  });
+  auto changed = co_await std::move(op);
+  if (!changed) {
+    if (changed.error() == errc::invalid_transition) {
+      auto current_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+      auto current = co_await std::move(current_op);
+      const std::string state = current ? std::string(to_string(current->state)) : "unknown";
+      co_return error_response(changed.error(), end ? "The call has ended already (state " + state + ")"
+                                                    : "Only a COMPLETED or FAILED call can be archived (state " +
+                                                          state + ")");
+    }
+    co_return error_response(changed.error(), changed.error() == errc::not_found ? "Call not found" : "");
+  }
+  auto read_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(read_op);
+  if (!call) co_return error_response(call.error());
+  co_return json_response(status::ok, to_json(*call));
 }
 
 asio::awaitable<response> api::get_transcript(const std::string& call_id) {

@@ -186,7 +186,7 @@ json::value optional_number(const std::optional<double>& v) { return v ? json::v
 json::object to_json(const call_summary& c) {
   json::value duration = nullptr;
   if (c.first_timestamp && c.last_timestamp) duration = *c.last_timestamp - *c.first_timestamp;
-  return {
+  json::object out{
       {"id", c.id},
       {"state", to_string(c.state)},
       {"last_sequence", c.last_sequence},
@@ -204,22 +204,37 @@ json::object to_json(const call_summary& c) {
       {"updated_at", c.updated_at},
       {"state_changed_at", c.state_changed_at},
       {"last_packet_at", optional_number(c.last_packet_at)},
+      {"late_packets", c.late_packets},
+      {"lost_packets", c.lost_packets},
+      {"lost_ranges", c.lost_ranges},
+      {"ended_at", optional_number(c.ended_at)},
+      {"end_reason", c.end_reason ? json::value(*c.end_reason) : json::value(nullptr)},
       {"ai",
        {{"status", ai_status(c)},
         {"next_segment", c.next_segment},
         {"jobs",
-         {{"queued", c.jobs.queued},
-          {"running", c.jobs.running},
-          {"succeeded", c.jobs.succeeded},
-          {"dead", c.jobs.dead}}}}},
+         {{"total", c.jobs_total},
+          {"outstanding", c.jobs_total - c.jobs_succeeded - c.jobs_dead},
+          {"succeeded", c.jobs_succeeded},
+          {"dead", c.jobs_dead}}}}},
   };
+  if (!c.transitions.empty()) {
+    json::array transitions;
+    for (const auto& t : c.transitions)
+      transitions.push_back({{"from", t.from ? json::value(to_string(*t.from)) : json::value(nullptr)},
+                             {"to", to_string(t.to)},
+                             {"reason", t.reason},
+                             {"at", t.at}});
+    out["transitions"] = std::move(transitions);
+  }
+  return out;
 }
 
 std::string_view ai_status(const call_summary& c) {
-  if (c.jobs.dead > 0) return "failed";
-  if (c.jobs.queued + c.jobs.running > 0) return "processing";
+  if (c.jobs_dead > 0) return "failed";
+  if (c.jobs_total - c.jobs_succeeded - c.jobs_dead > 0) return "processing";
   if (c.next_segment <= c.last_sequence) return "pending";
-  if (c.jobs.succeeded > 0) return "completed";
+  if (c.jobs_succeeded > 0) return "completed";
   return "none";
 }
 

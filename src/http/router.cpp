@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 15> routes{{
+constexpr std::array<route, 17> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -26,6 +26,8 @@ constexpr std::array<route, 15> routes{{
     {verb::get, "/v1/calls/{call_id}/packets", route_id::list_packets},
     {verb::get, "/v1/calls/{call_id}/gaps", route_id::get_gaps},
     {verb::get, "/v1/calls/{call_id}/transcript", route_id::get_transcript},
+    {verb::post, "/v1/calls/{call_id}/end", route_id::end_call},
+    {verb::post, "/v1/calls/{call_id}/archive", route_id::archive_call},
     {verb::get, "/v1/jobs", route_id::list_jobs},
     {verb::get, "/v1/jobs/{job_id}", route_id::get_job},
     {verb::post, "/v1/jobs/{job_id}/retry", route_id::retry_job},

@@ -28,6 +28,8 @@ enum class route_id {
   list_packets,
   get_gaps,
   get_transcript,
+  end_call,
+  archive_call,
   list_jobs,
   get_job,
   retry_job,

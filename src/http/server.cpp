@@ -149,8 +149,16 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     beast_http::request_parser<beast_http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
     parser.body_limit(options_.body_limit);
-    stream.expires_after(first ? options_.request_timeout : options_.idle_timeout);
+    if (!first && buffer.size() == 0) {
+      // Between requests a kept-alive connection may idle for idle_timeout; once the next request
+      // starts, all of it must arrive within request_timeout (a slow client gets no more per request).
+      stream.expires_after(options_.idle_timeout);
+      auto [wec, got] = co_await stream.async_read_some(buffer.prepare(1024), use_tuple);
+      if (wec) co_return;
+      buffer.commit(got);
+    }
     first = false;
+    stream.expires_after(options_.request_timeout);
 
     auto [ec, ignored_n] = co_await beast_http::async_read_header(stream, buffer, parser, use_tuple);
     if (ec) {

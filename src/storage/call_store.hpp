@@ -41,6 +41,13 @@ struct ingest_outcome {
   std::int64_t missing = 0;       // how many sequences the call is missing after it
 };
 
+struct call_transition {
+  std::optional<call_state> from;  // empty for the call's creation
+  call_state to = call_state::in_progress;
+  std::string reason;
+  double at = 0;
+};
+
 struct call_summary {
   std::string id;
   call_state state = call_state::in_progress;
@@ -59,7 +66,15 @@ struct call_summary {
   double state_changed_at = 0;
   std::optional<double> last_packet_at;  // when the last new packet was stored
   std::int64_t next_segment = 1;       // the first sequence not yet cut into an AI job
-  job_counts jobs;                     // the call's AI jobs by state
+  std::int64_t late_packets = 0;       // arrived after their gap was declared lost (stored, not run)
+  std::int64_t lost_packets = 0;       // declared lost (reorder window passed, or the call ended), in
+  std::int64_t lost_ranges = 0;        //   this many ranges
+  std::optional<double> ended_at;
+  std::optional<std::string> end_reason;  // "ended by request", "idle timeout"
+  std::int64_t jobs_total = 0;         // the call's AI jobs: all, succeeded, dead
+  std::int64_t jobs_succeeded = 0;
+  std::int64_t jobs_dead = 0;
+  std::vector<call_transition> transitions;  // filled by get_call only, oldest first
 };
 
 struct stored_packet {
@@ -73,7 +88,7 @@ struct stored_packet {
 struct call_query {
   std::size_t limit = 50;
   std::optional<std::string> after;      // keyset cursor: return calls whose id sorts after this
-  std::optional<call_state> state;       // only calls in this state
+  std::optional<call_state> state;       // only calls in this state; without it, every call but ARCHIVED
 };
 
 struct call_page {
@@ -110,8 +125,20 @@ class call_store {
   // Packets in sequence order, starting after sequence `after`.
   [[nodiscard]] virtual result<packet_page> list_packets(std::string_view call_id, std::int64_t after,
                                                          std::size_t limit) = 0;
-  // The call's missing ranges, ascending.
-  [[nodiscard]] virtual result<std::vector<seq_range>> missing_ranges(std::string_view call_id) = 0;
+  // The call's open (still missing) and lost (given up) ranges, ascending.
+  struct gap_ranges {
+    std::vector<seq_range> open;
+    std::vector<seq_range> lost;
+  };
+  [[nodiscard]] virtual result<gap_ranges> gaps(std::string_view call_id) = 0;
+
+  // Ends the call (IN_PROGRESS -> PROCESSING_AI, then settled by its jobs): the rest of its packets are
+  // cut into segments and its open gaps declared lost. Answers the state it settled in; `not_found`, or
+  // `invalid_transition` if it has ended already. A write: queued to the writer like ingest.
+  using state_handler = std::function<void(result<call_state>)>;
+  virtual void end_call(std::string call_id, std::string reason, state_handler done) = 0;
+  // Puts a finished (COMPLETED or FAILED) call away; `invalid_transition` otherwise.
+  virtual void archive_call(std::string call_id, state_handler done) = 0;
 
   // True when the database answers a trivial query.
   [[nodiscard]] virtual bool ping() = 0;

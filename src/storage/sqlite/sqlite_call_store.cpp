@@ -23,12 +23,11 @@ double system_now() {
 constexpr const char* call_columns =
     "id, state, last_sequence, expected_sequence, packets_received, duplicate_packets, "
     "out_of_order_packets, gaps_opened, missing_packets, first_timestamp, last_timestamp, created_at, "
-    "updated_at, state_changed_at, (SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id), "
-    "last_packet_at, next_segment, "
-    "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'queued'), "
-    "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'running'), "
-    "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'succeeded'), "
-    "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'dead')";
+    "updated_at, state_changed_at, "
+    "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 0), "
+    "last_packet_at, next_segment, late_packets, lost_packets, "
+    "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 1), "
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead";
 
 call_summary read_call(const statement& s) {
   call_summary c;
@@ -49,10 +48,14 @@ call_summary read_call(const statement& s) {
   c.missing_ranges = s.column_int(14);
   c.last_packet_at = s.column_optional_double(15);
   c.next_segment = s.column_int(16);
-  c.jobs.queued = s.column_int(17);
-  c.jobs.running = s.column_int(18);
-  c.jobs.succeeded = s.column_int(19);
-  c.jobs.dead = s.column_int(20);
+  c.late_packets = s.column_int(17);
+  c.lost_packets = s.column_int(18);
+  c.lost_ranges = s.column_int(19);
+  c.ended_at = s.column_optional_double(20);
+  if (!s.is_null(21)) c.end_reason = s.column_text(21);
+  c.jobs_total = s.column_int(22);
+  c.jobs_succeeded = s.column_int(23);
+  c.jobs_dead = s.column_int(24);
   return c;
 }
 
@@ -227,7 +230,7 @@ bool call_exists(connection& c, std::string_view call_id) {
 result<call_page> sqlite_call_store::list_calls(const call_query& query) {
   return with_reader([&](connection& c) -> result<call_page> {
     std::string sql = std::string("SELECT ") + call_columns + " FROM calls WHERE id > ?";
-    if (query.state) sql += " AND state = ?";
+    sql += query.state ? " AND state = ?" : " AND state <> 'ARCHIVED'";
     sql += " ORDER BY id LIMIT ?";
     auto s = c.prepare(sql);
     int i = 1;
@@ -249,7 +252,18 @@ result<call_summary> sqlite_call_store::get_call(std::string_view call_id) {
     auto s = c.prepare(std::string("SELECT ") + call_columns + " FROM calls WHERE id = ?");
     s.bind(1, call_id);
     if (!s.step()) return errc::not_found;
-    return read_call(s);
+    call_summary call = read_call(s);
+    auto t = c.prepare("SELECT from_state, to_state, reason, at FROM call_transitions WHERE call_id = ? ORDER BY id");
+    t.bind(1, call_id);
+    while (t.step()) {
+      call_transition tr;
+      if (!t.is_null(0)) tr.from = parse_call_state(t.column_text_view(0));
+      tr.to = parse_call_state(t.column_text_view(1)).value_or(call_state::in_progress);
+      tr.reason = t.column_text(2);
+      tr.at = t.column_double(3);
+      call.transitions.push_back(std::move(tr));
+    }
+    return call;
   });
 }
 
@@ -273,15 +287,24 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
   });
 }
 
-result<std::vector<seq_range>> sqlite_call_store::missing_ranges(std::string_view call_id) {
-  return with_reader([&](connection& c) -> result<std::vector<seq_range>> {
+result<call_store::gap_ranges> sqlite_call_store::gaps(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<gap_ranges> {
     if (!call_exists(c, call_id)) return errc::not_found;
-    auto s = c.prepare("SELECT first_sequence, last_sequence FROM call_gaps WHERE call_id = ? ORDER BY first_sequence");
+    auto s = c.prepare(
+        "SELECT first_sequence, last_sequence, lost FROM call_gaps WHERE call_id = ? ORDER BY first_sequence");
     s.bind(1, call_id);
-    std::vector<seq_range> out;
-    while (s.step()) out.push_back({s.column_int(0), s.column_int(1)});
+    gap_ranges out;
+    while (s.step()) (s.column_int(2) ? out.lost : out.open).push_back({s.column_int(0), s.column_int(1)});
     return out;
   });
+}
+
+void sqlite_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
+  submit({sqlite::end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
+}
+
+void sqlite_call_store::archive_call(std::string call_id, state_handler done) {
+  submit({sqlite::archive_op{std::move(call_id), std::move(done), std::nullopt}}, false);
 }
 
 result<job_page> sqlite_call_store::list_jobs(const job_query& query) {

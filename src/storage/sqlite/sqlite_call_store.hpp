@@ -12,6 +12,10 @@
 // call's row is written once per batch. It cuts segments of contiguous packets into jobs as packets
 // arrive, and every `sweep_interval` cuts what is left of calls idle for `segment_idle`.
 //
+// Lifecycle: the writer ends calls (on request, or idle for `idle_timeout`), declares their open gaps
+// lost, cuts their last segments and settles their state from their job counters (COMPLETED / FAILED),
+// recording every transition in `call_transitions`.
+//
 // At start-up, jobs left `running` by a previous process on this file are put back in the queue (the
 // embedded store has one node, so they can only be its own); their interrupted attempt is not counted.
 //
@@ -20,6 +24,7 @@
 // (a start-up failure); after that every failure is returned as an errc.
 #pragma once
 
+#include "domain/call_sequencer.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 
@@ -50,6 +55,8 @@ struct sqlite_options {
   int busy_timeout_ms = 5000;       // how long a statement waits for a lock held by another process
   std::int64_t segment_packets = 1; // packets per AI job
   double segment_idle = 2.0;        // seconds without a packet before a call's remaining packets are cut
+  reorder_window window;            // how long a gap may still be filled before it is declared lost
+  double idle_timeout = 0;          // seconds without a packet before a call ends (0: never)
   std::chrono::milliseconds sweep_interval{250};
   int max_attempts = 5;             // attempts of each new job
   std::function<double()> clock;    // unix seconds; the system clock when empty
@@ -66,7 +73,9 @@ class sqlite_call_store final : public call_store, public job_store {
   [[nodiscard]] result<call_summary> get_call(std::string_view call_id) override;
   [[nodiscard]] result<packet_page> list_packets(std::string_view call_id, std::int64_t after,
                                                  std::size_t limit) override;
-  [[nodiscard]] result<std::vector<seq_range>> missing_ranges(std::string_view call_id) override;
+  [[nodiscard]] result<gap_ranges> gaps(std::string_view call_id) override;
+  void end_call(std::string call_id, std::string reason, state_handler done) override;
+  void archive_call(std::string call_id, state_handler done) override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;
   void stop() override;

@@ -98,6 +98,10 @@ statement& statement::bind(int index, const std::optional<double>& value) {
   return value ? bind(index, *value) : bind(index, std::nullopt);
 }
 
+statement& statement::bind(int index, const std::optional<std::string_view>& value) {
+  return value ? bind(index, *value) : bind(index, std::nullopt);
+}
+
 bool statement::step() {
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;

@@ -60,6 +60,7 @@ class statement {
   statement& bind(int index, std::string_view text);
   statement& bind(int index, std::nullopt_t);
   statement& bind(int index, const std::optional<double>& value);
+  statement& bind(int index, const std::optional<std::string_view>& value);
 
   // Steps once: true when a row is available, false when done.
   bool step();

@@ -91,9 +91,44 @@ CREATE TABLE transcript_segments (
 CREATE INDEX transcript_call ON transcript_segments(call_id, first_sequence);
 )sql";
 
-constexpr std::array<migration, 2> all{{
+// The call lifecycle and in-order consumption: gaps get an opening time and may be declared lost,
+// packets that come after their gap was lost are flagged, calls end and keep their job counts and
+// their state history.
+constexpr const char* v3_lifecycle = R"sql(
+ALTER TABLE call_gaps ADD COLUMN opened_at REAL NOT NULL DEFAULT 0;
+ALTER TABLE call_gaps ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX call_gaps_open ON call_gaps(opened_at) WHERE lost = 0;
+ALTER TABLE packets ADD COLUMN late INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN late_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN lost_packets INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN ended_at REAL;
+ALTER TABLE calls ADD COLUMN end_reason TEXT;
+ALTER TABLE calls ADD COLUMN jobs_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN jobs_succeeded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN jobs_dead INTEGER NOT NULL DEFAULT 0;
+UPDATE calls SET
+  jobs_total = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id),
+  jobs_succeeded = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'succeeded'),
+  jobs_dead = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'dead');
+CREATE INDEX calls_active ON calls(last_packet_at) WHERE state = 'IN_PROGRESS';
+
+CREATE TABLE call_transitions (
+  id         INTEGER PRIMARY KEY,
+  call_id    TEXT NOT NULL REFERENCES calls(id),
+  from_state TEXT,
+  to_state   TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  at         REAL NOT NULL
+);
+CREATE INDEX call_transitions_call ON call_transitions(call_id, id);
+INSERT INTO call_transitions(call_id, from_state, to_state, reason, at)
+  SELECT id, NULL, 'IN_PROGRESS', 'first packet', created_at FROM calls;
+)sql";
+
+constexpr std::array<migration, 3> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
+    {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
 }};
 
 }  // namespace

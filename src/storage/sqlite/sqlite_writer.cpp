@@ -4,20 +4,28 @@
 
 namespace aipbx::sqlite {
 
-// The writer's view of one call: what the calls row holds, plus the live tracker.
+// The writer's view of one call: what the calls row holds, plus the live sequencer.
 struct writer::call_record {
   std::string id;
   call_state state = call_state::in_progress;
-  sequence_tracker tracker;
+  call_sequencer seq;
   std::int64_t packets_received = 0;
   std::int64_t duplicate_packets = 0;
   std::int64_t out_of_order_packets = 0;
+  std::int64_t late_packets = 0;
   std::int64_t gaps_opened = 0;
-  std::int64_t next_segment = sequence_tracker::first_sequence;
+  std::int64_t jobs_total = 0;
+  std::int64_t jobs_succeeded = 0;
+  std::int64_t jobs_dead = 0;
   std::optional<double> first_timestamp;
   std::optional<double> last_timestamp;
   std::optional<double> last_packet_at;
+  std::optional<double> ended_at;
+  std::optional<std::string> end_reason;
+  double state_changed_at = 0;
   bool dirty = false;
+
+  std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
 };
 
 const char* const job_columns =
@@ -65,21 +73,26 @@ std::string fenced(const char* set) {
 
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
+      sequencing_{options.segment_packets, options.window},
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id, sequence) DO NOTHING")),
       select_packet_data_(db_->prepare("SELECT data FROM packets WHERE call_id = ? AND sequence = ?")),
       select_call_(db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
                                 "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
-                                "next_segment, last_packet_at FROM calls WHERE id = ?")),
-      select_gaps_(db_->prepare("SELECT first_sequence, last_sequence FROM call_gaps WHERE call_id = ? "
-                                "ORDER BY first_sequence")),
+                                "next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
+                                "jobs_dead, ended_at, end_reason, state_changed_at FROM calls WHERE id = ?")),
+      select_gaps_(db_->prepare("SELECT first_sequence, last_sequence, opened_at, lost FROM call_gaps "
+                                "WHERE call_id = ? ORDER BY first_sequence")),
       insert_call_(db_->prepare("INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES (?, ?, ?, ?)")),
       update_call_(db_->prepare("UPDATE calls SET last_sequence = ?, expected_sequence = ?, packets_received = ?, "
                                 "duplicate_packets = ?, out_of_order_packets = ?, gaps_opened = ?, "
                                 "missing_packets = ?, first_timestamp = ?, last_timestamp = ?, updated_at = ?, "
-                                "next_segment = ?, last_packet_at = ? WHERE id = ?")),
-      insert_gap_(db_->prepare("INSERT INTO call_gaps(call_id, first_sequence, last_sequence) VALUES (?, ?, ?)")),
+                                "next_segment = ?, last_packet_at = ?, late_packets = ?, lost_packets = ?, "
+                                "jobs_total = ?, jobs_succeeded = ?, jobs_dead = ?, state = ?, ended_at = ?, "
+                                "end_reason = ?, state_changed_at = ? WHERE id = ?")),
+      insert_gap_(db_->prepare("INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at) "
+                               "VALUES (?, ?, ?, ?)")),
       delete_gap_(db_->prepare("DELETE FROM call_gaps WHERE call_id = ? AND first_sequence = ?")),
       insert_job_(db_->prepare("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, "
                                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")),
@@ -113,14 +126,23 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
                                job_columns)),
       job_exists_(db_->prepare("SELECT state FROM jobs WHERE id = ?")),
       select_idle_(db_->prepare("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = "
-                                "'IN_PROGRESS' AND last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")) {}
+                                "'IN_PROGRESS' AND last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")),
+      select_expired_gaps_(db_->prepare("SELECT DISTINCT call_id FROM call_gaps WHERE lost = 0 AND opened_at <= ? "
+                                        "LIMIT 1000")),
+      select_timed_out_(db_->prepare("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= ? "
+                                     "ORDER BY last_packet_at LIMIT 1000")),
+      mark_lost_(db_->prepare("UPDATE call_gaps SET lost = 1 WHERE call_id = ? AND first_sequence = ?")),
+      insert_transition_(db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
+                                      "VALUES (?, ?, ?, ?, ?)")),
+      job_call_(db_->prepare("SELECT call_id, state FROM jobs WHERE id = ?")),
+      flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")) {}
 
 writer::~writer() = default;
 
 void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   if (cache_.size() > options_.cache_limit) cache_.clear();
   warnings_.clear();
-  job_logs_.clear();
+  transitions_.clear();
   dirty_.clear();
   jobs_queued_ = false;
   try {
@@ -137,8 +159,11 @@ void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     const auto code = make_error_code(e.transient() ? errc::unavailable : errc::store_failure);
     for (auto& op : batch) op.fail(code);
     warnings_.clear();
+    transitions_.clear();
     jobs_queued_ = false;
   }
+  for (const auto& t : transitions_)
+    log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
   for (const auto& w : warnings_) {
     if (w.range)
       log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
@@ -162,7 +187,9 @@ void writer::apply(write_op& op, double now) {
         else if constexpr (std::is_same_v<T, renew_op>) o.r = apply_renew(o, now);
         else if constexpr (std::is_same_v<T, finish_op>) o.r = apply_finish(o, now);
         else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(o, now);
-        else o.r = apply_replay(o, now);
+        else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(o, now);
+        else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
+        else o.r = apply_archive(o, now);
       },
       op.v);
 }
@@ -171,9 +198,9 @@ ingest_outcome writer::duplicate_outcome(const call_record& rec) {
   ingest_outcome out;
   out.duplicate = true;
   out.kind = arrival::duplicate;
-  out.expected = rec.tracker.expected();
-  out.last_sequence = rec.tracker.highest();
-  out.missing = rec.tracker.missing_count();
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
   return out;
 }
 
@@ -207,10 +234,15 @@ result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
     return duplicate_outcome(rec);
   }
 
-  const observation obs = rec.tracker.observe(p.sequence);
+  sequencer_changes changes;
+  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const observation& obs = arrived.obs;
   if (obs.removed) delete_gap_.bind(1, std::string_view(p.call_id)).bind(2, obs.removed->first).run();
-  for (const auto& r : obs.added)
-    insert_gap_.bind(1, std::string_view(p.call_id)).bind(2, r.first).bind(3, r.last).run();
+  for (const auto& r : obs.added) {
+    // A split range keeps its opening time; a new one opens now (the sequencer knows which).
+    const double opened = rec.seq.gap_opened_at(r.first).value_or(now);
+    insert_gap_.bind(1, std::string_view(p.call_id)).bind(2, r.first).bind(3, r.last).bind(4, opened).run();
+  }
 
   ++rec.packets_received;
   switch (obs.kind) {
@@ -222,6 +254,11 @@ result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
       ++rec.out_of_order_packets;
       warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
       break;
+    case arrival::after_lost:
+      ++rec.late_packets;
+      flag_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
+      warnings_.push_back({"packet after its gap was declared lost", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
     case arrival::before_start:
     case arrival::duplicate:  // stored for the first time although below the highest: out of order
       ++rec.out_of_order_packets;
@@ -232,57 +269,127 @@ result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
   if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
   if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
   rec.last_packet_at = now;
-  cut_ready_segments(rec, now);
+  apply_changes(rec, changes, now);
   mark_dirty(rec);
 
   out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
-  out.expected = rec.tracker.expected();
-  out.last_sequence = rec.tracker.highest();
-  out.missing = rec.tracker.missing_count();
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
   return out;
 }
 
-// Cuts every whole segment of contiguous packets: [next_segment, expected) holds no hole.
-void writer::cut_ready_segments(call_record& rec, double now) {
-  const std::int64_t n = options_.segment_packets;
-  while (rec.tracker.expected() - rec.next_segment >= n) {
-    add_job(rec.id, rec.next_segment, rec.next_segment + n - 1, now);
-    rec.next_segment += n;
+void writer::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
+  for (const auto& r : changes.lost) {
+    mark_lost_.bind(1, std::string_view(rec.id)).bind(2, r.first).run();
+    warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
   }
-}
-
-// Cuts what is left of an idle call in segments of at most n, skipping those with no packet at all.
-void writer::cut_remaining(call_record& rec, double now) {
-  const std::int64_t n = options_.segment_packets;
-  const std::int64_t highest = rec.tracker.highest();
-  while (rec.next_segment <= highest) {
-    const std::int64_t last = std::min(highest, rec.next_segment + n - 1);
-    if (!rec.tracker.is_missing_all(rec.next_segment, last)) add_job(rec.id, rec.next_segment, last, now);
-    rec.next_segment = last + 1;
+  for (const auto& seg : changes.segments) {
+    insert_job_.bind(1, std::string_view(rec.id))
+        .bind(2, seg.first)
+        .bind(3, seg.last)
+        .bind(4, std::int64_t{options_.max_attempts})
+        .bind(5, now)
+        .bind(6, now)
+        .bind(7, now)
+        .run();
+    ++rec.jobs_total;
+    jobs_queued_ = true;
   }
-  mark_dirty(rec);
-}
-
-void writer::add_job(const std::string& call_id, std::int64_t first, std::int64_t last, double now) {
-  insert_job_.bind(1, std::string_view(call_id))
-      .bind(2, first)
-      .bind(3, last)
-      .bind(4, std::int64_t{options_.max_attempts})
-      .bind(5, now)
-      .bind(6, now)
-      .bind(7, now)
-      .run();
-  jobs_queued_ = true;
+  if (!changes.empty()) mark_dirty(rec);
 }
 
 void writer::sweep(double now) {
-  std::vector<std::string> idle;
-  select_idle_.bind(1, now - options_.segment_idle);
-  while (select_idle_.step()) idle.push_back(select_idle_.column_text(0));
-  select_idle_.reset();
-  for (const auto& id : idle) {
-    if (call_record* rec = load(id)) cut_remaining(*rec, now);
+  std::vector<std::string> ids;
+  const auto collect = [&](statement& q, double before) {
+    ids.clear();
+    q.bind(1, before);
+    while (q.step()) ids.push_back(q.column_text(0));
+    q.reset();
+  };
+  if (options_.window.seconds > 0) {
+    collect(select_expired_gaps_, now - options_.window.seconds);
+    for (const auto& id : ids) {
+      if (call_record* rec = load(id); rec && rec->state == call_state::in_progress) {
+        sequencer_changes changes;
+        rec->seq.tick(now, changes);
+        apply_changes(*rec, changes, now);
+      }
+    }
   }
+  if (options_.idle_timeout > 0) {
+    collect(select_timed_out_, now - options_.idle_timeout);
+    for (const auto& id : ids) (void)apply_end(id, "idle timeout", now);
+  }
+  collect(select_idle_, now - options_.segment_idle);
+  for (const auto& id : ids) {
+    if (call_record* rec = load(id)) {
+      sequencer_changes changes;
+      rec->seq.flush(changes);
+      apply_changes(*rec, changes, now);
+    }
+  }
+}
+
+result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
+  call_record* rec = load(call_id);
+  if (!rec) return errc::not_found;
+  if (rec->state != call_state::in_progress) return errc::invalid_transition;
+  sequencer_changes changes;
+  rec->seq.flush(changes);
+  apply_changes(*rec, changes, now);
+  rec->ended_at = now;
+  rec->end_reason = reason;
+  transition(*rec, call_state::processing_ai, reason, now);
+  settle(*rec, "ai jobs settled", now);
+  return rec->state;
+}
+
+result<call_state> writer::apply_archive(const archive_op& op, double now) {
+  call_record* rec = load(op.call_id);
+  if (!rec) return errc::not_found;
+  if (!can_transition(rec->state, call_state::archived)) return errc::invalid_transition;
+  transition(*rec, call_state::archived, "archived by request", now);
+  return rec->state;
+}
+
+void writer::transition(call_record& rec, call_state to, const std::string& reason, double now) {
+  const call_state from = rec.state;
+  if (from == to) return;
+  if (!can_transition(from, to)) {
+    log::error("call state change refused", {{"call_id", rec.id}, {"from", to_string(from)}, {"to", to_string(to)}});
+    return;
+  }
+  rec.state = to;
+  rec.state_changed_at = now;
+  insert_transition_.bind(1, std::string_view(rec.id))
+      .bind(2, to_string(from))
+      .bind(3, to_string(to))
+      .bind(4, std::string_view(reason))
+      .bind(5, now)
+      .run();
+  transitions_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
+  mark_dirty(rec);
+}
+
+void writer::settle(call_record& rec, const std::string& reason, double now) {
+  if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
+  // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
+  if (rec.state == call_state::failed && target == call_state::completed)
+    transition(rec, call_state::processing_ai, reason, now);
+  transition(rec, target, reason, now);
+}
+
+void writer::job_changed(const std::string& call_id, job_state from, job_state to, double now) {
+  call_record* rec = load(call_id);
+  if (!rec) return;
+  if (from == job_state::dead) --rec->jobs_dead;
+  if (from == job_state::succeeded) --rec->jobs_succeeded;
+  if (to == job_state::dead) ++rec->jobs_dead;
+  if (to == job_state::succeeded) ++rec->jobs_succeeded;
+  mark_dirty(*rec);
+  settle(*rec, to == job_state::dead ? "an ai job is dead" : to == job_state::queued ? "a dead job was replayed" : "ai jobs settled", now);
 }
 
 result<claim_result> writer::apply_claim(const claim_op& op, double now) {
@@ -302,6 +409,7 @@ result<claim_result> writer::apply_claim(const claim_op& op, double now) {
     select_expired_.reset();
     for (auto id : exhausted) {
       expire_job_.bind(1, std::string_view("lease expired on the last attempt")).bind(2, now).bind(3, now).bind(4, id).run();
+      if (auto call = call_of_job(id)) job_changed(*call, job_state::running, job_state::dead, now);
       log::error("ai job dead", {{"job_id", id}, {"error", "lease expired on the last attempt"}});
     }
   }
@@ -332,20 +440,31 @@ result<bool> writer::apply_finish(const finish_op& op, double now) {
   const auto fence = [&](statement& s, int first) -> statement& {
     return s.bind(first, op.id).bind(first + 1, std::string_view(op.owner)).bind(first + 2, std::int64_t{op.attempt});
   };
+  job_state to;
   if (const auto* ok = std::get_if<job_succeeded>(&op.outcome)) {
     fence(finish_success_.bind(1, now), 2).run();
     if (db_->changes() == 0) return false;
     insert_segment_.bind(1, std::string_view(ok->text)).bind(2, std::string_view(ok->engine)).bind(3, ok->latency_ms)
         .bind(4, now).bind(5, op.id).run();
-    return true;
-  }
-  if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
+    to = job_state::succeeded;
+  } else if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
     fence(finish_retry_.bind(1, std::string_view(retry->error)).bind(2, retry->run_at).bind(3, now), 4).run();
     return db_->changes() > 0;
+  } else {
+    fence(finish_dead_.bind(1, std::string_view(std::get<job_dead>(op.outcome).error)).bind(2, now), 3).run();
+    if (db_->changes() == 0) return false;
+    to = job_state::dead;
   }
-  const auto& dead = std::get<job_dead>(op.outcome);
-  fence(finish_dead_.bind(1, std::string_view(dead.error)).bind(2, now), 3).run();
-  return db_->changes() > 0;
+  if (auto call = call_of_job(op.id)) job_changed(*call, job_state::running, to, now);
+  return true;
+}
+
+std::optional<std::string> writer::call_of_job(std::int64_t job_id) {
+  job_call_.bind(1, job_id);
+  std::optional<std::string> call;
+  if (job_call_.step()) call = job_call_.column_text(0);
+  job_call_.reset();
+  return call;
 }
 
 result<bool> writer::apply_release(const release_op& op, double now) {
@@ -361,6 +480,7 @@ result<job> writer::apply_replay(const replay_op& op, double now) {
     job j = read_job(replay_job_);
     replay_job_.reset();
     jobs_queued_ = true;
+    job_changed(j.call_id, job_state::dead, job_state::queued, now);
     return j;
   }
   replay_job_.reset();
@@ -379,32 +499,49 @@ writer::call_record* writer::load(const std::string& id) {
     select_call_.reset();
     return nullptr;
   }
-  rec->state = parse_call_state(select_call_.column_text_view(0)).value_or(call_state::in_progress);
-  const std::int64_t highest = select_call_.column_int(1);
-  rec->packets_received = select_call_.column_int(2);
-  rec->duplicate_packets = select_call_.column_int(3);
-  rec->out_of_order_packets = select_call_.column_int(4);
-  rec->gaps_opened = select_call_.column_int(5);
-  rec->first_timestamp = select_call_.column_optional_double(6);
-  rec->last_timestamp = select_call_.column_optional_double(7);
-  rec->next_segment = select_call_.column_int(8);
-  rec->last_packet_at = select_call_.column_optional_double(9);
-  select_call_.reset();
-  std::vector<seq_range> missing;
+  auto& q = select_call_;
+  rec->state = parse_call_state(q.column_text_view(0)).value_or(call_state::in_progress);
+  const std::int64_t highest = q.column_int(1);
+  rec->packets_received = q.column_int(2);
+  rec->duplicate_packets = q.column_int(3);
+  rec->out_of_order_packets = q.column_int(4);
+  rec->gaps_opened = q.column_int(5);
+  rec->first_timestamp = q.column_optional_double(6);
+  rec->last_timestamp = q.column_optional_double(7);
+  const std::int64_t next_segment = q.column_int(8);
+  rec->last_packet_at = q.column_optional_double(9);
+  rec->late_packets = q.column_int(10);
+  rec->jobs_total = q.column_int(11);
+  rec->jobs_succeeded = q.column_int(12);
+  rec->jobs_dead = q.column_int(13);
+  rec->ended_at = q.column_optional_double(14);
+  if (!q.is_null(15)) rec->end_reason = q.column_text(15);
+  rec->state_changed_at = q.column_double(16);
+  q.reset();
+  std::vector<open_gap> open;
+  std::vector<seq_range> lost;
   select_gaps_.bind(1, std::string_view(id));
-  while (select_gaps_.step()) missing.push_back({select_gaps_.column_int(0), select_gaps_.column_int(1)});
+  while (select_gaps_.step()) {
+    const seq_range r{select_gaps_.column_int(0), select_gaps_.column_int(1)};
+    if (select_gaps_.column_int(3) != 0) lost.push_back(r);
+    else open.push_back({r, select_gaps_.column_double(2)});
+  }
   select_gaps_.reset();
-  rec->tracker = sequence_tracker(highest, missing);
+  rec->seq = call_sequencer(sequencing_, highest, open, lost, next_segment);
   return cache_.emplace(id, std::move(rec)).first->second.get();
 }
 
 writer::call_record& writer::load_or_create(const std::string& id, double now, bool& created) {
   if (call_record* rec = load(id)) return *rec;
   insert_call_.bind(1, std::string_view(id)).bind(2, now).bind(3, now).bind(4, now).run();
+  insert_transition_.bind(1, std::string_view(id)).bind(2, std::nullopt).bind(3, to_string(call_state::in_progress))
+      .bind(4, std::string_view("first packet")).bind(5, now).run();
   created = true;
   log::info("call created", {{"call_id", id}});
   auto rec = std::make_unique<call_record>();
   rec->id = id;
+  rec->seq = call_sequencer(sequencing_);
+  rec->state_changed_at = now;
   return *cache_.emplace(id, std::move(rec)).first->second;
 }
 
@@ -416,19 +553,29 @@ void writer::mark_dirty(call_record& rec) {
 }
 
 void writer::write_call(call_record& rec, double now) {
-  update_call_.bind(1, rec.tracker.highest())
-      .bind(2, rec.tracker.expected())
+  const auto& t = rec.seq.tracker();
+  update_call_.bind(1, t.highest())
+      .bind(2, t.expected())
       .bind(3, rec.packets_received)
       .bind(4, rec.duplicate_packets)
       .bind(5, rec.out_of_order_packets)
       .bind(6, rec.gaps_opened)
-      .bind(7, rec.tracker.missing_count())
+      .bind(7, t.missing_count())
       .bind(8, rec.first_timestamp)
       .bind(9, rec.last_timestamp)
       .bind(10, now)
-      .bind(11, rec.next_segment)
+      .bind(11, rec.seq.next_segment())
       .bind(12, rec.last_packet_at)
-      .bind(13, std::string_view(rec.id))
+      .bind(13, rec.late_packets)
+      .bind(14, rec.seq.lost_packets())
+      .bind(15, rec.jobs_total)
+      .bind(16, rec.jobs_succeeded)
+      .bind(17, rec.jobs_dead)
+      .bind(18, to_string(rec.state))
+      .bind(19, rec.ended_at)
+      .bind(20, rec.end_reason ? std::optional<std::string_view>(*rec.end_reason) : std::nullopt)
+      .bind(21, rec.state_changed_at)
+      .bind(22, std::string_view(rec.id))
       .run();
   rec.dirty = false;
 }

@@ -2,6 +2,7 @@
 // Internal to storage/sqlite. Not thread-safe: one writer thread calls `commit`.
 #pragma once
 
+#include "domain/call_sequencer.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
@@ -60,9 +61,20 @@ struct replay_op {
   job_store::job_handler done;
   std::optional<result<job>> r;
 };
+struct end_op {
+  std::string call_id;
+  std::string reason;
+  std::function<void(result<call_state>)> done;
+  std::optional<result<call_state>> r;
+};
+struct archive_op {
+  std::string call_id;
+  std::function<void(result<call_state>)> done;
+  std::optional<result<call_state>> r;
+};
 
 struct write_op {
-  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op> v;
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op> v;
   // Runs the handler with the stored result, or with `failure` when the transaction failed.
   void complete();
   void fail(const boost::system::error_code& failure);
@@ -105,26 +117,37 @@ class writer {
   result<bool> apply_finish(const finish_op& op, double now);
   result<bool> apply_release(const release_op& op, double now);
   result<job> apply_replay(const replay_op& op, double now);
+  result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
+  result<call_state> apply_archive(const archive_op& op, double now);
   void sweep(double now);
 
   call_record& load_or_create(const std::string& id, double now, bool& created);
   call_record* load(const std::string& id);
-  void cut_ready_segments(call_record& rec, double now);
-  void cut_remaining(call_record& rec, double now);
-  void add_job(const std::string& call_id, std::int64_t first, std::int64_t last, double now);
+  // Persists what the call's sequencer decided: new jobs, lost ranges.
+  void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
+  // A job of the call changed state: counters, and the state of an ended call settles.
+  void job_changed(const std::string& call_id, job_state from, job_state to, double now);
+  void transition(call_record& rec, call_state to, const std::string& reason, double now);
+  std::optional<std::string> call_of_job(std::int64_t job_id);
+  void settle(call_record& rec, const std::string& reason, double now);
   void mark_dirty(call_record& rec);
   void write_call(call_record& rec, double now);
 
   const sqlite_options& options_;
+  sequencer_options sequencing_;
   std::unique_ptr<connection> db_;
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
       next_due_, next_lease_, renew_, finish_success_, insert_segment_, finish_retry_, finish_dead_,
-      release_job_, replay_job_, job_exists_, select_idle_;
+      release_job_, replay_job_, job_exists_, select_idle_, select_expired_gaps_, select_timed_out_,
+      mark_lost_, insert_transition_, job_call_, flag_late_;
   cache_map cache_;
   std::vector<call_record*> dirty_;
   std::vector<deferred_warning> warnings_;
-  std::vector<std::string> job_logs_;
+  struct state_change {
+    std::string call_id, from, to, reason;
+  };
+  std::vector<state_change> transitions_;  // logged once the transaction commits
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;

@@ -46,7 +46,7 @@ class ServeOptions : public ::testing::Test {
   static constexpr const char* variables[] = {
       "AIPBX_HOST",          "AIPBX_PORT",           "AIPBX_DB",           "AIPBX_THREADS",
       "AIPBX_BLOCKING_THREADS", "AIPBX_BODY_LIMIT",  "AIPBX_HEADER_LIMIT", "AIPBX_REQUEST_TIMEOUT",
-      "AIPBX_IDLE_TIMEOUT",  "AIPBX_SHUTDOWN_TIMEOUT", "AIPBX_MAX_CONNECTIONS", "AIPBX_WRITER_QUEUE",
+      "AIPBX_IDLE_TIMEOUT",  "AIPBX_KEEPALIVE_TIMEOUT", "AIPBX_SHUTDOWN_TIMEOUT", "AIPBX_MAX_CONNECTIONS", "AIPBX_WRITER_QUEUE",
       "AIPBX_MAX_BATCH",     "AIPBX_LOG_LEVEL"};
 
   void SetUp() override {
@@ -90,7 +90,7 @@ TEST_F(ServeOptions, DefaultsWithoutFlagsOrEnvironment) {
 
 TEST_F(ServeOptions, FlagsParse) {
   parse("--host 0.0.0.0 --port 9001 --db sqlite:///tmp/x.db --threads 3 --blocking-threads 8 --body-limit 2048 "
-        "--header-limit 4096 --request-timeout 250ms --idle-timeout 2m --shutdown-timeout 1.5s "
+        "--header-limit 4096 --request-timeout 250ms --keepalive-timeout 2m --shutdown-timeout 1.5s "
         "--max-connections 77 --writer-queue 123 --max-batch 64 --log-level warning");
   EXPECT_EQ(config_.host, "0.0.0.0");
   EXPECT_EQ(config_.port, 9001);
@@ -100,7 +100,7 @@ TEST_F(ServeOptions, FlagsParse) {
   EXPECT_EQ(config_.body_limit, 2048u);
   EXPECT_EQ(config_.header_limit, 4096u);
   EXPECT_EQ(config_.request_timeout, milliseconds(250));
-  EXPECT_EQ(config_.idle_timeout, milliseconds(120'000));
+  EXPECT_EQ(config_.keepalive_timeout, milliseconds(120'000));
   EXPECT_EQ(config_.shutdown_timeout, milliseconds(1'500));
   EXPECT_EQ(config_.max_connections, 77u);
   EXPECT_EQ(config_.writer_queue, 123u);
@@ -130,20 +130,46 @@ TEST_F(ServeOptions, EnvironmentApplies) {
   EXPECT_EQ(config_.log_level, log::level::debug);
 }
 
+TEST(ReorderWindow, PacketsDurationOrBoth) {
+  auto w = parse_reorder_window("50");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->packets, 50);
+  EXPECT_EQ(w->seconds, 0);
+  w = parse_reorder_window("1.5s");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->packets, 0);
+  EXPECT_DOUBLE_EQ(w->seconds, 1.5);
+  w = parse_reorder_window("250ms,20");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->packets, 20);
+  EXPECT_DOUBLE_EQ(w->seconds, 0.25);
+  w = parse_reorder_window("0");
+  ASSERT_TRUE(w);
+  EXPECT_FALSE(w->enabled());
+  for (const char* bad : {"", ",", "x", "-5", "5,", "1s,,2"}) EXPECT_FALSE(parse_reorder_window(bad)) << bad;
+}
+
+TEST_F(ServeOptions, CallLifecycleOptions) {
+  parse("--reorder-window 30,500ms --idle-timeout 5s");
+  EXPECT_EQ(config_.window.packets, 30);
+  EXPECT_DOUBLE_EQ(config_.window.seconds, 0.5);
+  EXPECT_EQ(config_.call_idle_timeout, milliseconds(5'000));
+}
+
 TEST_F(ServeOptions, FlagBeatsEnvironment) {
   set("AIPBX_PORT", "8123");
-  set("AIPBX_IDLE_TIMEOUT", "10s");
+  set("AIPBX_KEEPALIVE_TIMEOUT", "10s");
   set("AIPBX_HOST", "10.0.0.1");
-  parse("--port 9002 --idle-timeout 250ms");
+  parse("--port 9002 --keepalive-timeout 250ms");
   EXPECT_EQ(config_.port, 9002);
-  EXPECT_EQ(config_.idle_timeout, milliseconds(250));
+  EXPECT_EQ(config_.keepalive_timeout, milliseconds(250));
   EXPECT_EQ(config_.host, "10.0.0.1");  // no flag: the environment still applies
 }
 
 TEST_F(ServeOptions, InvalidFlagValuesThrow) {
   for (const char* args : {"--port abc", "--port 70000", "--port -1", "--blocking-threads 0",
                            "--body-limit 10", "--header-limit 1", "--max-batch 0", "--writer-queue 0",
-                           "--request-timeout 5x", "--idle-timeout -1s", "--shutdown-timeout abc",
+                           "--request-timeout 5x", "--keepalive-timeout -1s", "--shutdown-timeout abc",
                            "--log-level loud", "--threads many", "--no-such-flag 1", "--port"}) {
     SCOPED_TRACE(args);
     CLI::App app{"aipbx serve"};

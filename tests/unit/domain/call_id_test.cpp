@@ -12,7 +12,18 @@ TEST(CallId, AcceptsEveryAllowedCharacter) {
   const std::string all =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=-";
   EXPECT_TRUE(is_valid_call_id(all));
-  for (char c : all) EXPECT_TRUE(is_valid_call_id(std::string(1, c))) << "'" << c << "'";
+  for (char c : all) {
+    if (c == '.') continue;  // a lone dot is a path segment, not an id (see RejectsDotsAlone)
+    EXPECT_TRUE(is_valid_call_id(std::string(1, c))) << "'" << c << "'";
+  }
+}
+
+TEST(CallId, RejectsDotsAlone) {
+  EXPECT_FALSE(is_valid_call_id("."));
+  EXPECT_FALSE(is_valid_call_id(".."));
+  EXPECT_FALSE(is_valid_call_id("...."));
+  EXPECT_TRUE(is_valid_call_id(".a"));
+  EXPECT_TRUE(is_valid_call_id("a..b"));
 }
 
 TEST(CallId, AcceptsRealWorldIdentifiers) {
@@ -56,7 +67,7 @@ TEST(CallId, RejectsEmbeddedNul) {
 }
 
 TEST(CallId, PatternDocumentsTheSameRule) {
-  EXPECT_EQ(call_id_pattern, "^[A-Za-z0-9._:@+=-]{1,128}$");
+  EXPECT_EQ(call_id_pattern, "^(?!\\.+$)[A-Za-z0-9._:@+=-]{1,128}$");
 }
 
 }  // namespace

@@ -163,9 +163,9 @@ class CallStoreContract : public ::testing::TestWithParam<store_backend> {
   }
 
   ranges gaps(std::string_view id) {
-    auto r = store_->missing_ranges(id);
+    auto r = store_->gaps(id);
     EXPECT_TRUE(r.has_value()) << id;
-    return r.has_value() ? *r : ranges{};
+    return r.has_value() ? r->open : ranges{};
   }
 
   std::vector<stored_packet> all_packets(std::string_view id) {
@@ -579,7 +579,7 @@ TEST_P(CallStoreContract, UnknownCallIsNotFound) {
   auto p = store().list_packets("unknown", 0, 10);
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error(), errc::not_found);
-  auto g = store().missing_ranges("unknown");
+  auto g = store().gaps("unknown");
   ASSERT_FALSE(g.has_value());
   EXPECT_EQ(g.error(), errc::not_found);
   // Ids compare exactly.

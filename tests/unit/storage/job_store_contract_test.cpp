@@ -175,7 +175,7 @@ TEST_F(JobStore, DeadJobIsReplayedWithFreshAttempts) {
   put("c1", 1);
   job j = claim("w").jobs.at(0);
   EXPECT_TRUE(finish(j, "w", job_dead{"failed after 1 attempts: boom"}));
-  EXPECT_EQ(store_->get_call("c1").value().jobs.dead, 1);
+  EXPECT_EQ(store_->get_call("c1").value().jobs_dead, 1);
   auto replayed = wait_for<result<job>>([&](auto done) { store_->replay(j.id, done); });
   ASSERT_TRUE(replayed.has_value());
   EXPECT_EQ(replayed->state, job_state::queued);
