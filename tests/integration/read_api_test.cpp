@@ -1,0 +1,219 @@
+// The read API: GET /v1/calls (keyset paging), /v1/calls/{id}, /packets (paging in sequence order), /gaps,
+// and the JSON 404 for calls that do not exist.
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "harness/fixture.hpp"
+
+namespace aipbx::itest {
+namespace {
+
+namespace json = boost::json;
+
+class ReadApiTest : public integration_test {
+ protected:
+  void SetUp() override { start_server(); }
+
+  void ingest(connection& c, const std::string& call_id, std::int64_t sequence) {
+    const auto r = c.post_json("/v1/call/stream/" + call_id,
+                               packet_json(sequence, data_of(call_id, sequence), timestamp_of(sequence)));
+    ASSERT_EQ(r.status, 202) << r.body;
+  }
+
+  static std::string data_of(const std::string& call_id, std::int64_t sequence) {
+    return call_id + "/" + std::to_string(sequence);
+  }
+  static double timestamp_of(std::int64_t sequence) {
+    return 1700000000.0 + static_cast<double>(sequence) * 0.02;
+  }
+};
+
+std::vector<std::string> ids_of(const json::object& page) {
+  std::vector<std::string> out;
+  for (const auto& c : page.at("calls").as_array()) out.emplace_back(c.as_object().at("id").as_string());
+  return out;
+}
+
+TEST_F(ReadApiTest, ListCallsPagesInIdOrder) {
+  auto c = connect();
+  const std::vector<std::string> ids{"c05", "c01", "c07", "c03", "c02", "c06", "c04"};
+  for (const auto& id : ids) ingest(c, id, 1);
+
+  std::vector<std::string> seen;
+  std::string after;
+  int pages = 0;
+  for (;; ++pages) {
+    ASSERT_LT(pages, 10) << "paging does not end";
+    const auto r = c.get("/v1/calls?limit=3" + (after.empty() ? std::string{} : "&after=" + after));
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto page = body_object(r);
+    const auto page_ids = ids_of(page);
+    EXPECT_LE(page_ids.size(), 3u);
+    seen.insert(seen.end(), page_ids.begin(), page_ids.end());
+    if (page.at("next_after").is_null()) break;
+    after = std::string(page.at("next_after").as_string());
+    EXPECT_EQ(after, page_ids.back());
+  }
+  EXPECT_EQ(pages + 1, 3);
+  EXPECT_EQ(seen, (std::vector<std::string>{"c01", "c02", "c03", "c04", "c05", "c06", "c07"}));
+
+  // Without a limit every call fits in the default page; a filter on the state keeps them all.
+  auto all = body_object(c.get("/v1/calls"));
+  EXPECT_EQ(ids_of(all).size(), 7u);
+  EXPECT_TRUE(all.at("next_after").is_null());
+  EXPECT_EQ(ids_of(body_object(c.get("/v1/calls?state=IN_PROGRESS"))).size(), 7u);
+  EXPECT_EQ(ids_of(body_object(c.get("/v1/calls?state=COMPLETED"))).size(), 0u);
+  // A cursor past the end gives an empty last page.
+  const auto end = body_object(c.get("/v1/calls?after=zzz"));
+  EXPECT_TRUE(ids_of(end).empty());
+  EXPECT_TRUE(end.at("next_after").is_null());
+  // Calls in the list carry the same fields as GET /v1/calls/{id}.
+  const auto first = all.at("calls").as_array().front().as_object();
+  EXPECT_EQ(first, body_object(c.get("/v1/calls/c01")));
+}
+
+TEST_F(ReadApiTest, BadQueryParametersAre422) {
+  auto c = connect();
+  ingest(c, "q1", 1);
+  for (const std::string target :
+       {"/v1/calls?limit=0", "/v1/calls?limit=1001", "/v1/calls?limit=abc",
+        "/v1/calls?limit=", "/v1/calls?limit=1.5", "/v1/calls?state=BOGUS", "/v1/calls/q1/packets?limit=0",
+        "/v1/calls/q1/packets?after=-1", "/v1/calls/q1/packets?after=x"}) {
+    SCOPED_TRACE(target);
+    const auto r = c.get(target);
+    ASSERT_TRUE(is_json_error(r, 422));
+    const auto detail = json::parse(r.body).at("detail").as_array();
+    ASSERT_FALSE(detail.empty());
+    EXPECT_EQ(detail[0].at("loc").as_array().at(0), "query") << r.body;
+  }
+}
+
+TEST_F(ReadApiTest, GetCallDescribesTheCall) {
+  auto c = connect();
+  for (const std::int64_t s : {1, 2, 3, 6}) ingest(c, "desc", s);
+  const auto r = c.get("/v1/calls/desc");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("Content-Type"), "application/json");
+  const auto o = body_object(r);
+  EXPECT_EQ(o.at("id"), "desc");
+  EXPECT_EQ(o.at("state"), "IN_PROGRESS");
+  EXPECT_EQ(o.at("last_sequence"), 6);
+  EXPECT_EQ(o.at("expected_sequence"), 4);
+  EXPECT_EQ(o.at("packets_received"), 4);
+  EXPECT_EQ(o.at("missing_packets"), 2);
+  EXPECT_EQ(o.at("missing_ranges"), 1);
+  EXPECT_DOUBLE_EQ(o.at("first_timestamp").to_number<double>(), timestamp_of(1));
+  EXPECT_DOUBLE_EQ(o.at("last_timestamp").to_number<double>(), timestamp_of(6));
+  // The API and the file agree.
+  EXPECT_EQ(db().scalar("SELECT last_sequence FROM calls WHERE id = 'desc'"), 6);
+  EXPECT_EQ(db().scalar("SELECT packets_received FROM calls WHERE id = 'desc'"), 4);
+}
+
+TEST_F(ReadApiTest, PacketsPageInSequenceOrder) {
+  auto c = connect();
+  std::vector<std::int64_t> order(23);
+  std::iota(order.begin(), order.end(), 1);
+  std::mt19937 random(42);
+  std::shuffle(order.begin(), order.end(), random);
+  for (const auto s : order) ingest(c, "pk", s);
+
+  std::vector<std::int64_t> seen;
+  std::string after;
+  int pages = 0;
+  for (;; ++pages) {
+    ASSERT_LT(pages, 20) << "paging does not end";
+    const auto r =
+        c.get("/v1/calls/pk/packets?limit=5" + (after.empty() ? std::string{} : "&after=" + after));
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto page = body_object(r);
+    EXPECT_EQ(page.at("call_id"), "pk");
+    const auto& packets = page.at("packets").as_array();
+    EXPECT_LE(packets.size(), 5u);
+    for (const auto& p : packets) {
+      const auto& o = p.as_object();
+      const auto s = o.at("sequence").to_number<std::int64_t>();
+      EXPECT_EQ(o.at("data"), json::string_view(data_of("pk", s)));
+      EXPECT_DOUBLE_EQ(o.at("timestamp").to_number<double>(), timestamp_of(s));
+      seen.push_back(s);
+    }
+    if (page.at("next_after").is_null()) break;
+    after = std::to_string(page.at("next_after").to_number<std::int64_t>());
+    EXPECT_EQ(page.at("next_after"), packets.back().at("sequence"));
+  }
+  EXPECT_EQ(pages + 1, 5);
+  std::vector<std::int64_t> expected(23);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(seen, expected);
+
+  // `after` in the middle of the stream, and the default page size.
+  const auto tail = body_object(c.get("/v1/calls/pk/packets?after=20"));
+  ASSERT_EQ(tail.at("packets").as_array().size(), 3u);
+  EXPECT_EQ(tail.at("packets").as_array()[0].at("sequence"), 21);
+  EXPECT_EQ(body_object(c.get("/v1/calls/pk/packets")).at("packets").as_array().size(), 23u);
+}
+
+TEST_F(ReadApiTest, GapsListsTheMissingRanges) {
+  auto c = connect();
+  for (const std::int64_t s : {1, 4, 5, 10}) ingest(c, "gp", s);
+  const auto r = c.get("/v1/calls/gp/gaps");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto o = body_object(r);
+  EXPECT_EQ(o.at("call_id"), "gp");
+  EXPECT_EQ(o.at("last_sequence"), 10);
+  EXPECT_EQ(o.at("expected_sequence"), 2);
+  EXPECT_EQ(o.at("missing_packets"), 6);
+  const auto& missing = o.at("missing").as_array();
+  ASSERT_EQ(missing.size(), 2u);
+  EXPECT_EQ(missing[0], (json::value{{"first", 2}, {"last", 3}, {"count", 2}}));
+  EXPECT_EQ(missing[1], (json::value{{"first", 6}, {"last", 9}, {"count", 4}}));
+}
+
+TEST_F(ReadApiTest, UnknownCallIs404WithJsonBody) {
+  auto c = connect();
+  ingest(c, "known", 1);
+  for (const std::string target :
+       {"/v1/calls/unknown", "/v1/calls/unknown/packets", "/v1/calls/unknown/gaps"}) {
+    SCOPED_TRACE(target);
+    const auto r = c.get(target);
+    EXPECT_TRUE(is_json_error(r, 404));
+  }
+  EXPECT_FALSE(db().call_exists("unknown"));
+}
+
+TEST_F(ReadApiTest, ServiceEndpointsAnswer) {
+  auto c = connect();
+  const auto ready = c.get("/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  EXPECT_EQ(body_object(ready).at("status"), "ready");
+
+  const auto root = c.get("/");
+  EXPECT_EQ(root.status, 302);
+  EXPECT_EQ(root.header("Location"), "/docs");
+
+  const auto spec = c.get("/openapi.json");
+  ASSERT_EQ(spec.status, 200);
+  EXPECT_EQ(spec.header("Content-Type").rfind("application/json", 0), 0u);
+  const auto doc = body_object(spec);
+  EXPECT_EQ(std::string(doc.at("openapi").as_string()).rfind("3.1", 0), 0u);
+  const auto& paths = doc.at("paths").as_object();
+  for (const char* path : {"/v1/call/stream/{call_id}", "/v1/calls", "/v1/calls/{call_id}",
+                           "/v1/calls/{call_id}/packets", "/v1/calls/{call_id}/gaps", "/healthz"})
+    EXPECT_TRUE(paths.contains(path)) << path;
+
+  const auto docs = c.get("/docs");
+  EXPECT_EQ(docs.status, 200);
+  EXPECT_EQ(docs.header("Content-Type").rfind("text/html", 0), 0u);
+  for (const char* asset : {"/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"}) {
+    const auto r = c.get(asset);
+    EXPECT_EQ(r.status, 200) << asset;
+    EXPECT_GT(r.body.size(), 1000u) << asset;
+  }
+  EXPECT_TRUE(is_json_error(c.get("/docs/nope.js"), 404));
+}
+
+}  // namespace
+}  // namespace aipbx::itest
