@@ -79,11 +79,12 @@ void worker_pool::maybe_done() {
 asio::awaitable<void> worker_pool::dispatch() {
   const double lease_seconds = static_cast<double>(options_.lease.count()) / 1000.0;
   while (!stopping_) {
+    // Wake-ups that arrive from here on (new jobs, a finished attempt) are seen before the next wait.
+    wake_pending_ = false;
     const unsigned free = options_.workers - std::min(options_.workers, running_);
     std::optional<double> next_due;
     bool failed = false;
     if (free > 0) {
-      wake_pending_ = false;
       auto op = async_call<result<claim_result>>([this, free, lease_seconds](job_store::claim_handler done) {
         store_.claim(options_.owner, free, lease_seconds, std::move(done));
       });

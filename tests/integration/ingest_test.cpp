@@ -28,7 +28,7 @@ class IngestTest : public integration_test {
     EXPECT_EQ(r.status, 200) << r.body;
     ranges out;
     const auto body = body_object(r);
-    for (const auto& g : body.at("missing").as_array()) {
+    for (const auto& g : body.at("open").as_array()) {
       const auto& o = g.as_object();
       const auto first = o.at("first").to_number<std::int64_t>();
       const auto last = o.at("last").to_number<std::int64_t>();

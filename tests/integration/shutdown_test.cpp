@@ -86,7 +86,7 @@ TEST_F(ShutdownTest, SigintStopsGracefullyToo) {
 
 TEST_F(ShutdownTest, IdleKeepAliveConnectionsDoNotDelayShutdown) {
   // If idle connections had to time out, exit would take 60 s; if the drain waited, 30 s.
-  start_server({{"--idle-timeout", "60s"}, {"--shutdown-timeout", "30s"}});
+  start_server({{"--keepalive-timeout", "60s"}, {"--shutdown-timeout", "30s"}});
   std::vector<connection> idle;
   for (int i = 0; i < 20; ++i) {
     idle.emplace_back(server().port());

@@ -35,8 +35,11 @@ server_flags& server_flags::set(std::string flag, std::string value) {
 }
 
 server_flags default_flags() {
-  return server_flags{{"--threads", "2"},        {"--blocking-threads", "2"},  {"--request-timeout", "5s"},
-                      {"--idle-timeout", "10s"}, {"--shutdown-timeout", "5s"}, {"--log-level", "info"}};
+  // The AI pipeline runs in every test; by default its mock never fails and answers at once, so tests of
+  // ingest see no AI warnings. AI tests set their own failure rate, delays and retry policy.
+  return server_flags{{"--threads", "2"},          {"--blocking-threads", "2"},   {"--request-timeout", "5s"},
+                      {"--keepalive-timeout", "10s"}, {"--shutdown-timeout", "5s"},  {"--log-level", "info"},
+                      {"--mock-failure-rate", "0"},  {"--mock-delay-ms", "0:2"},    {"--mock-seed", "1"}};
 }
 
 server_process::server_process(std::filesystem::path db, server_flags flags) : db_(std::move(db)) {
