@@ -70,12 +70,15 @@ std::int64_t query_int(const boost::urls::params_view& params, std::string_view 
 std::optional<std::int64_t> parse_job_id(const std::string& text, validation_errors& errors) {
   std::int64_t id = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (ec == std::errc{} && end == text.data() + text.size() && id > 0) return id;
-  errors.push_back({"int_parsing",
-                    json::array{"path", "job_id"},
-                    "Input should be a positive integer",
-                    sanitized(text),
-                    {}});
+  if (ec != std::errc{} || end != text.data() + text.size()) {
+    errors.push_back({"int_parsing", json::array{"path", "job_id"},
+                      "Input should be a valid integer, unable to parse string as an integer", sanitized(text), {}});
+  } else if (id <= 0) {
+    errors.push_back({"greater_than", json::array{"path", "job_id"}, "Input should be greater than 0",
+                      sanitized(text), {{"gt", 0}}});
+  } else {
+    return id;
+  }
   return std::nullopt;
 }
 
@@ -383,7 +386,8 @@ asio::awaitable<response> api::list_jobs(const request& req) {
     if (is_valid_call_id(value)) q.call_id = value;
     else
       errors.push_back(invalid_query("call_id", "string_pattern_mismatch",
-                                     "String should match pattern '" + std::string(call_id_pattern) + "'", value));
+                                     "String should match pattern '" + std::string(call_id_pattern) + "'", value,
+                                     {{"pattern", json::string_view(call_id_pattern.data(), call_id_pattern.size())}}));
   }
   if (!errors.empty()) co_return unprocessable(errors);
   auto op = run_blocking(blocking_, [this, q] { return jobs_.list_jobs(q); });

@@ -185,7 +185,9 @@ json::value optional_number(const std::optional<double>& v) { return v ? json::v
 
 json::object to_json(const call_summary& c) {
   json::value duration = nullptr;
-  if (c.first_timestamp && c.last_timestamp) duration = *c.last_timestamp - *c.first_timestamp;
+  // Sender timestamps are doubles: round the difference to microseconds, not to float noise.
+  if (c.first_timestamp && c.last_timestamp)
+    duration = std::round((*c.last_timestamp - *c.first_timestamp) * 1e6) / 1e6;
   json::object out{
       {"id", c.id},
       {"state", to_string(c.state)},

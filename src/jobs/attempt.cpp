@@ -8,7 +8,8 @@ job_outcome decide(const job& j, const attempt_result& r, const retry_policy& po
   if (r.permanent) return job_dead{"permanent error: " + r.error};
   if (auto delay = policy.delay_after(j.attempts, j.max_attempts, random))
     return job_retry{r.error, now + static_cast<double>(delay->count()) / 1000.0};
-  return job_dead{"failed after " + std::to_string(j.attempts) + " attempts: " + r.error};
+  return job_dead{"failed after " + std::to_string(j.attempts) + (j.attempts == 1 ? " attempt: " : " attempts: ") +
+                  r.error};
 }
 
 }  // namespace aipbx::jobs

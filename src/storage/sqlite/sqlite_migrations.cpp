@@ -110,6 +110,8 @@ UPDATE calls SET
   jobs_total = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id),
   jobs_succeeded = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'succeeded'),
   jobs_dead = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'dead');
+-- Calls stored before last_packet_at existed: their last update is the best estimate.
+UPDATE calls SET last_packet_at = updated_at WHERE last_packet_at IS NULL AND packets_received > 0;
 CREATE INDEX calls_active ON calls(last_packet_at) WHERE state = 'IN_PROGRESS';
 
 CREATE TABLE call_transitions (
