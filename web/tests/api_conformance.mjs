@@ -3,11 +3,19 @@
 // Usage: node web/tests/api_conformance.mjs <base-url>
 // (tests/web/api_conformance.sh starts aipbx on a free port with a fast, half-failing mock engine and calls this.)
 //
-// Drives one call through ingest and the AI pipeline until every job has settled, then checks that:
-// - every documented GET operation answers a documented status with a body valid against the documented
-//   schema (a small JSON Schema subset validator below: $ref, type, const, enum, required, properties,
-//   additionalProperties: false, items, minimum/maximum, minLength/maxLength, pattern, anyOf/oneOf/allOf),
-//   and HEAD gives the same status and headers without a body;
+// Drives calls through ingest, the AI pipeline and their lifecycle, then checks that:
+// - every answer has a documented status and a body valid against the documented schema (a small JSON
+//   Schema subset validator below: $ref, type, const, enum, required, properties, additionalProperties: false,
+//   items, minimum/maximum, minLength/maxLength, pattern, anyOf/oneOf/allOf), with no undocumented field;
+//   every documented GET operation answers, and HEAD gives the same status and headers without a body;
+// - the lifecycle holds: IN_PROGRESS -> end -> PROCESSING_AI -> settled (FAILED with a dead job) -> replay
+//   -> settled again -> archive -> ARCHIVED, with every change in `transitions`; a second end or archive is
+//   409 invalid_transition; an ended call refuses new packets (409 call_ended) but answers repeats as
+//   duplicates; archived calls leave the default listing; a call idle for --idle-timeout ends by itself;
+// - sequence recovery: /gaps lists open ranges, which become lost once a sequence --reorder-window past them
+//   arrives (and all of them at the end), a packet of a lost range is stored as late_after_lost, and the
+//   jobs cover each received packet once, in order;
+// - the call_id pattern of the document and the server agree (dots alone refused);
 // - other methods get 405 with the Allow header the document promises ("GET, HEAD" for a read);
 // - the jobs API, the transcript and the call's `ai` object agree with each other and with the documented
 //   rules (states, ordering, paging, replay of a dead job, 409 job_not_dead, 404, 422 locations);
@@ -24,6 +32,10 @@ if (!baseArg) {
 }
 const base = new URL(baseArg);
 const bodyLimit = Number(process.env.AIPBX_BODY_LIMIT || 4096);
+// The server's --reorder-window in sequences (its time bound is long enough not to matter here) and its
+// --idle-timeout in seconds, as tests/web/api_conformance.sh starts it.
+const reorderPackets = Number(process.env.AIPBX_REORDER_PACKETS || 3);
+const idleTimeout = Number(process.env.AIPBX_IDLE_TIMEOUT || 3);
 
 const failures = [];
 const fail = (msg) => { failures.push(msg); console.error(`FAIL: ${msg}`); };
@@ -52,8 +64,10 @@ function typeOf(v) {
   return typeof v;
 }
 
-// Returns a list of problems of `value` against `schema` (empty: valid).
-function validate(schemaIn, value, where = '$') {
+// Returns a list of problems of `value` against `schema` (empty: valid). With `strict`, an object schema that
+// lists `properties` (and says nothing of additionalProperties) accepts no other field: every field the
+// server sends must be documented.
+function validate(schemaIn, value, where = '$', strict = false) {
   const schema = resolve(schemaIn);
   const errors = [];
   if (schema.type !== undefined) {
@@ -77,16 +91,18 @@ function validate(schemaIn, value, where = '$') {
   if (typeOf(value) === 'object') {
     for (const key of schema.required ?? []) if (!(key in value)) errors.push(`${where}: missing required "${key}"`);
     for (const [key, sub] of Object.entries(schema.properties ?? {})) {
-      if (key in value) errors.push(...validate(sub, value[key], `${where}.${key}`));
+      if (key in value) errors.push(...validate(sub, value[key], `${where}.${key}`, strict));
     }
-    if (schema.additionalProperties === false) {
-      for (const key of Object.keys(value)) if (!(key in (schema.properties ?? {}))) errors.push(`${where}: unexpected "${key}"`);
+    const closed = schema.additionalProperties === false ||
+                   (strict && schema.properties && schema.additionalProperties === undefined);
+    if (closed) {
+      for (const key of Object.keys(value)) if (!(key in (schema.properties ?? {}))) errors.push(`${where}: undocumented field "${key}"`);
     }
   }
-  if (Array.isArray(value) && schema.items) value.forEach((item, i) => errors.push(...validate(schema.items, item, `${where}[${i}]`)));
-  for (const sub of schema.allOf ?? []) errors.push(...validate(sub, value, where));
-  if (schema.anyOf && !schema.anyOf.some((s) => validate(s, value, where).length === 0)) errors.push(`${where}: matches no anyOf`);
-  if (schema.oneOf && schema.oneOf.filter((s) => validate(s, value, where).length === 0).length !== 1) errors.push(`${where}: does not match exactly one oneOf`);
+  if (Array.isArray(value) && schema.items) value.forEach((item, i) => errors.push(...validate(schema.items, item, `${where}[${i}]`, strict)));
+  for (const sub of schema.allOf ?? []) errors.push(...validate(sub, value, where, strict));
+  if (schema.anyOf && !schema.anyOf.some((s) => validate(s, value, where, strict).length === 0)) errors.push(`${where}: matches no anyOf`);
+  if (schema.oneOf && schema.oneOf.filter((s) => validate(s, value, where, strict).length === 0).length !== 1) errors.push(`${where}: does not match exactly one oneOf`);
   return errors;
 }
 
@@ -114,7 +130,7 @@ async function call(method, target, { op, body, headers = {} } = {}) {
       const response = resolve(documented);
       const media = response.content?.['application/json'];
       if (media?.schema && json !== undefined && method !== 'HEAD') {
-        const problems = validate(media.schema, json);
+        const problems = validate(media.schema, json, '$', true);
         check(problems.length === 0, `${method} ${target} ${res.status}: body does not match its schema:\n    ${problems.slice(0, 10).join('\n    ')}`);
       }
       for (const name of Object.keys(response.headers ?? {})) {
@@ -140,16 +156,75 @@ function raw(request) {
   });
 }
 
+// ------------------------------------------------------------------ the lifecycle, as the document draws it
+const ingestOp = ['/v1/call/stream/{call_id}', 'post'];
+const callOp = ['/v1/calls/{call_id}', 'get'];
+const listCallsOp = ['/v1/calls', 'get'];
+const gapsOp = ['/v1/calls/{call_id}/gaps', 'get'];
+const endOp = ['/v1/calls/{call_id}/end', 'post'];
+const archiveOp = ['/v1/calls/{call_id}/archive', 'post'];
+const jobsOp = ['/v1/jobs', 'get'];
+const settledStates = ['COMPLETED', 'FAILED'];
+// The changes of state the calls section's diagram allows (from>to), and the reasons CallTransition lists
+// (each in backquotes in its description).
+const allowedChanges = new Set(['null>IN_PROGRESS', 'IN_PROGRESS>PROCESSING_AI', 'PROCESSING_AI>COMPLETED',
+                                'PROCESSING_AI>FAILED', 'FAILED>PROCESSING_AI', 'COMPLETED>ARCHIVED', 'FAILED>ARCHIVED']);
+const reasonsText = spec.components?.schemas?.CallTransition?.properties?.reason?.description ?? '';
+
+// Checks a call's `transitions`: a chain from creation to its current state, every change allowed, in time
+// order, the first at `created_at` and the last at `state_changed_at`. Returns the list.
+function checkTransitions(c, label) {
+  const t = c?.transitions;
+  if (!check(Array.isArray(t) && t.length > 0, `${label}: no transitions in ${JSON.stringify(c)?.slice(0, 300)}`)) return [];
+  check(t[0].from === null && t[0].to === 'IN_PROGRESS' && t[0].reason === 'first packet' && t[0].at === c.created_at,
+        `${label}: the first transition is ${JSON.stringify(t[0])}, created_at ${c.created_at}`);
+  t.forEach((x, i) => {
+    check(allowedChanges.has(`${x.from}>${x.to}`), `${label}: ${x.from} -> ${x.to} is not in the lifecycle`);
+    check(reasonsText.includes(`\`${x.reason}\``), `${label}: reason "${x.reason}" is not among those CallTransition documents`);
+    if (i > 0) {
+      check(x.from === t[i - 1].to, `${label}: transition ${i} starts at ${x.from}, the one before ended at ${t[i - 1].to}`);
+      check(x.at >= t[i - 1].at, `${label}: transitions out of time order: ${JSON.stringify(t)}`);
+    }
+  });
+  const last = t.at(-1);
+  check(last.to === c.state && last.at === c.state_changed_at,
+        `${label}: the last transition ${JSON.stringify(last)} vs state ${c.state} since ${c.state_changed_at}`);
+  const ending = t.find((x) => x.from === 'IN_PROGRESS');
+  if (ending) check(ending.at === c.ended_at && ending.reason === c.end_reason, `${label}: ended_at/end_reason disagree with ${JSON.stringify(ending)}`);
+  else check(c.ended_at === null && c.end_reason === null, `${label}: not ended, yet ended_at ${c.ended_at}, end_reason ${c.end_reason}`);
+  return t;
+}
+
+// Polls `probe` (returning {done, value, seen}) every `ms` until done; throws after `tries`.
+async function waitFor(what, probe, { tries = 200, ms = 100 } = {}) {
+  let last;
+  for (let i = 0; i < tries; ++i) {
+    last = await probe();
+    if (last.done) return last.value;
+    await sleep(ms);
+  }
+  throw new Error(`${what} did not happen within ${(tries * ms) / 1000} s: ${JSON.stringify(last?.seen)}`);
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const range = (first, last) => ({ first, last, count: last - first + 1 });
+const isConflict = (r, code) => r.res.status === 409 && r.json?.error === code;
+
 try {
   // ---------------------------------------------------------------- static documents
   check(specResponse.headers.get('cache-control') === 'no-cache', `/openapi.json Cache-Control is ${specResponse.headers.get('cache-control')}`);
   const docs = await call('GET', '/docs', { op: ['/docs', 'get'] });
   check(docs.res.headers.get('cache-control') === 'no-cache', `/docs Cache-Control is ${docs.res.headers.get('cache-control')}`);
 
+  // ---------------------------------------------------------------- a call left to idle
+  // Its only packet goes first; it must end by itself after --idle-timeout (checked at the very end).
+  const idleId = 'conf-idle';
+  const idleSent = await call('POST', `/v1/call/stream/${idleId}`, { op: ingestOp, body: { sequence: 1, data: 'idle_1', timestamp: 1700000500 } });
+  check(idleSent.res.status === 202, `the idle call's packet: ${idleSent.res.status} ${idleSent.text}`);
+
   // ---------------------------------------------------------------- ingest one call
   const callId = 'conf-1';
   const stream = `/v1/call/stream/${callId}`;
-  const ingestOp = ['/v1/call/stream/{call_id}', 'post'];
   const sent = [];
   for (const sequence of [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]) {
     const packet = { sequence, data: `payload_${sequence}`, timestamp: 1700000000.25 + sequence };
@@ -160,30 +235,119 @@ try {
   const dup = await call('POST', stream, { op: ingestOp, body: sent[1] });
   check(dup.res.status === 202 && dup.json?.duplicate === true, `a repeated packet: ${dup.res.status} ${dup.text}`);
   const conflict = await call('POST', stream, { op: ingestOp, body: { ...sent[1], data: 'other' } });
-  check(conflict.res.status === 409 && conflict.json?.error === 'sequence_conflict', `a conflicting packet: ${conflict.res.status} ${conflict.text}`);
+  check(isConflict(conflict, 'sequence_conflict'), `a conflicting packet: ${conflict.res.status} ${conflict.text}`);
   const badType = await call('POST', stream, { op: ingestOp, body: 'x', headers: { 'Content-Type': 'text/plain' } });
   check(badType.res.status === 415, `text/plain body: ${badType.res.status}`);
   const bad = await call('POST', '/v1/call/stream/bad%20id', { op: ingestOp, body: { sequence: -1, data: 5 } });
   check(bad.res.status === 422 && bad.json?.detail?.length === 4, `an invalid packet: ${bad.res.status} ${bad.text}`);
   step(`stored ${sent.length} packets of ${callId} (sequence 0 included, 4 before 3)`);
 
+  // ---------------------------------------------------------------- the call before its end
+  const before = (await call('GET', `/v1/calls/${callId}`, { op: callOp })).json;
+  check(before?.state === 'IN_PROGRESS' && before.transitions?.length === 1, `before the end: ${JSON.stringify(before)}`);
+  checkTransitions(before, 'the call in progress');
+  check(before?.ai?.next_segment === 9, `before the end, next_segment is ${before?.ai?.next_segment}: sequence 9 should wait for its segment (--segment-packets 2) to fill`);
+  const early = await call('POST', `/v1/calls/${callId}/archive`, { op: archiveOp });
+  check(isConflict(early, 'invalid_transition'), `archive of a call in progress: ${early.res.status} ${early.text}`);
+
+  // ---------------------------------------------------------------- end
+  const ended = await call('POST', `/v1/calls/${callId}/end`, { op: endOp });
+  const endCall = ended.json;
+  check(ended.res.status === 200 && ['PROCESSING_AI', ...settledStates].includes(endCall?.state), `end: ${ended.res.status} ${ended.text}`);
+  check(endCall?.end_reason === 'ended by request' && typeof endCall?.ended_at === 'number', `end: ended_at ${endCall?.ended_at}, end_reason ${endCall?.end_reason}`);
+  check(endCall?.ai?.next_segment === 10, `the end did not cut sequence 9 into a last job: next_segment ${endCall?.ai?.next_segment}`);
+  const endTransitions = checkTransitions(endCall, 'the end\'s answer');
+  check(endTransitions[1]?.from === 'IN_PROGRESS' && endTransitions[1]?.to === 'PROCESSING_AI' && endTransitions[1]?.reason === 'ended by request',
+        `the end's transition: ${JSON.stringify(endTransitions[1])}`);
+  const endAgain = await call('POST', `/v1/calls/${callId}/end`, { op: endOp });
+  check(isConflict(endAgain, 'invalid_transition'), `a second end: ${endAgain.res.status} ${endAgain.text}`);
+  const afterEnd = await call('POST', stream, { op: ingestOp, body: { sequence: 10, data: 'payload_10', timestamp: 1700000010.25 } });
+  check(isConflict(afterEnd, 'call_ended'), `a new packet after the end: ${afterEnd.res.status} ${afterEnd.text}`);
+  const repeatAfterEnd = await call('POST', stream, { op: ingestOp, body: sent[2] });
+  check(repeatAfterEnd.res.status === 202 && repeatAfterEnd.json?.duplicate === true, `a repeated packet after the end: ${repeatAfterEnd.res.status} ${repeatAfterEnd.text}`);
+  const conflictAfterEnd = await call('POST', stream, { op: ingestOp, body: { ...sent[2], data: 'other' } });
+  check(isConflict(conflictAfterEnd, 'call_ended'), `a conflicting packet after the end: ${conflictAfterEnd.res.status} ${conflictAfterEnd.text}`);
+  step(`ended ${callId}: 200 ${endCall?.state}; a second end 409, a new packet 409 call_ended, a repeat 202 duplicate`);
+
+  // ---------------------------------------------------------------- open and lost ranges
+  // With --reorder-window N (sequences), a range is lost once a sequence N past its end has arrived.
+  const gapsId = 'conf-gaps';
+  const gapStream = `/v1/call/stream/${gapsId}`;
+  const gapSend = async (sequence) => {
+    const r = await call('POST', gapStream, { op: ingestOp, body: { sequence, data: `gap_${sequence}`, timestamp: 1700000300 + sequence } });
+    check(r.res.status === 202 && r.json?.status === 'stored', `${gapsId} packet ${sequence}: ${r.res.status} ${r.text}`);
+    return r.json;
+  };
+  const gapsOf = async () => (await call('GET', `/v1/calls/${gapsId}/gaps`, { op: gapsOp })).json;
+  const callOf = async (id) => (await call('GET', `/v1/calls/${id}`, { op: callOp })).json;
+  await gapSend(1);
+  await gapSend(2);
+  const a5 = await gapSend(5);
+  check(a5?.arrival === 'gap' && a5.expected_sequence === 3 && a5.missing_packets === 2, `packet 5 after 2: ${JSON.stringify(a5)}`);
+  let g = await gapsOf();
+  check(g?.state === 'IN_PROGRESS' && same(g.open, [range(3, 4)]) && same(g.lost, []) && g.missing_packets === 2 &&
+        g.lost_packets === 0 && g.expected_sequence === 3 && g.last_sequence === 5, `gaps after 1, 2, 5: ${JSON.stringify(g)}`);
+  const a3 = await gapSend(3);
+  check(a3?.arrival === 'late' && a3.expected_sequence === 4 && a3.missing_packets === 1, `packet 3, late: ${JSON.stringify(a3)}`);
+  const edge = 4 + reorderPackets;  // the first sequence far enough past 4 to give it up
+  for (let s = 6; s < edge; ++s) await gapSend(s);
+  g = await gapsOf();
+  check(same(g?.open, [range(4, 4)]) && same(g?.lost, []), `gaps with the highest sequence ${edge - 1}, inside the window: ${JSON.stringify(g)}`);
+  const aEdge = await gapSend(edge);
+  check(aEdge?.expected_sequence === edge + 1 && aEdge.missing_packets === 0, `packet ${edge}, which gives 4 up: ${JSON.stringify(aEdge)}`);
+  g = await gapsOf();
+  check(same(g?.open, []) && same(g?.lost, [range(4, 4)]) && g.lost_packets === 1 && g.missing_packets === 0 && g.expected_sequence === edge + 1,
+        `gaps with the highest sequence ${edge}: ${JSON.stringify(g)}`);
+  let gc = await callOf(gapsId);
+  check(gc?.lost_packets === 1 && gc.lost_ranges === 1 && gc.missing_packets === 0 && gc.missing_ranges === 0 && gc.late_packets === 0,
+        `the call with 4 lost: ${JSON.stringify(gc)}`);
+  const outOfOrder = gc?.out_of_order_packets;
+  const a4 = await gapSend(4);
+  check(a4?.arrival === 'late_after_lost' && a4.duplicate === false, `packet 4 after it was given up: ${JSON.stringify(a4)}`);
+  gc = await callOf(gapsId);
+  check(gc?.late_packets === 1 && gc.lost_packets === 1 && gc.packets_received === edge && gc.out_of_order_packets === outOfOrder,
+        `the call after a late packet of a lost range: ${JSON.stringify(gc)}`);
+  g = await gapsOf();
+  check(same(g?.lost, [range(4, 4)]) && same(g?.open, []), `a late packet changed the lost ranges: ${JSON.stringify(g)}`);
+  await gapSend(edge + 3);
+  g = await gapsOf();
+  check(same(g?.open, [range(edge + 1, edge + 2)]) && g.missing_packets === 2, `gaps after ${edge + 3}: ${JSON.stringify(g)}`);
+  const gapsEnd = await call('POST', `/v1/calls/${gapsId}/end`, { op: endOp });
+  const ge = gapsEnd.json;
+  check(gapsEnd.res.status === 200 && ge?.lost_packets === 3 && ge.lost_ranges === 2 && ge.missing_packets === 0 &&
+        ge.expected_sequence === edge + 4 && ge.ai?.next_segment === edge + 4, `the end of ${gapsId}: ${gapsEnd.res.status} ${gapsEnd.text}`);
+  g = await gapsOf();
+  check(settledStates.concat('PROCESSING_AI').includes(g?.state) && same(g?.open, []) && same(g?.lost, [range(4, 4), range(edge + 1, edge + 2)]) &&
+        g.lost_packets === 3 && g.missing_packets === 0, `gaps after the end: ${JSON.stringify(g)}`);
+  // Every received packet is in exactly one job's range; ranges are disjoint, ascending, none only lost sequences.
+  const received = [...Array.from({ length: edge }, (_, k) => k + 1), edge + 3];
+  const gapJobs = ((await call('GET', `/v1/jobs?call_id=${gapsId}&limit=1000`, { op: jobsOp })).json?.jobs ?? [])
+    .sort((a, b) => a.first_sequence - b.first_sequence);
+  check(gapJobs.every((j, i) => i === 0 || j.first_sequence > gapJobs[i - 1].last_sequence), `overlapping jobs: ${JSON.stringify(gapJobs.map((j) => [j.first_sequence, j.last_sequence]))}`);
+  for (const s of received) {
+    const n = gapJobs.filter((j) => j.first_sequence <= s && s <= j.last_sequence).length;
+    check(n === 1, `received packet ${s} of ${gapsId} is in ${n} jobs`);
+  }
+  for (const j of gapJobs) check(received.some((s) => j.first_sequence <= s && s <= j.last_sequence), `job ${j.id} covers no received packet`);
+  step(`${gapsId}: open [3-4] -> late 3 -> lost [4] at sequence ${edge} -> 4 late_after_lost -> end: lost [4], [${edge + 1}-${edge + 2}]; ${gapJobs.length} jobs`);
+
   // ---------------------------------------------------------------- wait for the AI pipeline to settle
-  // Settled: every packet is cut into a job (next_segment past the last sequence) and every job is final.
+  // Settled: every job of the ended call is final, and the call is COMPLETED or FAILED. The jobs are read
+  // first: the call read after them reflects them (a job and its call's counters change together).
   let settled;
   let lastSeen;
   for (let i = 0; i < 200; ++i) {
-    const c = (await call('GET', `/v1/calls/${callId}`)).json;
     const page = (await call('GET', `/v1/jobs?call_id=${callId}&limit=1000`)).json;
-    lastSeen = { ai: c?.ai, jobs: page?.jobs?.map((j) => j.state) };
+    const c = (await call('GET', `/v1/calls/${callId}`)).json;
+    lastSeen = { state: c?.state, ai: c?.ai, jobs: page?.jobs?.map((j) => j.state) };
     const final = page?.jobs?.length > 0 && page.jobs.every((j) => j.state === 'succeeded' || j.state === 'dead');
-    if (c?.ai?.next_segment > c?.last_sequence && final) { settled = c; break; }
+    if (final && settledStates.includes(c?.state)) { settled = c; break; }
     await sleep(100);
   }
   if (!settled) throw new Error(`the call's AI jobs did not settle within 20 s: ${JSON.stringify(lastSeen)}`);
-  step(`settled: ai ${JSON.stringify(settled.ai)}`);
+  step(`settled: ${settled.state}, ai ${JSON.stringify(settled.ai)}`);
 
   // ---------------------------------------------------------------- jobs, transcript, call: consistent
-  const jobsOp = ['/v1/jobs', 'get'];
   const all = (await call('GET', `/v1/jobs?call_id=${callId}&limit=1000`, { op: jobsOp })).json;
   const jobs = all?.jobs ?? [];
   check(all?.next_after === null, `a page holding everything has next_after ${all?.next_after}`);
@@ -205,8 +369,11 @@ try {
   }
   for (const j of succeeded) check(j.finished_at !== null && j.lease_owner === null, `succeeded job ${j.id}: ${JSON.stringify(j)}`);
   const counts = settled.ai.jobs;
-  check(counts.succeeded === succeeded.length && counts.dead === dead.length, `call ai.jobs ${JSON.stringify(counts)} disagrees with /v1/jobs`);
+  check(counts.total === jobs.length && counts.outstanding === 0 && counts.succeeded === succeeded.length && counts.dead === dead.length,
+        `call ai.jobs ${JSON.stringify(counts)} disagrees with /v1/jobs`);
   check(settled.ai.status === 'failed', `ai.status is ${settled.ai.status} with a dead job`);
+  check(settled.state === 'FAILED', `the ended call is ${settled.state} with a dead job`);
+  checkTransitions(settled, 'the settled call');
   step(`${jobs.length} jobs: ${succeeded.length} succeeded, ${dead.length} dead`);
 
   // Paging by the keyset cursor gives the same jobs.
@@ -237,37 +404,6 @@ try {
     check(s.engine !== 'mock' || s.text === expected, `mock segment ${s.first_sequence}-${s.last_sequence} text "${s.text}", expected "${expected}"`);
   }
   step(`transcript: ${JSON.stringify(transcript?.text)}`);
-
-  // ---------------------------------------------------------------- every documented read, GET and HEAD
-  const params = { call_id: callId, job_id: String(jobs[0].id) };
-  for (const [path, item] of Object.entries(spec.paths)) {
-    const documented = methods.filter((m) => item[m]);
-    let target = path;
-    for (const p of [...(item.parameters ?? []), ...Object.values(item).flatMap((o) => o?.parameters ?? [])].map(resolve)) {
-      if (p.in !== 'path') continue;
-      const value = params[p.name] ?? resolve(p.schema)?.enum?.[0];
-      target = target.replace(`{${p.name}}`, encodeURIComponent(value));
-    }
-    if (item.get) {
-      const g = await call('GET', target, { op: [path, 'get'], headers: { 'X-Request-ID': 'conformance' } });
-      check(g.res.ok, `GET ${target}: ${g.res.status}`);
-      check(g.res.headers.get('x-request-id') === 'conformance', `GET ${target}: X-Request-ID not echoed`);
-      const h = await call('HEAD', target);
-      check(h.res.status === g.res.status && h.text === '', `HEAD ${target}: ${h.res.status} with ${h.text.length} body bytes`);
-      check(h.res.headers.get('content-length') === g.res.headers.get('content-length'),
-            `HEAD ${target}: Content-Length ${h.res.headers.get('content-length')}, GET had ${g.res.headers.get('content-length')}`);
-      check(h.res.headers.get('content-type') === g.res.headers.get('content-type'), `HEAD ${target}: other Content-Type`);
-    }
-    // A method the path does not have: 405 and the Allow header.
-    const other = documented.includes('put') ? 'PATCH' : 'PUT';
-    const r405 = await call(other, target);
-    const allow = documented.map((m) => m.toUpperCase()).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).join(', ');
-    check(r405.res.status === 405 && r405.json?.error === 'method_not_allowed', `${other} ${target}: ${r405.res.status}`);
-    check(r405.res.headers.get('allow') === allow, `${other} ${target}: Allow "${r405.res.headers.get('allow')}", expected "${allow}"`);
-  }
-  const options = await call('OPTIONS', '/v1/jobs');
-  check(options.res.status === 405, `OPTIONS /v1/jobs: ${options.res.status}`);
-  step(`every documented path: GET valid, HEAD without body, other methods 405 with Allow`);
 
   // ---------------------------------------------------------------- job errors
   const jobOp = ['/v1/jobs/{job_id}', 'get'];
@@ -307,6 +443,85 @@ try {
   check(['succeeded', 'dead'].includes(final?.state) && final.attempts >= 1, `the replayed job did not settle: ${JSON.stringify(final)}`);
   step(`job ${victim.id} replayed (202, queued, attempts 0), then ${final?.state}`);
 
+  // The call follows its jobs: a replay with no other job dead takes FAILED back to PROCESSING_AI, and the
+  // replay's outcome settles it again.
+  const stillDead = dead.length - (final?.state === 'succeeded' ? 1 : 0);
+  const resettled = await waitFor('the call settling after the replay', async () => {
+    const c = await callOf(callId);
+    return { done: settledStates.includes(c?.state) && c?.ai?.jobs?.outstanding === 0, value: c, seen: c };
+  }, { tries: 50 });
+  check(resettled.state === (stillDead > 0 ? 'FAILED' : 'COMPLETED') && resettled.ai.jobs.dead === stillDead,
+        `after the replay (${stillDead} dead): ${resettled.state}, ai ${JSON.stringify(resettled.ai)}`);
+  const replayTransitions = checkTransitions(resettled, 'after the replay');
+  if (dead.length === 1) {
+    check(replayTransitions.some((x) => x.from === 'FAILED' && x.to === 'PROCESSING_AI' && x.reason === 'a dead job was replayed'),
+          `no FAILED -> PROCESSING_AI transition for the replay: ${JSON.stringify(replayTransitions)}`);
+  }
+  step(`after the replay the call is ${resettled.state}: ${replayTransitions.map((x) => `${x.from ?? '-'}->${x.to} (${x.reason})`).join(', ')}`);
+
+  // ---------------------------------------------------------------- archive
+  const archivedAnswer = await call('POST', `/v1/calls/${callId}/archive`, { op: archiveOp });
+  const archivedCall = archivedAnswer.json;
+  check(archivedAnswer.res.status === 200 && archivedCall?.state === 'ARCHIVED', `archive: ${archivedAnswer.res.status} ${archivedAnswer.text}`);
+  const archiveTransitions = checkTransitions(archivedCall, 'the archive\'s answer');
+  check(same(archiveTransitions.at(-1) && [archiveTransitions.at(-1).from, archiveTransitions.at(-1).reason], [resettled.state, 'archived by request']),
+        `the archive's transition: ${JSON.stringify(archiveTransitions.at(-1))}`);
+  for (const [what, r] of [
+    ['a second archive', await call('POST', `/v1/calls/${callId}/archive`, { op: archiveOp })],
+    ['an end of an archived call', await call('POST', `/v1/calls/${callId}/end`, { op: endOp })],
+  ]) check(isConflict(r, 'invalid_transition'), `${what}: ${r.res.status} ${r.text}`);
+  const archivedPacket = await call('POST', stream, { op: ingestOp, body: { sequence: 11, data: 'payload_11', timestamp: 1700000011.25 } });
+  check(isConflict(archivedPacket, 'call_ended'), `a packet for an archived call: ${archivedPacket.res.status} ${archivedPacket.text}`);
+  const archivedRepeat = await call('POST', stream, { op: ingestOp, body: sent[3] });
+  check(archivedRepeat.res.status === 202 && archivedRepeat.json?.duplicate === true, `a repeat for an archived call: ${archivedRepeat.res.status} ${archivedRepeat.text}`);
+  // Archived calls leave the default listing, and are the only ones listed with state=ARCHIVED.
+  const listing = (await call('GET', '/v1/calls?limit=1000', { op: listCallsOp })).json?.calls ?? [];
+  check(!listing.some((x) => x.id === callId) && listing.every((x) => x.state !== 'ARCHIVED'), `the default listing: ${JSON.stringify(listing.map((x) => [x.id, x.state]))}`);
+  check(listing.some((x) => x.id === gapsId) && listing.every((x) => !('transitions' in x)), 'the default listing lacks other calls, or lists transitions');
+  const archivedListing = (await call('GET', '/v1/calls?state=ARCHIVED', { op: listCallsOp })).json?.calls ?? [];
+  check(archivedListing.some((x) => x.id === callId) && archivedListing.every((x) => x.state === 'ARCHIVED'),
+        `state=ARCHIVED: ${JSON.stringify(archivedListing.map((x) => [x.id, x.state]))}`);
+  // Unknown and invalid calls.
+  for (const op of [endOp, archiveOp]) {
+    const verb = op[0].split('/').at(-1);
+    const unknown = await call('POST', `/v1/calls/no-such-call/${verb}`, { op });
+    check(unknown.res.status === 404 && unknown.json?.error === 'not_found', `${verb} of an unknown call: ${unknown.res.status} ${unknown.text}`);
+    const dots = await call('POST', `/v1/calls/.../${verb}`, { op });
+    check(dots.res.status === 422 && same(dots.json?.detail?.[0]?.loc, ['path', 'call_id']), `${verb} of call "...": ${dots.res.status} ${dots.text}`);
+  }
+  step(`archived ${callId}: 200 ARCHIVED; a second archive or end 409 invalid_transition; out of the default listing`);
+
+  // ---------------------------------------------------------------- every documented read, GET and HEAD
+  const params = { call_id: callId, job_id: String(jobs[0].id) };
+  for (const [path, item] of Object.entries(spec.paths)) {
+    const documented = methods.filter((m) => item[m]);
+    let target = path;
+    for (const p of [...(item.parameters ?? []), ...Object.values(item).flatMap((o) => o?.parameters ?? [])].map(resolve)) {
+      if (p.in !== 'path') continue;
+      const value = params[p.name] ?? resolve(p.schema)?.enum?.[0];
+      target = target.replace(`{${p.name}}`, encodeURIComponent(value));
+    }
+    if (item.get) {
+      const g = await call('GET', target, { op: [path, 'get'], headers: { 'X-Request-ID': 'conformance' } });
+      check(g.res.ok, `GET ${target}: ${g.res.status}`);
+      check(g.res.headers.get('x-request-id') === 'conformance', `GET ${target}: X-Request-ID not echoed`);
+      const h = await call('HEAD', target);
+      check(h.res.status === g.res.status && h.text === '', `HEAD ${target}: ${h.res.status} with ${h.text.length} body bytes`);
+      check(h.res.headers.get('content-length') === g.res.headers.get('content-length'),
+            `HEAD ${target}: Content-Length ${h.res.headers.get('content-length')}, GET had ${g.res.headers.get('content-length')}`);
+      check(h.res.headers.get('content-type') === g.res.headers.get('content-type'), `HEAD ${target}: other Content-Type`);
+    }
+    // A method the path does not have: 405 and the Allow header.
+    const other = documented.includes('put') ? 'PATCH' : 'PUT';
+    const r405 = await call(other, target);
+    const allow = documented.map((m) => m.toUpperCase()).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).join(', ');
+    check(r405.res.status === 405 && r405.json?.error === 'method_not_allowed', `${other} ${target}: ${r405.res.status}`);
+    check(r405.res.headers.get('allow') === allow, `${other} ${target}: Allow "${r405.res.headers.get('allow')}", expected "${allow}"`);
+  }
+  const options = await call('OPTIONS', '/v1/jobs');
+  check(options.res.status === 405, `OPTIONS /v1/jobs: ${options.res.status}`);
+  step(`every documented path: GET valid, HEAD without body, other methods 405 with Allow`);
+
   // ---------------------------------------------------------------- packets: sequence 0 and number form
   const packetsOp = ['/v1/calls/{call_id}/packets', 'get'];
   const packets = await call('GET', `/v1/calls/${callId}/packets`, { op: packetsOp });
@@ -332,6 +547,37 @@ try {
   if (check(schema413, 'ingest documents no 413') && json413) check(validate(schema413, json413).length === 0, '413 body does not match its schema');
   check(r413.closed, 'the connection stayed open after 413');
   step(`Content-Length ${declared} over the ${bodyLimit}-byte limit: ${statusLine}`);
+
+  // ---------------------------------------------------------------- the call_id pattern: document and server agree
+  const idPattern = new RegExp(resolve(spec.components.schemas.CallId).pattern, 'u');
+  for (const id of ['.', '..', '...', '.a', 'a.', '-', 'a84b4c76e66710@pc33.example.com', '+14155550123', 'x'.repeat(128),
+                    'x'.repeat(129), 'a b', 'é', 'a/b', 'a%b']) {
+    // '.' and '..' are dot segments that fetch would remove: they are sent as written, on a raw connection.
+    let status;
+    if (id === '.' || id === '..') {
+      const r = await raw(`GET /v1/calls/${id}/gaps HTTP/1.1\r\nHost: ${base.host}\r\nConnection: close\r\n\r\n`);
+      status = Number(r.data.split(' ')[1]);
+    } else {
+      status = (await call('GET', `/v1/calls/${encodeURIComponent(id)}/gaps`, { op: gapsOp })).res.status;
+    }
+    const documented = idPattern.test(id);
+    check(status === (documented ? 404 : 422), `call_id ${JSON.stringify(id.length > 20 ? `${id.slice(0, 8)}...(${id.length})` : id)}: the document says ${documented ? 'valid' : 'invalid'}, the server answered ${status}`);
+  }
+  step('the server accepts exactly the call_ids the document\'s pattern matches');
+
+  // ---------------------------------------------------------------- the idle call ended by itself
+  const idled = await waitFor(`the end of ${idleId} after --idle-timeout ${idleTimeout}s`, async () => {
+    const c = await callOf(idleId);
+    return { done: c?.state !== 'IN_PROGRESS', value: c, seen: c };
+  }, { tries: (idleTimeout + 10) * 10 });
+  check(idled.end_reason === 'idle timeout' && idled.ended_at - idled.last_packet_at >= idleTimeout - 1e-3,
+        `${idleId}: end_reason ${idled.end_reason}, ended ${idled.ended_at - idled.last_packet_at} s after its last packet`);
+  check(idled.ai?.next_segment === 2, `${idleId}: its packet was not cut into a job at the end: next_segment ${idled.ai?.next_segment}`);
+  const idleTransitions = checkTransitions(idled, idleId);
+  check(idleTransitions[1]?.to === 'PROCESSING_AI' && idleTransitions[1]?.reason === 'idle timeout', `${idleId}: ${JSON.stringify(idleTransitions)}`);
+  const lateForIdle = await call('POST', `/v1/call/stream/${idleId}`, { op: ingestOp, body: { sequence: 2, data: 'idle_2', timestamp: 1700000501 } });
+  check(isConflict(lateForIdle, 'call_ended'), `a packet after the idle end: ${lateForIdle.res.status} ${lateForIdle.text}`);
+  step(`${idleId} ended by itself ${(idled.ended_at - idled.last_packet_at).toFixed(2)} s after its packet (${idled.state})`);
 } catch (err) {
   fail(err.stack ?? err.message);
 }

@@ -5,9 +5,11 @@
 //
 // Checks that Swagger UI renders one block per operation of /openapi.json, each under its tag's section
 // (ingest, calls, jobs, ...), that the page loads nothing from anywhere but the aipbx server and logs no
-// console error, that "Try it out" / "Execute" on the ingest operation posts a packet that is answered 202
-// and really stored, and that "Try it out" on GET /v1/jobs lists the AI job that packet queued. Saves a
-// full-page screenshot. Exits 0 on success, 1 with a list of failures otherwise.
+// console error, that the calls section shows the lifecycle diagram, that "Try it out" / "Execute" on the
+// ingest operation posts a packet that is answered 202 and really stored, that "Try it out" on GET /v1/jobs
+// lists the AI job that packet queued, and that "Try it out" on POST /v1/calls/{call_id}/end ends that call
+// (200, then 409 invalid_transition when executed again). Saves a full-page screenshot. Exits 0 on success,
+// 1 with a list of failures otherwise.
 import { chromium } from 'playwright-core';
 
 const [baseArg, screenshotPath] = process.argv.slice(2);
@@ -75,6 +77,7 @@ try {
 
   page = await context.newPage();
   const consoleErrors = [];
+  let expected409 = 0;  // Chromium logs every 4xx answer as a console error; the 409s this test asks for are not
   page.on('console', (msg) => {
     if (msg.type() === 'error') consoleErrors.push(msg.text());
   });
@@ -117,6 +120,12 @@ try {
   if (!jobsTag) fail('the document has no "jobs" tag');
   const jobsHeader = ((await page.locator('[id="operations-tag-jobs"]').first().textContent()) ?? '').replace(/\s+/g, ' ');
   if (!jobsHeader.includes('Retry policy')) fail(`the jobs section does not show its description: "${jobsHeader.slice(0, 120)}"`);
+  // The calls section draws the lifecycle: a code block naming every call state.
+  const states = spec.components?.schemas?.CallState?.enum ?? [];
+  const blocks = await page.locator('[id="operations-tag-calls"] pre').allTextContents();
+  if (!states.length || !blocks.some((t) => states.every((st) => t.includes(st)))) {
+    fail(`the calls section shows no diagram naming ${states.join(', ')}: ${JSON.stringify(blocks).slice(0, 200)}`);
+  }
   step(`tags: ${(spec.tags ?? []).map((t) => `${t.name} (${operations.filter((o) => o.tag === t.name).length})`).join(', ')}`);
 
   const title = (await page.locator('.info .title').first().textContent())?.trim();
@@ -203,11 +212,58 @@ try {
     await jobsBlock.locator('.opblock-summary-control').click();  // collapse it again for the screenshot
   }
 
+  // End the call from the page: 200 with the ended call, and 409 invalid_transition when executed again.
+  const endCall = operations.find((o) => o.id === 'endCall');
+  if (!endCall) {
+    fail('/openapi.json has no endCall operation');
+  } else {
+    const endBlock = page.locator(`[id="operations-${endCall.tag}-${endCall.id}"]`);
+    await endBlock.locator('.opblock-summary-control').click();
+    await endBlock.locator('button.try-out__btn').click({ timeout });
+    await endBlock.locator('tr[data-param-name="call_id"] input').fill(callId);
+    const endPath = `/v1/calls/${encodeURIComponent(callId)}/end`;
+    const execute = async () => {
+      const answered = page.waitForResponse(
+        (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === endPath,
+        { timeout },
+      );
+      await endBlock.locator('button.execute').click();
+      return answered;
+    };
+    const first = await execute();
+    if (first.status() !== 200) fail(`POST ${endPath} was answered ${first.status()}, expected 200`);
+    await endBlock.locator('.live-responses-table .response .response-col_status', { hasText: '200' }).first().waitFor({ timeout });
+    const endText = (await endBlock.locator('.live-responses-table .response-col_description pre').first().textContent()) ?? '';
+    let ended;
+    try {
+      ended = JSON.parse(endText);
+    } catch {
+      fail(`Swagger UI shows an end body that is not JSON: ${endText.slice(0, 200)}`);
+    }
+    if (!['PROCESSING_AI', 'COMPLETED', 'FAILED'].includes(ended?.state) || ended?.end_reason !== 'ended by request') {
+      fail(`the ended call as shown: ${endText.slice(0, 300)}`);
+    } else {
+      step(`Swagger UI ended ${callId}: 200 ${ended.state}, ${ended.transitions?.length} transitions`);
+    }
+    expected409 += 1;
+    const second = await execute();
+    if (second.status() !== 409) fail(`a second end was answered ${second.status()}, expected 409`);
+    await endBlock.locator('.live-responses-table .response .response-col_status', { hasText: '409' }).first().waitFor({ timeout });
+    const againText = (await endBlock.locator('.live-responses-table .response-col_description pre').first().textContent()) ?? '';
+    if (!againText.includes('invalid_transition')) fail(`a second end shows ${againText.slice(0, 200)}`);
+    else step('Swagger UI shows 409 invalid_transition for a second end');
+    await endBlock.locator('.opblock-summary-control').click();
+  }
+
   await block.scrollIntoViewIfNeeded();
   await page.screenshot({ path: screenshotPath, fullPage: true });
   step(`screenshot: ${screenshotPath}`);
 
   if (foreign.length) fail(`requests left 127.0.0.1:${base.port}: ${foreign.join(', ')}`);
+  for (; expected409 > 0; --expected409) {
+    const i = consoleErrors.findIndex((e) => e.includes('the server responded with a status of 409'));
+    if (i >= 0) consoleErrors.splice(i, 1);
+  }
   if (consoleErrors.length) fail(`console errors:\n  ${consoleErrors.join('\n  ')}`);
   step(`${requests} requests to 127.0.0.1:${base.port}, ${foreign.length} elsewhere`);
 } catch (err) {
@@ -222,4 +278,4 @@ if (failures.length) {
   console.error(`${failures.length} check(s) failed`);
   process.exit(1);
 }
-console.log('PASS: /docs renders every operation under its tag offline, "Try it out" stores a packet and lists its job');
+console.log('PASS: /docs renders every operation under its tag offline, "Try it out" stores a packet, lists its job and ends the call');
