@@ -83,7 +83,9 @@ class job_store {
   [[nodiscard]] virtual result<job_page> list_jobs(const job_query& query) = 0;
   [[nodiscard]] virtual result<job> get_job(std::int64_t id) = 0;
   [[nodiscard]] virtual result<std::vector<transcript_segment>> transcript(std::string_view call_id) = 0;
-  // The stored packets of [first, last] of a call, in sequence order (what an AI run reads).
+  // The stored packets of [first, last] of a call, in sequence order (what an AI run reads): packets that
+  // arrived after their gap was declared lost are left out, so a run sees the same packets whenever it
+  // happens.
   [[nodiscard]] virtual result<std::vector<stored_packet>> segment_packets(std::string_view call_id,
                                                                           std::int64_t first,
                                                                           std::int64_t last) = 0;

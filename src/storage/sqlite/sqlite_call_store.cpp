@@ -358,7 +358,7 @@ result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::strin
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
     auto s = c.prepare(
         "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = ? AND sequence BETWEEN ? "
-        "AND ? ORDER BY sequence");
+        "AND ? AND late = 0 ORDER BY sequence");
     s.bind(1, call_id).bind(2, first).bind(3, last);
     std::vector<stored_packet> out;
     while (s.step())
