@@ -6,7 +6,7 @@
 //
 // Segments are cut only from contiguous packets: whole segments of `segment_packets` sequences below the
 // lowest open gap. A gap is held open while it may still be filled: the reorder window. It is declared
-// lost when `window.packets` sequences have arrived past it, or `window.seconds` have passed since it
+// lost when the highest sequence is `window.packets` past its end, or `window.seconds` have passed since it
 // opened (whichever comes first; 0 disables that bound). `flush` (a call ended or went idle) declares
 // every open gap lost and cuts everything up to the highest sequence. A packet that arrives after its
 // gap was declared lost is reported `late_after_lost`: the caller stores it but runs no AI on it again.
