@@ -37,6 +37,17 @@ response json_response(status s, std::string body) {
 
 response json_response(status s, const json::value& v) { return json_response(s, to_json_text(v)); }
 
+// {"<name>": [items as JSON], "next_after": cursor or null}: the shape of every paged listing.
+template <class Items, class Cursor>
+response page_response(std::string_view name, const Items& items, const std::optional<Cursor>& next_after,
+                       json::object extra = {}) {
+  json::array out;
+  for (const auto& item : items) out.push_back(to_json(item));
+  extra[name] = std::move(out);
+  extra["next_after"] = next_after ? json::value(*next_after) : json::value(nullptr);
+  return json_response(status::ok, json::value(std::move(extra)));
+}
+
 response unprocessable(const validation_errors& errors) {
   return json_response(status::unprocessable_entity, validation_body(errors));
 }
@@ -264,11 +275,7 @@ asio::awaitable<response> api::list_calls(const request& req) {
   auto op = run_blocking(blocking_, [this, q] { return store_.list_calls(q); });
   auto page = co_await std::move(op);
   if (!page) co_return error_response(page.error());
-  json::array calls;
-  for (const auto& c : page->calls) calls.push_back(to_json(c));
-  co_return json_response(status::ok, json::value{{"calls", std::move(calls)},
-                                                  {"next_after", page->next_after ? json::value(*page->next_after)
-                                                                                  : json::value(nullptr)}});
+  co_return page_response("calls", page->calls, page->next_after);
 }
 
 asio::awaitable<response> api::get_call(const std::string& call_id) {
@@ -291,13 +298,7 @@ asio::awaitable<response> api::list_packets(const request& req, const std::strin
   auto op = run_blocking(blocking_, [this, call_id, after, limit] { return store_.list_packets(call_id, after, limit); });
   auto page = co_await std::move(op);
   if (!page) co_return error_response(page.error(), page.error() == errc::not_found ? "Call not found" : "");
-  json::array packets;
-  for (const auto& p : page->packets) packets.push_back(to_json(p));
-  co_return json_response(status::ok,
-                          json::value{{"call_id", call_id},
-                                      {"packets", std::move(packets)},
-                                      {"next_after", page->next_after ? json::value(*page->next_after)
-                                                                      : json::value(nullptr)}});
+  co_return page_response("packets", page->packets, page->next_after, {{"call_id", call_id}});
 }
 
 asio::awaitable<response> api::get_gaps(const std::string& call_id) {
@@ -393,11 +394,7 @@ asio::awaitable<response> api::list_jobs(const request& req) {
   auto op = run_blocking(blocking_, [this, q] { return jobs_.list_jobs(q); });
   auto page = co_await std::move(op);
   if (!page) co_return error_response(page.error());
-  json::array items;
-  for (const auto& j : page->jobs) items.push_back(to_json(j));
-  co_return json_response(status::ok, json::value{{"jobs", std::move(items)},
-                                                  {"next_after", page->next_after ? json::value(*page->next_after)
-                                                                                  : json::value(nullptr)}});
+  co_return page_response("jobs", page->jobs, page->next_after);
 }
 
 asio::awaitable<response> api::get_job(const std::string& job_id) {

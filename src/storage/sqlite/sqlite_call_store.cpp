@@ -64,9 +64,14 @@ void configure(connection& c, int busy_timeout_ms) {
   c.exec("PRAGMA foreign_keys = ON");
 }
 
-template <class T>
-result<T> refusal(errc e) {
-  return result<T>(boost::system::in_place_error, make_error_code(e));
+// Pages are read with limit + 1 rows: the extra row only says that another page follows, whose cursor is
+// the key of the last row kept.
+template <class T, class Key>
+auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optional<decltype(key(rows.back()))> {
+  if (rows.size() <= limit) return std::nullopt;
+  rows.resize(limit);
+  if (rows.empty()) return std::nullopt;
+  return key(rows.back());
 }
 
 }  // namespace
@@ -239,10 +244,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     s.bind(i, static_cast<std::int64_t>(query.limit + 1));
     call_page page;
     while (s.step()) page.calls.push_back(read_call(s));
-    if (page.calls.size() > query.limit) {
-      page.calls.pop_back();
-      if (!page.calls.empty()) page.next_after = page.calls.back().id;
-    }
+    page.next_after = trim_page(page.calls, query.limit, [](const call_summary& c) { return c.id; });
     return page;
   });
 }
@@ -279,10 +281,7 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
     while (s.step())
       page.packets.push_back(
           {s.column_int(0), s.column_int(1), s.column_text(2), s.column_double(3), s.column_double(4)});
-    if (page.packets.size() > limit) {
-      page.packets.pop_back();
-      if (!page.packets.empty()) page.next_after = page.packets.back().sequence;
-    }
+    page.next_after = trim_page(page.packets, limit, [](const stored_packet& p) { return p.sequence; });
     return page;
   });
 }
@@ -321,10 +320,7 @@ result<job_page> sqlite_call_store::list_jobs(const job_query& query) {
     s.bind(i, static_cast<std::int64_t>(query.limit + 1));
     job_page page;
     while (s.step()) page.jobs.push_back(sqlite::read_job(s));
-    if (page.jobs.size() > query.limit) {
-      page.jobs.pop_back();
-      if (!page.jobs.empty()) page.next_after = page.jobs.back().id;
-    }
+    page.next_after = trim_page(page.jobs, query.limit, [](const job& j) { return j.id; });
     return page;
   });
 }
