@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <stdexcept>
 #include <string_view>
 
 namespace aipbx::itest {
@@ -19,6 +20,17 @@ server_process& integration_test::start_server(server_flags flags) {
   return *server_;
 }
 
+server_process& integration_test::restart_server(const server_flags& overrides) {
+  if (!server_) throw std::logic_error("restart_server: no server was started");
+  if (server_->running()) {
+    const auto code = server_->stop(10s);
+    EXPECT_EQ(code, std::optional<int>(0)) << "aipbx did not exit cleanly on SIGTERM before a restart";
+  }
+  server_->set_flags(overrides);
+  server_->restart();
+  return *server_;
+}
+
 void integration_test::TearDown() {
   if (!server_) return;
   if (server_->running()) {
@@ -26,8 +38,9 @@ void integration_test::TearDown() {
     EXPECT_EQ(code, std::optional<int>(0)) << "aipbx did not exit cleanly on SIGTERM";
   }
   if (!allow_error_logs_) {
-    const auto errors = server_->records_where(
-        [](const boost::json::object& r) { return string_field(r, "level") == "error"; });
+    const auto errors = server_->records_of_all_runs_where([this](const boost::json::object& r) {
+      return string_field(r, "level") == "error" && allowed_error_msgs_.count(string_field(r, "msg")) == 0;
+    });
     for (const auto& e : errors) ADD_FAILURE() << "error logged by aipbx: " << boost::json::serialize(e);
   }
   if (HasFailure())

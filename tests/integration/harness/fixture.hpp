@@ -1,14 +1,16 @@
 // The GoogleTest fixture most integration tests derive from: a temp dir, a server on a database file in it,
 // and helpers to talk to the server and look into the file.
 //
-// TearDown stops the server with SIGTERM and expects a clean exit (code 0) and no "error" log line, so
-// every test also checks that what it did never crashed or broke the server. On failure the server's last
-// log lines are printed.
+// TearDown stops the server with SIGTERM and expects a clean exit (code 0) and no "error" log line in any of
+// its runs, so every test also checks that what it did never crashed or broke the server. Tests that provoke
+// an error line on purpose name its message (`allow_error_log("ai job dead")`); other error lines still
+// fail them. On failure the server's last log lines are printed.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "harness/http_client.hpp"
@@ -33,18 +35,23 @@ class integration_test : public ::testing::Test {
 
   // Starts the server on dir/aipbx.db with default_flags() overlaid by `flags`.
   server_process& start_server(server_flags flags = {});
+  // Stops the running server with SIGTERM (expecting exit code 0), overlays `overrides` on its flags and
+  // starts it again on the same database.
+  server_process& restart_server(const server_flags& overrides = {});
   server_process& server() { return *server_; }
   connection connect(std::chrono::milliseconds timeout = 10s) { return connection(server_->port(), timeout); }
   sqlite_reader db() const { return sqlite_reader(server_->db_path()); }
 
-  // Tests that provoke error log lines on purpose say so.
+  // Tests that provoke error log lines on purpose say so: every one, or those with that message.
   void allow_error_logs() { allow_error_logs_ = true; }
+  void allow_error_log(std::string msg) { allowed_error_msgs_.insert(std::move(msg)); }
 
   temp_dir dir_;
   std::unique_ptr<server_process> server_;
 
  private:
   bool allow_error_logs_ = false;
+  std::set<std::string> allowed_error_msgs_;
 };
 
 // The JSON object of a response body; fails the test (via exception) if it is not an object.

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <cstdio>
 #include <stdexcept>
 #include <system_error>
 
@@ -45,6 +47,11 @@ server_flags default_flags() {
 server_process::server_process(std::filesystem::path db, server_flags flags) : db_(std::move(db)) {
   flags_ = default_flags();
   for (const auto& [flag, value] : flags.items()) flags_.set(flag, value);
+}
+
+void server_process::set_flags(const server_flags& overrides) {
+  if (running()) throw std::logic_error("server_process::set_flags: the server is running");
+  for (const auto& [flag, value] : overrides.items()) flags_.set(flag, value);
 }
 
 server_process::~server_process() {
@@ -219,10 +226,23 @@ std::vector<json::object> server_process::records() const {
 }
 
 std::vector<json::object> server_process::records_where(const predicate& match) const {
+  std::size_t first = 0;
+  {
+    std::lock_guard lock(mutex_);
+    first = run_start_;
+  }
+  return parse_records(first, match);
+}
+
+std::vector<json::object> server_process::records_of_all_runs_where(const predicate& match) const {
+  return parse_records(0, match);
+}
+
+std::vector<json::object> server_process::parse_records(std::size_t first, const predicate& match) const {
   std::vector<std::string> lines;
   {
     std::lock_guard lock(mutex_);
-    lines.assign(lines_.begin() + static_cast<std::ptrdiff_t>(run_start_), lines_.end());
+    if (first < lines_.size()) lines.assign(lines_.begin() + static_cast<std::ptrdiff_t>(first), lines_.end());
   }
   std::vector<json::object> out;
   for (const auto& line : lines) {
@@ -283,6 +303,25 @@ std::string string_field(const json::object& record, std::string_view key) {
   const json::value* v = record.if_contains(key);
   if (v == nullptr || !v->is_string()) return {};
   return std::string(v->get_string());
+}
+
+std::optional<std::int64_t> time_ms(const json::object& record) {
+  const std::string text = string_field(record, "time");
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, milli = 0;
+  char zone = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &year, &month, &day, &hour, &minute, &second,
+                  &milli, &zone) != 8 ||
+      zone != 'Z')
+    return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  const std::time_t seconds = ::timegm(&tm);
+  return static_cast<std::int64_t>(seconds) * 1000 + milli;
 }
 
 }  // namespace aipbx::itest

@@ -70,6 +70,9 @@ class server_process {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   const std::filesystem::path& db_path() const { return db_; }
+  // Overlays `overrides` on the flags of the next start (a restart with another configuration on the same
+  // database). The process must not be running.
+  void set_flags(const server_flags& overrides);
 
   void signal(int sig);
   void terminate();  // SIGTERM
@@ -85,6 +88,8 @@ class server_process {
   // The JSON log records of the current (or last) run; lines that are not JSON objects are skipped.
   std::vector<boost::json::object> records() const;
   std::vector<boost::json::object> records_where(const predicate& match) const;
+  // The same over every run of this object (the current one and those before a restart or a kill).
+  std::vector<boost::json::object> records_of_all_runs_where(const predicate& match) const;
   // Waits until a record of the current run matches; false after `timeout`.
   bool wait_for_record(const predicate& match, std::chrono::milliseconds timeout) const;
   // The last lines of every run, for failure messages.
@@ -92,6 +97,7 @@ class server_process {
 
  private:
   void read_output(int fd);
+  std::vector<boost::json::object> parse_records(std::size_t first, const predicate& match) const;
   std::vector<std::string> build_argv() const;
 
   std::filesystem::path db_;
@@ -111,5 +117,8 @@ class server_process {
 server_process::predicate msg_is(std::string msg);
 std::optional<std::int64_t> int_field(const boost::json::object& record, std::string_view key);
 std::string string_field(const boost::json::object& record, std::string_view key);
+// The record's "time" (UTC, millisecond precision, "2024-01-02T03:04:05.678Z") as milliseconds since the
+// Unix epoch; nullopt if absent or malformed.
+std::optional<std::int64_t> time_ms(const boost::json::object& record);
 
 }  // namespace aipbx::itest
