@@ -415,11 +415,6 @@ TEST_F(AiPipelineTest, SigkillWithJobsInFlightThenEveryJobFinishesExactlyOnce) {
 // one worker held by a minute-long attempt; then the server restarts with eight workers and a fast engine,
 // and the first jobs of the backlog must run about as fast as the last ones.
 TEST_F(AiPipelineTest, ABacklogOfQueuedJobsDrainsAsFastAsAShortQueue) {
-  SKIP_KNOWN_BUG(
-      "claims scan every queued job: SELECT ... FROM jobs WHERE state = 'queued' AND run_at <= ? ORDER BY "
-      "run_at, id LIMIT ? and SELECT MIN(run_at) ... use index jobs_state (state=?) plus a temp B-tree sort "
-      "instead of jobs_queued_due (src/storage/sqlite/sqlite_writer.cpp select_due_/next_due_, likewise "
-      "select_expired_/next_lease_), so each claim costs O(queued) and a backlog collapses throughput");
   start_server({{"--workers", "1"}, {"--mock-delay-ms", "60000:60000"}});
   constexpr int threads = 8;
   constexpr std::int64_t per_thread = 2000;

@@ -5,7 +5,7 @@
 //
 // It runs in the normal suite (about a minute); its CTest entry also carries the label "soak", so
 // `ctest -L soak` runs it alone. AIPBX_IT_SOAK_SECONDS changes the streaming time (default 40),
-// AIPBX_IT_SOAK_RATE the packets per second of each of the 50 calls (default 10).
+// AIPBX_IT_SOAK_RATE the packets per second of each of the 50 calls (default 20).
 #include <algorithm>
 #include <atomic>
 #include <boost/json/serialize.hpp>
@@ -43,7 +43,7 @@ int env_int(const char* name, int fallback) {
 // the backlog feeds on itself.
 std::chrono::seconds soak_duration() { return std::chrono::seconds(env_int("AIPBX_IT_SOAK_SECONDS", 40)); }
 std::chrono::microseconds soak_tick() {
-  return std::chrono::microseconds(1'000'000 / env_int("AIPBX_IT_SOAK_RATE", 10));
+  return std::chrono::microseconds(1'000'000 / env_int("AIPBX_IT_SOAK_RATE", 20));
 }
 
 std::string data_of(const std::string& call_id, std::int64_t sequence) {

@@ -376,7 +376,7 @@ result<job_counts> sqlite_call_store::count_jobs() {
         case job_state::dead: counts.dead = n; break;
       }
     }
-    auto due = c.prepare("SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND run_at <= ?");
+    auto due = c.prepare("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ?");
     due.bind(1, options_.clock());
     if (due.step()) counts.oldest_due_at = due.column_optional_double(0);
     return counts;

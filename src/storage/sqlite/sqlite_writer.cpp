@@ -96,9 +96,11 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       delete_gap_(db_->prepare("DELETE FROM call_gaps WHERE call_id = ? AND first_sequence = ?")),
       insert_job_(db_->prepare("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, "
                                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")),
-      select_due_(db_->prepare("SELECT id FROM jobs WHERE state = 'queued' AND run_at <= ? "
+      // INDEXED BY: without statistics SQLite 3.40 prefers jobs_state and sorts the whole queue, which
+      // makes every claim slower as the backlog grows; the partial indexes hold exactly the rows wanted.
+      select_due_(db_->prepare("SELECT id FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ? "
                                "ORDER BY run_at, id LIMIT ?")),
-      select_expired_(db_->prepare("SELECT id, attempts, max_attempts FROM jobs WHERE state = 'running' "
+      select_expired_(db_->prepare("SELECT id, attempts, max_attempts FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running' "
                                    "AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?")),
       lease_job_(db_->prepare(std::string("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
                                           "lease_owner = ?, lease_expires_at = ?, started_at = "
@@ -106,8 +108,8 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
                               job_columns)),
       expire_job_(db_->prepare("UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
                                "last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?")),
-      next_due_(db_->prepare("SELECT MIN(run_at) FROM jobs WHERE state = 'queued'")),
-      next_lease_(db_->prepare("SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'")),
+      next_due_(db_->prepare("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued'")),
+      next_lease_(db_->prepare("SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running'")),
       renew_(db_->prepare(fenced("lease_expires_at = ?, updated_at = ?"))),
       finish_success_(db_->prepare(fenced("state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, "
                                           "finished_at = ?1, updated_at = ?1"))),
