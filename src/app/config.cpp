@@ -116,9 +116,10 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_ENGINE")
       ->check(CLI::IsMember({"mock"}))
       ->capture_default_str();
-  cmd.add_option("--workers", c.workers, "AI attempts running at once")
+  cmd.add_option("--workers", c.workers,
+                 "AI attempts running at once (0: this node runs no AI; jobs wait in the queue for a node that does)")
       ->envname("AIPBX_WORKERS")
-      ->check(CLI::Range(1u, 4096u))
+      ->check(CLI::Range(0u, 4096u))
       ->capture_default_str();
   add_duration(cmd, "--lease-timeout", c.lease_timeout,
                "Lease of a running job; renewed every third of it while the attempt runs (default 30s)",

@@ -93,8 +93,10 @@ int serve(const serve_config& config) {
   wopts.retry.jitter = config.retry_jitter;
   jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, engine, blocking),
                             wopts, system_now, random);
-  store->on_jobs_queued([&workers] { workers.notify(); });
-  workers.start();
+  if (config.workers > 0) {
+    store->on_jobs_queued([&workers] { workers.notify(); });
+    workers.start();
+  }
   std::thread ai_thread([&] { ai_ioc.run(); });
   log::info("ai workers started", {{"engine", engine.name()}, {"workers", config.workers}, {"node", wopts.owner},
                                    {"segment_packets", config.segment_packets}});
@@ -153,7 +155,8 @@ int serve(const serve_config& config) {
   for (auto& t : pool) t.join();
 
   // Workers release their leases through the store, so they stop first.
-  workers.stop([&] { ai_work.reset(); });
+  if (config.workers > 0) workers.stop([&] { ai_work.reset(); });
+  else ai_work.reset();
   ai_thread.join();
   store->stop();
   blocking.join();
