@@ -1,0 +1,189 @@
+// aipbx_micro_bench: the costs under one ingest request, measured apart from HTTP.
+//
+//   BM_tracker_in_order        sequence_tracker::observe on a call whose packets all arrive in order
+//   BM_tracker_with_gaps       the same, with every 10th packet held back and delivered 5 packets late
+//   BM_parse_packet_body       parse_packet_body on a typical body (160-byte payload, a 20 ms G.711 frame)
+//   BM_sqlite_ingest/K         K producer threads, each ingesting one packet at a time into a real
+//                              sqlite_call_store (WAL, synchronous=FULL) and waiting for its durable
+//                              answer before sending the next. Throughput grows with K only through group
+//                              commit; `batch` is the average number of packets per committed transaction.
+//
+// The SQLite benchmark writes to a fresh file under $AIPBX_BENCH_DIR (default: the system temp directory),
+// so it measures that directory's fsync. See docs/performance.md for figures and how to run.
+#include "http/json_codec.hpp"
+#include "log/log.hpp"
+#include "storage/sqlite/sqlite_call_store.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using namespace aipbx;
+
+// 160 characters of base64-like text, as a 20 ms G.711 frame would be after encoding (the seed's `data`
+// is opaque text, so the server does not decode it).
+std::string frame_payload(std::uint64_t salt) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string s(160, 'A');
+  std::uint64_t x = salt * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = alphabet[x % 64];
+  }
+  return s;
+}
+
+void BM_tracker_in_order(benchmark::State& state) {
+  sequence_tracker t;
+  std::int64_t seq = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(t.observe(++seq));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_tracker_in_order);
+
+// Blocks of 10 sequences; in each, the first is delivered after the next five: one gap opened and one late
+// fill per block, so the missing set stays small (as on a real call that loses the odd packet).
+void BM_tracker_with_gaps(benchmark::State& state) {
+  std::vector<std::int64_t> order;
+  for (std::int64_t base = 0; base < 1000; base += 10) {
+    for (std::int64_t i = 2; i <= 6; ++i) order.push_back(base + i);
+    order.push_back(base + 1);
+    for (std::int64_t i = 7; i <= 10; ++i) order.push_back(base + i);
+  }
+  sequence_tracker t;
+  std::int64_t offset = 0;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(t.observe(offset + order[i]));
+    if (++i == order.size()) {
+      i = 0;
+      offset += 1000;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["missing_ranges"] = static_cast<double>(t.missing_ranges());
+}
+BENCHMARK(BM_tracker_with_gaps);
+
+void BM_parse_packet_body(benchmark::State& state) {
+  const std::string body =
+      R"({"sequence": 48213, "data": ")" + frame_payload(7) + R"(", "timestamp": 1700000964.26})";
+  for (auto _ : state) {
+    auto r = http::parse_packet_body(body);
+    if (!std::holds_alternative<http::packet_body>(r)) state.SkipWithError("body rejected");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
+}
+BENCHMARK(BM_parse_packet_body);
+
+std::filesystem::path bench_dir() {
+  if (const char* d = std::getenv("AIPBX_BENCH_DIR"); d && *d) return d;
+  return std::filesystem::temp_directory_path();
+}
+
+// K producers (state.range(0)), each ingesting its own call's packets one at a time with a blocking wait
+// for the durable answer. One benchmark iteration is a round of 64 packets per producer.
+void BM_sqlite_ingest(benchmark::State& state) {
+  const auto producers = static_cast<std::size_t>(state.range(0));
+  const auto dir = bench_dir() / ("aipbx-micro-" + std::to_string(::getpid()) + "-" + std::to_string(producers));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::uint64_t packets = 0, batches = 0, failures = 0;
+  {
+    sqlite_options options;
+    options.path = (dir / "bench.db").string();
+    sqlite_call_store store(options);
+    const std::string payload = frame_payload(producers);
+
+    // Producers wait for the next round under `mutex`; the last one to finish a round wakes the benchmark
+    // thread. Each round is `round` packets per producer, so hand-offs cost little next to the commits.
+    constexpr std::int64_t round = 64;
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::uint64_t generation = 0;
+    std::size_t finished = 0;
+    bool quit = false;
+    std::atomic<std::uint64_t> errors{0};
+    std::vector<std::thread> threads;
+    for (std::size_t k = 0; k < producers; ++k) {
+      threads.emplace_back([&, k] {
+        const std::string call_id = "bench-" + std::to_string(k);
+        std::binary_semaphore answered{0};
+        std::int64_t seq = 0;
+        std::uint64_t seen = 0;
+        for (;;) {
+          {
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return quit || generation != seen; });
+            if (quit) return;
+            seen = generation;
+          }
+          for (std::int64_t i = 0; i < round; ++i) {
+            ++seq;
+            store.ingest({call_id, seq, payload, 1'700'000'000.0 + 0.02 * static_cast<double>(seq)},
+                         [&](result<ingest_outcome> r) {
+                           if (!r) errors.fetch_add(1, std::memory_order_relaxed);
+                           answered.release();
+                         });
+            answered.acquire();
+          }
+          std::lock_guard lock(mutex);
+          if (++finished == producers) cv.notify_all();
+        }
+      });
+    }
+
+    for (auto _ : state) {
+      std::unique_lock lock(mutex);
+      finished = 0;
+      ++generation;
+      cv.notify_all();
+      cv.wait(lock, [&] { return finished == producers; });
+    }
+    {
+      std::lock_guard lock(mutex);
+      quit = true;
+    }
+    cv.notify_all();
+    for (auto& t : threads) t.join();
+    store.stop();  // joins the writer, so its counters are final
+    const auto s = store.stats();
+    packets = s.packets;
+    batches = s.batches;
+    failures = errors.load() + s.failed_batches;
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(producers) * round);
+  }
+  std::filesystem::remove_all(dir);
+  state.counters["batch"] = batches ? static_cast<double>(packets) / static_cast<double>(batches) : 0.0;
+  state.counters["commits/s"] = benchmark::Counter(static_cast<double>(batches), benchmark::Counter::kIsRate);
+  if (failures) state.SkipWithError("ingest failures");
+}
+BENCHMARK(BM_sqlite_ingest)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  aipbx::log::init(aipbx::log::level::error);  // "call created" lines would otherwise flood stderr
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  aipbx::log::shutdown();
+  return 0;
+}

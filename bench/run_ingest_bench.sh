@@ -1,0 +1,298 @@
+#!/bin/bash
+# run_ingest_bench.sh: durable ingest load, aipbx against the seed's Python stack, in one run.
+#
+#   bench/run_ingest_bench.sh [options] [AIPBX_BINARY]
+#
+# For each server in turn (aipbx once per --aipbx-threads value, then the seed as published, then the seed
+# with its SQL echo and access log off), on 127.0.0.1 and a fresh SQLite file in a temporary directory:
+# start it, wait until it answers, run the same wrk load (bench/wrk/ingest.lua: valid packets over
+# --calls calls, increasing sequences per call), stop it, then count the rows in `packets` with sqlite3.
+# Every 2xx must be a stored row (durable means stored); rows beyond the 2xx count are requests that were
+# in flight when wrk stopped (at most one per connection). Prints one table and the aipbx/seed ratio.
+#
+# Builds nothing: pass the binary (default build/release/src/app/aipbx). Needs wrk, sqlite3, curl,
+# python3 and, for the seed, python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite.
+# Loopback only; every process it starts is stopped on exit (trap), and each step has a time limit.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+aipbx_bin="$root/build/release/src/app/aipbx"
+duration=10s
+connections=64
+wrk_threads=2
+calls=128
+timeout=10s
+aipbx_threads="2"
+seed_dir="$root/../shared/peers/seed-fastapi"
+seed_connections=""
+run_seed=1
+run_seed_quiet=1
+run_aipbx=1
+max_load=""
+load_wait=600
+keep=0
+extra_aipbx_args=()
+
+usage() {
+  cat <<EOF
+usage: $0 [options] [AIPBX_BINARY]
+  --duration D          wrk duration per server (default $duration)
+  --connections N       wrk connections (default $connections)
+  --wrk-threads N       wrk threads; N must divide the connections (default $wrk_threads)
+  --calls N             calls the packets are spread over (default $calls)
+  --timeout D           wrk's response timeout; slower answers count as timeouts and leave the
+                        latency histogram (default $timeout)
+  --aipbx-threads "L"   aipbx --threads values to run, one run each (default "$aipbx_threads"; 0 = one per core)
+  --aipbx-arg ARG       extra argument for aipbx serve (repeatable)
+  --seed-dir DIR        the seed peer (default ../shared/peers/seed-fastapi)
+  --seed-connections N  connections for the seed runs (default: --connections)
+  --no-seed             skip both seed runs
+  --no-seed-quiet       skip the "seed, logging off" run (SEED_SQL_ECHO=0 SEED_ACCESS_LOG=0)
+  --no-aipbx            skip aipbx
+  --max-load L          before each run, wait (up to --load-wait seconds) until the 1-minute load
+                        average is below L; the load is printed with every run either way
+  --load-wait S         (default $load_wait)
+  --keep                keep the temporary directory (databases, server logs, wrk output)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --wrk-threads) wrk_threads=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    --timeout) timeout=$2; shift 2 ;;
+    --aipbx-threads) aipbx_threads=$2; shift 2 ;;
+    --aipbx-arg) extra_aipbx_args+=("$2"); shift 2 ;;
+    --seed-dir) seed_dir=$2; shift 2 ;;
+    --seed-connections) seed_connections=$2; shift 2 ;;
+    --no-seed) run_seed=0; run_seed_quiet=0; shift ;;
+    --no-seed-quiet) run_seed_quiet=0; shift ;;
+    --no-aipbx) run_aipbx=0; shift ;;
+    --max-load) max_load=$2; shift 2 ;;
+    --load-wait) load_wait=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) aipbx_bin=$1; shift ;;
+  esac
+done
+seed_connections=${seed_connections:-$connections}
+
+for tool in wrk sqlite3 curl python3 timeout /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
+done
+if [ "$run_aipbx" = 1 ] && [ ! -x "$aipbx_bin" ]; then
+  echo "no aipbx binary at $aipbx_bin: build it first (see docs/performance.md) or pass its path" >&2
+  exit 2
+fi
+if [ "$run_seed" = 1 ] && [ ! -x "$seed_dir/run.sh" ]; then
+  echo "no seed peer at $seed_dir/run.sh (use --seed-dir or --no-seed)" >&2
+  exit 2
+fi
+if (( connections % wrk_threads != 0 || seed_connections % wrk_threads != 0 )); then
+  echo "--wrk-threads ($wrk_threads) must divide the connections" >&2
+  exit 2
+fi
+
+seconds_of() {  # 10s / 500ms / 2m / 10 -> whole seconds (rounded up)
+  python3 -c '
+import re, sys, math
+m = re.fullmatch(r"([0-9.]+)(ms|s|m|h)?", sys.argv[1])
+if not m: sys.exit(1)
+v = float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+print(max(1, math.ceil(v)))' "$1"
+}
+duration_s=$(seconds_of "$duration") || { echo "bad --duration $duration" >&2; exit 2; }
+timeout_s=$(seconds_of "$timeout") || { echo "bad --timeout $timeout" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/aipbx-bench.XXXXXX")
+pids=()
+
+stop_pid() {  # SIGTERM, then SIGKILL after 10 s; waits for the process to be gone
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "  (pid $pid ignored SIGTERM for 10 s: SIGKILL)" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  pids=()
+  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+cpu_ticks() {  # user + system clock ticks of a process, all threads
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo "?"
+}
+
+wait_quiet() {
+  [ -n "$max_load" ] || return 0
+  local waited=0
+  while python3 -c "import sys; sys.exit(0 if float('$(load1)') >= float('$max_load') else 1)"; do
+    if (( waited >= load_wait )); then
+      echo "  load $(load1) still >= $max_load after ${load_wait}s: measuring anyway" >&2
+      return 0
+    fi
+    sleep 10
+    waited=$((waited + 10))
+  done
+}
+
+wait_ready() {  # URL PID LOG
+  local url=$1 pid=$2 log=$3 i
+  for i in $(seq 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "server exited before answering; last lines of $log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server did not answer $url within 30 s" >&2
+  return 1
+}
+
+declare -a rows=()
+status=0
+best_aipbx=""
+seed_rate=""
+seed_quiet_rate=""
+
+# run_one NAME CONNS DB -- COMMAND...: starts COMMAND (a server on $port), loads it, stops it, checks DB.
+run_one() {
+  local name=$1 conns=$2 db=$3 ready_path=$4
+  shift 5
+  local tag=${name//[^a-zA-Z0-9]/}
+  local log="$work/$tag.server.log" out="$work/$tag.wrk.txt"
+  wait_quiet
+  local load_before
+  load_before=$(load1)
+  echo "== $name: load $load_before, $(nproc) cores; wrk -t$wrk_threads -c$conns -d$duration --timeout $timeout, $calls calls" >&2
+  "$@" >"$log.stdout" 2>"$log" &
+  local pid=$!
+  pids+=("$pid")
+  wait_ready "http://127.0.0.1:$port$ready_path" "$pid" "$log" || { status=1; stop_pid "$pid"; return 0; }
+  local prefix="r$(date +%s)$RANDOM$tag"
+  local cpu_before
+  cpu_before=$(cpu_ticks "$pid")
+  timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$out.time" \
+    wrk -t"$wrk_threads" -c"$conns" -d"$duration" --timeout "$timeout" --latency \
+      -s "$here/wrk/ingest.lua" "http://127.0.0.1:$port" -- \
+      threads="$wrk_threads" calls="$calls" prefix="$prefix" >"$out" 2>&1 || {
+    echo "wrk failed:" >&2; cat "$out" >&2; status=1
+  }
+  local load_after cpu_after
+  load_after=$(load1)
+  cpu_after=$(cpu_ticks "$pid")
+  stop_pid "$pid"
+  local line
+  line=$(grep '^INGEST_RESULT' "$out" || true)
+  if [ -z "$line" ]; then
+    echo "no result from wrk for $name:" >&2; cat "$out" >&2; status=1; return 0
+  fi
+  sed -n '/^-----/,/^socket errors/p' "$out" | sed 's/^/   /' >&2
+  declare -A r=()
+  local kv
+  for kv in ${line#INGEST_RESULT }; do r[${kv%%=*}]=${kv#*=}; done
+  local stored
+  stored=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
+  local check
+  if ! [[ "$stored" =~ ^[0-9]+$ ]]; then
+    check="sqlite3 failed: $stored"; status=1
+  elif (( stored < r[ok] )); then
+    check="LOST $((r[ok] - stored)) acknowledged"; status=1
+  elif (( stored - r[ok] > conns )); then
+    check="$((stored - r[ok])) unacknowledged rows > connections"; status=1
+  else
+    check="ok (+$((stored - r[ok])) in flight at stop)"
+  fi
+  local sock_err=$(( r[connect_err] + r[read_err] + r[write_err] ))
+  # CPU: the server's (from /proc, over the load only) as cores busy and microseconds per response, and
+  # wrk's own, which shares the same cores.
+  local cpu
+  cpu=$(python3 -c '
+import sys
+b, a, secs, n, wrk, tick = sys.argv[1:]
+nan = float("nan")
+srv = (int(a) - int(b)) / float(tick) if b.isdigit() and a.isdigit() else nan
+try:
+    w = sum(float(x) for x in wrk.split())
+except ValueError:
+    w = nan
+secs, n = float(secs), int(n)
+per = srv * 1e6 / n if n else nan
+print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
+    "$cpu_before" "$cpu_after" "${r[seconds]}" "${r[responses]}" "$(tail -1 "$out.time" 2>/dev/null)" \
+    "$(getconf CLK_TCK)")
+  local srv_cores srv_us wrk_cores
+  read -r srv_cores srv_us wrk_cores <<<"$cpu"
+  rows+=("$(printf '%-22s %5s %8.0f %8.2f %8.2f %8.2f %7s %7s %8s %8s %8s %5s %6s %5s  %s' \
+    "$name" "$conns" "${r[ok_rps]}" "${r[p50_ms]}" "${r[p99_ms]}" "${r[p999_ms]}" "${r[non2xx]}" \
+    "$sock_err" "${r[timeouts]}" "${r[ok]}" "$stored" "$srv_cores" "$srv_us" "$wrk_cores" \
+    "$load_before/$load_after  $check")")
+  last_rate=${r[ok_rps]}
+}
+
+if [ "$run_aipbx" = 1 ]; then
+  for t in $aipbx_threads; do
+    port=$(free_port)
+    db="$work/aipbx-t$t.db"
+    run_one "aipbx --threads $t" "$connections" "$db" /healthz -- \
+      "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
+      "${extra_aipbx_args[@]}"
+    if [ -z "$best_aipbx" ] || python3 -c "import sys; sys.exit(0 if $last_rate > $best_aipbx else 1)"; then
+      best_aipbx=$last_rate
+    fi
+  done
+fi
+if [ "$run_seed" = 1 ]; then
+  port=$(free_port)
+  run_one "seed (as published)" "$seed_connections" "$work/seed.db" /openapi.json -- \
+    "$seed_dir/run.sh" "$port" "$work/seed.db"
+  seed_rate=$last_rate
+fi
+if [ "$run_seed_quiet" = 1 ]; then
+  port=$(free_port)
+  run_one "seed (logging off)" "$seed_connections" "$work/seed-quiet.db" /openapi.json -- \
+    env SEED_SQL_ECHO=0 SEED_ACCESS_LOG=0 "$seed_dir/run.sh" "$port" "$work/seed-quiet.db"
+  seed_quiet_rate=$last_rate
+fi
+
+echo
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ)  $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "wrk -t$wrk_threads, $duration per run, $calls calls, 160-byte data, timeout $timeout; rate = 2xx responses/s"
+echo "srv / wrk: CPU cores busy during the load (server from /proc, wrk from time(1)); us/req: server CPU per response"
+printf '%-22s %5s %8s %8s %8s %8s %7s %7s %8s %8s %8s %5s %6s %5s  %s\n' \
+  server conns 'rate/s' 'p50 ms' 'p99 ms' 'p99.9 ms' non-2xx sockerr timeouts acked stored \
+  'srv' 'us/req' 'wrk' 'load before/after  durability'
+for row in "${rows[@]}"; do echo "$row"; done
+ratio() { python3 -c "print(f'{$1 / $2:.0f}x' if $2 > 0 else 'n/a')"; }
+if [ -n "$best_aipbx" ] && [ -n "$seed_rate" ]; then
+  echo "aipbx / seed (as published): $(ratio "$best_aipbx" "$seed_rate")"
+fi
+if [ -n "$best_aipbx" ] && [ -n "$seed_quiet_rate" ]; then
+  echo "aipbx / seed (logging off):  $(ratio "$best_aipbx" "$seed_quiet_rate")"
+fi
+exit $status
