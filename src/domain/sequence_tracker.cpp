@@ -33,13 +33,6 @@ bool sequence_tracker::is_missing(std::int64_t sequence) const {
   return sequence <= it->second;
 }
 
-bool sequence_tracker::is_missing_all(std::int64_t first, std::int64_t last) const {
-  auto it = missing_.upper_bound(first);
-  if (it == missing_.begin()) return false;
-  --it;
-  return first <= it->second && last <= it->second;
-}
-
 void sequence_tracker::forget(const seq_range& r) {
   if (auto it = missing_.find(r.first); it != missing_.end()) {
     missing_count_ -= it->second - it->first + 1;

@@ -65,8 +65,6 @@ class sequence_tracker {
   std::int64_t missing_count() const { return missing_count_; }
   std::size_t missing_ranges() const { return missing_.size(); }
   bool is_missing(std::int64_t sequence) const;
-  // True when every sequence of [first, last] is missing (none of them was received).
-  bool is_missing_all(std::int64_t first, std::int64_t last) const;
   std::vector<seq_range> missing() const;
   // Stops tracking the missing range starting at `r.first` (it was declared lost): the range must be one
   // of missing(). Its sequences then count as seen.
