@@ -33,6 +33,7 @@ run_aipbx=1
 max_load=""
 load_wait=600
 keep=0
+db_dir=""
 extra_aipbx_args=()
 
 usage() {
@@ -46,6 +47,8 @@ usage: $0 [options] [AIPBX_BINARY]
                         latency histogram (default $timeout)
   --aipbx-threads "L"   aipbx --threads values to run, one run each (default "$aipbx_threads"; 0 = one per core)
   --aipbx-arg ARG       extra argument for aipbx serve (repeatable)
+  --db-dir DIR          put aipbx's database in DIR instead of the temporary directory (e.g. /dev/shm
+                        to see what the disk costs; then nothing is durable)
   --seed-dir DIR        the seed peer (default ../shared/peers/seed-fastapi)
   --seed-connections N  connections for the seed runs (default: --connections)
   --no-seed             skip both seed runs
@@ -67,6 +70,7 @@ while [ $# -gt 0 ]; do
     --timeout) timeout=$2; shift 2 ;;
     --aipbx-threads) aipbx_threads=$2; shift 2 ;;
     --aipbx-arg) extra_aipbx_args+=("$2"); shift 2 ;;
+    --db-dir) db_dir=$2; shift 2 ;;
     --seed-dir) seed_dir=$2; shift 2 ;;
     --seed-connections) seed_connections=$2; shift 2 ;;
     --no-seed) run_seed=0; run_seed_quiet=0; shift ;;
@@ -111,6 +115,7 @@ timeout_s=$(seconds_of "$timeout") || { echo "bad --timeout $timeout" >&2; exit 
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/aipbx-bench.XXXXXX")
 pids=()
+db_dirs=()
 
 stop_pid() {  # SIGTERM, then SIGKILL after 10 s; waits for the process to be gone
   local pid=$1 i
@@ -131,7 +136,11 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   pids=()
-  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+  if [ "$keep" = 1 ]; then
+    echo "kept $work ${db_dirs[*]}" >&2
+  else
+    rm -rf "$work" "${db_dirs[@]}"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -258,7 +267,13 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
 if [ "$run_aipbx" = 1 ]; then
   for t in $aipbx_threads; do
     port=$(free_port)
-    db="$work/aipbx-t$t.db"
+    if [ -n "$db_dir" ]; then
+      db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
+      db_dirs+=("$db_sub")
+      db="$db_sub/aipbx-t$t.db"
+    else
+      db="$work/aipbx-t$t.db"
+    fi
     run_one "aipbx --threads $t" "$connections" "$db" /healthz -- \
       "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
       "${extra_aipbx_args[@]}"

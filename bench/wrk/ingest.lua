@@ -12,8 +12,9 @@
 -- Each wrk thread owns its own calls (call c belongs to thread c mod threads), and each thread's Lua
 -- state numbers its calls' packets 1, 2, 3... in the order it generates them, so per-call sequences only
 -- increase. A thread cycles over its calls, so two packets of one call are (calls / threads) requests
--- apart; they can only reach the server out of order if one request is overtaken by that many others
--- (counted as `reordered` below from aipbx's "arrival" field).
+-- apart; they can only reach the server out of order if one request is overtaken by that many others.
+-- `reordered` counts the 2xx whose "arrival" field (aipbx's, the seed has none) is not "in_order": a
+-- gap, a late or a duplicate packet. It should be 0; anything else means the load itself was disordered.
 --
 -- done() prints a human summary and one machine-readable line starting with "INGEST_RESULT".
 
@@ -34,7 +35,7 @@ local function option(args, name, env, default)
   return default
 end
 
--- setup() runs in the main state, once per thread, before the threads start.
+-- setup() runs in the main state, once per thread, just before that thread starts.
 function setup(thread)
   if run_prefix == nil then
     math.randomseed(os.time())
