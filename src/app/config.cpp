@@ -112,6 +112,13 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MAX_BATCH")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
       ->capture_default_str();
+  cmd.add_option("--sqlite-sync", c.sqlite_sync,
+                 "How a commit reaches the disk before it is answered (embedded store): pipelined (a syncer "
+                 "thread fdatasyncs the WAL while the next batch is applied) or commit (synchronous=FULL, the "
+                 "commit syncs); both answer only after the data is on disk")
+      ->envname("AIPBX_SQLITE_SYNC")
+      ->check(CLI::IsMember({"pipelined", "commit"}))
+      ->capture_default_str();
   cmd.add_option("--engine", c.engine, "Speech-to-text engine: mock")
       ->envname("AIPBX_ENGINE")
       ->check(CLI::IsMember({"mock"}))

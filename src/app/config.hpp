@@ -31,6 +31,7 @@ struct serve_config {
   std::size_t max_connections = 10'000;
   std::size_t writer_queue = 50'000;
   std::size_t max_batch = 4096;
+  std::string sqlite_sync = "pipelined";
   log::level log_level = log::level::info;
 
   // AI pipeline

@@ -48,6 +48,7 @@ std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
   options.path = url->location;
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
+  options.sync = config.sqlite_sync == "commit" ? sqlite_sync::commit : sqlite_sync::pipelined;
   options.segment_packets = config.segment_packets;
   options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
   options.max_attempts = config.retry_max_attempts;
@@ -55,7 +56,8 @@ std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
   options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<sqlite_call_store>(options);
-  log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()}});
+  log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()},
+                                 {"sync", config.sqlite_sync}});
   return store;
 }
 
@@ -97,7 +99,10 @@ int serve(const serve_config& config) {
     store->on_jobs_queued([&workers] { workers.notify(); });
     workers.start();
   }
-  std::thread ai_thread([&] { ai_ioc.run(); });
+  std::thread ai_thread([&] {
+    log::name_thread("aipbx-ai");
+    ai_ioc.run();
+  });
   log::info("ai workers started", {{"engine", engine.name()}, {"workers", config.workers}, {"node", wopts.owner},
                                    {"segment_packets", config.segment_packets}});
   http::server_options sopts;
@@ -150,7 +155,11 @@ int serve(const serve_config& config) {
   });
 
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
+  for (unsigned i = 1; i < threads; ++i)
+    pool.emplace_back([&] {
+      log::name_thread("aipbx-http");
+      ioc.run();
+    });
   ioc.run();
   for (auto& t : pool) t.join();
 
@@ -161,7 +170,8 @@ int serve(const serve_config& config) {
   store->stop();
   blocking.join();
   const auto s = store->stats();
-  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch}});
+  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch},
+                        {"syncs", s.syncs}, {"checkpoints", s.checkpoints}});
   store.reset();
   log::shutdown();
   return 0;

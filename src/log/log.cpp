@@ -10,10 +10,13 @@
 
 #include <atomic>
 #include <memory>
+#include <pthread.h>
 #include <mutex>
 #include <string>
 
 namespace aipbx::log {
+
+void name_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
 namespace {
 
 // The pattern wraps the caller's fragment: time and level come from spdlog, the rest from write().

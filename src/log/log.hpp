@@ -34,6 +34,10 @@ bool enabled(level l);
 
 void write(level l, std::string_view msg, std::initializer_list<field> fields = {});
 
+// Names the calling thread (at most 15 characters shown) so that top -H, perf and gdb tell aipbx's
+// threads apart: aipbx-http, aipbx-writer, aipbx-ai...
+void name_thread(const char* name);
+
 inline void debug(std::string_view msg, std::initializer_list<field> fields = {}) {
   if (enabled(level::debug)) write(level::debug, msg, fields);
 }

@@ -107,6 +107,8 @@ struct writer_stats {
   std::uint64_t packets = 0;        // packets committed (new and duplicate)
   std::uint64_t largest_batch = 0;
   std::uint64_t failed_batches = 0;
+  std::uint64_t syncs = 0;          // flushes of the log to disk done apart from commits (0 if none)
+  std::uint64_t checkpoints = 0;    // log checkpoints (embedded store)
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;
 };

@@ -1,11 +1,17 @@
 #include "storage/sqlite/sqlite_call_store.hpp"
 
 #include "log/log.hpp"
+#include "storage/sqlite/buffered_wal_vfs.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
 #include "storage/sqlite/sqlite_migrations.hpp"
 #include "storage/sqlite/sqlite_writer.hpp"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <unistd.h>
 
 namespace aipbx {
 
@@ -78,10 +84,11 @@ auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optiona
 
 sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::move(options)) {
   if (!options_.clock) options_.clock = system_now;
-  auto db = std::make_unique<connection>(options_.path, connection::mode::read_write);
+  if (!options_.sync_file) options_.sync_file = [](int fd) { return ::fdatasync(fd) == 0 ? 0 : errno; };
+  auto db = std::make_unique<connection>(options_.path, connection::mode::read_write, sqlite::buffered_wal_vfs());
   configure(*db, options_.busy_timeout_ms);
   db->exec("PRAGMA journal_mode = WAL");
-  db->exec("PRAGMA synchronous = FULL");
+  db->exec(options_.sync == sqlite_sync::pipelined ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
   schema_version_ = sqlite::migrate(*db, options_.clock());
   {
     // One node owns this file: whatever is `running` was its previous process's, interrupted.
@@ -94,13 +101,78 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
     tx.commit();
     if (requeued > 0) log::info("jobs requeued", {{"jobs", requeued}, {"reason", "interrupted by a previous stop"}});
   }
+  if (options_.sync == sqlite_sync::pipelined) {
+    // The WAL exists now (the write above created it if needed) and stays the same file while this
+    // connection is open. The syncer flushes it through its own descriptor: fdatasync acts on the file,
+    // whoever wrote. The directory is synced once so that the file itself survives a power loss.
+    const std::string wal_path = options_.path + "-wal";
+    wal_fd_ = ::open(wal_path.c_str(), O_RDWR | O_CLOEXEC);
+    if (wal_fd_ < 0) throw sqlite_error(SQLITE_CANTOPEN, "cannot open " + wal_path + ": " + std::strerror(errno));
+    const std::string dir = std::filesystem::path(options_.path).parent_path().string();
+    if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+      (void)::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  // Checkpoints are the checkpointer's, or the writer's own past the limit (on_wal_commit).
+  sqlite3_wal_hook(db->handle(), &sqlite_call_store::on_wal_commit, this);
+  checkpoint_db_ = std::make_unique<connection>(options_.path, connection::mode::read_write);
+  configure(*checkpoint_db_, options_.busy_timeout_ms);
+  checkpoint_db_->exec("PRAGMA synchronous = NORMAL");  // checkpoints sync the WAL before and the file after
   writer_ = std::make_unique<sqlite::writer>(options_, std::move(db));
+  checkpointer_thread_ = std::thread([this] { checkpointer_loop(); });
+  if (options_.sync == sqlite_sync::pipelined) syncer_thread_ = std::thread([this] { syncer_loop(); });
   writer_thread_ = std::thread([this] { writer_loop(); });
 }
 
 sqlite_call_store::~sqlite_call_store() {
   stop();
   writer_.reset();
+  checkpoint_db_.reset();
+  if (wal_fd_ >= 0) ::close(wal_fd_);
+}
+
+int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
+  auto* store = static_cast<sqlite_call_store*>(self);
+  if (pages >= store->options_.checkpoint_pages) {
+    {
+      std::lock_guard lock(store->checkpoint_mutex_);
+      store->checkpoint_wanted_ = true;
+    }
+    store->checkpoint_wake_.notify_one();
+  }
+  if (pages >= store->options_.checkpoint_limit_pages) {
+    // Background checkpoints copied what was there when each began, but the writer kept appending, so the
+    // WAL never got fully copied and cannot start over. Copying the remainder here, with the writer paused,
+    // completes it (FULL waits, through the busy timeout, for a running checkpoint and for readers of old
+    // snapshots); the next transaction starts the WAL over.
+    int log_pages = 0, copied = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, &log_pages, &copied);
+    store->writer_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", pages}, {"by", "writer"}});
+  }
+  return SQLITE_OK;
+}
+
+void sqlite_call_store::checkpointer_loop() {
+  log::name_thread("aipbx-checkpt");
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mutex_);
+      checkpoint_wake_.wait(lock, [this] { return checkpoint_wanted_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+    }
+    int log_pages = 0, copied = 0;
+    const int rc =
+        sqlite3_wal_checkpoint_v2(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &log_pages, &copied);
+    checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"by", "checkpointer"}});
+    else
+      log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}});
+  }
 }
 
 void sqlite_call_store::submit(write_op op, bool bounded) {
@@ -152,13 +224,14 @@ void sqlite_call_store::on_jobs_queued(std::function<void()> listener) {
 }
 
 void sqlite_call_store::writer_loop() {
+  log::name_thread("aipbx-writer");
   std::deque<write_op> batch;
   auto next_sweep = std::chrono::steady_clock::now() + options_.sweep_interval;
   for (;;) {
     {
       std::unique_lock lock(mutex_);
       wake_.wait_until(lock, next_sweep, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      if (queue_.empty() && stopping_) break;
       if (queue_.size() <= options_.max_batch) {
         batch.swap(queue_);
       } else {
@@ -172,8 +245,12 @@ void sqlite_call_store::writer_loop() {
     const bool sweep = steady_now >= next_sweep;
     if (sweep) next_sweep = steady_now + options_.sweep_interval;
     if (batch.empty() && !sweep) continue;
+    if (broken_.load()) {
+      fail_batch(batch);
+      continue;
+    }
     const std::uint64_t n = batch.size();
-    writer_->commit(batch, options_.clock(), sweep);
+    const bool jobs_queued = writer_->commit(batch, options_.clock(), sweep);
     // Counted before anyone is answered: a client that got its 202 finds its packet in the stats.
     if (n > 0) {
       batches_.fetch_add(1, std::memory_order_relaxed);
@@ -183,9 +260,58 @@ void sqlite_call_store::writer_loop() {
       }
     }
     failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
-    writer_->answer(batch);
-    batch.clear();
+    if (options_.sync == sqlite_sync::commit) {
+      writer_->answer(batch, jobs_queued);
+      batch.clear();
+      continue;
+    }
+    if (batch.empty() && !jobs_queued) continue;
+    {
+      std::lock_guard lock(sync_mutex_);
+      unsynced_.push_back({std::move(batch), jobs_queued});
+    }
+    sync_wake_.notify_one();
+    batch = {};
   }
+  {
+    std::lock_guard lock(sync_mutex_);
+    writer_done_ = true;
+  }
+  sync_wake_.notify_one();
+}
+
+void sqlite_call_store::syncer_loop() {
+  log::name_thread("aipbx-syncer");
+  std::deque<committed_batch> ready;
+  for (;;) {
+    {
+      std::unique_lock lock(sync_mutex_);
+      sync_wake_.wait(lock, [this] { return writer_done_ || !unsynced_.empty(); });
+      if (unsynced_.empty()) return;  // the writer is done and everything is answered
+      ready.swap(unsynced_);
+    }
+    // Every batch in `ready` was committed, hence written to the WAL, before this call starts.
+    const int err = broken_.load() ? EIO : options_.sync_file(wal_fd_);
+    const bool ok = err == 0;
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+    if (!ok && !broken_.exchange(true))
+      log::error("the write-ahead log could not be flushed to disk; refusing writes until restart",
+                 {{"error", std::strerror(err)}, {"db", options_.path}});
+    for (auto& b : ready) {
+      if (ok) writer_->answer(b.ops, b.jobs_queued);
+      else fail_batch(b.ops);
+    }
+    ready.clear();
+  }
+}
+
+void sqlite_call_store::fail_batch(std::deque<write_op>& batch) {
+  const auto code = make_error_code(errc::store_failure);
+  for (auto& op : batch) {
+    op.fail(code);
+    op.complete();
+  }
+  batch.clear();
 }
 
 void sqlite_call_store::stop() {
@@ -196,6 +322,13 @@ void sqlite_call_store::stop() {
   }
   wake_.notify_all();
   if (writer_thread_.joinable()) writer_thread_.join();
+  if (syncer_thread_.joinable()) syncer_thread_.join();
+  {
+    std::lock_guard lock(checkpoint_mutex_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_wake_.notify_all();
+  if (checkpointer_thread_.joinable()) checkpointer_thread_.join();
 }
 
 template <class F>
@@ -244,7 +377,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     s.bind(i, static_cast<std::int64_t>(query.limit + 1));
     call_page page;
     while (s.step()) page.calls.push_back(read_call(s));
-    page.next_after = trim_page(page.calls, query.limit, [](const call_summary& c) { return c.id; });
+    page.next_after = trim_page(page.calls, query.limit, [](const call_summary& summary) { return summary.id; });
     return page;
   });
 }
@@ -384,6 +517,7 @@ result<job_counts> sqlite_call_store::count_jobs() {
 }
 
 bool sqlite_call_store::ping() {
+  if (broken_.load()) return false;
   auto r = with_reader([](connection& c) -> result<int> {
     auto s = c.prepare("SELECT COUNT(*) FROM schema_migrations");
     return s.step() ? 1 : 0;
@@ -399,6 +533,8 @@ writer_stats sqlite_call_store::stats() const {
   s.failed_batches = failed_batches_.load(std::memory_order_relaxed);
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
+  s.syncs = syncs_.load(std::memory_order_relaxed);
+  s.checkpoints = checkpoints_.load(std::memory_order_relaxed) + writer_checkpoints_.load(std::memory_order_relaxed);
   return s;
 }
 

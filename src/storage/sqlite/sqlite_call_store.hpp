@@ -1,11 +1,28 @@
 // sqlite_call_store: the embedded store; implements call_store and job_store (see their headers for the
 // contracts).
 //
-// Durability: the database runs in WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL
-// is on stable storage. One writer thread owns the only write connection: it takes every write queued
-// since its last commit (packets, job claims, renewals, outcomes; up to `max_batch`), applies them in one
-// transaction and commits once, then runs their handlers. A 202 therefore waits for one fsync shared by
-// the whole batch (group commit).
+// Durability: the database runs in WAL mode. One writer thread owns the only write connection: it takes
+// every write queued since its last commit (packets, job claims, renewals, outcomes; up to `max_batch`),
+// applies them in one transaction and commits once (group commit). No write is answered before the WAL
+// holding it is on stable storage, in one of two ways (`sync`):
+//
+//  - pipelined (default): commits do not sync (synchronous=NORMAL); the writer hands each committed batch
+//    to a syncer thread, which calls fdatasync on the WAL and only then runs the batch's handlers, while
+//    the writer already applies the next batch. One fdatasync covers every batch committed before it
+//    started, so the disk flush overlaps the next transaction instead of stalling it. Readers may see a
+//    batch a moment before it is durable, never an answer before it is;
+//  - commit: synchronous=FULL, the COMMIT itself syncs and the writer answers; simpler and slower.
+//
+// If fdatasync ever fails, the batches waiting for it are failed (`store_failure`; the client retries and
+// the retry is deduplicated) and the store refuses every later write and reports not ready: after a
+// failed flush the kernel may have dropped the data, so only a restart, whose recovery reads what really
+// is in the WAL, can be trusted.
+//
+// The writer's WAL appends go through buffered_wal_vfs (one write(2) per transaction instead of two per
+// page). Checkpoints (copying the WAL into the database file) run on a checkpointer thread with its own
+// connection once the WAL holds `checkpoint_pages`; should a steady load keep that checkpoint from ever
+// catching up (the WAL only restarts once fully copied), the writer copies the remainder itself when the
+// WAL reaches `checkpoint_limit_pages`, so the WAL's size stays bounded.
 //
 // The writer keeps each active call's sequence tracker and counters in memory (a cache loaded from the
 // database on first touch and dropped after any failed transaction), so a packet costs an INSERT, and the
@@ -39,6 +56,8 @@
 #include <thread>
 #include <vector>
 
+struct sqlite3;
+
 namespace aipbx::sqlite {
 class connection;
 class writer;
@@ -47,8 +66,16 @@ struct write_op;
 
 namespace aipbx {
 
+enum class sqlite_sync {
+  pipelined,  // commit without syncing; a syncer thread fdatasyncs the WAL, then answers
+  commit,     // synchronous=FULL: the commit syncs, then the writer answers
+};
+
 struct sqlite_options {
   std::string path = "aipbx.db";
+  sqlite_sync sync = sqlite_sync::pipelined;
+  std::int64_t checkpoint_pages = 4000;         // WAL size that starts a background checkpoint
+  std::int64_t checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes one itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
@@ -60,6 +87,9 @@ struct sqlite_options {
   std::chrono::milliseconds sweep_interval{250};
   int max_attempts = 5;             // attempts of each new job
   std::function<double()> clock;    // unix seconds; the system clock when empty
+  // How the syncer flushes the WAL's descriptor: 0 or an errno. ::fdatasync when empty; tests inject
+  // failures here.
+  std::function<int(int fd)> sync_file;
 };
 
 class sqlite_call_store final : public call_store, public job_store {
@@ -104,6 +134,12 @@ class sqlite_call_store final : public call_store, public job_store {
   // Queues a write; when refused, fails it at once with `overloaded` (if `bounded`) or `unavailable`.
   void submit(sqlite::write_op op, bool bounded);
   void writer_loop();
+  void syncer_loop();
+  void checkpointer_loop();
+  // The writer connection's WAL hook: after each commit, with the WAL's size in pages.
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+  // Fails `batch` with store_failure and runs its handlers.
+  void fail_batch(std::deque<sqlite::write_op>& batch);
 
   sqlite_options options_;
   int schema_version_ = 0;
@@ -114,6 +150,27 @@ class sqlite_call_store final : public call_store, public job_store {
   std::deque<sqlite::write_op> queue_;
   bool stopping_ = false;
   std::thread writer_thread_;
+
+  // Committed batches waiting for the syncer's fdatasync (pipelined mode).
+  struct committed_batch {
+    std::deque<sqlite::write_op> ops;
+    bool jobs_queued = false;
+  };
+  std::mutex sync_mutex_;
+  std::condition_variable sync_wake_;
+  std::deque<committed_batch> unsynced_;
+  bool writer_done_ = false;
+  int wal_fd_ = -1;
+  std::thread syncer_thread_;
+  std::atomic<bool> broken_{false};  // an fdatasync failed: no further writes
+
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_wake_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_stop_ = false;
+  std::unique_ptr<sqlite::connection> checkpoint_db_;
+  std::thread checkpointer_thread_;
+  std::atomic<std::uint64_t> checkpoints_{0}, writer_checkpoints_{0}, syncs_{0};
 
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::connection>> idle_readers_;

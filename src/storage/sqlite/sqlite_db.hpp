@@ -32,7 +32,8 @@ class connection {
  public:
   enum class mode { read_write, read_only };
 
-  connection(const std::string& path, mode m);
+  // `vfs`: the name of a registered SQLite VFS, or nullptr for the default.
+  connection(const std::string& path, mode m, const char* vfs = nullptr);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;

@@ -127,17 +127,90 @@ INSERT INTO call_transitions(call_id, from_state, to_state, reason, at)
   SELECT id, NULL, 'IN_PROGRESS', 'first packet', created_at FROM calls;
 )sql";
 
-constexpr std::array<migration, 3> all{{
+// CHECK (state IN (...)) with more than two values makes SQLite build a temporary index for the list on
+// every INSERT or UPDATE that sets the state, which the packet's job insert and the per-batch call update
+// paid on every write. The same constraints as OR chains are plain comparisons. SQLite cannot alter a
+// constraint, so both tables are rebuilt (the documented create-copy-drop-rename procedure; migrate() runs
+// it with foreign keys off) with the columns of v1-v3 in their final order.
+constexpr const char* v4_plain_checks = R"sql(
+CREATE TABLE calls_v4 (
+  id                   TEXT PRIMARY KEY,
+  state                TEXT NOT NULL DEFAULT 'IN_PROGRESS'
+                       CHECK (state = 'IN_PROGRESS' OR state = 'PROCESSING_AI' OR state = 'COMPLETED'
+                              OR state = 'FAILED' OR state = 'ARCHIVED'),
+  last_sequence        INTEGER NOT NULL DEFAULT 0,
+  expected_sequence    INTEGER NOT NULL DEFAULT 1,
+  packets_received     INTEGER NOT NULL DEFAULT 0,
+  duplicate_packets    INTEGER NOT NULL DEFAULT 0,
+  out_of_order_packets INTEGER NOT NULL DEFAULT 0,
+  gaps_opened          INTEGER NOT NULL DEFAULT 0,
+  missing_packets      INTEGER NOT NULL DEFAULT 0,
+  first_timestamp      REAL,
+  last_timestamp       REAL,
+  created_at           REAL NOT NULL,
+  updated_at           REAL NOT NULL,
+  state_changed_at     REAL NOT NULL,
+  next_segment         INTEGER NOT NULL DEFAULT 1,
+  last_packet_at       REAL,
+  late_packets         INTEGER NOT NULL DEFAULT 0,
+  lost_packets         INTEGER NOT NULL DEFAULT 0,
+  ended_at             REAL,
+  end_reason           TEXT,
+  jobs_total           INTEGER NOT NULL DEFAULT 0,
+  jobs_succeeded       INTEGER NOT NULL DEFAULT 0,
+  jobs_dead            INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO calls_v4 SELECT id, state, last_sequence, expected_sequence, packets_received, duplicate_packets,
+  out_of_order_packets, gaps_opened, missing_packets, first_timestamp, last_timestamp, created_at, updated_at,
+  state_changed_at, next_segment, last_packet_at, late_packets, lost_packets, ended_at, end_reason, jobs_total,
+  jobs_succeeded, jobs_dead FROM calls;
+DROP TABLE calls;
+ALTER TABLE calls_v4 RENAME TO calls;
+CREATE INDEX calls_state ON calls(state, id);
+CREATE INDEX calls_unsegmented ON calls(last_packet_at)
+  WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS';
+CREATE INDEX calls_active ON calls(last_packet_at) WHERE state = 'IN_PROGRESS';
+
+CREATE TABLE jobs_v4 (
+  id               INTEGER PRIMARY KEY,
+  call_id          TEXT NOT NULL REFERENCES calls(id),
+  first_sequence   INTEGER NOT NULL,
+  last_sequence    INTEGER NOT NULL,
+  state            TEXT NOT NULL DEFAULT 'queued'
+                   CHECK (state = 'queued' OR state = 'running' OR state = 'succeeded' OR state = 'dead'),
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  max_attempts     INTEGER NOT NULL,
+  run_at           REAL NOT NULL,
+  lease_owner      TEXT,
+  lease_expires_at REAL,
+  last_error       TEXT,
+  created_at       REAL NOT NULL,
+  updated_at       REAL NOT NULL,
+  started_at       REAL,
+  finished_at      REAL,
+  UNIQUE (call_id, first_sequence)
+);
+INSERT INTO jobs_v4 SELECT id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at,
+  lease_owner, lease_expires_at, last_error, created_at, updated_at, started_at, finished_at FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v4 RENAME TO jobs;
+CREATE INDEX jobs_queued_due ON jobs(run_at) WHERE state = 'queued';
+CREATE INDEX jobs_running_lease ON jobs(lease_expires_at) WHERE state = 'running';
+CREATE INDEX jobs_state ON jobs(state, id);
+)sql";
+
+constexpr std::array<migration, 4> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
+    {4, "state checks as plain comparisons", v4_plain_checks},
 }};
 
 }  // namespace
 
 std::span<const migration> migrations() { return all; }
 
-int migrate(connection& c, double now) {
+int migrate(connection& c, double now, int target) {
   c.exec(
       "CREATE TABLE IF NOT EXISTS schema_migrations ("
       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)");
@@ -147,11 +220,16 @@ int migrate(connection& c, double now) {
     if (q.step()) current = static_cast<int>(q.column_int(0));
   }
   const int known = all.back().version;
+  if (target <= 0 || target > known) target = known;
   if (current > known)
     throw sqlite_error(SQLITE_ERROR, "database schema version " + std::to_string(current) +
                                          " is newer than this aipbx knows (" + std::to_string(known) + ")");
+  // Rebuilding a table drops and recreates what other tables reference: foreign keys are checked once the
+  // migrations are done instead (the pragma cannot change inside a transaction).
+  const bool pending = current < target;
+  if (pending) c.exec("PRAGMA foreign_keys = OFF");
   for (const auto& m : all) {
-    if (m.version <= current) continue;
+    if (m.version <= current || m.version > target) continue;
     transaction tx(c);
     c.exec(m.sql);
     c.prepare("INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)")
@@ -161,6 +239,13 @@ int migrate(connection& c, double now) {
         .run();
     tx.commit();
     current = m.version;
+  }
+  if (pending) {
+    c.exec("PRAGMA foreign_keys = ON");
+    auto check = c.prepare("PRAGMA foreign_key_check");
+    if (check.step())
+      throw sqlite_error(SQLITE_CONSTRAINT, "migration left a row whose reference is missing, in table " +
+                                                check.column_text(0));
   }
   return current;
 }

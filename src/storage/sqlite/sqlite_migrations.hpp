@@ -19,7 +19,8 @@ struct migration {
 
 std::span<const migration> migrations();
 
-// Applies pending migrations; returns the resulting schema version.
-int migrate(connection& c, double now);
+// Applies pending migrations up to `target` (default: all); returns the resulting schema version. Foreign
+// keys are on when it returns, and checked if anything was applied.
+int migrate(connection& c, double now, int target = 0);
 
 }  // namespace aipbx::sqlite

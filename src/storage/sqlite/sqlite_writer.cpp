@@ -141,7 +141,7 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
 
 writer::~writer() = default;
 
-void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
+bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   if (cache_.size() > options_.cache_limit) cache_.clear();
   warnings_.clear();
   transitions_.clear();
@@ -173,10 +173,11 @@ void writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     else
       log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
   }
+  return jobs_queued_;
 }
 
-void writer::answer(std::deque<write_op>& batch) {
-  if (jobs_queued_ && listener_) listener_();
+void writer::answer(std::deque<write_op>& batch, bool jobs_queued) const {
+  if (jobs_queued && listener_) listener_();
   for (auto& op : batch) op.complete();
 }
 

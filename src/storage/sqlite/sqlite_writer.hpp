@@ -90,10 +90,11 @@ class writer {
   ~writer();
 
   // Applies `batch` (and, when `sweep`, the idle cut) in one transaction and commits; every op now holds
-  // its result (an error for all of them if the transaction failed).
-  void commit(std::deque<write_op>& batch, double now, bool sweep);
-  // Tells the listener about new jobs, then runs every op's handler.
-  void answer(std::deque<write_op>& batch);
+  // its result (an error for all of them if the transaction failed). Returns whether jobs were queued.
+  bool commit(std::deque<write_op>& batch, double now, bool sweep);
+  // Tells the listener about new jobs (when `jobs_queued`), then runs every op's handler. May run on
+  // another thread than `commit` (the store's syncer), for a batch whose commit has returned.
+  void answer(std::deque<write_op>& batch, bool jobs_queued) const;
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
   std::uint64_t failed_batches() const { return failed_batches_; }

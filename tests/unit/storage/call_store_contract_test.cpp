@@ -894,23 +894,36 @@ TEST_P(CallStoreContract, FullQueueAnswersOverloadedAndStoresNothing) {
 
 // ---- backends ---------------------------------------------------------------------------------------------
 
-std::unique_ptr<call_store> make_sqlite(const std::string& dir, std::size_t queue_limit, std::size_t cache_limit) {
+std::unique_ptr<call_store> make_sqlite(const std::string& dir, std::size_t queue_limit, std::size_t cache_limit,
+                                        sqlite_sync sync = sqlite_sync::pipelined) {
   sqlite_options o;
   o.path = dir + "/aipbx.db";
   o.queue_limit = queue_limit;
   o.cache_limit = cache_limit;
+  o.sync = sync;
+  if (sync == sqlite_sync::commit) {
+    // Checkpoints every few pages, by the checkpointer and by the writer, under every contract test.
+    o.checkpoint_pages = 8;
+    o.checkpoint_limit_pages = 32;
+  }
   return std::make_unique<sqlite_call_store>(std::move(o));
 }
 
 // "sqlite_uncached" drops the writer's in-memory call state before every batch, so every packet is
 // classified by a tracker rebuilt from the database: the cache must never change an answer.
+// "sqlite_sync_commit" syncs in the commit instead of in the syncer, and checkpoints all the time.
 INSTANTIATE_TEST_SUITE_P(
     Backends, CallStoreContract,
     ::testing::Values(
         store_backend{"sqlite", [](const std::string& dir) { return make_sqlite(dir, 50'000, 100'000); },
                       [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 100'000); }},
         store_backend{"sqlite_uncached", [](const std::string& dir) { return make_sqlite(dir, 50'000, 0); },
-                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 0); }}),
+                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 0); }},
+        store_backend{"sqlite_sync_commit",
+                      [](const std::string& dir) { return make_sqlite(dir, 50'000, 100'000, sqlite_sync::commit); },
+                      [](const std::string& dir, std::size_t limit) {
+                        return make_sqlite(dir, limit, 100'000, sqlite_sync::commit);
+                      }}),
     [](const ::testing::TestParamInfo<store_backend>& p) { return p.param.name; });
 
 // Implementation-specific, beside the contract: the schema version is recorded and stays on reopen.
