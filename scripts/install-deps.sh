@@ -10,6 +10,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libspdlog-dev libcli11-dev
+  # call audio: G.711 (spandsp), resampling (speexdsp)
+  libspandsp-dev libspeexdsp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
   sqlite3 curl procps
