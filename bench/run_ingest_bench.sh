@@ -35,6 +35,7 @@ load_wait=600
 keep=0
 db_dir=""
 extra_aipbx_args=()
+variants=()
 
 usage() {
   cat <<EOF
@@ -47,6 +48,11 @@ usage: $0 [options] [AIPBX_BINARY]
                         latency histogram (default $timeout)
   --aipbx-threads "L"   aipbx --threads values to run, one run each (default "$aipbx_threads"; 0 = one per core)
   --aipbx-arg ARG       extra argument for aipbx serve (repeatable)
+  --variant "NAME:ARGS" run aipbx once more per --aipbx-threads value with these extra arguments
+                        (space-separated; repeatable). Without --variant, aipbx runs once as
+                        configured; with them, once per variant, and each variant's rate is also
+                        given as a ratio of the first variant's. Every aipbx row also counts the
+                        run's AI jobs by state and the jobs finished per second during the load.
   --db-dir DIR          put aipbx's database in DIR instead of the temporary directory (e.g. /dev/shm
                         to see what the disk costs; then nothing is durable)
   --seed-dir DIR        the seed peer (default ../shared/peers/seed-fastapi)
@@ -70,6 +76,7 @@ while [ $# -gt 0 ]; do
     --timeout) timeout=$2; shift 2 ;;
     --aipbx-threads) aipbx_threads=$2; shift 2 ;;
     --aipbx-arg) extra_aipbx_args+=("$2"); shift 2 ;;
+    --variant) variants+=("$2"); shift 2 ;;
     --db-dir) db_dir=$2; shift 2 ;;
     --seed-dir) seed_dir=$2; shift 2 ;;
     --seed-connections) seed_connections=$2; shift 2 ;;
@@ -184,6 +191,8 @@ wait_ready() {  # URL PID LOG
 }
 
 declare -a rows=()
+declare -a jobrows=()
+declare -a variant_rates=()
 status=0
 best_aipbx=""
 seed_rate=""
@@ -204,8 +213,9 @@ run_one() {
   pids+=("$pid")
   wait_ready "http://127.0.0.1:$port$ready_path" "$pid" "$log" || { status=1; stop_pid "$pid"; return 0; }
   local prefix="r$(date +%s)$RANDOM$tag"
-  local cpu_before
+  local cpu_before t_start t_end
   cpu_before=$(cpu_ticks "$pid")
+  t_start=$(date +%s.%N)
   timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$out.time" \
     wrk -t"$wrk_threads" -c"$conns" -d"$duration" --timeout "$timeout" --latency \
       -s "$here/wrk/ingest.lua" "http://127.0.0.1:$port" -- \
@@ -213,6 +223,7 @@ run_one() {
     echo "wrk failed:" >&2; cat "$out" >&2; status=1
   }
   local load_after cpu_after
+  t_end=$(date +%s.%N)
   load_after=$(load1)
   cpu_after=$(cpu_ticks "$pid")
   stop_pid "$pid"
@@ -262,24 +273,46 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
     "$sock_err" "${r[timeouts]}" "${r[ok]}" "$stored" "$srv_cores" "$srv_us" "$wrk_cores" \
     "$load_before/$load_after  $check")")
   last_rate=${r[ok_rps]}
+  # The AI jobs of this run's calls, when the server keeps a jobs table (aipbx): by state now, and how
+  # many finished (succeeded or dead) while the load ran.
+  local jobs
+  jobs=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT
+      COUNT(*), SUM(state = 'succeeded'), SUM(state = 'dead'), SUM(state IN ('queued', 'running')),
+      SUM(finished_at IS NOT NULL AND finished_at <= $t_end) FROM jobs WHERE call_id LIKE '$prefix-%'" 2>/dev/null) || jobs=""
+  if [ -n "$jobs" ]; then
+    local total ok dead waiting done_in_load
+    IFS='|' read -r total ok dead waiting done_in_load <<<"$jobs"
+    jobrows+=("$(printf '%-34s %8s %9s %6s %8s %10s' "$name" "${total:-0}" "${ok:-0}" "${dead:-0}" "${waiting:-0}" \
+      "$(python3 -c "print(f'{${done_in_load:-0} / ($t_end - $t_start):.0f}')")")")
+  fi
 }
 
 if [ "$run_aipbx" = 1 ]; then
-  for t in $aipbx_threads; do
-    port=$(free_port)
-    if [ -n "$db_dir" ]; then
-      db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
-      db_dirs+=("$db_sub")
-      db="$db_sub/aipbx-t$t.db"
-    else
-      db="$work/aipbx-t$t.db"
-    fi
-    run_one "aipbx --threads $t" "$connections" "$db" /healthz -- \
-      "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
-      "${extra_aipbx_args[@]}"
-    if [ -z "$best_aipbx" ] || python3 -c "import sys; sys.exit(0 if $last_rate > $best_aipbx else 1)"; then
-      best_aipbx=$last_rate
-    fi
+  ((${#variants[@]})) || variants=(":")
+  vi=0
+  for variant in "${variants[@]}"; do
+    vname=${variant%%:*}
+    read -r -a vargs <<<"${variant#*:}"
+    for t in $aipbx_threads; do
+      port=$(free_port)
+      if [ -n "$db_dir" ]; then
+        db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
+        db_dirs+=("$db_sub")
+        db="$db_sub/aipbx-v$vi-t$t.db"
+      else
+        db="$work/aipbx-v$vi-t$t.db"
+      fi
+      label="aipbx --threads $t"
+      [ -n "$vname" ] && label="aipbx $vname -t$t"
+      run_one "$label" "$connections" "$db" /healthz -- \
+        "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
+        "${extra_aipbx_args[@]}" "${vargs[@]}"
+      if [ -z "$best_aipbx" ] || python3 -c "import sys; sys.exit(0 if $last_rate > $best_aipbx else 1)"; then
+        best_aipbx=$last_rate
+      fi
+      [ -n "$vname" ] && variant_rates+=("$label|$last_rate")
+    done
+    vi=$((vi + 1))
   done
 fi
 if [ "$run_seed" = 1 ]; then
@@ -304,6 +337,19 @@ printf '%-22s %5s %8s %8s %8s %8s %7s %7s %8s %8s %8s %5s %6s %5s  %s\n' \
   'srv' 'us/req' 'wrk' 'load before/after  durability'
 for row in "${rows[@]}"; do echo "$row"; done
 ratio() { python3 -c "print(f'{$1 / $2:.0f}x' if $2 > 0 else 'n/a')"; }
+if ((${#jobrows[@]})); then
+  echo
+  echo "AI jobs of each aipbx run's calls (counted after the server stopped; done/s: finished while the load ran)"
+  printf '%-34s %8s %9s %6s %8s %10s\n' server jobs succeeded dead waiting 'done/s'
+  for row in "${jobrows[@]}"; do echo "$row"; done
+fi
+if ((${#variant_rates[@]} > 1)); then
+  echo
+  base_rate=${variant_rates[0]#*|}
+  for vr in "${variant_rates[@]}"; do
+    python3 -c "print(f'{\"${vr%%|*}\":<34} {${vr#*|} / $base_rate * 100:5.0f} % of the first variant')"
+  done
+fi
 if [ -n "$best_aipbx" ] && [ -n "$seed_rate" ]; then
   echo "aipbx / seed (as published): $(ratio "$best_aipbx" "$seed_rate")"
 fi

@@ -92,11 +92,11 @@ void write(level l, std::string_view msg, std::initializer_list<field> fields) {
   if (!enabled(l)) return;
   std::string line = "\"msg\":";
   line += boost::json::serialize(boost::json::string_view(msg.data(), msg.size()));
-  for (const auto& [key, value] : fields) {
+  for (const auto& f : fields) {
     line += ',';
-    line += boost::json::serialize(boost::json::string_view(key.data(), key.size()));
+    line += boost::json::serialize(boost::json::string_view(f.key.data(), f.key.size()));
     line += ':';
-    append_json(line, value);
+    append_json(line, f.value());
   }
   get()->log(to_spdlog(l), spdlog::string_view_t(line.data(), line.size()));
 }

@@ -18,11 +18,22 @@ namespace aipbx::log {
 enum class level { debug, info, warning, error, off };
 
 // One key and value of a log line; any value boost::json::value_from takes (numbers, strings, bools...).
-struct field {
+// A field only refers to its value, which is converted when the line is written: a line below the
+// level costs nothing but the call. Fields live only as arguments of the logging call they appear in.
+class field {
+ public:
   template <class T>
-  field(std::string_view k, const T& v) : key(k), value(boost::json::value_from(v)) {}
+  field(std::string_view k, const T& v) : key(k), object_(&v), convert_(&convert<T>) {}
+  boost::json::value value() const { return convert_(object_); }
   std::string_view key;
-  boost::json::value value;
+
+ private:
+  template <class T>
+  static boost::json::value convert(const void* p) {
+    return boost::json::value_from(*static_cast<const T*>(p));
+  }
+  const void* object_;
+  boost::json::value (*convert_)(const void*);
 };
 
 // Installs the asynchronous JSON logger at `min_level`; may be called again to change the level.
@@ -42,7 +53,7 @@ inline void debug(std::string_view msg, std::initializer_list<field> fields = {}
   if (enabled(level::debug)) write(level::debug, msg, fields);
 }
 inline void info(std::string_view msg, std::initializer_list<field> fields = {}) {
-  write(level::info, msg, fields);
+  if (enabled(level::info)) write(level::info, msg, fields);
 }
 inline void warn(std::string_view msg, std::initializer_list<field> fields = {}) {
   write(level::warning, msg, fields);

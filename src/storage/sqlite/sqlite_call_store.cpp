@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -90,6 +91,7 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
   db->exec("PRAGMA journal_mode = WAL");
   db->exec(options_.sync == sqlite_sync::pipelined ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
   schema_version_ = sqlite::migrate(*db, options_.clock());
+  if (const char* e = std::getenv("AIPBX_EXP_PRAGMAS")) db->exec(e);  // EXPERIMENT
   {
     // One node owns this file: whatever is `running` was its previous process's, interrupted.
     sqlite::transaction tx(*db);
@@ -134,7 +136,11 @@ sqlite_call_store::~sqlite_call_store() {
 
 int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
   auto* store = static_cast<sqlite_call_store*>(self);
-  if (pages >= store->options_.checkpoint_pages) {
+  // A background checkpoint each time the WAL has grown by checkpoint_pages (not after every commit:
+  // until the WAL starts over, each pass would copy only the last few frames and sync the file again).
+  if (pages < store->checkpoint_base_) store->checkpoint_base_ = 0;  // the WAL started over
+  if (pages - store->checkpoint_base_ >= store->options_.checkpoint_pages) {
+    store->checkpoint_base_ = pages;
     {
       std::lock_guard lock(store->checkpoint_mutex_);
       store->checkpoint_wanted_ = true;
@@ -265,13 +271,23 @@ void sqlite_call_store::writer_loop() {
       batch.clear();
       continue;
     }
-    if (batch.empty() && !jobs_queued) continue;
+    // The queue's own bookkeeping (claims, lease renewals, outcomes) is answered at once: should the
+    // machine lose what the flush would have saved, it loses those with the packets and jobs they refer
+    // to, and a lost lease or outcome only means the job runs again. The workers learn of new jobs now
+    // too. What a client is told (ingest, end, archive, replay) waits for the flush.
+    std::deque<write_op> durable;
+    for (auto& op : batch) {
+      if (op.answer_before_flush()) op.complete();
+      else durable.push_back(std::move(op));
+    }
+    batch.clear();
+    writer_->answer(batch, jobs_queued);  // notifies the workers; `batch` is empty
+    if (durable.empty()) continue;
     {
       std::lock_guard lock(sync_mutex_);
-      unsynced_.push_back({std::move(batch), jobs_queued});
+      unsynced_.push_back(std::move(durable));
     }
     sync_wake_.notify_one();
-    batch = {};
   }
   {
     std::lock_guard lock(sync_mutex_);
@@ -282,7 +298,7 @@ void sqlite_call_store::writer_loop() {
 
 void sqlite_call_store::syncer_loop() {
   log::name_thread("aipbx-syncer");
-  std::deque<committed_batch> ready;
+  std::deque<std::deque<write_op>> ready;
   for (;;) {
     {
       std::unique_lock lock(sync_mutex_);
@@ -298,8 +314,8 @@ void sqlite_call_store::syncer_loop() {
       log::error("the write-ahead log could not be flushed to disk; refusing writes until restart",
                  {{"error", std::strerror(err)}, {"db", options_.path}});
     for (auto& b : ready) {
-      if (ok) writer_->answer(b.ops, b.jobs_queued);
-      else fail_batch(b.ops);
+      if (ok) writer_->answer(b, false);
+      else fail_batch(b);
     }
     ready.clear();
   }
@@ -347,6 +363,7 @@ auto sqlite_call_store::with_reader(F&& f) -> decltype(f(std::declval<connection
       configure(*c, options_.busy_timeout_ms);
     }
     auto r = f(*c);
+    c->reset_cached();
     std::lock_guard lock(readers_mutex_);
     idle_readers_.push_back(std::move(c));
     return r;
@@ -359,7 +376,7 @@ auto sqlite_call_store::with_reader(F&& f) -> decltype(f(std::declval<connection
 
 namespace {
 bool call_exists(connection& c, std::string_view call_id) {
-  auto exists = c.prepare("SELECT 1 FROM calls WHERE id = ?");
+  auto& exists = c.cached("SELECT 1 FROM calls WHERE id = ?");
   exists.bind(1, call_id);
   return exists.step();
 }
@@ -370,7 +387,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     std::string sql = std::string("SELECT ") + call_columns + " FROM calls WHERE id > ?";
     sql += query.state ? " AND state = ?" : " AND state <> 'ARCHIVED'";
     sql += " ORDER BY id LIMIT ?";
-    auto s = c.prepare(sql);
+    auto& s = c.cached(sql);
     int i = 1;
     s.bind(i++, std::string_view(query.after.value_or("")));
     if (query.state) s.bind(i++, to_string(*query.state));
@@ -384,11 +401,11 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
 
 result<call_summary> sqlite_call_store::get_call(std::string_view call_id) {
   return with_reader([&](connection& c) -> result<call_summary> {
-    auto s = c.prepare(std::string("SELECT ") + call_columns + " FROM calls WHERE id = ?");
+    auto& s = c.cached(std::string("SELECT ") + call_columns + " FROM calls WHERE id = ?");
     s.bind(1, call_id);
     if (!s.step()) return errc::not_found;
     call_summary call = read_call(s);
-    auto t = c.prepare("SELECT from_state, to_state, reason, at FROM call_transitions WHERE call_id = ? ORDER BY id");
+    auto& t = c.cached("SELECT from_state, to_state, reason, at FROM call_transitions WHERE call_id = ? ORDER BY id");
     t.bind(1, call_id);
     while (t.step()) {
       call_transition tr;
@@ -406,7 +423,7 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
                                                     std::size_t limit) {
   return with_reader([&](connection& c) -> result<packet_page> {
     if (!call_exists(c, call_id)) return errc::not_found;
-    auto s = c.prepare(
+    auto& s = c.cached(
         "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = ? AND sequence > ? "
         "ORDER BY sequence LIMIT ?");
     s.bind(1, call_id).bind(2, after).bind(3, static_cast<std::int64_t>(limit + 1));
@@ -422,7 +439,7 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
 result<call_store::gap_ranges> sqlite_call_store::gaps(std::string_view call_id) {
   return with_reader([&](connection& c) -> result<gap_ranges> {
     if (!call_exists(c, call_id)) return errc::not_found;
-    auto s = c.prepare(
+    auto& s = c.cached(
         "SELECT first_sequence, last_sequence, lost FROM call_gaps WHERE call_id = ? ORDER BY first_sequence");
     s.bind(1, call_id);
     gap_ranges out;
@@ -445,7 +462,7 @@ result<job_page> sqlite_call_store::list_jobs(const job_query& query) {
     if (query.state) sql += " AND state = ?";
     if (query.call_id) sql += " AND call_id = ?";
     sql += " ORDER BY id LIMIT ?";
-    auto s = c.prepare(sql);
+    auto& s = c.cached(sql);
     int i = 1;
     s.bind(i++, query.after);
     if (query.state) s.bind(i++, to_string(*query.state));
@@ -460,7 +477,7 @@ result<job_page> sqlite_call_store::list_jobs(const job_query& query) {
 
 result<job> sqlite_call_store::get_job(std::int64_t id) {
   return with_reader([&](connection& c) -> result<job> {
-    auto s = c.prepare(std::string("SELECT ") + sqlite::job_columns + " FROM jobs WHERE id = ?");
+    auto& s = c.cached(std::string("SELECT ") + sqlite::job_columns + " FROM jobs WHERE id = ?");
     s.bind(1, id);
     if (!s.step()) return errc::not_found;
     return sqlite::read_job(s);
@@ -470,7 +487,7 @@ result<job> sqlite_call_store::get_job(std::int64_t id) {
 result<std::vector<transcript_segment>> sqlite_call_store::transcript(std::string_view call_id) {
   return with_reader([&](connection& c) -> result<std::vector<transcript_segment>> {
     if (!call_exists(c, call_id)) return errc::not_found;
-    auto s = c.prepare(
+    auto& s = c.cached(
         "SELECT job_id, first_sequence, last_sequence, text, engine, latency_ms, created_at FROM "
         "transcript_segments WHERE call_id = ? ORDER BY first_sequence");
     s.bind(1, call_id);
@@ -485,7 +502,7 @@ result<std::vector<transcript_segment>> sqlite_call_store::transcript(std::strin
 result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                      std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
-    auto s = c.prepare(
+    auto& s = c.cached(
         "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = ? AND sequence BETWEEN ? "
         "AND ? AND late = 0 ORDER BY sequence");
     s.bind(1, call_id).bind(2, first).bind(3, last);
@@ -499,7 +516,7 @@ result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::strin
 result<job_counts> sqlite_call_store::count_jobs() {
   return with_reader([&](connection& c) -> result<job_counts> {
     job_counts counts;
-    auto s = c.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    auto& s = c.cached("SELECT state, COUNT(*) FROM jobs GROUP BY state");
     while (s.step()) {
       const auto n = s.column_int(1);
       switch (parse_job_state(s.column_text_view(0)).value_or(job_state::queued)) {
@@ -509,7 +526,7 @@ result<job_counts> sqlite_call_store::count_jobs() {
         case job_state::dead: counts.dead = n; break;
       }
     }
-    auto due = c.prepare("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ?");
+    auto& due = c.cached("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ?");
     due.bind(1, options_.clock());
     if (due.step()) counts.oldest_due_at = due.column_optional_double(0);
     return counts;
@@ -519,7 +536,7 @@ result<job_counts> sqlite_call_store::count_jobs() {
 bool sqlite_call_store::ping() {
   if (broken_.load()) return false;
   auto r = with_reader([](connection& c) -> result<int> {
-    auto s = c.prepare("SELECT COUNT(*) FROM schema_migrations");
+    auto& s = c.cached("SELECT COUNT(*) FROM schema_migrations");
     return s.step() ? 1 : 0;
   });
   return r.has_value() && *r == 1;

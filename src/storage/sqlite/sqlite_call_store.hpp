@@ -10,7 +10,9 @@
 //    to a syncer thread, which calls fdatasync on the WAL and only then runs the batch's handlers, while
 //    the writer already applies the next batch. One fdatasync covers every batch committed before it
 //    started, so the disk flush overlaps the next transaction instead of stalling it. Readers may see a
-//    batch a moment before it is durable, never an answer before it is;
+//    batch a moment before it is durable, never an answer before it is. The job queue's own operations
+//    (claim, renew, finish, release) are answered right after the commit: losing them with a machine
+//    only means a job runs again;
 //  - commit: synchronous=FULL, the COMMIT itself syncs and the writer answers; simpler and slower.
 //
 // If fdatasync ever fails, the batches waiting for it are failed (`store_failure`; the client retries and
@@ -20,7 +22,7 @@
 //
 // The writer's WAL appends go through buffered_wal_vfs (one write(2) per transaction instead of two per
 // page). Checkpoints (copying the WAL into the database file) run on a checkpointer thread with its own
-// connection once the WAL holds `checkpoint_pages`; should a steady load keep that checkpoint from ever
+// connection each time the WAL grows by `checkpoint_pages`; should a steady load keep that checkpoint from ever
 // catching up (the WAL only restarts once fully copied), the writer copies the remainder itself when the
 // WAL reaches `checkpoint_limit_pages`, so the WAL's size stays bounded.
 //
@@ -74,8 +76,8 @@ enum class sqlite_sync {
 struct sqlite_options {
   std::string path = "aipbx.db";
   sqlite_sync sync = sqlite_sync::pipelined;
-  std::int64_t checkpoint_pages = 4000;         // WAL size that starts a background checkpoint
-  std::int64_t checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes one itself
+  int checkpoint_pages = 8000;         // WAL growth (pages) that starts a background checkpoint
+  int checkpoint_limit_pages = 32000;  // WAL size at which the writer finishes a checkpoint itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
@@ -151,14 +153,10 @@ class sqlite_call_store final : public call_store, public job_store {
   bool stopping_ = false;
   std::thread writer_thread_;
 
-  // Committed batches waiting for the syncer's fdatasync (pipelined mode).
-  struct committed_batch {
-    std::deque<sqlite::write_op> ops;
-    bool jobs_queued = false;
-  };
+  // Committed writes waiting for the syncer's fdatasync (pipelined mode), one deque per batch.
   std::mutex sync_mutex_;
   std::condition_variable sync_wake_;
-  std::deque<committed_batch> unsynced_;
+  std::deque<std::deque<sqlite::write_op>> unsynced_;
   bool writer_done_ = false;
   int wal_fd_ = -1;
   std::thread syncer_thread_;
@@ -167,6 +165,7 @@ class sqlite_call_store final : public call_store, public job_store {
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_wake_;
   bool checkpoint_wanted_ = false;
+  int checkpoint_base_ = 0;  // WAL size at the last checkpoint request (writer thread only)
   bool checkpoint_stop_ = false;
   std::unique_ptr<sqlite::connection> checkpoint_db_;
   std::thread checkpointer_thread_;

@@ -29,7 +29,21 @@ connection::connection(const std::string& path, mode m, const char* vfs) {
   sqlite3_extended_result_codes(db_, 1);
 }
 
-connection::~connection() { sqlite3_close_v2(db_); }
+connection::~connection() {
+  cached_.clear();
+  sqlite3_close_v2(db_);
+}
+
+statement& connection::cached(std::string_view sql) {
+  auto it = cached_.find(std::string(sql));
+  if (it == cached_.end()) it = cached_.emplace(std::string(sql), std::make_unique<statement>(*this, sql)).first;
+  it->second->reset();
+  return *it->second;
+}
+
+void connection::reset_cached() {
+  for (auto& [sql, s] : cached_) s->reset();
+}
 
 void connection::fail(int code, std::string_view context) const {
   std::string msg(context);

@@ -8,10 +8,12 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace aipbx::sqlite {
 
@@ -40,12 +42,18 @@ class connection {
 
   void exec(const char* sql);
   statement prepare(std::string_view sql);
+  // The statement for `sql`, prepared on first use and kept with the connection; reset, without bindings.
+  // Every kept statement must be reset (reset_cached) before the connection is used by another caller,
+  // so that none holds a read snapshot open.
+  statement& cached(std::string_view sql);
+  void reset_cached();
   std::int64_t changes() const;
   sqlite3* handle() const { return db_; }
   [[noreturn]] void fail(int code, std::string_view context) const;
 
  private:
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, std::unique_ptr<statement>> cached_;
 };
 
 class statement {

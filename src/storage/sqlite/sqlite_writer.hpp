@@ -78,6 +78,11 @@ struct write_op {
   // Runs the handler with the stored result, or with `failure` when the transaction failed.
   void complete();
   void fail(const boost::system::error_code& failure);
+  // The job queue's internal operations, whose answers need not wait for the flush to disk.
+  bool answer_before_flush() const {
+    return std::holds_alternative<claim_op>(v) || std::holds_alternative<renew_op>(v) ||
+           std::holds_alternative<finish_op>(v) || std::holds_alternative<release_op>(v);
+  }
 };
 
 // Job columns in the order read_job expects.
