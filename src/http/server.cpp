@@ -4,6 +4,7 @@
 #include "log/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +19,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <array>
+#include <string>
 #include <vector>
 
 namespace aipbx::http {
@@ -29,11 +32,6 @@ using asio::ip::tcp;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-bool is_parse_error(const boost::system::error_code& ec) {
-  return &ec.category() == &beast_http::make_error_code(beast_http::error::bad_method).category() &&
-         ec != beast_http::error::end_of_stream && ec != beast_http::error::partial_message;
-}
 
 // Answers a request the transport refuses, then the caller closes the connection.
 asio::awaitable<void> write_error(beast::tcp_stream& stream, beast_http::status status, std::string_view detail,
@@ -106,7 +104,7 @@ asio::awaitable<void> server::run_session(tcp::socket socket) {
   bool registered = false;
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_) {
+    if (!stopping_.load()) {
       id = next_id_++;
       sessions_.emplace(id, connection_entry{&stream, &idle});
       registered = true;
@@ -135,82 +133,107 @@ void server::session_ended(std::uint64_t id) {
   if (drained) drained();
 }
 
+namespace {
+
+// The status line and header fields of `res`, as they go on the wire (Beast's serializer does the same
+// through a chain of buffer views that costs more than the small answers of this API are worth).
+void append_head(std::string& out, const response& res) {
+  out += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(res.result_int());
+  out += ' ';
+  const auto reason = res.reason();
+  out.append(reason.data(), reason.size());
+  out += "\r\n";
+  for (const auto& f : res) {
+    const auto name = f.name_string();
+    const auto value = f.value();
+    out.append(name.data(), name.size());
+    out += ": ";
+    out.append(value.data(), value.size());
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+}  // namespace
+
 asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
   const std::string too_large =
       "Request body too large; the limit is " + std::to_string(options_.body_limit) + " bytes";
   beast::flat_buffer buffer;
+  std::string head;
   bool first = true;
   for (;;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) co_return;
-    }
+    if (stopping_.load(std::memory_order_relaxed)) co_return;
     idle = true;
     beast_http::request_parser<beast_http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
     parser.body_limit(options_.body_limit);
-    if (!first && buffer.size() == 0) {
-      // Between requests a kept-alive connection may idle for idle_timeout; once the next request
-      // starts, all of it must arrive within request_timeout (a slow client gets no more per request).
-      stream.expires_after(options_.idle_timeout);
-      auto [wec, got] = co_await stream.async_read_some(buffer.prepare(1024), use_tuple);
-      if (wec) co_return;
-      buffer.commit(got);
-    }
+    parser.eager(true);
+    // Between requests a kept-alive connection may idle for idle_timeout; once the next request starts,
+    // all of it must arrive within request_timeout (a slow client gets no more per request).
+    stream.expires_after(first || buffer.size() > 0 ? options_.request_timeout : options_.idle_timeout);
+    const bool waiting_for_first_byte = !first && buffer.size() == 0;
     first = false;
-    stream.expires_after(options_.request_timeout);
 
-    auto [ec, ignored_n] = co_await beast_http::async_read_header(stream, buffer, parser, use_tuple);
-    if (ec) {
-      if (ec == beast_http::error::header_limit) {
-        co_await write_error(stream, beast_http::status::request_header_fields_too_large,
-                             "Request header fields too large", "header_too_large");
-      } else if (ec == beast_http::error::body_limit) {
-        // The parser refuses a declared Content-Length above the limit as soon as the header is read.
-        co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
-      } else if (is_parse_error(ec)) {
-        co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", "bad_request");
+    // The parser is fed synchronously from the buffer; the socket is read only when it needs more.
+    bool continue_sent = false;
+    bool timer_reset = !waiting_for_first_byte;
+    for (;;) {
+      if (buffer.size() > 0) {
+        boost::system::error_code pec;
+        const auto used = parser.put(buffer.data(), pec);
+        buffer.consume(used);
+        if (pec && pec != beast_http::error::need_more) {
+          if (pec == beast_http::error::header_limit) {
+            co_await write_error(stream, beast_http::status::request_header_fields_too_large,
+                                 "Request header fields too large", "header_too_large");
+          } else if (pec == beast_http::error::body_limit) {
+            // A declared Content-Length above the limit is refused as soon as the header is parsed.
+            co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
+          } else {
+            co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", "bad_request");
+          }
+          co_return;
+        }
+        if (parser.is_done()) break;
+        if (!pec && used > 0 && buffer.size() > 0) continue;  // more to parse from what is buffered
       }
-      co_return;
+      if (parser.is_header_done()) {
+        idle = false;
+        if (!continue_sent && beast::iequals(parser.get()[beast_http::field::expect], "100-continue")) {
+          continue_sent = true;
+          beast_http::response<beast_http::empty_body> go_on{beast_http::status::continue_, parser.get().version()};
+          auto [wec, wn] = co_await beast_http::async_write(stream, go_on, use_tuple);
+          if (wec) co_return;
+        }
+      }
+      auto [rec, got] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+      if (rec) co_return;  // closed, reset or timed out: nothing to answer
+      buffer.commit(got);
+      if (!timer_reset) {
+        timer_reset = true;
+        stream.expires_after(options_.request_timeout);
+      }
     }
     idle = false;
-    stream.expires_after(options_.request_timeout);
-
-    if (beast::iequals(parser.get()[beast_http::field::expect], "100-continue")) {
-      beast_http::response<beast_http::empty_body> go_on{beast_http::status::continue_, parser.get().version()};
-      auto [wec, wn] = co_await beast_http::async_write(stream, go_on, use_tuple);
-      if (wec) co_return;
-    }
-    if (!parser.is_done()) {
-      auto [rec, rn] = co_await beast_http::async_read(stream, buffer, parser, use_tuple);
-      if (rec) {
-        if (rec == beast_http::error::body_limit) {
-          co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
-        } else if (is_parse_error(rec)) {
-          co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", "bad_request");
-        }
-        co_return;
-      }
-    }
 
     request req = parser.release();
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
-    const bool head = req.method() == beast_http::verb::head;
+    const bool head_only = req.method() == beast_http::verb::head;
     auto handled = handler_.handle(std::move(req));
     response res = co_await std::move(handled);
-    bool stopping;
-    {
-      std::lock_guard lock(mutex_);
-      stopping = stopping_;
-    }
     res.version(version);
-    res.keep_alive(keep_alive && !stopping);
+    res.keep_alive(keep_alive && !stopping_.load(std::memory_order_relaxed));
     res.set(beast_http::field::server, "aipbx");
     res.prepare_payload();
-    if (head) res.body().clear();  // HEAD: the GET's headers, Content-Length included, and no body
+    head.clear();
+    append_head(head, res);
+    std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(res.body())};
+    if (head_only) out[1] = asio::const_buffer();  // HEAD: the GET's headers, Content-Length included
     stream.expires_after(options_.request_timeout);
-    auto [wec, wn] = co_await beast_http::async_write(stream, res, use_tuple);
+    auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
     if (wec || !res.keep_alive()) co_return;
   }
 }

@@ -77,7 +77,7 @@ class server {
   boost::asio::ip::tcp::acceptor acceptor_;
 
   std::mutex mutex_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // written under mutex_; read without it on every request
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, connection_entry> sessions_;
   std::function<void()> on_drained_;

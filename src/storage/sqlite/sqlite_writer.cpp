@@ -24,6 +24,7 @@ struct writer::call_record {
   std::optional<std::string> end_reason;
   double state_changed_at = 0;
   bool dirty = false;
+  bool state_dirty = false;  // state, ended_at, end_reason or state_changed_at changed
 
   std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
 };
@@ -89,8 +90,10 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
                                 "duplicate_packets = ?, out_of_order_packets = ?, gaps_opened = ?, "
                                 "missing_packets = ?, first_timestamp = ?, last_timestamp = ?, updated_at = ?, "
                                 "next_segment = ?, last_packet_at = ?, late_packets = ?, lost_packets = ?, "
-                                "jobs_total = ?, jobs_succeeded = ?, jobs_dead = ?, state = ?, ended_at = ?, "
-                                "end_reason = ?, state_changed_at = ? WHERE id = ?")),
+                                "jobs_total = ?, jobs_succeeded = ?, jobs_dead = ? WHERE id = ?")),
+      // Apart, so that the index on state is only touched when the state changes.
+      update_call_state_(db_->prepare("UPDATE calls SET state = ?, ended_at = ?, end_reason = ?, state_changed_at = ? "
+                                      "WHERE id = ?")),
       insert_gap_(db_->prepare("INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at) "
                                "VALUES (?, ?, ?, ?)")),
       delete_gap_(db_->prepare("DELETE FROM call_gaps WHERE call_id = ? AND first_sequence = ?")),
@@ -343,6 +346,7 @@ result<call_state> writer::apply_end(const std::string& call_id, const std::stri
   apply_changes(*rec, changes, now);
   rec->ended_at = now;
   rec->end_reason = reason;
+  rec->state_dirty = true;
   transition(*rec, call_state::processing_ai, reason, now);
   settle(*rec, "ai jobs settled", now);
   return rec->state;
@@ -365,6 +369,7 @@ void writer::transition(call_record& rec, call_state to, const std::string& reas
   }
   rec.state = to;
   rec.state_changed_at = now;
+  rec.state_dirty = true;
   insert_transition_.bind(1, std::string_view(rec.id))
       .bind(2, to_string(from))
       .bind(3, to_string(to))
@@ -574,12 +579,17 @@ void writer::write_call(call_record& rec, double now) {
       .bind(15, rec.jobs_total)
       .bind(16, rec.jobs_succeeded)
       .bind(17, rec.jobs_dead)
-      .bind(18, to_string(rec.state))
-      .bind(19, rec.ended_at)
-      .bind(20, rec.end_reason ? std::optional<std::string_view>(*rec.end_reason) : std::nullopt)
-      .bind(21, rec.state_changed_at)
-      .bind(22, std::string_view(rec.id))
+      .bind(18, std::string_view(rec.id))
       .run();
+  if (rec.state_dirty) {
+    update_call_state_.bind(1, to_string(rec.state))
+        .bind(2, rec.ended_at)
+        .bind(3, rec.end_reason ? std::optional<std::string_view>(*rec.end_reason) : std::nullopt)
+        .bind(4, rec.state_changed_at)
+        .bind(5, std::string_view(rec.id))
+        .run();
+    rec.state_dirty = false;
+  }
   rec.dirty = false;
 }
 

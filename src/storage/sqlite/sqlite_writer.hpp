@@ -142,7 +142,7 @@ class writer {
   const sqlite_options& options_;
   sequencer_options sequencing_;
   std::unique_ptr<connection> db_;
-  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
+  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_, update_call_state_,
       insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
       next_due_, next_lease_, renew_, finish_success_, insert_segment_, finish_retry_, finish_dead_,
       release_job_, replay_job_, job_exists_, select_idle_, select_expired_gaps_, select_timed_out_,
