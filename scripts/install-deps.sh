@@ -9,7 +9,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev libspdlog-dev libcli11-dev
+  libsqlite3-dev libspdlog-dev libcli11-dev prometheus-cpp-dev
   # call audio: G.711 (spandsp), resampling (speexdsp)
   libspandsp-dev libspeexdsp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev

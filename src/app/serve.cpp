@@ -3,8 +3,9 @@
 #include "engines/mock_engine.hpp"
 #include "engines/segment_attempt.hpp"
 #include "http/api.hpp"
-#include "jobs/worker_pool.hpp"
+#include "http/metrics.hpp"
 #include "http/server.hpp"
+#include "jobs/worker_pool.hpp"
 #include "log/log.hpp"
 #include "storage/database_url.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
@@ -77,7 +78,7 @@ int serve(const serve_config& config) {
   const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context ioc(static_cast<int>(threads));
   asio::thread_pool blocking(config.blocking_threads);
-  http::api api(*store, *store, blocking, {config.body_limit});
+  http::metrics metrics;
 
   // The AI pipeline: its own thread, never on the HTTP threads' path.
   asio::io_context ai_ioc(1);
@@ -105,6 +106,14 @@ int serve(const serve_config& config) {
   });
   log::info("ai workers started", {{"engine", engine.name()}, {"workers", config.workers}, {"node", wopts.owner},
                                    {"segment_packets", config.segment_packets}});
+  http::api_options aopts;
+  aopts.body_limit = config.body_limit;
+  aopts.metrics = &metrics;
+  if (config.workers > 0) aopts.worker_stats = [&workers] { return std::optional(workers.stats()); };
+  aopts.engine = std::string(engine.name());
+  aopts.workers = config.workers;
+  http::api api(*store, *store, blocking, aopts);
+
   http::server_options sopts;
   sopts.host = config.host;
   sopts.port = config.port;
@@ -113,6 +122,7 @@ int serve(const serve_config& config) {
   sopts.request_timeout = config.request_timeout;
   sopts.idle_timeout = config.keepalive_timeout;
   sopts.max_connections = config.max_connections;
+  sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
   http::server server(ioc, sopts, api);
 
   try {

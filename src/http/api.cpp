@@ -1,22 +1,21 @@
 #include "http/api.hpp"
 
+#include "domain/call_id.hpp"
 #include "http/assets.hpp"
-#include "storage/async_store.hpp"
 #include "http/json_codec.hpp"
 #include "http/router.hpp"
 #include "log/json_text.hpp"
 #include "log/log.hpp"
+#include "storage/async_store.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
-#include "domain/call_id.hpp"
-
 #include <atomic>
-#include <limits>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 
 namespace aipbx::http {
 
@@ -181,6 +180,7 @@ asio::awaitable<response> api::handle(request req) {
             break;
           case route_id::healthz: res = json_response(status::ok, json::value{{"status", "ok"}}); break;
           case route_id::readyz: res = co_await readyz(); break;
+          case route_id::metrics: res = co_await scrape(); break;
           case route_id::openapi:
           case route_id::docs:
           case route_id::docs_asset: {
@@ -215,6 +215,7 @@ asio::awaitable<response> api::handle(request req) {
     res = json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
   }
   res.set("X-Request-ID", rid);
+  if (options_.metrics) options_.metrics->request(pattern, res.result_int());
   if (log::enabled(log::level::debug)) {
     const auto micros =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
@@ -228,7 +229,13 @@ asio::awaitable<response> api::handle(request req) {
 }
 
 asio::awaitable<response> api::ingest(const request& req, const std::string& call_id) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto count = [&](ingest_result r) {
+    if (options_.metrics)
+      options_.metrics->ingest(r, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  };
   if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type)) {
+    count(ingest_result::media_type);
     co_return json_response(status::unsupported_media_type,
                             error_body("Unsupported Media Type: the body must be application/json",
                                        "unsupported_media_type"));
@@ -238,7 +245,10 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
   auto parsed = parse_packet_body(req.body());
   if (auto* body_errors = std::get_if<validation_errors>(&parsed))
     errors.insert(errors.end(), body_errors->begin(), body_errors->end());
-  if (!errors.empty()) co_return unprocessable(errors);
+  if (!errors.empty()) {
+    count(ingest_result::invalid);
+    co_return unprocessable(errors);
+  }
 
   auto& body = std::get<packet_body>(parsed);
   packet p{call_id, body.sequence, std::move(body.data), body.timestamp};
@@ -246,11 +256,18 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
   auto op = async_ingest(store_, std::move(p));
   auto outcome = co_await std::move(op);
   if (!outcome) {
-    if (outcome.error() == errc::sequence_conflict)
-      co_return error_response(outcome.error(), "Sequence " + std::to_string(sequence) + " of call " + call_id +
-                                                    " is already stored with different data");
-    co_return error_response(outcome.error());
+    const auto ec = outcome.error();
+    count(ec == errc::sequence_conflict ? ingest_result::conflict
+          : ec == errc::call_ended      ? ingest_result::call_ended
+          : ec == errc::overloaded      ? ingest_result::overloaded
+                                        : ingest_result::failed);
+    if (ec == errc::sequence_conflict)
+      co_return error_response(ec, "Sequence " + std::to_string(sequence) + " of call " + call_id +
+                                       " is already stored with different data");
+    co_return error_response(ec);
   }
+  count(outcome->duplicate ? ingest_result::duplicate : ingest_result::accepted);
+  if (options_.metrics && !outcome->duplicate) options_.metrics->arrival(outcome->kind);
   co_return json_response(status::accepted, to_json(*outcome, call_id, sequence));
 }
 
@@ -429,6 +446,26 @@ asio::awaitable<response> api::readyz() {
                                       {"store", reachable ? "ok" : "unreachable"},
                                       {"writer_queue", s.queued},
                                       {"writer_queue_limit", s.queue_limit}});
+}
+
+asio::awaitable<response> api::scrape() {
+  if (!options_.metrics) co_return json_response(status::not_found, error_body("Not Found", "not_found"));
+  metrics::state st;
+  auto calls_op = run_blocking(blocking_, [this] { return store_.count_calls(); });
+  auto calls = co_await std::move(calls_op);
+  if (calls) st.calls = *calls;
+  auto jobs_op = run_blocking(blocking_, [this] { return jobs_.count_jobs(); });
+  auto jobs = co_await std::move(jobs_op);
+  if (jobs) st.jobs = *jobs;
+  st.writer = store_.stats();
+  if (options_.worker_stats) st.workers = options_.worker_stats();
+  st.engine = options_.engine;
+  st.configured_workers = options_.workers;
+  st.now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  response res{status::ok, 11};
+  res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  res.body() = options_.metrics->render(st);
+  co_return res;
 }
 
 }  // namespace aipbx::http

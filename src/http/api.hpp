@@ -7,6 +7,7 @@
 // Thread-safe: one api serves every connection.
 #pragma once
 
+#include "http/metrics.hpp"
 #include "http/server.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
@@ -14,12 +15,19 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace aipbx::http {
 
 struct api_options {
   std::size_t body_limit = 1024 * 1024;  // reported in errors; enforced by the transport
+  http::metrics* metrics = nullptr;      // counts requests and serves GET /metrics when set
+  // The AI workers' counters for /metrics; empty on a node that runs no AI.
+  std::function<std::optional<jobs::worker_stats>()> worker_stats;
+  std::string engine;                    // the AI engine's name, a label of the AI metrics
+  unsigned workers = 0;
 };
 
 class api final : public request_handler {
@@ -41,6 +49,7 @@ class api final : public request_handler {
   boost::asio::awaitable<response> get_job(const std::string& job_id);
   boost::asio::awaitable<response> retry_job(const std::string& job_id);
   boost::asio::awaitable<response> readyz();
+  boost::asio::awaitable<response> scrape();
 
   // Awaited operations are bound to a name first (`auto op = ...; co_await std::move(op)`): GCC 12 can
   // destroy non-trivial temporaries inside a co_await expression twice. Parameters are references into the

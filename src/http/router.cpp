@@ -13,10 +13,11 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 17> routes{{
+constexpr std::array<route, 18> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
+    {verb::get, "/metrics", route_id::metrics},
     {verb::get, "/openapi.json", route_id::openapi},
     {verb::get, "/docs", route_id::docs},
     {verb::get, "/docs/{asset}", route_id::docs_asset},

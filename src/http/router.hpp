@@ -18,6 +18,7 @@ namespace aipbx::http {
 enum class route_id {
   healthz,
   readyz,
+  metrics,
   openapi,
   docs,
   docs_asset,

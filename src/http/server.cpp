@@ -78,6 +78,7 @@ asio::awaitable<void> server::accept_loop() {
     }
     if (open_.load() >= options_.max_connections) {
       log::warn("connection refused: too many open connections", {{"limit", options_.max_connections}});
+      if (options_.on_refused) options_.on_refused("too_many_connections");
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
@@ -185,14 +186,18 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
         const auto used = parser.put(buffer.data(), pec);
         buffer.consume(used);
         if (pec && pec != beast_http::error::need_more) {
+          const char* reason = pec == beast_http::error::header_limit ? "header_too_large"
+                               : pec == beast_http::error::body_limit ? "body_too_large"
+                                                                       : "bad_request";
+          if (options_.on_refused) options_.on_refused(reason);
           if (pec == beast_http::error::header_limit) {
             co_await write_error(stream, beast_http::status::request_header_fields_too_large,
-                                 "Request header fields too large", "header_too_large");
+                                 "Request header fields too large", reason);
           } else if (pec == beast_http::error::body_limit) {
             // A declared Content-Length above the limit is refused as soon as the header is parsed.
-            co_await write_error(stream, beast_http::status::payload_too_large, too_large, "body_too_large");
+            co_await write_error(stream, beast_http::status::payload_too_large, too_large, reason);
           } else {
-            co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", "bad_request");
+            co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", reason);
           }
           co_return;
         }

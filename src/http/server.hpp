@@ -47,6 +47,9 @@ struct server_options {
   std::chrono::milliseconds request_timeout{30'000};  // to receive one whole request
   std::chrono::milliseconds idle_timeout{75'000};     // between requests on a kept-alive connection
   std::size_t max_connections = 10'000;
+  // Told of every request the transport answers itself (reason: header_too_large, body_too_large,
+  // bad_request) and of connections refused at the cap (too_many_connections). May be empty.
+  std::function<void(std::string_view reason)> on_refused;
 };
 
 class server {

@@ -65,7 +65,7 @@ void worker_pool::stop(std::function<void()> done) {
 
 worker_stats worker_pool::stats() const {
   return {attempts_.load(), succeeded_.load(), retried_.load(), dead_.load(), lost_leases_.load(),
-          running_count_.load()};
+          running_count_.load(), latency_.snapshot()};
 }
 
 void worker_pool::maybe_done() {
@@ -171,6 +171,7 @@ asio::awaitable<void> worker_pool::run(std::shared_ptr<running_job> r) {
     if (result->latency_ms == 0)
       result->latency_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    latency_.observe(result->latency_ms / 1000.0);
     const double now = clock_();
     job_outcome outcome = decide(j, *result, options_.retry, now, random_);
     auto op = async_call<aipbx::result<bool>>([this, &j, outcome](job_store::bool_handler done) {

@@ -12,6 +12,7 @@
 // Threading: run it on an executor of one thread (or a strand). `notify` and `stop` are thread-safe.
 #pragma once
 
+#include "domain/histogram.hpp"
 #include "domain/random.hpp"
 #include "jobs/attempt.hpp"
 #include "jobs/retry_policy.hpp"
@@ -46,6 +47,7 @@ struct worker_stats {
   std::uint64_t dead = 0;
   std::uint64_t lost_leases = 0;
   unsigned running = 0;
+  histogram_snapshot latency_seconds;  // of every attempt that returned (success or failure)
 };
 
 class worker_pool {
@@ -85,6 +87,7 @@ class worker_pool {
 
   std::atomic<std::uint64_t> attempts_{0}, succeeded_{0}, retried_{0}, dead_{0}, lost_leases_{0};
   std::atomic<unsigned> running_count_{0};
+  atomic_histogram latency_{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
 };
 
 }  // namespace aipbx::jobs

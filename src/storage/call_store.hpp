@@ -19,9 +19,11 @@
 
 #include "domain/call_state.hpp"
 #include "domain/errc.hpp"
+#include "domain/histogram.hpp"
 #include "domain/job.hpp"
 #include "domain/sequence_tracker.hpp"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -101,6 +103,17 @@ struct packet_page {
   std::optional<std::int64_t> next_after;
 };
 
+// Totals over every call, for /metrics.
+struct call_counts {
+  std::array<std::int64_t, 5> by_state{};  // indexed by call_state
+  std::int64_t packets_received = 0;
+  std::int64_t duplicate_packets = 0;
+  std::int64_t out_of_order_packets = 0;
+  std::int64_t gaps_opened = 0;
+  std::int64_t late_packets = 0;
+  std::int64_t lost_packets = 0;
+};
+
 // Counters of the writer, for /metrics, /readyz and the benchmarks.
 struct writer_stats {
   std::uint64_t batches = 0;        // committed transactions
@@ -109,6 +122,7 @@ struct writer_stats {
   std::uint64_t failed_batches = 0;
   std::uint64_t syncs = 0;          // flushes of the log to disk done apart from commits (0 if none)
   std::uint64_t checkpoints = 0;    // log checkpoints (embedded store)
+  histogram_snapshot batch_sizes;   // writes per committed transaction
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;
 };
@@ -143,6 +157,8 @@ class call_store {
   virtual void archive_call(std::string call_id, state_handler done) = 0;
 
   // True when the database answers a trivial query.
+  // Totals over every call (a scan of the calls: for /metrics, not for the ingest path).
+  [[nodiscard]] virtual result<call_counts> count_calls() = 0;
   [[nodiscard]] virtual bool ping() = 0;
   virtual writer_stats stats() const = 0;
 

@@ -264,6 +264,7 @@ void sqlite_call_store::writer_loop() {
       std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
       while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
       }
+      batch_sizes_.observe(static_cast<double>(n));
     }
     failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
     if (options_.sync == sqlite_sync::commit) {
@@ -533,6 +534,26 @@ result<job_counts> sqlite_call_store::count_jobs() {
   });
 }
 
+result<call_counts> sqlite_call_store::count_calls() {
+  return with_reader([&](connection& c) -> result<call_counts> {
+    auto& s = c.cached(
+        "SELECT state, COUNT(*), TOTAL(packets_received), TOTAL(duplicate_packets), TOTAL(out_of_order_packets), "
+        "TOTAL(gaps_opened), TOTAL(late_packets), TOTAL(lost_packets) FROM calls GROUP BY state");
+    call_counts out;
+    while (s.step()) {
+      if (auto st = parse_call_state(s.column_text_view(0)))
+        out.by_state[static_cast<std::size_t>(*st)] = s.column_int(1);
+      out.packets_received += s.column_int(2);
+      out.duplicate_packets += s.column_int(3);
+      out.out_of_order_packets += s.column_int(4);
+      out.gaps_opened += s.column_int(5);
+      out.late_packets += s.column_int(6);
+      out.lost_packets += s.column_int(7);
+    }
+    return out;
+  });
+}
+
 bool sqlite_call_store::ping() {
   if (broken_.load()) return false;
   auto r = with_reader([](connection& c) -> result<int> {
@@ -552,6 +573,7 @@ writer_stats sqlite_call_store::stats() const {
   s.queue_limit = options_.queue_limit;
   s.syncs = syncs_.load(std::memory_order_relaxed);
   s.checkpoints = checkpoints_.load(std::memory_order_relaxed) + writer_checkpoints_.load(std::memory_order_relaxed);
+  s.batch_sizes = batch_sizes_.snapshot();
   return s;
 }
 

@@ -108,6 +108,7 @@ class sqlite_call_store final : public call_store, public job_store {
   [[nodiscard]] result<gap_ranges> gaps(std::string_view call_id) override;
   void end_call(std::string call_id, std::string reason, state_handler done) override;
   void archive_call(std::string call_id, state_handler done) override;
+  [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;
   void stop() override;
@@ -176,6 +177,7 @@ class sqlite_call_store final : public call_store, public job_store {
 
   std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0};
   std::atomic<std::size_t> queued_{0};
+  atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
 };
 
 }  // namespace aipbx

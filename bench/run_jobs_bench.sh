@@ -1,0 +1,122 @@
+#!/bin/bash
+# run_jobs_bench.sh: how many AI jobs per second aipbx's queue completes when nothing else runs.
+#
+#   bench/run_jobs_bench.sh [options] [AIPBX_BINARY]
+#
+# 1. Fills a fresh SQLite file with a backlog: aipbx with --workers 0 (it only queues) takes wrk's ingest
+#    load (bench/wrk/ingest.lua, one job per packet) for --fill seconds, then stops.
+# 2. For each --workers value, on a copy of that file: starts aipbx with the mock engine at zero delay
+#    (--mock-delay-ms 0:0, --mock-failure-rate F, retries after 10 ms) and times how long the workers take
+#    until no job is queued or running (polled with sqlite3 every 50 ms). jobs/s = backlog / time.
+#
+# Prints one row per run: workers, backlog, seconds, jobs/s, attempts/s, succeeded, dead, server CPU.
+# Loopback only; every process it starts is stopped on exit; each step has a time limit.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+aipbx_bin="$root/build/release/src/app/aipbx"
+fill=4
+workers_list="4 16 64"
+failure_rate=0
+limit=300
+keep=0
+
+usage() {
+  cat <<EOF
+usage: $0 [options] [AIPBX_BINARY]
+  --fill S              seconds of ingest load that build the backlog (default $fill)
+  --workers "L"         --workers values to run, one drain each (default "$workers_list")
+  --failure-rate F      mock failure rate during the drain (default $failure_rate)
+  --limit S             give up on a drain after S seconds (default $limit)
+  --keep                keep the temporary directory
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --fill) fill=$2; shift 2 ;;
+    --workers) workers_list=$2; shift 2 ;;
+    --failure-rate) failure_rate=$2; shift 2 ;;
+    --limit) limit=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) aipbx_bin=$1; shift ;;
+  esac
+done
+for tool in wrk sqlite3 curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
+done
+[ -x "$aipbx_bin" ] || { echo "no aipbx binary at $aipbx_bin" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/aipbx-jobs-bench.XXXXXX")
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
+  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ready() {
+  local i
+  for i in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { echo "aipbx exited:" >&2; tail -20 "$work/server.log" >&2; return 1; }
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/healthz" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+stop_server() {
+  kill -TERM "$pid" 2>/dev/null || true
+  timeout 30 tail --pid="$pid" -f /dev/null || kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+q() { sqlite3 -cmd ".timeout 10000" "$1" "$2"; }
+
+# 1. The backlog.
+port=$(free_port)
+"$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/backlog.db" --workers 0 --log-level warning \
+  2>"$work/server.log" &
+pid=$!
+wait_ready "$port"
+timeout $((fill + 40)) wrk -t2 -c64 -d"${fill}s" -s "$here/wrk/ingest.lua" "http://127.0.0.1:$port" -- \
+  threads=2 calls=128 prefix="jobs$RANDOM" >"$work/fill.txt" 2>&1
+stop_server
+backlog=$(q "$work/backlog.db" "SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+echo "backlog: $backlog queued jobs ($(grep -o 'ok_rps=[0-9.]*' "$work/fill.txt"))" >&2
+
+printf '%-8s %8s %9s %9s %11s %10s %6s %8s\n' workers backlog seconds 'jobs/s' 'attempts/s' succeeded dead 'srv cores'
+status=0
+for w in $workers_list; do
+  cp "$work/backlog.db" "$work/run.db"
+  rm -f "$work/run.db-wal" "$work/run.db-shm"
+  port=$(free_port)
+  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/run.db" --workers "$w" \
+    --mock-delay-ms 0:0 --mock-failure-rate "$failure_rate" --retry-base-delay 10ms --retry-max-delay 10ms \
+    --log-level warning 2>"$work/server-$w.log" &
+  pid=$!
+  t0=$(date +%s.%N)
+  cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  wait_ready "$port"
+  while :; do
+    left=$(q "$work/run.db" "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+    [ "$left" = 0 ] && break
+    if python3 -c "import sys, time; sys.exit(0 if time.time() - $t0 > $limit else 1)"; then
+      echo "workers $w: $left jobs left after ${limit}s" >&2; status=1; break
+    fi
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  stop_server
+  IFS='|' read -r ok dead attempts <<<"$(q "$work/run.db" \
+    "SELECT SUM(state = 'succeeded'), SUM(state = 'dead'), SUM(attempts) FROM jobs")"
+  python3 -c "
+secs = $t1 - $t0
+print(f'{$w:<8} {$backlog:>8} {secs:>9.2f} {$backlog / secs:>9.0f} {$attempts / secs:>11.0f} {$ok:>10} {$dead:>6} {($cpu1 - $cpu0) / $(getconf CLK_TCK) / secs:>8.2f}')"
+done
+exit $status

@@ -1,0 +1,99 @@
+// metrics: what GET /metrics exposes, in the Prometheus text format, built with prometheus-cpp (Debian's
+// prometheus-cpp-dev: its registry, counters, histograms and text serializer).
+//
+// Two kinds of figures:
+//  - events the HTTP layer sees, counted as they happen: requests by route and status, transport
+//    refusals, ingest outcomes, packet arrival kinds, ingest latency;
+//  - state read when scraped: calls by state and packet totals (a scan of the calls table), jobs by
+//    state and the age of the oldest due job, the writer's commits, batch sizes, queue, log syncs and
+//    checkpoints, the AI workers' attempts, retries, dead jobs and latency (a histogram per engine).
+//
+// Metric names and their meaning are listed in docs/operations.md. Thread-safe: counting is lock-free
+// after a label set's first use.
+#pragma once
+
+#include "domain/job.hpp"
+#include "jobs/worker_pool.hpp"
+#include "storage/call_store.hpp"
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prometheus {
+class Counter;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace aipbx::http {
+
+// How an ingest request ended.
+enum class ingest_result {
+  accepted,     // a new packet stored
+  duplicate,    // already stored with the same data
+  conflict,     // already stored with other data (409)
+  call_ended,   // the call is no longer IN_PROGRESS (409)
+  invalid,      // failed validation (422)
+  media_type,   // not JSON (415)
+  overloaded,   // the writer's queue is full (503)
+  failed,       // the store could not store it (5xx)
+};
+inline constexpr std::size_t ingest_result_count = 8;
+
+class metrics {
+ public:
+  metrics();
+  ~metrics();
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  // `route` is the matched pattern ("/v1/calls/{call_id}") or "unmatched"; it must outlive the call.
+  void request(std::string_view route, unsigned status);
+  // A request the transport refused before it reached a route: header_too_large, body_too_large,
+  // bad_request.
+  void refused(std::string_view reason);
+  void ingest(ingest_result r, double seconds);
+  void arrival(arrival kind);
+
+  // What is read when scraped.
+  struct state {
+    std::optional<call_counts> calls;  // empty when the store could not be read
+    std::optional<job_counts> jobs;
+    writer_stats writer;
+    std::optional<jobs::worker_stats> workers;  // empty on a node without AI workers
+    std::string engine;
+    unsigned configured_workers = 0;
+    double now = 0;                   // unix seconds
+  };
+  std::string render(const state& s) const;
+
+ private:
+  prometheus::Counter& request_counter(std::string_view route, unsigned status);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* refused_;
+  std::array<prometheus::Counter*, ingest_result_count> ingest_results_{};
+  std::array<prometheus::Counter*, 6> arrivals_{};
+  prometheus::Histogram* ingest_latency_;
+
+  // request_counter's cache: one slot per (route, status), filled on first use.
+  struct route_slots {
+    std::string route;
+    std::array<std::atomic<prometheus::Counter*>, 600> by_status{};
+  };
+  static constexpr std::size_t max_routes = 64;
+  std::mutex mutex_;
+  std::array<std::unique_ptr<route_slots>, max_routes> routes_;  // [0, route_count_) set, written once
+  std::atomic<std::size_t> route_count_{0};
+};
+
+}  // namespace aipbx::http
