@@ -10,8 +10,9 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libspdlog-dev libcli11-dev prometheus-cpp-dev
-  # call audio: G.711 (spandsp), resampling (speexdsp)
-  libspandsp-dev libspeexdsp-dev
+  # call audio: G.711 (spandsp), resampling (speexdsp); the pocketsphinx engine, its US English model, and
+  # the recordings its tests decode
+  libspandsp-dev libspeexdsp-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
   sqlite3 curl procps

@@ -4,7 +4,8 @@
 //
 // Engines run on the AI workers' executor and must not block it: slow or blocking work goes to a thread
 // pool of the engine's own. `transcribe` may be called concurrently (once per worker) and honours asio
-// cancellation when the workers stop. Implementations: mock_engine (the seed's unreliable mock).
+// cancellation when the workers stop. Implementations: mock_engine (the seed's unreliable mock),
+// http_engine (an OpenAI-compatible transcription service), pocketsphinx_engine (offline recognizer).
 #pragma once
 
 #include "jobs/attempt.hpp"

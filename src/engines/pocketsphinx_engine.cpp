@@ -1,0 +1,252 @@
+#include "engines/pocketsphinx_engine.hpp"
+
+#include "engines/segment_audio.hpp"
+#include "log/log.hpp"
+
+#include <pocketsphinx.h>
+#include <err.h>  // sphinxbase's logging
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+
+namespace aipbx::engines {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// The last error sphinxbase reported on this thread, for the exception of a failed load.
+thread_local std::string last_sphinx_error;
+
+void sphinx_log(void*, err_lvl_t level, const char* format, ...) {
+  if (level < ERR_WARN) return;  // debug and info lines: a decoder's whole configuration, every utterance
+  char text[1024];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(text, sizeof text, format, args);
+  va_end(args);
+  std::string line(text);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  if (line.empty()) return;
+  if (level >= ERR_ERROR) {
+    last_sphinx_error = line;
+    log::error("pocketsphinx", {{"message", line}});
+  } else {
+    log::warn("pocketsphinx", {{"message", line}});
+  }
+}
+
+void route_sphinx_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    err_set_callback(&sphinx_log, nullptr);
+    err_set_logfp(nullptr);  // the configuration dump of every ps_init goes straight to this file
+  });
+}
+
+void require_file(const std::string& what, const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw std::runtime_error("pocketsphinx " + what + " '" + path + "' does not exist");
+}
+
+}  // namespace
+
+struct pocketsphinx_engine::decoder {
+  cmd_ln_t* config = nullptr;
+  ps_decoder_t* ps = nullptr;
+};
+
+void pocketsphinx_engine::decoder_deleter::operator()(decoder* d) const {
+  if (d->ps) ps_free(d->ps);
+  if (d->config) cmd_ln_free_r(d->config);
+  delete d;
+}
+
+pocketsphinx_engine::pocketsphinx_engine(pocketsphinx_options options)
+    : options_(std::move(options)), pool_(std::max(1u, options_.decoders)) {
+  if (options_.decoders == 0) options_.decoders = 1;
+  if (!options_.grammar.empty() && !options_.keywords.empty())
+    throw std::invalid_argument("pocketsphinx: give a grammar or a keyword list, not both");
+  route_sphinx_logging();
+  require_file("acoustic model (hmm)", options_.hmm);
+  require_file("dictionary", options_.dict);
+  if (!options_.grammar.empty()) require_file("grammar", options_.grammar);
+  else if (!options_.keywords.empty()) require_file("keyword list", options_.keywords);
+  else require_file("language model", options_.lm);
+  auto first = load();
+  std::lock_guard lock(mutex_);
+  idle_.push_back(std::move(first));
+  loaded_ = 1;
+}
+
+pocketsphinx_engine::~pocketsphinx_engine() { pool_.join(); }
+
+pocketsphinx_engine::decoder_ptr pocketsphinx_engine::load() const {
+  last_sphinx_error.clear();
+  const char* search_flag = "-lm";
+  const std::string* search_path = &options_.lm;
+  if (!options_.grammar.empty()) {
+    search_flag = "-jsgf";
+    search_path = &options_.grammar;
+  } else if (!options_.keywords.empty()) {
+    search_flag = "-kws";
+    search_path = &options_.keywords;
+  }
+  decoder_ptr d(new decoder);
+  d->config = cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", options_.hmm.c_str(), "-dict", options_.dict.c_str(),
+                          search_flag, search_path->c_str(), "-samprate", "16000", nullptr);
+  if (d->config) d->ps = ps_init(d->config);
+  if (!d->ps)
+    throw std::runtime_error("cannot load the pocketsphinx model (hmm " + options_.hmm + ", dict " + options_.dict +
+                             ", " + (search_flag + 1) + " " + *search_path + ")" +
+                             (last_sphinx_error.empty() ? "" : ": " + last_sphinx_error));
+  return d;
+}
+
+pocketsphinx_engine::decoder_ptr pocketsphinx_engine::acquire() {
+  {
+    std::unique_lock lock(mutex_);
+    // The engine's own threads never wait here (one thread per decoder); direct callers of recognize may.
+    idle_or_room_.wait(lock, [this] { return !idle_.empty() || loaded_ < options_.decoders; });
+    if (!idle_.empty()) {
+      auto d = std::move(idle_.back());
+      idle_.pop_back();
+      return d;
+    }
+    ++loaded_;  // counted now so that concurrent callers never load more than the pool's size
+  }
+  try {
+    auto d = load();
+    log::info("pocketsphinx decoder loaded", {{"decoders", decoders_loaded()}});
+    return d;
+  } catch (...) {
+    {
+      std::lock_guard lock(mutex_);
+      --loaded_;
+    }
+    idle_or_room_.notify_one();
+    throw;
+  }
+}
+
+void pocketsphinx_engine::release(decoder_ptr d) {
+  {
+    std::lock_guard lock(mutex_);
+    if (d) idle_.push_back(std::move(d));
+    else --loaded_;
+  }
+  idle_or_room_.notify_one();
+}
+
+std::size_t pocketsphinx_engine::decoders_loaded() const {
+  std::lock_guard lock(mutex_);
+  return loaded_;
+}
+
+jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t> samples_16k) {
+  return recognize(samples_16k, nullptr);
+}
+
+jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t> samples,
+                                                    const std::atomic<bool>* cancelled) {
+  jobs::attempt_result r;
+  r.engine = "pocketsphinx";
+  if (cancelled && cancelled->load()) {
+    r.error = "interrupted";
+    return r;
+  }
+  decoder_ptr d;
+  try {
+    d = acquire();
+  } catch (const std::exception& e) {
+    r.error = e.what();
+    return r;
+  }
+  // The segment is one whole utterance (full_utt): its cepstral mean is taken over all of it, so the
+  // transcript depends on the segment's audio alone. Fed in chunks, the decoder would normalize by a
+  // running mean carried over from the segments it decoded before, and a reused decoder would hear the
+  // same audio differently.
+  bool healthy = ps_start_utt(d->ps) >= 0;
+  healthy = healthy && ps_process_raw(d->ps, samples.data(), samples.size(), FALSE, TRUE) >= 0;
+  healthy = ps_end_utt(d->ps) >= 0 && healthy;
+  if (!healthy) {
+    r.error = "the pocketsphinx decoder failed" + (last_sphinx_error.empty() ? "" : ": " + last_sphinx_error);
+    release(nullptr);  // a decoder in an unknown state is not reused
+    return r;
+  }
+  std::int32_t score = 0;
+  const char* hyp = ps_get_hyp(d->ps, &score);
+  r.ok = true;
+  r.text = hyp ? hyp : "";
+  release(std::move(d));
+  return r;
+}
+
+jobs::attempt_result pocketsphinx_engine::transcribe_blocking(const audio_segment& segment,
+                                                              const std::atomic<bool>* cancelled) {
+  auto pcm = decode_segment(segment, options_.media, model_rate);
+  if (!pcm) {
+    jobs::attempt_result r;
+    r.engine = "pocketsphinx";
+    r.error = pcm.error();
+    r.permanent = true;
+    return r;
+  }
+  return recognize(pcm->samples, cancelled);
+}
+
+asio::awaitable<jobs::attempt_result> pocketsphinx_engine::transcribe(audio_segment segment) {
+  // Like storage/async_store.hpp's async_call, plus cancellation. A decode cannot be stopped halfway, so
+  // cancellation completes the operation at once ("interrupted") and the decode finishes on the pool on
+  // its own, its result dropped; a decode still queued is skipped. Whichever comes first completes, and
+  // only it touches the caller's executor (the work it keeps alive ends with the completion).
+  return asio::async_initiate<const asio::use_awaitable_t<>, void(jobs::attempt_result)>(
+      [this](auto handler, audio_segment seg) {
+        using handler_type = decltype(handler);
+        auto tracked =
+            asio::prefer(asio::get_associated_executor(handler), asio::execution::outstanding_work.tracked);
+        struct operation {
+          handler_type handler;
+          std::optional<decltype(tracked)> executor;
+          std::atomic<bool> done{false};
+        };
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto op = std::make_shared<operation>(std::move(handler), std::move(tracked));
+        auto complete = [](const std::shared_ptr<operation>& o, jobs::attempt_result r) {
+          if (o->done.exchange(true)) return;
+          auto executor = std::move(*o->executor);
+          o->executor.reset();
+          asio::post(executor, [o, r = std::move(r)]() mutable {
+            asio::get_associated_cancellation_slot(o->handler).clear();
+            std::move(o->handler)(std::move(r));
+          });
+        };
+        if (slot.is_connected())
+          slot.assign([weak = std::weak_ptr<operation>(op), complete](asio::cancellation_type) {
+            auto o = weak.lock();
+            if (!o) return;
+            jobs::attempt_result r;
+            r.engine = "pocketsphinx";
+            r.error = "interrupted";
+            complete(o, std::move(r));
+          });
+        asio::post(pool_, [this, op, complete, seg = std::move(seg)]() mutable {
+          complete(op, transcribe_blocking(seg, &op->done));
+        });
+      },
+      asio::use_awaitable, std::move(segment));
+}
+
+}  // namespace aipbx::engines

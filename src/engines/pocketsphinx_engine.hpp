@@ -1,0 +1,90 @@
+// pocketsphinx_engine: offline speech-to-text by CMU PocketSphinx as Debian ships it (5prealpha, the
+// `cmd_ln_t` API), with the pocketsphinx-en-us model by default. Each attempt decodes the segment's audio
+// in the media format, resamples 8 kHz audio to the model's 16 kHz (speexdsp), and runs one utterance
+// through a decoder; the hypothesis is the transcript (empty when nothing was recognized).
+//
+// Vocabulary: the language model (`lm`) by default; a JSGF grammar file (`grammar`) or a keyword list
+// (`keywords`, pocketsphinx's -kws format: one phrase per line with its /threshold/) replaces it for
+// closed vocabularies. Giving both a grammar and keywords is an error.
+//
+// Decoders are costly (about 90 MB and 0.2-0.8 s to load), so they are pooled and reused: the engine
+// loads one at construction (which checks the model) and up to `decoders` in all, each on first need;
+// size it by the worker count. Decoding runs on a thread pool of the engine's own with one thread per
+// decoder, never on the workers' executor; a decoder is used by one thread at a time.
+//
+// Outcomes: undecodable packet data is permanent (stored data cannot change); a decoder failure is
+// retryable and the decoder is dropped from the pool. `transcribe` stops at asio cancellation (checked
+// between chunks of a quarter of a second of audio). Thread-safe. sphinxbase's warnings and errors are
+// written to aipbx's log; its informational chatter is dropped.
+#pragma once
+
+#include "engines/ai_engine.hpp"
+#include "media/media_format.hpp"
+
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace aipbx::engines {
+
+struct pocketsphinx_options {
+  // Paths of Debian's pocketsphinx-en-us.
+  std::string hmm = "/usr/share/pocketsphinx/model/en-us/en-us";
+  std::string dict = "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict";
+  std::string lm = "/usr/share/pocketsphinx/model/en-us/en-us.lm.bin";
+  std::string grammar;   // JSGF file; replaces lm
+  std::string keywords;  // keyword list file; replaces lm
+  unsigned decoders = 4;  // decoders and decode threads at most (>= 1): the worker count
+  // The media format of every call's packets. Calls cannot declare their own format yet; until they do,
+  // the engine takes this server-wide one (--media).
+  media::media_format media = media::media_format::pcmu();
+};
+
+class pocketsphinx_engine final : public ai_engine {
+ public:
+  static constexpr std::uint32_t model_rate = 16000;
+
+  // Loads the first decoder. Throws std::invalid_argument for contradictory options and
+  // std::runtime_error (with sphinxbase's reason) when the model cannot be loaded.
+  explicit pocketsphinx_engine(pocketsphinx_options options);
+  ~pocketsphinx_engine() override;  // waits for the decodes in progress
+
+  std::string_view name() const override { return "pocketsphinx"; }
+  boost::asio::awaitable<jobs::attempt_result> transcribe(audio_segment segment) override;
+
+  // The recognizer on 16 kHz samples, on the calling thread (it blocks for about half the audio's
+  // duration, and while every decoder is busy): what `transcribe` runs on its pool, for tools and tests
+  // that compare against it.
+  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k);
+
+  std::size_t decoders_loaded() const;
+
+ private:
+  struct decoder;
+  struct decoder_deleter {
+    void operator()(decoder* d) const;
+  };
+  using decoder_ptr = std::unique_ptr<decoder, decoder_deleter>;
+
+  decoder_ptr load() const;
+  decoder_ptr acquire();
+  void release(decoder_ptr d);
+  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k, const std::atomic<bool>* cancelled);
+  jobs::attempt_result transcribe_blocking(const audio_segment& segment, const std::atomic<bool>* cancelled);
+
+  pocketsphinx_options options_;
+  mutable std::mutex mutex_;
+  std::condition_variable idle_or_room_;
+  std::vector<decoder_ptr> idle_;  // guarded by mutex_
+  std::size_t loaded_ = 0;         // guarded by mutex_
+  boost::asio::thread_pool pool_;
+};
+
+}  // namespace aipbx::engines

@@ -1,0 +1,229 @@
+// The pocketsphinx engine on real recorded speech shipped by Debian (pocketsphinx-testdata's
+// goforward.raw: 16 kHz, 16-bit little-endian, "go forward ten meters"), with the pocketsphinx-en-us model.
+#include "engines/pocketsphinx_engine.hpp"
+
+#include "media/audio_codec.hpp"
+#include "media/resampler.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <future>
+#include <iterator>
+#include <sstream>
+
+namespace aipbx::engines {
+namespace {
+
+const std::string test_data = "/usr/share/pocketsphinx/test/data/";
+const std::string reference = "go forward ten meters";
+
+std::vector<std::int16_t> read_raw(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << path << " (package pocketsphinx-testdata)";
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::int16_t> samples(bytes.size() / 2);
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    samples[i] = static_cast<std::int16_t>(static_cast<std::uint8_t>(bytes[2 * i]) |
+                                           (static_cast<std::uint8_t>(bytes[2 * i + 1]) << 8));
+  return samples;
+}
+
+std::vector<std::string> words_of(const std::string& text) {
+  std::istringstream in(text);
+  return {std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
+}
+
+// Word error rate: word-level edit distance over the reference's length.
+double word_error_rate(const std::string& ref, const std::string& hyp) {
+  const auto r = words_of(ref), h = words_of(hyp);
+  std::vector<std::vector<std::size_t>> d(r.size() + 1, std::vector<std::size_t>(h.size() + 1));
+  for (std::size_t i = 0; i <= r.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= h.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= r.size(); ++i)
+    for (std::size_t j = 1; j <= h.size(); ++j)
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (r[i - 1] == h[j - 1] ? 0 : 1)});
+  return static_cast<double>(d[r.size()][h.size()]) / static_cast<double>(r.size());
+}
+
+// The audio cut into 20 ms packets of `format`, sequences 1..n.
+audio_segment packets_of(const std::vector<std::int16_t>& pcm, media::media_format format) {
+  audio_segment s;
+  s.call_id = "call-1";
+  s.first_sequence = 1;
+  const std::size_t per_packet = format.rate / 50;
+  std::int64_t sequence = 0;
+  for (std::size_t at = 0; at < pcm.size(); at += per_packet) {
+    const std::size_t n = std::min(per_packet, pcm.size() - at);
+    ++sequence;
+    s.packets.push_back({sequence, sequence,
+                         media::encode_audio(format, std::span<const std::int16_t>(pcm.data() + at, n)), 0, 0});
+  }
+  s.last_sequence = sequence;
+  return s;
+}
+
+jobs::attempt_result run(ai_engine& engine, audio_segment segment) {
+  boost::asio::io_context ioc;
+  auto result = boost::asio::co_spawn(ioc, engine.transcribe(std::move(segment)), boost::asio::use_future);
+  ioc.run();
+  return result.get();
+}
+
+pocketsphinx_options options_with(media::media_format media, unsigned decoders = 1) {
+  pocketsphinx_options o;
+  o.media = media;
+  o.decoders = decoders;
+  return o;
+}
+
+TEST(PocketsphinxEngine, RecognizesGoForwardDirectly) {
+  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  const auto audio = read_raw(test_data + "goforward.raw");
+  ASSERT_GT(audio.size(), 16000u);
+  auto r = engine.recognize(audio);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.engine, "pocketsphinx");
+  EXPECT_LE(word_error_rate(reference, r.text), 0.25) << r.text;
+}
+
+TEST(PocketsphinxEngine, SixteenKilohertzPacketsGiveTheDirectTranscript) {
+  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  const auto audio = read_raw(test_data + "goforward.raw");
+  const auto direct = engine.recognize(audio);
+  ASSERT_TRUE(direct.ok) << direct.error;
+  auto r = run(engine, packets_of(audio, media::media_format::l16(16000)));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.text, direct.text);
+  EXPECT_EQ(engine.decoders_loaded(), 1u);  // the same decoder, reused
+}
+
+// The recording as a telephone call carries it: 8 kHz G.711 mu-law, 20 ms packets. Through the engine
+// (decode, resample to 16 kHz, recognize) the transcript equals the recognizer's own on the same audio
+// decoded directly, and stays close to the reference despite the narrower band.
+TEST(PocketsphinxEngine, EightKilohertzMuLawCallAudio) {
+  pocketsphinx_engine engine(options_with(media::media_format::pcmu()));
+  const auto wideband = read_raw(test_data + "goforward.raw");
+  auto narrowband = media::resample(wideband, 16000, 8000);
+  ASSERT_TRUE(narrowband);
+  const auto segment = packets_of(*narrowband, media::media_format::pcmu());
+  EXPECT_EQ(segment.packets.size(), (narrowband->size() + 159) / 160);
+
+  std::vector<std::int16_t> decoded;
+  for (const auto& p : segment.packets) {
+    auto samples = media::decode_audio(media::media_format::pcmu(), p.data);
+    ASSERT_TRUE(samples);
+    decoded.insert(decoded.end(), samples->begin(), samples->end());
+  }
+  auto upsampled = media::resample(decoded, 8000, 16000);
+  ASSERT_TRUE(upsampled);
+  const auto direct = engine.recognize(*upsampled);
+  ASSERT_TRUE(direct.ok) << direct.error;
+
+  auto r = run(engine, segment);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.text, direct.text);
+  EXPECT_LE(word_error_rate(reference, r.text), 0.5) << r.text;
+  std::cout << "8 kHz mu-law: \"" << r.text << "\", WER " << word_error_rate(reference, r.text) << "\n";
+}
+
+TEST(PocketsphinxEngine, GrammarRestrictsTheVocabulary) {
+  auto options = options_with(media::media_format::l16(16000));
+  options.grammar = test_data + "goforward.gram";
+  pocketsphinx_engine engine(options);
+  auto r = run(engine, packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000)));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.text, reference);
+}
+
+TEST(PocketsphinxEngine, KeywordListSpotsItsPhrases) {
+  // A keyword list of our own: pocketsphinx-testdata's goforward.kws holds deliberately broken lines.
+  const auto path = testing::TempDir() + "aipbx_keywords.kws";
+  {
+    std::ofstream out(path);
+    out << "forward /1e-20/\nmeters /1e-20/\n";
+  }
+  auto options = options_with(media::media_format::l16(16000));
+  options.keywords = path;
+  pocketsphinx_engine engine(options);
+  auto r = run(engine, packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000)));
+  ASSERT_TRUE(r.ok) << r.error;
+  const auto words = words_of(r.text);
+  EXPECT_FALSE(words.empty()) << r.text;
+  for (const auto& w : words) EXPECT_TRUE(w == "forward" || w == "meters") << r.text;
+}
+
+TEST(PocketsphinxEngine, DecodersArePooledUpToTheirNumber) {
+  pocketsphinx_engine engine(options_with(media::media_format::l16(16000), 2));
+  const auto segment = packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000));
+  boost::asio::io_context ioc;
+  std::vector<std::future<jobs::attempt_result>> results;
+  for (int i = 0; i < 4; ++i)
+    results.push_back(boost::asio::co_spawn(ioc, engine.transcribe(segment), boost::asio::use_future));
+  ioc.run();
+  std::string first;
+  for (auto& f : results) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok) << r.error;
+    if (first.empty()) first = r.text;
+    EXPECT_EQ(r.text, first);
+  }
+  EXPECT_LE(word_error_rate(reference, first), 0.25) << first;
+  EXPECT_EQ(engine.decoders_loaded(), 2u);
+}
+
+TEST(PocketsphinxEngine, CancellationStopsALongDecode) {
+  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  const auto once = read_raw(test_data + "goforward.raw");
+  std::vector<std::int16_t> long_audio;
+  for (int i = 0; i < 8; ++i) long_audio.insert(long_audio.end(), once.begin(), once.end());  // about 22 s
+  boost::asio::io_context ioc;
+  auto race = [&]() -> boost::asio::awaitable<std::size_t> {
+    using namespace boost::asio::experimental::awaitable_operators;
+    boost::asio::steady_timer stop(ioc, std::chrono::milliseconds(200));
+    auto attempt = engine.transcribe(packets_of(long_audio, media::media_format::l16(16000)));
+    auto stopped = stop.async_wait(boost::asio::use_awaitable);
+    auto first = co_await (std::move(attempt) || std::move(stopped));
+    co_return first.index();
+  };
+  const auto started = std::chrono::steady_clock::now();
+  auto winner = boost::asio::co_spawn(ioc, race(), boost::asio::use_future);
+  ioc.run();
+  EXPECT_EQ(winner.get(), 1u);
+  // Decoding it takes about ten seconds; the interrupted attempt returns at once.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  // The decode went on in the background; its decoder goes back to the pool and still works.
+  auto r = engine.recognize(once);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(engine.decoders_loaded(), 1u);
+}
+
+TEST(PocketsphinxEngine, UndecodableAudioIsPermanent) {
+  pocketsphinx_engine engine(options_with(media::media_format::pcmu()));
+  audio_segment s{"call-1", 1, 1, {{1, 1, "audio_payload", 0, 0}}};
+  auto r = run(engine, s);
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.permanent);
+  EXPECT_EQ(r.error, "packet 1 is not pcmu/8000 audio: data is not valid base64");
+}
+
+TEST(PocketsphinxEngine, BadOptionsStopTheStart) {
+  auto missing = options_with(media::media_format::pcmu());
+  missing.hmm = "/nonexistent/en-us";
+  EXPECT_THROW(pocketsphinx_engine{missing}, std::runtime_error);
+  auto bad_grammar = options_with(media::media_format::pcmu());
+  bad_grammar.grammar = test_data + "defective.gram";  // a word the dictionary does not have
+  EXPECT_THROW(pocketsphinx_engine{bad_grammar}, std::runtime_error);
+  auto both = options_with(media::media_format::pcmu());
+  both.grammar = test_data + "goforward.gram";
+  both.keywords = test_data + "goforward.kws";
+  EXPECT_THROW(pocketsphinx_engine{both}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace aipbx::engines
