@@ -119,9 +119,11 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_SQLITE_SYNC")
       ->check(CLI::IsMember({"pipelined", "commit"}))
       ->capture_default_str();
-  cmd.add_option("--engine", c.engine, "Speech-to-text engine: mock")
+  cmd.add_option("--engine", c.engine,
+                 "Speech-to-text engine: mock (the seed's), http (an OpenAI-compatible transcription service) or "
+                 "pocketsphinx (offline recognizer)")
       ->envname("AIPBX_ENGINE")
-      ->check(CLI::IsMember({"mock"}))
+      ->check(CLI::IsMember({"mock", "http", "pocketsphinx"}))
       ->capture_default_str();
   cmd.add_option("--workers", c.workers,
                  "AI attempts running at once (0: this node runs no AI; jobs wait in the queue for a node that does)")
@@ -192,6 +194,49 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "--mock-seed", [&c](const std::uint64_t& seed) { c.mock_seed = seed; },
          "Mock engine: seed of its random choices (default: a fresh seed per run)")
       ->envname("AIPBX_MOCK_SEED");
+  cmd.add_option_function<std::string>(
+         "--media",
+         [&c](const std::string& text) {
+           auto f = media::parse_media_format(text);
+           if (!f) throw CLI::ValidationError("--media", "expected none, pcmu/8000, pcma/8000, l16/8000 or l16/16000");
+           c.media = *f;
+         },
+         "How every call's packet data carries audio, for the http and pocketsphinx engines: pcmu/8000, "
+         "pcma/8000 (G.711), l16/8000, l16/16000 (16-bit little-endian PCM), base64; none: opaque text "
+         "(default none)")
+      ->envname("AIPBX_MEDIA")
+      ->type_name("FORMAT");
+  cmd.add_option("--http-engine-url", c.http_engine_url,
+                 "http engine: base URL of the service; aipbx posts to {url}/v1/audio/transcriptions")
+      ->envname("AIPBX_HTTP_ENGINE_URL");
+  cmd.add_option("--http-engine-model", c.http_engine_model, "http engine: the `model` field of each request")
+      ->envname("AIPBX_HTTP_ENGINE_MODEL")
+      ->capture_default_str();
+  cmd.add_option("--http-engine-key", c.http_engine_key,
+                 "http engine: bearer key sent as Authorization (prefer the variable: flags show in ps)")
+      ->envname("AIPBX_HTTP_ENGINE_KEY");
+  add_duration(cmd, "--http-engine-timeout", c.http_engine_timeout,
+               "http engine: time one attempt may take, upload and answer (default 60s)",
+               "AIPBX_HTTP_ENGINE_TIMEOUT");
+  cmd.add_option("--pocketsphinx-hmm", c.pocketsphinx_hmm,
+                 "pocketsphinx engine: acoustic model directory (default "
+                 "/usr/share/pocketsphinx/model/en-us/en-us)")
+      ->envname("AIPBX_POCKETSPHINX_HMM");
+  cmd.add_option("--pocketsphinx-dict", c.pocketsphinx_dict,
+                 "pocketsphinx engine: pronunciation dictionary (default "
+                 "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict)")
+      ->envname("AIPBX_POCKETSPHINX_DICT");
+  cmd.add_option("--pocketsphinx-lm", c.pocketsphinx_lm,
+                 "pocketsphinx engine: language model (default /usr/share/pocketsphinx/model/en-us/en-us.lm.bin)")
+      ->envname("AIPBX_POCKETSPHINX_LM");
+  auto* grammar = cmd.add_option("--pocketsphinx-grammar", c.pocketsphinx_grammar,
+                                 "pocketsphinx engine: JSGF grammar file; only its sentences are recognized")
+                      ->envname("AIPBX_POCKETSPHINX_GRAMMAR");
+  cmd.add_option("--pocketsphinx-keywords", c.pocketsphinx_keywords,
+                 "pocketsphinx engine: keyword list file (one phrase per line with its /threshold/); only its "
+                 "phrases are spotted")
+      ->envname("AIPBX_POCKETSPHINX_KEYWORDS")
+      ->excludes(grammar);
   cmd.add_option("--node-name", c.node_name, "This node's name in job leases (default: hostname-pid)")
       ->envname("AIPBX_NODE_NAME");
   cmd.add_option_function<std::string>(

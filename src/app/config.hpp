@@ -7,6 +7,7 @@
 
 #include "domain/call_sequencer.hpp"
 #include "log/log.hpp"
+#include "media/media_format.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -51,6 +52,18 @@ struct serve_config {
   std::chrono::milliseconds mock_max_delay{3'000};
   double mock_failure_rate = 0.25;
   std::optional<std::uint64_t> mock_seed;
+  // Engines that hear audio (http, pocketsphinx). Until calls declare their own media format, every
+  // call's packets are taken to be in this one; `none` (the seed's opaque text) suits only the mock.
+  media::media_format media = media::media_format::none();
+  std::string http_engine_url;                       // http://host[:port][/prefix]
+  std::string http_engine_model = "whisper-1";
+  std::string http_engine_key;                       // bearer key; empty: none sent
+  std::chrono::milliseconds http_engine_timeout{60'000};
+  std::string pocketsphinx_hmm;                      // empty: the engine's default (pocketsphinx-en-us)
+  std::string pocketsphinx_dict;
+  std::string pocketsphinx_lm;
+  std::string pocketsphinx_grammar;                  // JSGF file, replaces the language model
+  std::string pocketsphinx_keywords;                 // keyword list file, replaces the language model
   std::string node_name;  // empty: hostname-pid
 };
 
