@@ -1,6 +1,6 @@
 #include "app/serve.hpp"
 
-#include "engines/mock_engine.hpp"
+#include "app/engine_factory.hpp"
 #include "engines/segment_attempt.hpp"
 #include "http/api.hpp"
 #include "http/metrics.hpp"
@@ -84,7 +84,15 @@ int serve(const serve_config& config) {
   asio::io_context ai_ioc(1);
   auto ai_work = asio::make_work_guard(ai_ioc);
   seeded_random random(config.mock_seed.value_or(seeded_random::fresh_seed()));
-  engines::mock_engine engine({config.mock_min_delay, config.mock_max_delay, config.mock_failure_rate}, random);
+  std::unique_ptr<engines::ai_engine> engine;
+  try {
+    engine = make_engine(config, random);
+  } catch (const std::exception& e) {
+    log::error("cannot start the engine", {{"engine", config.engine}, {"error", e.what()}});
+    store->stop();
+    log::shutdown();
+    return 1;
+  }
   jobs::worker_options wopts;
   wopts.workers = config.workers;
   wopts.lease = config.lease_timeout;
@@ -94,7 +102,7 @@ int serve(const serve_config& config) {
   wopts.retry.max_delay = config.retry_max_delay;
   wopts.retry.max_attempts = config.retry_max_attempts;
   wopts.retry.jitter = config.retry_jitter;
-  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, engine, blocking),
+  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, *engine, blocking),
                             wopts, system_now, random);
   if (config.workers > 0) {
     store->on_jobs_queued([&workers] { workers.notify(); });
@@ -104,13 +112,13 @@ int serve(const serve_config& config) {
     log::name_thread("aipbx-ai");
     ai_ioc.run();
   });
-  log::info("ai workers started", {{"engine", engine.name()}, {"workers", config.workers}, {"node", wopts.owner},
+  log::info("ai workers started", {{"engine", engine->name()}, {"workers", config.workers}, {"node", wopts.owner},
                                    {"segment_packets", config.segment_packets}});
   http::api_options aopts;
   aopts.body_limit = config.body_limit;
   aopts.metrics = &metrics;
   if (config.workers > 0) aopts.worker_stats = [&workers] { return std::optional(workers.stats()); };
-  aopts.engine = std::string(engine.name());
+  aopts.engine = std::string(engine->name());
   aopts.workers = config.workers;
   http::api api(*store, *store, blocking, aopts);
 
