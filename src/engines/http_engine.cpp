@@ -115,9 +115,9 @@ asio::awaitable<jobs::attempt_result> http_engine::transcribe(audio_segment segm
     r.permanent = true;
     co_return r;
   }
-  // A boundary that cannot be mistaken for WAV bytes in practice: 44 characters, unique per request.
-  const std::string boundary = "aipbx-" + std::to_string(++requests_) + "-" + segment.call_id.substr(0, 16) + "-" +
-                               std::to_string(segment.first_sequence) + "-0b1f2e3d4c5a69788796a5b4c3d2e1f0";
+  // A boundary (RFC 2046 characters only) that WAV bytes will not contain in practice: 32 fixed hex
+  // digits and a per-request counter.
+  const std::string boundary = "aipbx-0b1f2e3d4c5a69788796a5b4c3d2e1f0-" + std::to_string(requests_.fetch_add(1) + 1);
   std::string body;
   body.reserve(wav->size() + 1024);
   add_field(body, boundary, "model", options_.model);

@@ -21,6 +21,7 @@
 #include "engines/ai_engine.hpp"
 #include "media/media_format.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -57,7 +58,7 @@ class http_engine final : public ai_engine {
   std::string authority_;  // host[:port], for the Host header
   std::string port_;
   std::string target_;
-  std::uint64_t requests_ = 0;  // makes each multipart boundary distinct; touched on the workers' executor
+  std::atomic<std::uint64_t> requests_{0};  // makes each multipart boundary distinct
 };
 
 }  // namespace aipbx::engines
