@@ -16,6 +16,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
   sqlite3 curl procps
+  # fuzzing: clang with libFuzzer and the sanitizer runtimes (scripts/fuzz.sh, the fuzz preset)
+  clang-14 libclang-rt-14-dev
   # the browser test of /docs (driven by playwright-core from web/)
   chromium
   # benchmarks: wrk, and the seed's Python stack to compare against
