@@ -161,9 +161,9 @@ std::vector<std::string> serve(std::string_view input, std::size_t read_size) {
 //    hand, is refused with another status (400, 413, 431) or left waiting for more bytes (the server
 //    then drops it at request_timeout). For instance a header ended by a bare LF LF (not CRLF) is seen
 //    as ended, and refused as malformed, only when both LFs arrive in one read.
-//  - header_limit is checked when an unfinished header outgrows it at the end of a read, so a header a
-//    little over the limit (less than one read more) is accepted when its end arrives in the same read,
-//    and refused (431) when it arrives later. fuzz/crashes/http_request-header-limit-split shows it.
+//  - header_limit is checked when a read leaves the header unfinished, so a header a little over the
+//    limit (with 4 KiB reads, up to about 8 KiB over) is accepted when its end arrives soon enough, and
+//    refused (431) when it arrives in smaller pieces. fuzz/crashes/http_request-header-limit-split shows it.
 bool is_request(const std::string& event) { return event.find(" -> ") != std::string::npos; }
 
 bool benign_split_difference(const std::vector<std::string>& a, const std::vector<std::string>& b) {
