@@ -82,9 +82,12 @@ asio::awaitable<void> worker_pool::dispatch() {
     // Wake-ups that arrive from here on (new jobs, a finished attempt) are seen before the next wait.
     wake_pending_ = false;
     const unsigned free = options_.workers - std::min(options_.workers, running_);
+    // While attempts run, free slots are claimed a few at a time (a quarter of the workers), not one by
+    // one: each claim is a round trip through the store's writer, which ingest needs too.
+    const unsigned batch = running_ == 0 ? 1 : std::max(1u, options_.workers / 4);
     std::optional<double> next_due;
     bool failed = false;
-    if (free > 0) {
+    if (free >= batch) {
       auto op = async_call<result<claim_result>>([this, free, lease_seconds](job_store::claim_handler done) {
         store_.claim(options_.owner, free, lease_seconds, std::move(done));
       });

@@ -31,7 +31,9 @@ namespace aipbx {
 
 struct claim_result {
   std::vector<job> jobs;              // each now `running` under the caller's lease, attempts incremented
-  std::optional<double> next_run_at;  // when the earliest job still queued becomes due, if any
+  // When the earliest job still queued becomes due, if any; only told when fewer jobs than asked for were
+  // claimed (a full claim means the caller will ask again when a slot frees).
+  std::optional<double> next_run_at;
 };
 
 struct transcript_segment {

@@ -426,14 +426,18 @@ result<claim_result> writer::apply_claim(const claim_op& op, double now) {
     if (lease_job_.step()) out.jobs.push_back(read_job(lease_job_));
     lease_job_.reset();
   }
-  std::optional<double> next;
-  if (next_due_.step()) next = next_due_.column_optional_double(0);
-  next_due_.reset();
-  if (next_lease_.step()) {
-    if (auto lease = next_lease_.column_optional_double(0); lease && (!next || *lease < *next)) next = lease;
+  // When the claim was filled, the caller comes back as soon as a slot frees: when the next job is due
+  // only matters to a caller that found the queue short.
+  if (ids.size() < op.limit) {
+    std::optional<double> next;
+    if (next_due_.step()) next = next_due_.column_optional_double(0);
+    next_due_.reset();
+    if (next_lease_.step()) {
+      if (auto lease = next_lease_.column_optional_double(0); lease && (!next || *lease < *next)) next = lease;
+    }
+    next_lease_.reset();
+    out.next_run_at = next;
   }
-  next_lease_.reset();
-  out.next_run_at = next;
   return out;
 }
 
