@@ -152,7 +152,8 @@ TEST(HttpEngine, NoKeyNoAuthorizationAndABasePathIsKept) {
   ASSERT_EQ(requests.size(), 1u);
   EXPECT_EQ(requests[0].target, "/stt/v1/audio/transcriptions");
   EXPECT_EQ(requests[0].headers.count("authorization"), 0u);
-  const part* file = find_part(parts_of(requests[0]), "file");
+  const auto parts = parts_of(requests[0]);
+  const part* file = find_part(parts, "file");
   ASSERT_NE(file, nullptr);
   EXPECT_EQ(file->body.size(), 44u + 5u * 320u * 2u);  // already 16 kHz: uploaded as is
 }
