@@ -119,6 +119,18 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_SQLITE_SYNC")
       ->check(CLI::IsMember({"pipelined", "commit"}))
       ->capture_default_str();
+  cmd.add_option("--wal-checkpoint-pages", c.wal_checkpoint_pages,
+                 "Embedded store: a background checkpoint copies the WAL into the database each time the WAL "
+                 "has grown by this many pages (4 KiB)")
+      ->envname("AIPBX_WAL_CHECKPOINT_PAGES")
+      ->check(CLI::Range(16, 10'000'000))
+      ->capture_default_str();
+  cmd.add_option("--wal-limit-pages", c.wal_limit_pages,
+                 "Embedded store: past this many pages the writer completes a checkpoint itself, so that the "
+                 "WAL starts over even under writes that never pause")
+      ->envname("AIPBX_WAL_LIMIT_PAGES")
+      ->check(CLI::Range(16, 100'000'000))
+      ->capture_default_str();
   cmd.add_option("--engine", c.engine,
                  "Speech-to-text engine: mock (the seed's), http (an OpenAI-compatible transcription service) or "
                  "pocketsphinx (offline recognizer)")

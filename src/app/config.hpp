@@ -33,6 +33,8 @@ struct serve_config {
   std::size_t writer_queue = 50'000;
   std::size_t max_batch = 4096;
   std::string sqlite_sync = "pipelined";
+  int wal_checkpoint_pages = 4000;
+  int wal_limit_pages = 16000;
   log::level log_level = log::level::info;
 
   // AI pipeline

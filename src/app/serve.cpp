@@ -50,6 +50,8 @@ std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
   options.sync = config.sqlite_sync == "commit" ? sqlite_sync::commit : sqlite_sync::pipelined;
+  options.checkpoint_pages = config.wal_checkpoint_pages;
+  options.checkpoint_limit_pages = std::max(config.wal_limit_pages, config.wal_checkpoint_pages);
   options.segment_packets = config.segment_packets;
   options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
   options.max_attempts = config.retry_max_attempts;

@@ -76,8 +76,8 @@ enum class sqlite_sync {
 struct sqlite_options {
   std::string path = "aipbx.db";
   sqlite_sync sync = sqlite_sync::pipelined;
-  int checkpoint_pages = 8000;         // WAL growth (pages) that starts a background checkpoint
-  int checkpoint_limit_pages = 32000;  // WAL size at which the writer finishes a checkpoint itself
+  int checkpoint_pages = 4000;         // WAL growth (pages) that starts a background checkpoint
+  int checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes a checkpoint itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
