@@ -1,11 +1,48 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite with CTest.
-#   scripts/test.sh            the release preset (what CI runs)
+#   scripts/test.sh            the release preset
 #   scripts/test.sh asan-ubsan another preset: debug, release, asan-ubsan, tsan
+#   scripts/test.sh ci         what CI runs (.ci/run): the presets of ci_presets below, in turn
+# Under the sanitizer presets the `soak` and `web` labels are left out: the soak test measures a steady
+# load for minutes (slowed 5-15x it tests the sanitizer, not aipbx) and the web tests check the OpenAPI
+# document and /docs page with npm tools and a browser, which no sanitizer instruments. Every other test,
+# the fuzz corpus replay included, runs under each sanitizer; any report fails the test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-release}
+# asan-ubsan and tsan join CI once the suite passes under them within CI's 30 minutes on 2 cores:
+#  - asan-ubsan (measured: 19.5 min to build and test on a loaded 2-core box) fails two timing-bound
+#    integration tests under its slowdown: MetricsTest.AiAttemptsRetriesDeadJobsAndLostPacketsAreCounted
+#    (3 dead jobs counted where 4 are expected) and AiPipelineTest.ABacklogOfQueuedJobsDrainsAsFastAsAShortQueue
+#    (60 s timeout); no sanitizer report is left (ASan's one, in http_engine_test, is fixed).
+#  - tsan is not measured yet; with release and asan-ubsan it would take CI past 30 minutes.
+ci_presets=(release)
+if [ "$preset" = ci ]; then
+  for p in "${ci_presets[@]}"; do
+    echo "test.sh: preset $p" >&2
+    "$0" "$p"
+  done
+  exit 0
+fi
 scripts/install-deps.sh
 cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset"
-ctest --preset "$preset" -j2 --timeout 600
+cmake --build --preset "$preset" -j2
+run=()
+exclude=()
+case "$preset" in
+  asan-ubsan)
+    exclude=(-LE 'soak|web')
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_init_order=1:detect_stack_use_after_return=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    ;;
+  tsan)
+    exclude=(-LE 'soak|web')
+    # halt_on_error: a race aborts the process that has it, so a race in the server under an integration
+    # test fails that test too, not only in the unit tests' own processes.
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    # TSan's shadow memory needs the address-space layout it expects; kernels with high mmap ASLR entropy
+    # (vm.mmap_rnd_bits > 28) break it, so run without ASLR where setarch may (not in every container).
+    if setarch "$(uname -m)" -R true 2>/dev/null; then run=(setarch "$(uname -m)" -R); fi
+    ;;
+esac
+"${run[@]}" ctest --preset "$preset" -j2 --timeout 600 "${exclude[@]}"
