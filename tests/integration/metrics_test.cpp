@@ -106,9 +106,17 @@ TEST_F(MetricsTest, AiAttemptsRetriesDeadJobsAndLostPacketsAreCounted) {
   ASSERT_EQ(post_packet(c, "m2", 5, "e").status, 202);
   ASSERT_EQ(post_packet(c, "m2", 6, "f").status, 202);  // the window of 2 packets passed: 2-3 lost
   ASSERT_EQ(c.request("POST", "/v1/calls/m2/end").status, 200);
-  ASSERT_TRUE(wait_until([&] { return call_state(c, "m2") == "FAILED"; }, 20s));
-
-  const auto m = scrape(c);
+  // The call is FAILED from its first dead job on; the figures are final once every job is dead.
+  std::map<std::string, double> m;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        m = scrape(c);
+        return at(m, R"(aipbx_jobs{state="dead"})") == 4 && at(m, R"(aipbx_jobs{state="queued"})") == 0 &&
+               at(m, R"(aipbx_jobs{state="running"})") == 0 &&
+               at(m, R"(aipbx_ai_attempts_total{engine="mock",outcome="dead"})") == 4;
+      },
+      30s));
+  EXPECT_EQ(call_state(c, "m2"), "FAILED");
   // Four jobs (1, 4, 5, 6), three attempts each, all failing.
   EXPECT_EQ(at(m, R"(aipbx_jobs{state="dead"})"), 4);
   EXPECT_EQ(at(m, R"(aipbx_ai_attempts_total{engine="mock",outcome="started"})"), 12);
