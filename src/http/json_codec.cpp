@@ -3,11 +3,15 @@
 #include "domain/call_id.hpp"
 #include "log/json_text.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
 
+#include <charconv>
 #include <cmath>
+#include <optional>
+#include <string>
 
 namespace aipbx::http {
 namespace json = boost::json;
@@ -101,6 +105,89 @@ void check_data(const json::object& obj, packet_body& out, validation_errors& er
   }
 }
 
+// Boost.JSON 1.81 converts some 17-significant-digit numbers to the neighbouring double (its exact mode
+// came in 1.83): 1702102422.8416727 became ...8416729. This handler of a second, light pass over the
+// body keeps the text of the top-level "timestamp" number, which std::from_chars converts exactly.
+class timestamp_text {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  std::optional<std::string> text;
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) { return enter(); }
+  bool on_object_end(std::size_t, boost::system::error_code&) { return leave(); }
+  bool on_array_begin(boost::system::error_code&) { return enter(); }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return leave(); }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    wanted_ = depth_ == 1 && key_ == "timestamp";
+    key_.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return value_done(); }
+  bool on_number_part(json::string_view s, boost::system::error_code&) {
+    if (wanted_) number_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t, json::string_view s, boost::system::error_code&) { return number_done(s); }
+  bool on_uint64(std::uint64_t, json::string_view s, boost::system::error_code&) { return number_done(s); }
+  bool on_double(double, json::string_view s, boost::system::error_code&) { return number_done(s); }
+  bool on_bool(bool, boost::system::error_code&) { return value_done(); }
+  bool on_null(boost::system::error_code&) { return value_done(); }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+ private:
+  bool enter() {
+    ++depth_;
+    wanted_ = false;
+    return true;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+  bool value_done() {
+    wanted_ = false;
+    return true;
+  }
+  bool number_done(json::string_view s) {
+    if (wanted_) {
+      number_.append(s.data(), s.size());
+      text = std::move(number_);  // a repeated key: the last one counts, as in the parsed document
+    }
+    number_.clear();
+    return value_done();
+  }
+
+  int depth_ = 0;
+  bool wanted_ = false;
+  std::string key_, number_;
+};
+
+// The timestamp's exact value, when the body's top-level "timestamp" is a number.
+std::optional<double> exact_timestamp(std::string_view body) {
+  json::basic_parser<timestamp_text> p{json::parse_options{}};
+  boost::system::error_code ec;
+  p.write_some(false, body.data(), body.size(), ec);
+  if (ec || !p.handler().text) return std::nullopt;
+  const std::string& t = *p.handler().text;
+  double d = 0;
+  const auto [end, err] = std::from_chars(t.data(), t.data() + t.size(), d);
+  if (err != std::errc() || end != t.data() + t.size()) return std::nullopt;
+  return d;
+}
+
 void check_timestamp(const json::object& obj, packet_body& out, validation_errors& errors) {
   const json::value* v = obj.if_contains("timestamp");
   if (!v) {
@@ -145,6 +232,8 @@ std::variant<packet_body, validation_errors> parse_packet_body(std::string_view 
   check_data(obj, out, errors);
   check_timestamp(obj, out, errors);
   if (!errors.empty()) return errors;
+  if (obj.at("timestamp").is_double())
+    if (auto exact = exact_timestamp(body)) out.timestamp = *exact;
   return out;
 }
 

@@ -4,6 +4,10 @@
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
+#include <charconv>
+#include <random>
+#include <string>
+
 #include <string>
 #include <variant>
 
@@ -375,6 +379,26 @@ TEST(JsonCodec, AcceptedBodyStartsWithSeedMessage) {
 
 TEST(JsonCodec, GapJson) {
   EXPECT_EQ(json::value(to_json(seq_range{3, 5})), json::parse(R"({"first": 3, "last": 5, "count": 3})"));
+}
+
+
+// Every timestamp reads back as the double whose shortest text the client sent: Boost.JSON 1.81 alone
+// rounds some 17-digit numbers to a neighbour (found by the packet_json fuzz target).
+TEST(ParsePacketBody, TimestampsAreExactToTheLastDigit) {
+  EXPECT_EQ(parse_ok(R"({"sequence": 1, "data": "x", "timestamp": 1702102422.8416727})").timestamp,
+            1702102422.8416727);
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> epoch(1.5e9, 2.0e9);
+  for (int i = 0; i < 20000; ++i) {
+    const double t = epoch(rng);
+    char text[64];
+    const auto r = std::to_chars(text, text + sizeof text, t);  // shortest text that reads back as t
+    const std::string body = R"({"sequence": 1, "data": "x", "timestamp": )" + std::string(text, r.ptr) + "}";
+    ASSERT_EQ(parse_ok(body).timestamp, t) << body;
+  }
+  // Only the top-level field counts; a nested or repeated key does not confuse it.
+  EXPECT_EQ(parse_ok(R"({"meta": {"timestamp": 1.25}, "sequence": 1, "data": "x", "timestamp": 2.5})").timestamp, 2.5);
+  EXPECT_EQ(parse_ok(R"({"timestamp": 7, "sequence": 1, "data": "x"})").timestamp, 7.0);
 }
 
 }  // namespace
