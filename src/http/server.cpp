@@ -180,10 +180,21 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     // The parser is fed synchronously from the buffer; the socket is read only when it needs more.
     bool continue_sent = false;
     bool timer_reset = !waiting_for_first_byte;
+    std::size_t header_seen = 0;  // bytes of this request's header the parser consumed before it was done
     for (;;) {
       if (buffer.size() > 0) {
         boost::system::error_code pec;
-        const auto used = parser.put(buffer.data(), pec);
+        // Beast checks header_limit only when a read leaves the header unfinished, so a header block that
+        // ends in the read that takes it past the limit would pass: the limit is checked here, exactly.
+        // (Beast may consume the start of an unfinished header, hence header_seen.)
+        if (!parser.is_header_done() && header_seen + buffer.size() > options_.header_limit) {
+          const std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
+          const auto end = buffered.find("\r\n\r\n");
+          if (end == std::string_view::npos || header_seen + end + 4 > options_.header_limit)
+            pec = beast_http::error::header_limit;
+        }
+        const auto used = pec ? 0 : parser.put(buffer.data(), pec);
+        if (!parser.is_header_done()) header_seen += used;
         buffer.consume(used);
         if (pec && pec != beast_http::error::need_more) {
           const char* reason = pec == beast_http::error::header_limit ? "header_too_large"

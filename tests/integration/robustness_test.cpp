@@ -102,6 +102,25 @@ TEST_F(RobustnessTest, HeaderBlockOverTheLimitIs431) {
   EXPECT_FALSE(db().call_exists("victim"));
 }
 
+// The limit is exact whatever the size: header blocks a few bytes to many KiB over it, arriving in one
+// write (the server reads 4 KiB at a time, so the block's end lands anywhere in a read), are all 431.
+TEST_F(RobustnessTest, HeaderLimitIsExactAtEverySize) {
+  start_server({{"--header-limit", "16384"}});
+  for (const std::size_t over : {1u, 7u, 100u, 1000u, 4000u, 4096u, 5000u, 6800u, 8000u, 12000u}) {
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ";
+    const std::size_t value = 16384 + over - head.size() - 4;  // the block ends `over` bytes past the limit
+    auto c = connect();
+    c.send_raw(head + std::string(value, 'a') + "\r\n\r\n");
+    const auto r = c.read_response();
+    EXPECT_TRUE(is_json_error(r, 431)) << over << " bytes over: " << r.status;
+  }
+  auto c = connect();
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ";
+  c.send_raw(head + std::string(16384 - head.size() - 4, 'a') + "\r\n\r\n");  // exactly the limit
+  EXPECT_EQ(c.read_response().status, 200);
+  expect_healthy();
+}
+
 // Sends `bytes` one byte every 200 ms until the server drops the connection; how long that took.
 std::optional<std::chrono::milliseconds> trickle(connection& c, const std::string& bytes) {
   const auto started = std::chrono::steady_clock::now();
