@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
@@ -91,7 +90,6 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
   db->exec("PRAGMA journal_mode = WAL");
   db->exec(options_.sync == sqlite_sync::pipelined ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
   schema_version_ = sqlite::migrate(*db, options_.clock());
-  if (const char* e = std::getenv("AIPBX_EXP_PRAGMAS")) db->exec(e);  // EXPERIMENT
   {
     // One node owns this file: whatever is `running` was its previous process's, interrupted.
     sqlite::transaction tx(*db);
