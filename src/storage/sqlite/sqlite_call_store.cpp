@@ -80,6 +80,17 @@ auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optiona
   return key(rows.back());
 }
 
+// One checkpoint of `schema` on `db`. SQLITE_BUSY (another checkpoint holds the lock) is no failure: that
+// one copies the frames.
+void checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
+  int log_pages = 0, copied = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(db, schema, mode, &log_pages, &copied);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+    log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}});
+  else
+    log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}});
+}
+
 }  // namespace
 
 sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::move(options)) {
@@ -150,11 +161,8 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, 
     // WAL never got fully copied and cannot start over. Copying the remainder here, with the writer paused,
     // completes it (FULL waits, through the busy timeout, for a running checkpoint and for readers of old
     // snapshots); the next transaction starts the WAL over.
-    int log_pages = 0, copied = 0;
-    const int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, &log_pages, &copied);
+    checkpoint(db, name, SQLITE_CHECKPOINT_FULL, "writer");
     store->writer_checkpoints_.fetch_add(1, std::memory_order_relaxed);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-      log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", pages}, {"by", "writer"}});
   }
   return SQLITE_OK;
 }
@@ -168,14 +176,8 @@ void sqlite_call_store::checkpointer_loop() {
       if (checkpoint_stop_) return;
       checkpoint_wanted_ = false;
     }
-    int log_pages = 0, copied = 0;
-    const int rc =
-        sqlite3_wal_checkpoint_v2(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &log_pages, &copied);
+    checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer");
     checkpoints_.fetch_add(1, std::memory_order_relaxed);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-      log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"by", "checkpointer"}});
-    else
-      log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}});
   }
 }
 
@@ -280,7 +282,7 @@ void sqlite_call_store::writer_loop() {
       else durable.push_back(std::move(op));
     }
     batch.clear();
-    writer_->answer(batch, jobs_queued);  // notifies the workers; `batch` is empty
+    if (jobs_queued) writer_->notify_jobs_queued();
     if (durable.empty()) continue;
     {
       std::lock_guard lock(sync_mutex_);

@@ -179,8 +179,12 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   return jobs_queued_;
 }
 
+void writer::notify_jobs_queued() const {
+  if (listener_) listener_();
+}
+
 void writer::answer(std::deque<write_op>& batch, bool jobs_queued) const {
-  if (jobs_queued && listener_) listener_();
+  if (jobs_queued) notify_jobs_queued();
   for (auto& op : batch) op.complete();
 }
 

@@ -100,6 +100,8 @@ class writer {
   // Tells the listener about new jobs (when `jobs_queued`), then runs every op's handler. May run on
   // another thread than `commit` (the store's syncer), for a batch whose commit has returned.
   void answer(std::deque<write_op>& batch, bool jobs_queued) const;
+  // Tells the listener that jobs were queued (answer does when asked to).
+  void notify_jobs_queued() const;
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
   std::uint64_t failed_batches() const { return failed_batches_; }
