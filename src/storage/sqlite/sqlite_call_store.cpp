@@ -18,7 +18,6 @@ namespace aipbx {
 using sqlite::connection;
 using sqlite::sqlite_error;
 using sqlite::statement;
-using sqlite::write_op;
 
 namespace {
 

@@ -46,6 +46,7 @@
 #include "domain/call_sequencer.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
+#include "storage/storage_backend.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -60,10 +61,12 @@
 
 struct sqlite3;
 
+namespace aipbx {
+struct write_op;
+}  // namespace aipbx
 namespace aipbx::sqlite {
 class connection;
 class writer;
-struct write_op;
 }  // namespace aipbx::sqlite
 
 namespace aipbx {
@@ -94,7 +97,7 @@ struct sqlite_options {
   std::function<int(int fd)> sync_file;
 };
 
-class sqlite_call_store final : public call_store, public job_store {
+class sqlite_call_store final : public storage_backend {
  public:
   explicit sqlite_call_store(sqlite_options options);
   ~sqlite_call_store() override;
@@ -135,14 +138,14 @@ class sqlite_call_store final : public call_store, public job_store {
   template <class F>
   auto with_reader(F&& f) -> decltype(f(std::declval<sqlite::connection&>()));
   // Queues a write; when refused, fails it at once with `overloaded` (if `bounded`) or `unavailable`.
-  void submit(sqlite::write_op op, bool bounded);
+  void submit(write_op op, bool bounded);
   void writer_loop();
   void syncer_loop();
   void checkpointer_loop();
   // The writer connection's WAL hook: after each commit, with the WAL's size in pages.
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   // Fails `batch` with store_failure and runs its handlers.
-  void fail_batch(std::deque<sqlite::write_op>& batch);
+  void fail_batch(std::deque<write_op>& batch);
 
   sqlite_options options_;
   int schema_version_ = 0;
@@ -150,14 +153,14 @@ class sqlite_call_store final : public call_store, public job_store {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<sqlite::write_op> queue_;
+  std::deque<write_op> queue_;
   bool stopping_ = false;
   std::thread writer_thread_;
 
   // Committed writes waiting for the syncer's fdatasync (pipelined mode), one deque per batch.
   std::mutex sync_mutex_;
   std::condition_variable sync_wake_;
-  std::deque<std::deque<sqlite::write_op>> unsynced_;
+  std::deque<std::deque<write_op>> unsynced_;
   bool writer_done_ = false;
   int wal_fd_ = -1;
   std::thread syncer_thread_;

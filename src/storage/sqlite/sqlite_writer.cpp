@@ -53,18 +53,6 @@ job read_job(const statement& s) {
   return j;
 }
 
-void write_op::complete() {
-  std::visit(
-      [](auto& op) {
-        if (op.r) op.done(std::move(*op.r));
-      },
-      v);
-}
-
-void write_op::fail(const boost::system::error_code& failure) {
-  std::visit([&](auto& op) { op.r.emplace(boost::system::in_place_error, failure); }, v);
-}
-
 namespace {
 std::string fenced(const char* set) {
   return std::string("UPDATE jobs SET ") + set +

@@ -1,11 +1,12 @@
 // The call_store contract (storage/call_store.hpp), checked against every backend.
 //
-// Each backend is one `store_backend` value: a name and a factory that opens a store whose data lives under
-// a fresh directory. Adding a backend (PostgreSQL) is one more INSTANTIATE_TEST_SUITE_P line at the end.
+// Each backend is one `store_backend` value (contract_backends.hpp): a name and a factory that opens a store
+// whose data lives under a fresh directory. The suite runs in the unit tests over the SQLite backends
+// (sqlite_backends.cpp) and in the PostgreSQL tests over PostgreSQL (pg_backends.cpp).
 // A factory called twice with the same directory must reopen the same data ("write, reopen, read").
 #include "log/log.hpp"
 #include "storage/call_store.hpp"
-#include "storage/sqlite/sqlite_call_store.hpp"
+#include "storage/contract_backends.hpp"
 #include "support/printers.hpp"
 
 #include <gtest/gtest.h>
@@ -42,16 +43,6 @@ class quiet_logs : public ::testing::Environment {
   void TearDown() override { log::shutdown(); }
 };
 [[maybe_unused]] const auto* const quiet = ::testing::AddGlobalTestEnvironment(new quiet_logs);
-
-struct store_backend {
-  std::string name;
-  // Opens (or reopens) the store kept under `dir`.
-  std::function<std::unique_ptr<call_store>(const std::string& dir)> make;
-  // The same with a writer queue of at most `queue_limit` packets; empty when the backend has no such knob.
-  std::function<std::unique_ptr<call_store>(const std::string& dir, std::size_t queue_limit)> make_with_queue_limit;
-};
-
-void PrintTo(const store_backend& b, std::ostream* os) { *os << b.name; }
 
 // ---- helpers ----------------------------------------------------------------------------------------------
 
@@ -894,58 +885,8 @@ TEST_P(CallStoreContract, FullQueueAnswersOverloadedAndStoresNothing) {
 
 // ---- backends ---------------------------------------------------------------------------------------------
 
-std::unique_ptr<call_store> make_sqlite(const std::string& dir, std::size_t queue_limit, std::size_t cache_limit,
-                                        sqlite_sync sync = sqlite_sync::pipelined) {
-  sqlite_options o;
-  o.path = dir + "/aipbx.db";
-  o.queue_limit = queue_limit;
-  o.cache_limit = cache_limit;
-  o.sync = sync;
-  if (sync == sqlite_sync::commit) {
-    // Checkpoints every few pages, by the checkpointer and by the writer, under every contract test.
-    o.checkpoint_pages = 8;
-    o.checkpoint_limit_pages = 32;
-  }
-  return std::make_unique<sqlite_call_store>(std::move(o));
-}
-
-// "sqlite_uncached" drops the writer's in-memory call state before every batch, so every packet is
-// classified by a tracker rebuilt from the database: the cache must never change an answer.
-// "sqlite_sync_commit" syncs in the commit instead of in the syncer, and checkpoints all the time.
-INSTANTIATE_TEST_SUITE_P(
-    Backends, CallStoreContract,
-    ::testing::Values(
-        store_backend{"sqlite", [](const std::string& dir) { return make_sqlite(dir, 50'000, 100'000); },
-                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 100'000); }},
-        store_backend{"sqlite_uncached", [](const std::string& dir) { return make_sqlite(dir, 50'000, 0); },
-                      [](const std::string& dir, std::size_t limit) { return make_sqlite(dir, limit, 0); }},
-        store_backend{"sqlite_sync_commit",
-                      [](const std::string& dir) { return make_sqlite(dir, 50'000, 100'000, sqlite_sync::commit); },
-                      [](const std::string& dir, std::size_t limit) {
-                        return make_sqlite(dir, limit, 100'000, sqlite_sync::commit);
-                      }}),
-    [](const ::testing::TestParamInfo<store_backend>& p) { return p.param.name; });
-
-// Implementation-specific, beside the contract: the schema version is recorded and stays on reopen.
-TEST(SqliteCallStore, SchemaVersionIsStable) {
-  const fs::path dir = fs::temp_directory_path() / ("aipbx-schema-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  sqlite_options o;
-  o.path = (dir / "a.db").string();
-  int v1 = 0;
-  {
-    sqlite_call_store s(o);
-    v1 = s.schema_version();
-    EXPECT_GE(v1, 1);
-  }
-  {
-    sqlite_call_store s(o);
-    EXPECT_EQ(s.schema_version(), v1);
-    EXPECT_TRUE(s.ping());
-  }
-  fs::remove_all(dir);
-}
+INSTANTIATE_TEST_SUITE_P(Backends, CallStoreContract, ::testing::ValuesIn(call_store_backends()),
+                         [](const ::testing::TestParamInfo<store_backend>& p) { return p.param.name; });
 
 }  // namespace
 }  // namespace aipbx

@@ -1,6 +1,6 @@
-// The job queue's state machine, through the real SQLite store, with a fake clock: no sleeps decide
-// anything (time moves only when a test moves it).
-#include "storage/sqlite/sqlite_call_store.hpp"
+// The job queue's state machine, through every backend (contract_backends.hpp), with a fake clock: no sleeps
+// decide anything (time moves only when a test moves it).
+#include "storage/contract_backends.hpp"
 
 #include <gtest/gtest.h>
 
@@ -24,7 +24,7 @@ R wait_for(Start start) {
   return future.get();
 }
 
-class JobStore : public ::testing::Test {
+class JobStore : public ::testing::TestWithParam<job_backend> {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("aipbx-jobs-" + std::to_string(std::random_device{}()));
@@ -37,14 +37,14 @@ class JobStore : public ::testing::Test {
   }
   void open(std::int64_t segment_packets = 1) {
     store_.reset();
-    sqlite_options o;
-    o.path = (dir_ / "jobs.db").string();
+    job_store_settings o;
     o.segment_packets = segment_packets;
     o.segment_idle = 5.0;
     o.sweep_interval = std::chrono::milliseconds(5);
     o.max_attempts = 3;
     o.clock = [this] { return now_.load(); };
-    store_ = std::make_unique<sqlite_call_store>(o);
+    o.node = "w";
+    store_ = GetParam().make(dir_.string(), o);
   }
 
   ingest_outcome put(const std::string& call, std::int64_t seq, const std::string& data = "") {
@@ -77,10 +77,10 @@ class JobStore : public ::testing::Test {
 
   fs::path dir_;
   std::atomic<double> now_{1000.0};
-  std::unique_ptr<sqlite_call_store> store_;
+  std::unique_ptr<storage_backend> store_;
 };
 
-TEST_F(JobStore, PacketCreatesADueJobInTheSameCommit) {
+TEST_P(JobStore, PacketCreatesADueJobInTheSameCommit) {
   put("c1", 1);
   auto js = jobs_of("c1");
   ASSERT_EQ(js.size(), 1u);
@@ -92,13 +92,13 @@ TEST_F(JobStore, PacketCreatesADueJobInTheSameCommit) {
   EXPECT_DOUBLE_EQ(js[0].run_at, 1000.0);
 }
 
-TEST_F(JobStore, DuplicatePacketCreatesNoSecondJob) {
+TEST_P(JobStore, DuplicatePacketCreatesNoSecondJob) {
   put("c1", 1, "same");
   put("c1", 1, "same");
   EXPECT_EQ(jobs_of("c1").size(), 1u);
 }
 
-TEST_F(JobStore, ClaimLeasesAndCountsTheAttempt) {
+TEST_P(JobStore, ClaimLeasesAndCountsTheAttempt) {
   put("c1", 1);
   auto c = claim("w1");
   ASSERT_EQ(c.jobs.size(), 1u);
@@ -110,7 +110,7 @@ TEST_F(JobStore, ClaimLeasesAndCountsTheAttempt) {
   EXPECT_TRUE(claim("w2").jobs.empty()) << "a leased job is not claimed twice";
 }
 
-TEST_F(JobStore, SuccessStoresOneResultAndIsFenced) {
+TEST_P(JobStore, SuccessStoresOneResultAndIsFenced) {
   put("c1", 1, "hello");
   job j = claim("w1").jobs.at(0);
   EXPECT_TRUE(finish(j, "w1", job_succeeded{"hello", "mock", 3}));
@@ -122,7 +122,7 @@ TEST_F(JobStore, SuccessStoresOneResultAndIsFenced) {
   EXPECT_TRUE(store_->get_job(j.id).value().finished_at.has_value());
 }
 
-TEST_F(JobStore, RetryIsNotDueBeforeItsTime) {
+TEST_P(JobStore, RetryIsNotDueBeforeItsTime) {
   put("c1", 1);
   job j = claim("w1").jobs.at(0);
   EXPECT_TRUE(finish(j, "w1", job_retry{"AI Service Unavailable", 1002.0}));
@@ -139,7 +139,7 @@ TEST_F(JobStore, RetryIsNotDueBeforeItsTime) {
   EXPECT_EQ(due.jobs[0].last_error, "AI Service Unavailable");
 }
 
-TEST_F(JobStore, ExpiredLeaseIsTakenOverAndTheOldWorkerIsFencedOut) {
+TEST_P(JobStore, ExpiredLeaseIsTakenOverAndTheOldWorkerIsFencedOut) {
   put("c1", 1);
   job first = claim("w1", 10, 2.0).jobs.at(0);
   now_ = 1001.0;
@@ -157,7 +157,7 @@ TEST_F(JobStore, ExpiredLeaseIsTakenOverAndTheOldWorkerIsFencedOut) {
   EXPECT_EQ(store_->transcript("c1").value().size(), 1u);
 }
 
-TEST_F(JobStore, LeaseExpiringOnTheLastAttemptKillsTheJob) {
+TEST_P(JobStore, LeaseExpiringOnTheLastAttemptKillsTheJob) {
   put("c1", 1);
   for (int attempt = 1; attempt <= 3; ++attempt) {
     auto c = claim("w", 10, 1.0);
@@ -171,7 +171,7 @@ TEST_F(JobStore, LeaseExpiringOnTheLastAttemptKillsTheJob) {
   EXPECT_TRUE(j.last_error.has_value());
 }
 
-TEST_F(JobStore, DeadJobIsReplayedWithFreshAttempts) {
+TEST_P(JobStore, DeadJobIsReplayedWithFreshAttempts) {
   put("c1", 1);
   job j = claim("w").jobs.at(0);
   EXPECT_TRUE(finish(j, "w", job_dead{"failed after 1 attempts: boom"}));
@@ -188,7 +188,7 @@ TEST_F(JobStore, DeadJobIsReplayedWithFreshAttempts) {
   EXPECT_EQ(claim("w").jobs.at(0).attempts, 1);
 }
 
-TEST_F(JobStore, ReleaseGivesTheAttemptBack) {
+TEST_P(JobStore, ReleaseGivesTheAttemptBack) {
   put("c1", 1);
   job j = claim("w").jobs.at(0);
   auto released = wait_for<result<bool>>([&](auto done) { store_->release(j.id, "w", j.attempts, done); });
@@ -197,7 +197,7 @@ TEST_F(JobStore, ReleaseGivesTheAttemptBack) {
   EXPECT_EQ(again.attempts, 1);
 }
 
-TEST_F(JobStore, RestartRequeuesRunningJobsWithoutCountingTheInterruptedAttempt) {
+TEST_P(JobStore, RestartRequeuesRunningJobsWithoutCountingTheInterruptedAttempt) {
   put("c1", 1);
   put("c1", 2);
   auto c = claim("w", 1);
@@ -212,7 +212,7 @@ TEST_F(JobStore, RestartRequeuesRunningJobsWithoutCountingTheInterruptedAttempt)
   }
 }
 
-TEST_F(JobStore, SegmentsAreCutFromContiguousPacketsOnly) {
+TEST_P(JobStore, SegmentsAreCutFromContiguousPacketsOnly) {
   open(3);
   for (std::int64_t s : {1, 2, 4, 5}) put("c1", s);
   EXPECT_TRUE(jobs_of("c1").empty()) << "3 is missing: nothing contiguous to cut";
@@ -229,7 +229,7 @@ TEST_F(JobStore, SegmentsAreCutFromContiguousPacketsOnly) {
   EXPECT_EQ(store_->get_call("c1").value().next_segment, 7);
 }
 
-TEST_F(JobStore, IdleCallGetsItsLastPartialSegment) {
+TEST_P(JobStore, IdleCallGetsItsLastPartialSegment) {
   open(3);
   for (std::int64_t s : {1, 2, 3, 4, 6}) put("c1", s);
   ASSERT_EQ(jobs_of("c1").size(), 1u);
@@ -250,14 +250,14 @@ TEST_F(JobStore, IdleCallGetsItsLastPartialSegment) {
   EXPECT_EQ(packets[1].sequence, 6);
 }
 
-TEST_F(JobStore, ListenerHearsOfNewJobs) {
+TEST_P(JobStore, ListenerHearsOfNewJobs) {
   std::atomic<int> heard{0};
   store_->on_jobs_queued([&] { ++heard; });
   put("c1", 1);
   EXPECT_GE(heard.load(), 1);
 }
 
-TEST_F(JobStore, CountsAndFiltersByState) {
+TEST_P(JobStore, CountsAndFiltersByState) {
   for (std::int64_t s = 1; s <= 4; ++s) put("c1", s);
   auto c = claim("w", 2);
   ASSERT_EQ(c.jobs.size(), 2u);
@@ -277,6 +277,9 @@ TEST_F(JobStore, CountsAndFiltersByState) {
   q.after = *page.next_after;
   EXPECT_EQ(store_->list_jobs(q).value().jobs.size(), 1u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, JobStore, ::testing::ValuesIn(job_store_backends()),
+                         [](const ::testing::TestParamInfo<job_backend>& p) { return p.param.name; });
 
 }  // namespace
 }  // namespace aipbx

@@ -165,5 +165,26 @@ TEST_F(SqliteStore, TheWalStaysBoundedUnderWritesThatNeverPause) {
   EXPECT_GT(largest_wal, 0u);
 }
 
+// The schema version is recorded and stays on reopen.
+TEST(SqliteCallStore, SchemaVersionIsStable) {
+  const fs::path dir = fs::temp_directory_path() / ("aipbx-schema-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  sqlite_options o;
+  o.path = (dir / "a.db").string();
+  int v1 = 0;
+  {
+    sqlite_call_store s(o);
+    v1 = s.schema_version();
+    EXPECT_GE(v1, 1);
+  }
+  {
+    sqlite_call_store s(o);
+    EXPECT_EQ(s.schema_version(), v1);
+    EXPECT_TRUE(s.ping());
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace aipbx

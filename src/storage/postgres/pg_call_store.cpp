@@ -1,0 +1,506 @@
+#include "storage/postgres/pg_call_store.hpp"
+
+#include "log/log.hpp"
+#include "storage/postgres/pg_conn.hpp"
+#include "storage/postgres/pg_migrations.hpp"
+#include "storage/postgres/pg_writer.hpp"
+#include "storage/write_op.hpp"
+
+#include <libpq-fe.h>
+
+#include <poll.h>
+
+#include <chrono>
+#include <random>
+
+namespace aipbx {
+
+using pg::connection;
+using pg::params;
+using pg::pg_error;
+using pg::result_set;
+
+namespace {
+
+double system_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+constexpr const char* call_columns =
+    "id, state, last_sequence, expected_sequence, packets_received, duplicate_packets, "
+    "out_of_order_packets, gaps_opened, missing_packets, first_timestamp, last_timestamp, created_at, "
+    "updated_at, state_changed_at, "
+    "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND NOT g.lost), "
+    "last_packet_at, next_segment, late_packets, lost_packets, "
+    "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost), "
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead";
+
+call_summary read_call(const result_set& r, int i) {
+  call_summary c;
+  c.id = r.text(i, 0);
+  c.state = parse_call_state(r.text_view(i, 1)).value_or(call_state::in_progress);
+  c.last_sequence = r.int64(i, 2);
+  c.expected_sequence = r.int64(i, 3);
+  c.packets_received = r.int64(i, 4);
+  c.duplicate_packets = r.int64(i, 5);
+  c.out_of_order_packets = r.int64(i, 6);
+  c.gaps_opened = r.int64(i, 7);
+  c.missing_packets = r.int64(i, 8);
+  c.first_timestamp = r.optional_float8(i, 9);
+  c.last_timestamp = r.optional_float8(i, 10);
+  c.created_at = r.float8(i, 11);
+  c.updated_at = r.float8(i, 12);
+  c.state_changed_at = r.float8(i, 13);
+  c.missing_ranges = r.int64(i, 14);
+  c.last_packet_at = r.optional_float8(i, 15);
+  c.next_segment = r.int64(i, 16);
+  c.late_packets = r.int64(i, 17);
+  c.lost_packets = r.int64(i, 18);
+  c.lost_ranges = r.int64(i, 19);
+  c.ended_at = r.optional_float8(i, 20);
+  c.end_reason = r.optional_text(i, 21);
+  c.jobs_total = r.int64(i, 22);
+  c.jobs_succeeded = r.int64(i, 23);
+  c.jobs_dead = r.int64(i, 24);
+  return c;
+}
+
+stored_packet read_packet(const result_set& r, int i) {
+  return {r.int64(i, 0), r.int64(i, 1), r.bytes(i, 2), r.float8(i, 3), r.float8(i, 4)};
+}
+
+template <class T, class Key>
+auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optional<decltype(key(rows.back()))> {
+  if (rows.size() <= limit) return std::nullopt;
+  rows.resize(limit);
+  if (rows.empty()) return std::nullopt;
+  return key(rows.back());
+}
+
+bool call_exists(connection& c, std::string_view id) {
+  return c.exec("SELECT 1 FROM calls WHERE id = $1", params{}.add(id)).rows() > 0;
+}
+
+std::string random_token() {
+  std::random_device rd;
+  return std::to_string(rd()) + "-" + std::to_string(rd());
+}
+
+}  // namespace
+
+pg_call_store::pg_call_store(pg_options options) : options_(std::move(options)), token_(random_token()) {
+  if (!options_.clock) options_.clock = system_now;
+  if (options_.writers == 0) options_.writers = 1;
+  if (options_.pool_size == 0) options_.pool_size = 1;
+  auto c = std::make_unique<connection>(options_.url, "aipbx-writer");
+  schema_version_ = pg::migrate(*c, options_.clock());
+  if (!options_.node.empty()) {
+    // A previous process of this node left these running: the attempts were interrupted, not failed.
+    auto r = c->exec(
+        "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, "
+        "lease_expires_at = NULL, run_at = $1, updated_at = $1 WHERE state = 'running' AND lease_owner = $2",
+        params{}.add(options_.clock()).add(std::string_view(options_.node)));
+    if (r.affected() > 0)
+      log::info("jobs requeued", {{"jobs", r.affected()}, {"reason", "interrupted by a previous stop of this node"}});
+  }
+  idle_readers_.push_back(std::move(c));
+  next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_interval;
+  for (std::size_t i = 0; i < options_.writers; ++i) writers_.push_back(std::make_unique<pg::writer>(options_));
+  for (std::size_t i = 0; i < options_.writers; ++i) writer_threads_.emplace_back([this, i] { writer_loop(i); });
+  listener_thread_ = std::thread([this] { listener_loop(); });
+}
+
+pg_call_store::~pg_call_store() { stop(); }
+
+void pg_call_store::submit(write_op op, bool bounded) {
+  errc refused;
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_ && (!bounded || queue_.size() < options_.queue_limit)) {
+      queue_.push_back(std::move(op));
+      queued_.store(queue_.size(), std::memory_order_relaxed);
+      wake_.notify_one();
+      return;
+    }
+    refused = stopping_ ? errc::unavailable : errc::overloaded;
+  }
+  op.fail(make_error_code(refused));
+  op.complete();
+}
+
+void pg_call_store::ingest(packet p, ingest_handler done) {
+  submit({ingest_op{std::move(p), std::move(done), std::nullopt}}, true);
+}
+void pg_call_store::claim(std::string owner, std::size_t limit, double lease_seconds, claim_handler done) {
+  submit({claim_op{std::move(owner), limit, lease_seconds, std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::renew(std::int64_t job_id, std::string owner, int attempt, double lease_seconds,
+                          bool_handler done) {
+  submit({renew_op{job_id, std::move(owner), attempt, lease_seconds, std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::finish(std::int64_t job_id, std::string owner, int attempt, job_outcome outcome,
+                           bool_handler done) {
+  submit({finish_op{job_id, std::move(owner), attempt, std::move(outcome), std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) {
+  submit({release_op{job_id, std::move(owner), attempt, std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::replay(std::int64_t job_id, job_handler done) {
+  submit({replay_op{job_id, std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
+  submit({end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
+}
+void pg_call_store::archive_call(std::string call_id, state_handler done) {
+  submit({archive_op{std::move(call_id), std::move(done), std::nullopt}}, false);
+}
+
+void pg_call_store::on_jobs_queued(std::function<void()> listener) {
+  std::lock_guard lock(listener_mutex_);
+  listener_ = std::move(listener);
+}
+
+void pg_call_store::notify_listener() const {
+  std::function<void()> l;
+  {
+    std::lock_guard lock(listener_mutex_);
+    l = listener_;
+  }
+  if (l) l();
+}
+
+void pg_call_store::writer_loop(std::size_t index) {
+  log::name_thread("aipbx-pg-writer");
+  pg::writer& w = *writers_[index];
+  std::unique_ptr<connection> conn;
+  auto last_attempt = std::chrono::steady_clock::time_point{};
+  std::deque<write_op> batch;
+  for (;;) {
+    bool sweep = false;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, next_sweep_, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) break;
+      if (queue_.size() <= options_.max_batch) {
+        batch.swap(queue_);
+      } else {
+        auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
+        batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+        queue_.erase(queue_.begin(), end);
+        wake_.notify_one();  // another writer can take the rest
+      }
+      queued_.store(queue_.size(), std::memory_order_relaxed);
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_sweep_) {
+        sweep = true;
+        next_sweep_ = now + options_.sweep_interval;
+      }
+    }
+    if (batch.empty() && !sweep) continue;
+
+    if (!conn || !conn->ok()) {
+      conn.reset();
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_attempt >= options_.reconnect_interval) {
+        last_attempt = now;
+        try {
+          conn = std::make_unique<connection>(options_.url, "aipbx-writer");
+          if (!reachable_.exchange(true)) log::info("database reachable again", {});
+        } catch (const pg_error& e) {
+          if (reachable_.exchange(false)) log::error("database unreachable", {{"error", e.what()}});
+        }
+      }
+      if (!conn) {
+        // Refused at once rather than held: the client retries after Retry-After.
+        for (auto& op : batch) {
+          op.fail(make_error_code(errc::unavailable));
+          op.complete();
+        }
+        failed_batches_.fetch_add(batch.empty() ? 0 : 1, std::memory_order_relaxed);
+        batch.clear();
+        continue;
+      }
+    }
+
+    const std::uint64_t n = batch.size();
+    const bool jobs_queued = w.commit(*conn, batch, options_.clock(), sweep, token_);
+    if (!conn->ok()) {
+      if (reachable_.exchange(false)) log::error("database connection lost", {});
+      conn.reset();
+    }
+    if (n > 0) {
+      batches_.fetch_add(1, std::memory_order_relaxed);
+      packets_.fetch_add(n, std::memory_order_relaxed);
+      std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
+      while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
+      }
+      batch_sizes_.observe(static_cast<double>(n));
+    }
+    if (jobs_queued) notify_listener();
+    for (auto& op : batch) op.complete();
+    batch.clear();
+  }
+}
+
+void pg_call_store::listener_loop() {
+  log::name_thread("aipbx-pg-listen");
+  std::unique_ptr<connection> conn;
+  while (!listener_stop_.load()) {
+    if (!conn || !conn->ok()) {
+      conn.reset();
+      try {
+        conn = std::make_unique<connection>(options_.url, "aipbx-listener");
+        conn->exec("LISTEN aipbx_jobs");
+        // Jobs may have been queued while nobody listened.
+        notify_listener();
+      } catch (const pg_error&) {
+        conn.reset();
+        for (int i = 0; i < 10 && !listener_stop_.load(); ++i)
+          std::this_thread::sleep_for(options_.reconnect_interval / 10);
+        continue;
+      }
+    }
+    pollfd pfd{PQsocket(conn->handle()), POLLIN, 0};
+    if (::poll(&pfd, 1, 200) < 0) continue;
+    if (!(pfd.revents & (POLLIN | POLLERR | POLLHUP))) continue;
+    if (!PQconsumeInput(conn->handle())) {
+      conn.reset();
+      continue;
+    }
+    bool heard = false;
+    while (PGnotify* n = PQnotifies(conn->handle())) {
+      if (token_ != n->extra) heard = true;
+      PQfreemem(n);
+    }
+    if (heard) notify_listener();
+  }
+}
+
+void pg_call_store::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : writer_threads_)
+    if (t.joinable()) t.join();
+  listener_stop_.store(true);
+  if (listener_thread_.joinable()) listener_thread_.join();
+}
+
+template <class F>
+auto pg_call_store::with_reader(F&& f) -> decltype(f(std::declval<connection&>())) {
+  using R = decltype(f(std::declval<connection&>()));
+  std::unique_ptr<connection> c;
+  {
+    std::unique_lock lock(readers_mutex_);
+    reader_free_.wait(lock, [this] { return !idle_readers_.empty() || readers_out_ < options_.pool_size; });
+    if (!idle_readers_.empty()) {
+      c = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+    ++readers_out_;
+  }
+  struct give_back {
+    pg_call_store& s;
+    std::unique_ptr<connection>& c;
+    ~give_back() {
+      std::lock_guard lock(s.readers_mutex_);
+      --s.readers_out_;
+      if (c && c->ok()) s.idle_readers_.push_back(std::move(c));
+      s.reader_free_.notify_one();
+    }
+  } back{*this, c};
+  try {
+    if (!c) c = std::make_unique<connection>(options_.url, "aipbx-reader");
+    return f(*c);
+  } catch (const pg_error& e) {
+    if (c) c->rollback();
+    log::error("read failed", {{"error", e.what()}, {"sqlstate", e.sqlstate()}});
+    return R(boost::system::in_place_error, make_error_code(e.unavailable() ? errc::unavailable : errc::store_failure));
+  }
+}
+
+result<call_page> pg_call_store::list_calls(const call_query& query) {
+  return with_reader([&](connection& c) -> result<call_page> {
+    std::string sql = std::string("SELECT ") + call_columns + " FROM calls WHERE id > $1";
+    sql += query.state ? " AND state = $3" : " AND state <> 'ARCHIVED'";
+    sql += " ORDER BY id LIMIT $2";
+    params p;
+    p.add(std::string_view(query.after.value_or(""))).add(static_cast<std::int64_t>(query.limit + 1));
+    if (query.state) p.add(to_string(*query.state));
+    auto r = c.exec(sql, p);
+    call_page page;
+    for (int i = 0; i < r.rows(); ++i) page.calls.push_back(read_call(r, i));
+    page.next_after = trim_page(page.calls, query.limit, [](const call_summary& s) { return s.id; });
+    return page;
+  });
+}
+
+result<call_summary> pg_call_store::get_call(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<call_summary> {
+    auto r = c.exec(std::string("SELECT ") + call_columns + " FROM calls WHERE id = $1", params{}.add(call_id));
+    if (r.rows() == 0) return errc::not_found;
+    call_summary call = read_call(r, 0);
+    auto t = c.exec("SELECT from_state, to_state, reason, at FROM call_transitions WHERE call_id = $1 ORDER BY id",
+                    params{}.add(call_id));
+    for (int i = 0; i < t.rows(); ++i) {
+      call_transition tr;
+      if (!t.is_null(i, 0)) tr.from = parse_call_state(t.text_view(i, 0));
+      tr.to = parse_call_state(t.text_view(i, 1)).value_or(call_state::in_progress);
+      tr.reason = t.text(i, 2);
+      tr.at = t.float8(i, 3);
+      call.transitions.push_back(std::move(tr));
+    }
+    return call;
+  });
+}
+
+result<packet_page> pg_call_store::list_packets(std::string_view call_id, std::int64_t after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<packet_page> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = $1 AND sequence > $2 "
+        "ORDER BY sequence LIMIT $3",
+        params{}.add(call_id).add(after).add(static_cast<std::int64_t>(limit + 1)));
+    packet_page page;
+    for (int i = 0; i < r.rows(); ++i) page.packets.push_back(read_packet(r, i));
+    page.next_after = trim_page(page.packets, limit, [](const stored_packet& p) { return p.sequence; });
+    return page;
+  });
+}
+
+result<call_store::gap_ranges> pg_call_store::gaps(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<gap_ranges> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT first_sequence, last_sequence, lost FROM call_gaps WHERE call_id = $1 ORDER BY first_sequence",
+        params{}.add(call_id));
+    gap_ranges out;
+    for (int i = 0; i < r.rows(); ++i) (r.boolean(i, 2) ? out.lost : out.open).push_back({r.int64(i, 0), r.int64(i, 1)});
+    return out;
+  });
+}
+
+result<job_page> pg_call_store::list_jobs(const job_query& query) {
+  return with_reader([&](connection& c) -> result<job_page> {
+    std::string sql = std::string("SELECT ") + pg::job_columns + " FROM jobs WHERE id > $1";
+    params p;
+    p.add(query.after).add(static_cast<std::int64_t>(query.limit + 1));
+    int n = 3;
+    if (query.state) {
+      sql += " AND state = $" + std::to_string(n++);
+      p.add(to_string(*query.state));
+    }
+    if (query.call_id) {
+      sql += " AND call_id = $" + std::to_string(n++);
+      p.add(std::string_view(*query.call_id));
+    }
+    sql += " ORDER BY id LIMIT $2";
+    auto r = c.exec(sql, p);
+    job_page page;
+    for (int i = 0; i < r.rows(); ++i) page.jobs.push_back(pg::read_job(r, i));
+    page.next_after = trim_page(page.jobs, query.limit, [](const job& j) { return j.id; });
+    return page;
+  });
+}
+
+result<job> pg_call_store::get_job(std::int64_t id) {
+  return with_reader([&](connection& c) -> result<job> {
+    auto r = c.exec(std::string("SELECT ") + pg::job_columns + " FROM jobs WHERE id = $1", params{}.add(id));
+    if (r.rows() == 0) return errc::not_found;
+    return pg::read_job(r, 0);
+  });
+}
+
+result<std::vector<transcript_segment>> pg_call_store::transcript(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<transcript_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT job_id, first_sequence, last_sequence, text, engine, latency_ms, created_at FROM "
+        "transcript_segments WHERE call_id = $1 ORDER BY first_sequence",
+        params{}.add(call_id));
+    std::vector<transcript_segment> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.text(i, 4), r.float8(i, 5),
+                     r.float8(i, 6)});
+    return out;
+  });
+}
+
+result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_view call_id, std::int64_t first,
+                                                                 std::int64_t last) {
+  return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
+    auto r = c.exec(
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = $1 AND sequence BETWEEN $2 "
+        "AND $3 AND NOT late ORDER BY sequence",
+        params{}.add(call_id).add(first).add(last));
+    std::vector<stored_packet> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_packet(r, i));
+    return out;
+  });
+}
+
+result<job_counts> pg_call_store::count_jobs() {
+  return with_reader([&](connection& c) -> result<job_counts> {
+    job_counts counts;
+    auto r = c.exec("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    for (int i = 0; i < r.rows(); ++i) {
+      const auto n = r.int64(i, 1);
+      switch (parse_job_state(r.text_view(i, 0)).value_or(job_state::queued)) {
+        case job_state::queued: counts.queued = n; break;
+        case job_state::running: counts.running = n; break;
+        case job_state::succeeded: counts.succeeded = n; break;
+        case job_state::dead: counts.dead = n; break;
+      }
+    }
+    auto due = c.exec("SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND run_at <= $1",
+                      params{}.add(options_.clock()));
+    counts.oldest_due_at = due.optional_float8(0, 0);
+    return counts;
+  });
+}
+
+result<call_counts> pg_call_store::count_calls() {
+  return with_reader([&](connection& c) -> result<call_counts> {
+    auto r = c.exec(
+        "SELECT state, COUNT(*), COALESCE(SUM(packets_received), 0), COALESCE(SUM(duplicate_packets), 0), "
+        "COALESCE(SUM(out_of_order_packets), 0), COALESCE(SUM(gaps_opened), 0), COALESCE(SUM(late_packets), 0), "
+        "COALESCE(SUM(lost_packets), 0) FROM calls GROUP BY state");
+    call_counts out;
+    for (int i = 0; i < r.rows(); ++i) {
+      if (auto st = parse_call_state(r.text_view(i, 0))) out.by_state[static_cast<std::size_t>(*st)] = r.int64(i, 1);
+      out.packets_received += r.int64(i, 2);
+      out.duplicate_packets += r.int64(i, 3);
+      out.out_of_order_packets += r.int64(i, 4);
+      out.gaps_opened += r.int64(i, 5);
+      out.late_packets += r.int64(i, 6);
+      out.lost_packets += r.int64(i, 7);
+    }
+    return out;
+  });
+}
+
+bool pg_call_store::ping() {
+  auto r = with_reader([](connection& c) -> result<int> {
+    return static_cast<int>(c.exec("SELECT COUNT(*) FROM schema_migrations").rows());
+  });
+  return r.has_value() && *r == 1;
+}
+
+writer_stats pg_call_store::stats() const {
+  writer_stats s;
+  s.batches = batches_.load(std::memory_order_relaxed);
+  s.packets = packets_.load(std::memory_order_relaxed);
+  s.largest_batch = largest_batch_.load(std::memory_order_relaxed);
+  std::uint64_t failed = failed_batches_.load(std::memory_order_relaxed);
+  for (const auto& w : writers_) failed += w->failed_batches();
+  s.failed_batches = failed;
+  s.queued = queued_.load(std::memory_order_relaxed);
+  s.queue_limit = options_.queue_limit;
+  s.batch_sizes = batch_sizes_.snapshot();
+  return s;
+}
+
+}  // namespace aipbx

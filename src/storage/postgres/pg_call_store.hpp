@@ -1,0 +1,153 @@
+// pg_call_store: the PostgreSQL store; implements call_store and job_store (see their headers for the
+// contracts). Several `aipbx serve` nodes share one database; each node is stateless.
+//
+// Writes: `writers` writer threads (own connections) take the writes queued since their last transaction
+// (up to `max_batch`) and apply them in one transaction (group commit), with multi-row statements whose
+// rows travel as binary arrays, so a batch costs a handful of round trips whatever its size. A write is
+// answered after COMMIT returns (synchronous_commit decides durability; PostgreSQL's default flushes the
+// WAL), never before.
+//
+// Concurrency across nodes: a batch locks the rows of every call it touches (SELECT ... FOR UPDATE, in id
+// order, after creating missing calls with INSERT ... ON CONFLICT DO NOTHING in id order), then reads
+// their state (sequence tracker, gaps, counters) from the database: no node caches call state between
+// transactions, so packets of one call arriving at several nodes at once are sequenced as if by one
+// writer. A deadlock or serialization failure runs the batch again.
+//
+// Jobs: claims take due jobs with FOR UPDATE SKIP LOCKED under a lease (expired leases are taken over the
+// same way, so a dead node's jobs go to the others once their leases expire). A transaction that queued
+// jobs sends NOTIFY aipbx_jobs; a listener thread per node (LISTEN) wakes that node's workers, which
+// otherwise only poll slowly.
+//
+// Sweeps (idle calls' last segments, reorder windows, idle timeouts) run every `sweep_interval` on one
+// writer, inside a transaction that first takes a transaction-level advisory lock with
+// pg_try_advisory_xact_lock: while one node sweeps, the others skip, so each decision is taken once; the
+// sweep re-checks each candidate call under its row lock.
+//
+// Outages: a write failing on a lost connection is answered `unavailable` (the client retries; the retry
+// is deduplicated, so an ambiguous commit loses nothing). Writers reconnect at most every
+// `reconnect_interval`; in between, queued writes are refused at once with `unavailable`, so ingest never
+// hangs on a dead database. Reads use a pool of `pool_size` connections, re-established when lost.
+//
+// At start-up (before anything else) the schema is migrated under an advisory lock, and jobs still
+// `running` under this node's own lease owner (`node`, if set: a previous process of the same node) are
+// put back in the queue without counting the interrupted attempt; other nodes' jobs wait for their leases.
+//
+// Every public member is thread-safe. The constructor throws pg::pg_error or std::runtime_error when the
+// database cannot be reached or migrated (a start-up failure); after that every failure is an errc.
+#pragma once
+
+#include "domain/call_sequencer.hpp"
+#include "storage/storage_backend.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace aipbx {
+struct write_op;
+}  // namespace aipbx
+namespace aipbx::pg {
+class connection;
+class writer;
+}  // namespace aipbx::pg
+
+namespace aipbx {
+
+struct pg_options {
+  std::string url;                  // postgresql://user:pass@host:port/dbname
+  std::size_t pool_size = 4;        // read connections
+  std::size_t writers = 2;          // writer threads, each with its own connection
+  std::size_t queue_limit = 50000;  // writes waiting before ingest answers `overloaded`
+  std::size_t max_batch = 4096;     // writes per transaction at most
+  std::int64_t segment_packets = 1;
+  double segment_idle = 2.0;
+  reorder_window window;
+  double idle_timeout = 0;
+  std::chrono::milliseconds sweep_interval{250};
+  std::chrono::milliseconds reconnect_interval{500};
+  int max_attempts = 5;
+  std::string node;                 // this node's lease owner name; its leftover leases are requeued at start
+  std::function<double()> clock;    // unix seconds; the system clock when empty
+};
+
+class pg_call_store final : public storage_backend {
+ public:
+  explicit pg_call_store(pg_options options);
+  ~pg_call_store() override;
+
+  // call_store
+  void ingest(packet p, ingest_handler done) override;
+  [[nodiscard]] result<call_page> list_calls(const call_query& query) override;
+  [[nodiscard]] result<call_summary> get_call(std::string_view call_id) override;
+  [[nodiscard]] result<packet_page> list_packets(std::string_view call_id, std::int64_t after,
+                                                 std::size_t limit) override;
+  [[nodiscard]] result<gap_ranges> gaps(std::string_view call_id) override;
+  void end_call(std::string call_id, std::string reason, state_handler done) override;
+  void archive_call(std::string call_id, state_handler done) override;
+  [[nodiscard]] result<call_counts> count_calls() override;
+  [[nodiscard]] bool ping() override;
+  writer_stats stats() const override;
+  void stop() override;
+
+  // job_store
+  void claim(std::string owner, std::size_t limit, double lease_seconds, claim_handler done) override;
+  void renew(std::int64_t job_id, std::string owner, int attempt, double lease_seconds,
+             bool_handler done) override;
+  void finish(std::int64_t job_id, std::string owner, int attempt, job_outcome outcome,
+              bool_handler done) override;
+  void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
+  void replay(std::int64_t job_id, job_handler done) override;
+  void on_jobs_queued(std::function<void()> listener) override;
+  [[nodiscard]] result<job_page> list_jobs(const job_query& query) override;
+  [[nodiscard]] result<job> get_job(std::int64_t id) override;
+  [[nodiscard]] result<std::vector<transcript_segment>> transcript(std::string_view call_id) override;
+  [[nodiscard]] result<std::vector<stored_packet>> segment_packets(std::string_view call_id, std::int64_t first,
+                                                                  std::int64_t last) override;
+  [[nodiscard]] result<job_counts> count_jobs() override;
+
+  int schema_version() const { return schema_version_; }
+
+ private:
+  template <class F>
+  auto with_reader(F&& f) -> decltype(f(std::declval<pg::connection&>()));
+  void submit(write_op op, bool bounded);
+  void writer_loop(std::size_t index);
+  void listener_loop();
+  void notify_listener() const;
+
+  pg_options options_;
+  std::string token_;  // this store's NOTIFY payload: its own notifications are not heard twice
+  int schema_version_ = 0;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<write_op> queue_;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point next_sweep_;
+  std::vector<std::thread> writer_threads_;
+  std::vector<std::unique_ptr<pg::writer>> writers_;
+
+  mutable std::mutex listener_mutex_;
+  std::function<void()> listener_;
+  std::atomic<bool> listener_stop_{false};
+  std::thread listener_thread_;
+
+  std::mutex readers_mutex_;
+  std::condition_variable reader_free_;
+  std::vector<std::unique_ptr<pg::connection>> idle_readers_;
+  std::size_t readers_out_ = 0;
+
+  std::atomic<bool> reachable_{true};
+  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0};
+  std::atomic<std::size_t> queued_{0};
+  atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
+};
+
+}  // namespace aipbx

@@ -1,0 +1,183 @@
+#include "storage/postgres/pg_migrations.hpp"
+
+#include <array>
+#include <stdexcept>
+#include <string>
+
+namespace aipbx::pg {
+namespace {
+
+struct migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// Times are unix seconds (double precision) as in the embedded store; packet data is bytea (any bytes); call
+// ids compare bytewise (COLLATE "C"), as in SQLite, whatever the database's locale.
+constexpr const char* v1_calls_and_packets = R"sql(
+CREATE TABLE calls (
+  id                   text COLLATE "C" PRIMARY KEY,
+  state                text NOT NULL DEFAULT 'IN_PROGRESS'
+                       CHECK (state IN ('IN_PROGRESS','PROCESSING_AI','COMPLETED','FAILED','ARCHIVED')),
+  last_sequence        bigint NOT NULL DEFAULT 0,
+  expected_sequence    bigint NOT NULL DEFAULT 1,
+  packets_received     bigint NOT NULL DEFAULT 0,
+  duplicate_packets    bigint NOT NULL DEFAULT 0,
+  out_of_order_packets bigint NOT NULL DEFAULT 0,
+  gaps_opened          bigint NOT NULL DEFAULT 0,
+  missing_packets      bigint NOT NULL DEFAULT 0,
+  first_timestamp      double precision,
+  last_timestamp       double precision,
+  created_at           double precision NOT NULL,
+  updated_at           double precision NOT NULL,
+  state_changed_at     double precision NOT NULL
+);
+CREATE INDEX calls_state ON calls(state, id);
+
+CREATE TABLE packets (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  call_id     text COLLATE "C" NOT NULL REFERENCES calls(id),
+  sequence    bigint NOT NULL,
+  data        bytea NOT NULL,
+  timestamp   double precision NOT NULL,
+  received_at double precision NOT NULL,
+  UNIQUE (call_id, sequence)
+);
+
+CREATE TABLE call_gaps (
+  call_id        text COLLATE "C" NOT NULL REFERENCES calls(id),
+  first_sequence bigint NOT NULL,
+  last_sequence  bigint NOT NULL,
+  PRIMARY KEY (call_id, first_sequence)
+);
+)sql";
+
+constexpr const char* v2_jobs = R"sql(
+ALTER TABLE calls ADD COLUMN next_segment bigint NOT NULL DEFAULT 1;
+ALTER TABLE calls ADD COLUMN last_packet_at double precision;
+CREATE INDEX calls_unsegmented ON calls(last_packet_at)
+  WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS';
+
+CREATE TABLE jobs (
+  id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  call_id          text COLLATE "C" NOT NULL REFERENCES calls(id),
+  first_sequence   bigint NOT NULL,
+  last_sequence    bigint NOT NULL,
+  state            text NOT NULL DEFAULT 'queued'
+                   CHECK (state IN ('queued','running','succeeded','dead')),
+  attempts         integer NOT NULL DEFAULT 0,
+  max_attempts     integer NOT NULL,
+  run_at           double precision NOT NULL,
+  lease_owner      text,
+  lease_expires_at double precision,
+  last_error       text,
+  created_at       double precision NOT NULL,
+  updated_at       double precision NOT NULL,
+  started_at       double precision,
+  finished_at      double precision,
+  UNIQUE (call_id, first_sequence)
+);
+CREATE INDEX jobs_queued_due ON jobs(run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_running_lease ON jobs(lease_expires_at) WHERE state = 'running';
+CREATE INDEX jobs_state ON jobs(state, id);
+
+CREATE TABLE transcript_segments (
+  job_id         bigint PRIMARY KEY REFERENCES jobs(id),
+  call_id        text COLLATE "C" NOT NULL REFERENCES calls(id),
+  first_sequence bigint NOT NULL,
+  last_sequence  bigint NOT NULL,
+  text           text NOT NULL,
+  engine         text NOT NULL,
+  latency_ms     double precision NOT NULL,
+  created_at     double precision NOT NULL
+);
+CREATE INDEX transcript_call ON transcript_segments(call_id, first_sequence);
+)sql";
+
+constexpr const char* v3_lifecycle = R"sql(
+ALTER TABLE call_gaps ADD COLUMN opened_at double precision NOT NULL DEFAULT 0;
+ALTER TABLE call_gaps ADD COLUMN lost boolean NOT NULL DEFAULT false;
+CREATE INDEX call_gaps_open ON call_gaps(opened_at) WHERE NOT lost;
+ALTER TABLE packets ADD COLUMN late boolean NOT NULL DEFAULT false;
+ALTER TABLE calls ADD COLUMN late_packets bigint NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN lost_packets bigint NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN ended_at double precision;
+ALTER TABLE calls ADD COLUMN end_reason text;
+ALTER TABLE calls ADD COLUMN jobs_total bigint NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN jobs_succeeded bigint NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN jobs_dead bigint NOT NULL DEFAULT 0;
+UPDATE calls SET
+  jobs_total = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id),
+  jobs_succeeded = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'succeeded'),
+  jobs_dead = (SELECT COUNT(*) FROM jobs WHERE jobs.call_id = calls.id AND state = 'dead');
+UPDATE calls SET last_packet_at = updated_at WHERE last_packet_at IS NULL AND packets_received > 0;
+CREATE INDEX calls_active ON calls(last_packet_at) WHERE state = 'IN_PROGRESS';
+
+CREATE TABLE call_transitions (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  call_id    text COLLATE "C" NOT NULL REFERENCES calls(id),
+  from_state text,
+  to_state   text NOT NULL,
+  reason     text NOT NULL,
+  at         double precision NOT NULL
+);
+CREATE INDEX call_transitions_call ON call_transitions(call_id, id);
+INSERT INTO call_transitions(call_id, from_state, to_state, reason, at)
+  SELECT id, NULL, 'IN_PROGRESS', 'first packet', created_at FROM calls;
+)sql";
+
+// The embedded store's version 4 rebuilt its tables around a SQLite planner cost (CHECK ... IN lists); the
+// PostgreSQL tables need no change, and the version is recorded so that both backends number alike.
+constexpr const char* v4_plain_checks = "SELECT 1";
+
+constexpr std::array<migration, 4> all{{
+    {1, "calls, packets and gaps", v1_calls_and_packets},
+    {2, "jobs and transcript segments", v2_jobs},
+    {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
+    {4, "state checks as plain comparisons", v4_plain_checks},
+}};
+
+}  // namespace
+
+int latest_version() { return all.back().version; }
+
+int migrate(connection& c, double now, int target) {
+  // Session lock, held across the per-migration transactions: a node starting beside another waits here
+  // and then finds the schema done.
+  c.exec("SELECT pg_advisory_lock(" + std::to_string(lock_space) + ", " + std::to_string(migrate_lock) + ")",
+         params{});
+  struct unlock {
+    connection& c;
+    ~unlock() {
+      try {
+        if (c.ok())
+          c.exec("SELECT pg_advisory_unlock(" + std::to_string(lock_space) + ", " + std::to_string(migrate_lock) +
+                     ")",
+                 params{});
+      } catch (const pg_error&) {
+      }
+    }
+  } guard{c};
+  c.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+      " version integer PRIMARY KEY, name text NOT NULL, applied_at double precision NOT NULL)");
+  int current = static_cast<int>(c.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").int64(0, 0));
+  const int known = latest_version();
+  if (target <= 0 || target > known) target = known;
+  if (current > known)
+    throw std::runtime_error("database schema version " + std::to_string(current) +
+                             " is newer than this aipbx knows (" + std::to_string(known) + ")");
+  for (const auto& m : all) {
+    if (m.version <= current || m.version > target) continue;
+    in_transaction(c, [&] {
+      c.exec(m.sql);
+      c.exec("INSERT INTO schema_migrations(version, name, applied_at) VALUES ($1, $2, $3)",
+             params{}.add(std::int64_t{m.version}).add(std::string_view(m.name)).add(now));
+    });
+    current = m.version;
+  }
+  return current;
+}
+
+}  // namespace aipbx::pg

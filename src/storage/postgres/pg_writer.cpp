@@ -1,0 +1,751 @@
+#include "storage/postgres/pg_writer.hpp"
+
+#include "log/log.hpp"
+#include "storage/postgres/pg_migrations.hpp"
+
+#include <algorithm>
+
+namespace aipbx::pg {
+
+// One call as the calls row holds it, plus its live sequencer; loaded under the row lock.
+struct writer::call_record {
+  std::string id;
+  call_state state = call_state::in_progress;
+  call_sequencer seq;
+  std::int64_t packets_received = 0;
+  std::int64_t duplicate_packets = 0;
+  std::int64_t out_of_order_packets = 0;
+  std::int64_t late_packets = 0;
+  std::int64_t gaps_opened = 0;
+  std::int64_t jobs_total = 0;
+  std::int64_t jobs_succeeded = 0;
+  std::int64_t jobs_dead = 0;
+  std::optional<double> first_timestamp;
+  std::optional<double> last_timestamp;
+  std::optional<double> last_packet_at;
+  std::optional<double> ended_at;
+  std::optional<std::string> end_reason;
+  double state_changed_at = 0;
+  bool dirty = false;
+  bool gaps_dirty = false;
+
+  std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
+};
+
+const char* const job_columns =
+    "id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, lease_owner, "
+    "lease_expires_at, last_error, created_at, updated_at, started_at, finished_at";
+
+job read_job(const result_set& r, int row) {
+  job j;
+  j.id = r.int64(row, 0);
+  j.call_id = r.text(row, 1);
+  j.first_sequence = r.int64(row, 2);
+  j.last_sequence = r.int64(row, 3);
+  j.state = parse_job_state(r.text_view(row, 4)).value_or(job_state::queued);
+  j.attempts = static_cast<int>(r.int64(row, 5));
+  j.max_attempts = static_cast<int>(r.int64(row, 6));
+  j.run_at = r.float8(row, 7);
+  j.lease_owner = r.optional_text(row, 8);
+  j.lease_expires_at = r.optional_float8(row, 9);
+  j.last_error = r.optional_text(row, 10);
+  j.created_at = r.float8(row, 11);
+  j.updated_at = r.float8(row, 12);
+  j.started_at = r.optional_float8(row, 13);
+  j.finished_at = r.optional_float8(row, 14);
+  return j;
+}
+
+namespace {
+
+constexpr const char* record_columns =
+    "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
+    "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
+    "jobs_dead, ended_at, end_reason, state_changed_at";
+
+std::string fenced(const char* set) {
+  return std::string("UPDATE jobs SET ") + set +
+         " WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempts = $3 RETURNING call_id";
+}
+
+void sort_unique(std::vector<std::string>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+}  // namespace
+
+writer::writer(const pg_options& options)
+    : options_(options), sequencing_{options.segment_packets, options.window} {}
+
+writer::~writer() = default;
+
+void writer::reset() {
+  calls_.clear();
+  created_.clear();
+  existing_.clear();
+  inserted_.clear();
+  packets_ = {};
+  jobs_ = {};
+  transitions_rows_ = {};
+  sweep_ = {};
+  sweeping_ = false;
+  warnings_.clear();
+  state_changes_.clear();
+  created_log_.clear();
+  jobs_queued_ = false;
+}
+
+bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool sweep_now,
+                    const std::string& token) {
+  for (int attempt = 1;; ++attempt) {
+    reset();
+    try {
+      c.exec("BEGIN");
+      run(c, batch, now, sweep_now, token);
+      c.exec("COMMIT");
+      break;
+    } catch (const pg_error& e) {
+      c.rollback();
+      if (e.retryable() && attempt < 10) {
+        log::debug("transaction retried", {{"error", e.what()}, {"attempt", attempt}});
+        continue;
+      }
+      ++failed_batches_;
+      log::error("commit failed", {{"error", e.what()}, {"sqlstate", e.sqlstate()}, {"writes", batch.size()}});
+      const auto code = make_error_code(e.unavailable() ? errc::unavailable : errc::store_failure);
+      for (auto& op : batch) op.fail(code);
+      reset();
+      return false;
+    } catch (const std::exception& e) {
+      c.rollback();
+      ++failed_batches_;
+      log::error("commit failed", {{"error", e.what()}, {"writes", batch.size()}});
+      for (auto& op : batch) op.fail(make_error_code(errc::store_failure));
+      reset();
+      return false;
+    }
+  }
+  for (const auto& id : created_log_) log::info("call created", {{"call_id", id}});
+  for (const auto& t : state_changes_)
+    log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
+  for (const auto& w : warnings_) {
+    if (w.range)
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
+                        {"missing_first", w.range->first}, {"missing_last", w.range->last}});
+    else
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
+  }
+  return jobs_queued_;
+}
+
+void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sweep_now, const std::string& token) {
+  // Every call this batch may touch, locked up front in id order (the same order on every node).
+  std::vector<std::string> new_ids, lock_ids;
+  std::vector<std::int64_t> job_ids;
+  bool claims = false;
+  for (auto& op : batch) {
+    std::visit(
+        [&](auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, ingest_op>) new_ids.push_back(o.p.call_id);
+          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>) lock_ids.push_back(o.call_id);
+          else if constexpr (std::is_same_v<T, finish_op> || std::is_same_v<T, replay_op>) job_ids.push_back(o.id);
+          else if constexpr (std::is_same_v<T, claim_op>) claims = true;
+        },
+        op.v);
+  }
+  const auto add_ids = [&](const result_set& r) {
+    for (int i = 0; i < r.rows(); ++i) lock_ids.push_back(r.text(i, 0));
+  };
+  if (!job_ids.empty())
+    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])", params{}.add_ints(job_ids)));
+  if (claims)
+    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
+                   "AND attempts >= max_attempts LIMIT 1000",
+                   params{}.add(now)));
+  if (sweep_now) {
+    // One node sweeps at a time; the lock is the transaction's and goes with its end.
+    sweeping_ = c.exec("SELECT pg_try_advisory_xact_lock($1::int, $2::int)",
+                       params{}.add(std::int64_t{lock_space}).add(std::int64_t{sweep_lock}))
+                    .boolean(0, 0);
+    if (sweeping_) {
+      const auto collect = [&](const char* sql, double before, std::vector<std::string>& out) {
+        auto r = c.exec(sql, params{}.add(before));
+        for (int i = 0; i < r.rows(); ++i) {
+          out.push_back(r.text(i, 0));
+          lock_ids.push_back(out.back());
+        }
+      };
+      if (options_.window.seconds > 0)
+        collect("SELECT DISTINCT call_id FROM call_gaps WHERE NOT lost AND opened_at <= $1 LIMIT 1000",
+                now - options_.window.seconds, sweep_.expired_gaps);
+      if (options_.idle_timeout > 0)
+        collect("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= $1 "
+                "ORDER BY last_packet_at LIMIT 1000",
+                now - options_.idle_timeout, sweep_.timed_out);
+      collect("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS' AND "
+              "last_packet_at <= $1 ORDER BY last_packet_at LIMIT 1000",
+              now - options_.segment_idle, sweep_.idle);
+    }
+  }
+
+  if (!new_ids.empty()) {
+    sort_unique(new_ids);
+    auto r = c.exec(
+        "INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
+        "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
+        params{}.add_texts(new_ids).add(now));
+    for (int i = 0; i < r.rows(); ++i) {
+      std::string id = r.text(i, 0);
+      transitions_rows_.call_id.push_back(id);
+      transitions_rows_.from.push_back(std::nullopt);
+      transitions_rows_.to.emplace_back(to_string(call_state::in_progress));
+      transitions_rows_.reason.emplace_back("first packet");
+      transitions_rows_.at.push_back(now);
+      created_log_.push_back(id);
+      created_.insert(std::move(id));
+    }
+    lock_ids.insert(lock_ids.end(), new_ids.begin(), new_ids.end());
+  }
+  sort_unique(lock_ids);
+  lock_calls(c, lock_ids);
+  load_existing_packets(c, batch);
+
+  for (auto& op : batch) {
+    std::visit(
+        [&](auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
+          else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
+          else if constexpr (std::is_same_v<T, renew_op>) o.r = apply_renew(c, o, now);
+          else if constexpr (std::is_same_v<T, finish_op>) o.r = apply_finish(c, o, now);
+          else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(c, o, now);
+          else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(c, o, now);
+          else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
+          else o.r = apply_archive(o.call_id, now);
+        },
+        op.v);
+  }
+  if (sweeping_) sweep(now);
+  flush(c, now, token);
+}
+
+void writer::lock_calls(connection& c, const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  auto r = c.exec(std::string("SELECT ") + record_columns +
+                      " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                  params{}.add_texts(ids));
+  std::vector<std::string> found;
+  for (int i = 0; i < r.rows(); ++i) {
+    auto rec = std::make_unique<call_record>();
+    rec->id = r.text(i, 0);
+    rec->state = parse_call_state(r.text_view(i, 1)).value_or(call_state::in_progress);
+    rec->packets_received = r.int64(i, 3);
+    rec->duplicate_packets = r.int64(i, 4);
+    rec->out_of_order_packets = r.int64(i, 5);
+    rec->gaps_opened = r.int64(i, 6);
+    rec->first_timestamp = r.optional_float8(i, 7);
+    rec->last_timestamp = r.optional_float8(i, 8);
+    rec->last_packet_at = r.optional_float8(i, 10);
+    rec->late_packets = r.int64(i, 11);
+    rec->jobs_total = r.int64(i, 12);
+    rec->jobs_succeeded = r.int64(i, 13);
+    rec->jobs_dead = r.int64(i, 14);
+    rec->ended_at = r.optional_float8(i, 15);
+    rec->end_reason = r.optional_text(i, 16);
+    rec->state_changed_at = r.float8(i, 17);
+    // The sequencer is rebuilt below, once the gaps are read; highest and next_segment wait in it.
+    rec->seq = call_sequencer(sequencing_, r.int64(i, 2), {}, {}, r.int64(i, 9));
+    found.push_back(rec->id);
+    calls_.emplace(rec->id, std::move(rec));
+  }
+  if (found.empty()) return;
+  struct gaps_of {
+    std::vector<open_gap> open;
+    std::vector<seq_range> lost;
+  };
+  std::map<std::string, gaps_of, std::less<>> gaps;
+  auto g = c.exec(
+      "SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
+      "ANY($1::text[]) ORDER BY call_id, first_sequence",
+      params{}.add_texts(found));
+  for (int i = 0; i < g.rows(); ++i) {
+    auto& entry = gaps[g.text(i, 0)];
+    const seq_range range{g.int64(i, 1), g.int64(i, 2)};
+    if (g.boolean(i, 4)) entry.lost.push_back(range);
+    else entry.open.push_back({range, g.float8(i, 3)});
+  }
+  for (auto& [id, entry] : gaps) {
+    auto& rec = *calls_.at(id);
+    rec.seq = call_sequencer(sequencing_, rec.seq.tracker().highest(), entry.open, entry.lost, rec.seq.next_segment());
+  }
+}
+
+writer::call_record* writer::locked(connection& c, const std::string& id) {
+  if (auto it = calls_.find(id); it != calls_.end()) return it->second.get();
+  lock_calls(c, {id});
+  auto it = calls_.find(id);
+  return it == calls_.end() ? nullptr : it->second.get();
+}
+
+void writer::load_existing_packets(connection& c, const std::deque<write_op>& batch) {
+  // Only sequences at or below a call's highest can have been stored before (the call is locked, so no
+  // other transaction adds any meanwhile).
+  std::vector<std::string> ids;
+  std::vector<std::int64_t> seqs;
+  for (const auto& op : batch) {
+    const auto* in = std::get_if<ingest_op>(&op.v);
+    if (!in) continue;
+    auto it = calls_.find(in->p.call_id);
+    if (it == calls_.end() || created_.contains(in->p.call_id)) continue;
+    if (in->p.sequence > it->second->seq.tracker().highest()) continue;
+    ids.push_back(in->p.call_id);
+    seqs.push_back(in->p.sequence);
+  }
+  if (ids.empty()) return;
+  auto r = c.exec(
+      "SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
+      "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
+      params{}.add_texts(ids).add_ints(seqs));
+  for (int i = 0; i < r.rows(); ++i) existing_.emplace(std::pair{r.text(i, 0), r.int64(i, 1)}, r.bytes(i, 2));
+}
+
+ingest_outcome writer::duplicate_outcome(const call_record& rec) {
+  ingest_outcome out;
+  out.duplicate = true;
+  out.kind = arrival::duplicate;
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
+  return out;
+}
+
+result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
+  auto it = calls_.find(p.call_id);
+  if (it == calls_.end()) return errc::store_failure;  // created or locked above; cannot happen
+  call_record& rec = *it->second;
+  ingest_outcome out;
+  if (auto c = created_.find(p.call_id); c != created_.end()) {
+    out.call_created = true;
+    created_.erase(c);
+  }
+  // What this sequence already holds, if anything: stored before, or earlier in this batch.
+  std::optional<std::string_view> stored;
+  if (auto in = inserted_.find(packet_key{p.call_id, p.sequence}); in != inserted_.end()) stored = in->second;
+  else if (auto ex = existing_.find(std::pair{p.call_id, p.sequence}); ex != existing_.end()) stored = ex->second;
+
+  if (rec.state != call_state::in_progress) {
+    // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
+    if (!stored || *stored != p.data) return errc::call_ended;
+    ++rec.duplicate_packets;
+    rec.dirty = true;
+    return duplicate_outcome(rec);
+  }
+  if (stored) {
+    if (*stored != p.data) return errc::sequence_conflict;
+    ++rec.duplicate_packets;
+    rec.dirty = true;
+    return duplicate_outcome(rec);
+  }
+
+  sequencer_changes changes;
+  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const observation& obs = arrived.obs;
+  if (obs.removed || !obs.added.empty()) rec.gaps_dirty = true;
+  ++rec.packets_received;
+  switch (obs.kind) {
+    case arrival::gap:
+      ++rec.gaps_opened;
+      warnings_.push_back({"packet gap", p.call_id, p.sequence, obs.expected, obs.added.front()});
+      break;
+    case arrival::late:
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::after_lost:
+      ++rec.late_packets;
+      warnings_.push_back({"packet after its gap was declared lost", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::before_start:
+    case arrival::duplicate:
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"out-of-order packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::in_order: break;
+  }
+  packets_.call_id.push_back(p.call_id);
+  packets_.sequence.push_back(p.sequence);
+  packets_.data.push_back(p.data);
+  packets_.timestamp.push_back(p.timestamp);
+  packets_.late.push_back(obs.kind == arrival::after_lost);
+  inserted_.emplace(packet_key{p.call_id, p.sequence}, p.data);
+
+  if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
+  if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
+  rec.last_packet_at = now;
+  apply_changes(rec, changes, now);
+  rec.dirty = true;
+
+  out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
+  return out;
+}
+
+void writer::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
+  for (const auto& r : changes.lost) {
+    rec.gaps_dirty = true;
+    warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
+  }
+  for (const auto& seg : changes.segments) {
+    jobs_.call_id.push_back(rec.id);
+    jobs_.first.push_back(seg.first);
+    jobs_.last.push_back(seg.last);
+    ++rec.jobs_total;
+    jobs_queued_ = true;
+  }
+  (void)now;
+  if (!changes.empty()) rec.dirty = true;
+}
+
+void writer::sweep(double now) {
+  // Each candidate is checked again under its row lock: another node may have changed it since.
+  for (const auto& id : sweep_.expired_gaps) {
+    auto it = calls_.find(id);
+    if (it == calls_.end() || it->second->state != call_state::in_progress) continue;
+    sequencer_changes changes;
+    it->second->seq.tick(now, changes);
+    apply_changes(*it->second, changes, now);
+  }
+  for (const auto& id : sweep_.timed_out) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    const auto& rec = *it->second;
+    if (rec.state != call_state::in_progress || !rec.last_packet_at ||
+        *rec.last_packet_at > now - options_.idle_timeout)
+      continue;
+    (void)apply_end(id, "idle timeout", now);
+  }
+  for (const auto& id : sweep_.idle) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    auto& rec = *it->second;
+    if (rec.state != call_state::in_progress || !rec.seq.has_uncut() || !rec.last_packet_at ||
+        *rec.last_packet_at > now - options_.segment_idle)
+      continue;
+    sequencer_changes changes;
+    rec.seq.flush(changes);
+    apply_changes(rec, changes, now);
+  }
+}
+
+result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return errc::not_found;
+  call_record& rec = *it->second;
+  if (rec.state != call_state::in_progress) return errc::invalid_transition;
+  sequencer_changes changes;
+  rec.seq.flush(changes);
+  apply_changes(rec, changes, now);
+  rec.ended_at = now;
+  rec.end_reason = reason;
+  transition(rec, call_state::processing_ai, reason, now);
+  settle(rec, "ai jobs settled", now);
+  return rec.state;
+}
+
+result<call_state> writer::apply_archive(const std::string& call_id, double now) {
+  auto it = calls_.find(call_id);
+  if (it == calls_.end()) return errc::not_found;
+  call_record& rec = *it->second;
+  if (!can_transition(rec.state, call_state::archived)) return errc::invalid_transition;
+  transition(rec, call_state::archived, "archived by request", now);
+  return rec.state;
+}
+
+void writer::transition(call_record& rec, call_state to, const std::string& reason, double now) {
+  const call_state from = rec.state;
+  if (from == to) return;
+  if (!can_transition(from, to)) {
+    log::error("call state change refused", {{"call_id", rec.id}, {"from", to_string(from)}, {"to", to_string(to)}});
+    return;
+  }
+  rec.state = to;
+  rec.state_changed_at = now;
+  rec.dirty = true;
+  transitions_rows_.call_id.push_back(rec.id);
+  transitions_rows_.from.emplace_back(std::string(to_string(from)));
+  transitions_rows_.to.emplace_back(to_string(to));
+  transitions_rows_.reason.push_back(reason);
+  transitions_rows_.at.push_back(now);
+  state_changes_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
+}
+
+void writer::settle(call_record& rec, const std::string& reason, double now) {
+  if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
+  if (rec.state == call_state::failed && target == call_state::completed)
+    transition(rec, call_state::processing_ai, reason, now);
+  transition(rec, target, reason, now);
+}
+
+void writer::job_changed(connection& c, const std::string& call_id, job_state from, job_state to, double now) {
+  call_record* rec = locked(c, call_id);
+  if (!rec) return;
+  if (from == job_state::dead) --rec->jobs_dead;
+  if (from == job_state::succeeded) --rec->jobs_succeeded;
+  if (to == job_state::dead) ++rec->jobs_dead;
+  if (to == job_state::succeeded) ++rec->jobs_succeeded;
+  rec->dirty = true;
+  settle(*rec,
+         to == job_state::dead     ? "an ai job is dead"
+         : to == job_state::queued ? "a dead job was replayed"
+                                   : "ai jobs settled",
+         now);
+}
+
+result<claim_result> writer::apply_claim(connection& c, const claim_op& op, double now) {
+  claim_result out;
+  const auto limit = static_cast<std::int64_t>(op.limit);
+  // Due jobs nobody else is taking right now: SKIP LOCKED passes over rows another node is claiming.
+  auto due = c.exec(std::string("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, "
+                                "lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 "
+                                "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 "
+                                "ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ") +
+                        job_columns,
+                    params{}.add(std::string_view(op.owner)).add(now + op.lease).add(now).add(limit));
+  for (int i = 0; i < due.rows(); ++i) out.jobs.push_back(read_job(due, i));
+  std::sort(out.jobs.begin(), out.jobs.end(),
+            [](const job& a, const job& b) { return a.run_at != b.run_at ? a.run_at < b.run_at : a.id < b.id; });
+  if (static_cast<std::int64_t>(out.jobs.size()) < limit) {
+    // Leases that expired: their worker (or its node) died or hung. The interrupted attempt counts.
+    auto expired = c.exec(
+        "SELECT id, attempts, max_attempts, call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
+        "ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        params{}.add(now).add(limit - static_cast<std::int64_t>(out.jobs.size())));
+    std::vector<std::int64_t> take;
+    for (int i = 0; i < expired.rows(); ++i) {
+      const std::int64_t id = expired.int64(i, 0);
+      if (expired.int64(i, 1) < expired.int64(i, 2)) {
+        take.push_back(id);
+        continue;
+      }
+      const std::string call = expired.text(i, 3);
+      c.exec("UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, last_error = $1, "
+             "finished_at = $2, updated_at = $2 WHERE id = $3",
+             params{}.add(std::string_view("lease expired on the last attempt")).add(now).add(id));
+      job_changed(c, call, job_state::running, job_state::dead, now);
+      log::error("ai job dead", {{"job_id", id}, {"error", "lease expired on the last attempt"}});
+    }
+    if (!take.empty()) {
+      auto leased = c.exec(std::string("UPDATE jobs SET attempts = attempts + 1, lease_owner = $1, "
+                                       "lease_expires_at = $2, updated_at = $3 WHERE id = ANY($4::bigint[]) "
+                                       "RETURNING ") +
+                               job_columns,
+                           params{}.add(std::string_view(op.owner)).add(now + op.lease).add(now).add_ints(take));
+      for (int i = 0; i < leased.rows(); ++i) out.jobs.push_back(read_job(leased, i));
+    }
+  }
+  if (static_cast<std::int64_t>(out.jobs.size()) < limit) {
+    auto next = c.exec(
+        "SELECT (SELECT MIN(run_at) FROM jobs WHERE state = 'queued'), "
+        "(SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running')");
+    std::optional<double> at = next.optional_float8(0, 0);
+    if (auto lease = next.optional_float8(0, 1); lease && (!at || *lease < *at)) at = lease;
+    out.next_run_at = at;
+  }
+  return out;
+}
+
+result<bool> writer::apply_renew(connection& c, const renew_op& op, double now) {
+  auto r = c.exec(fenced("lease_expires_at = $4, updated_at = $5"),
+                  params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}).add(now + op.lease)
+                      .add(now));
+  return r.rows() > 0;
+}
+
+result<bool> writer::apply_finish(connection& c, const finish_op& op, double now) {
+  // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
+  const auto fence = [&] { return params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}); };
+  job_state to;
+  std::string call;
+  if (const auto* ok = std::get_if<job_succeeded>(&op.outcome)) {
+    auto r = c.exec(fenced("state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, finished_at = $4, "
+                           "updated_at = $4"),
+                    fence().add(now));
+    if (r.rows() == 0) return false;
+    call = r.text(0, 0);
+    c.exec("INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, text, engine, "
+           "latency_ms, created_at) SELECT id, call_id, first_sequence, last_sequence, $1, $2, $3, $4 FROM jobs "
+           "WHERE id = $5",
+           params{}.add(std::string_view(ok->text)).add(std::string_view(ok->engine)).add(ok->latency_ms).add(now)
+               .add(op.id));
+    to = job_state::succeeded;
+  } else if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
+    auto r = c.exec(fenced("state = 'queued', lease_owner = NULL, lease_expires_at = NULL, last_error = $4, "
+                           "run_at = $5, updated_at = $6"),
+                    fence().add(std::string_view(retry->error)).add(retry->run_at).add(now));
+    return r.rows() > 0;
+  } else {
+    auto r = c.exec(fenced("state = 'dead', lease_owner = NULL, lease_expires_at = NULL, last_error = $4, "
+                           "finished_at = $5, updated_at = $5"),
+                    fence().add(std::string_view(std::get<job_dead>(op.outcome).error)).add(now));
+    if (r.rows() == 0) return false;
+    call = r.text(0, 0);
+    to = job_state::dead;
+  }
+  job_changed(c, call, job_state::running, to, now);
+  return true;
+}
+
+result<bool> writer::apply_release(connection& c, const release_op& op, double now) {
+  auto r = c.exec(fenced("state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL, "
+                         "run_at = $4, updated_at = $4"),
+                  params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}).add(now));
+  const bool released = r.rows() > 0;
+  if (released) jobs_queued_ = true;
+  return released;
+}
+
+result<job> writer::apply_replay(connection& c, const replay_op& op, double now) {
+  auto r = c.exec(std::string("UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, finished_at = NULL, "
+                              "updated_at = $1 WHERE id = $2 AND state = 'dead' RETURNING ") +
+                      job_columns,
+                  params{}.add(now).add(op.id));
+  if (r.rows() > 0) {
+    job j = read_job(r, 0);
+    jobs_queued_ = true;
+    job_changed(c, j.call_id, job_state::dead, job_state::queued, now);
+    return j;
+  }
+  auto exists = c.exec("SELECT 1 FROM jobs WHERE id = $1", params{}.add(op.id));
+  return exists.rows() > 0 ? errc::job_not_dead : errc::not_found;
+}
+
+void writer::flush(connection& c, double now, const std::string& token) {
+  if (!packets_.call_id.empty())
+    c.exec("INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
+           "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
+           params{}.add_texts(packets_.call_id).add_ints(packets_.sequence).add_bytes_array(packets_.data)
+               .add_doubles(packets_.timestamp).add(now).add_bools(packets_.late));
+
+  // Calls whose gaps changed: their rows are written again from the sequencer's state.
+  std::vector<std::string> gap_calls, gc;
+  std::vector<std::int64_t> gf, gl;
+  std::vector<double> go;
+  std::vector<bool> glost;
+  for (auto& [id, rec] : calls_) {
+    if (!rec->gaps_dirty) continue;
+    gap_calls.push_back(id);
+    for (const auto& r : rec->seq.tracker().missing()) {
+      gc.push_back(id);
+      gf.push_back(r.first);
+      gl.push_back(r.last);
+      go.push_back(rec->seq.gap_opened_at(r.first).value_or(now));
+      glost.push_back(false);
+    }
+    for (const auto& r : rec->seq.lost()) {
+      gc.push_back(id);
+      gf.push_back(r.first);
+      gl.push_back(r.last);
+      go.push_back(now);
+      glost.push_back(true);
+    }
+  }
+  if (!gap_calls.empty()) {
+    c.exec("DELETE FROM call_gaps WHERE call_id = ANY($1::text[])", params{}.add_texts(gap_calls));
+    if (!gc.empty())
+      c.exec("INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at, lost) SELECT * FROM "
+             "unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bool[])",
+             params{}.add_texts(gc).add_ints(gf).add_ints(gl).add_doubles(go).add_bools(glost));
+  }
+
+  if (!jobs_.call_id.empty())
+    c.exec("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
+           "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
+           params{}.add_texts(jobs_.call_id).add_ints(jobs_.first).add_ints(jobs_.last)
+               .add(std::int64_t{options_.max_attempts}).add(now));
+
+  if (!transitions_rows_.call_id.empty())
+    c.exec("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
+           "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])",
+           params{}.add_texts(transitions_rows_.call_id).add_optional_texts(transitions_rows_.from)
+               .add_texts(transitions_rows_.to).add_texts(transitions_rows_.reason).add_doubles(transitions_rows_.at));
+
+  struct {
+    std::vector<std::string> id, state;
+    std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
+        succeeded, dead;
+    std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
+    std::vector<std::optional<std::string>> end_reason;
+    std::vector<double> changed_at;
+  } u;
+  for (auto& [id, rec] : calls_) {
+    if (!rec->dirty) continue;
+    const auto& t = rec->seq.tracker();
+    u.id.push_back(id);
+    u.state.emplace_back(to_string(rec->state));
+    u.last.push_back(t.highest());
+    u.expected.push_back(t.expected());
+    u.received.push_back(rec->packets_received);
+    u.dup.push_back(rec->duplicate_packets);
+    u.ooo.push_back(rec->out_of_order_packets);
+    u.gaps.push_back(rec->gaps_opened);
+    u.missing.push_back(t.missing_count());
+    u.next_segment.push_back(rec->seq.next_segment());
+    u.late.push_back(rec->late_packets);
+    u.lost.push_back(rec->seq.lost_packets());
+    u.total.push_back(rec->jobs_total);
+    u.succeeded.push_back(rec->jobs_succeeded);
+    u.dead.push_back(rec->jobs_dead);
+    u.first_ts.push_back(rec->first_timestamp);
+    u.last_ts.push_back(rec->last_timestamp);
+    u.last_packet_at.push_back(rec->last_packet_at);
+    u.ended_at.push_back(rec->ended_at);
+    u.end_reason.push_back(rec->end_reason);
+    u.changed_at.push_back(rec->state_changed_at);
+  }
+  if (!u.id.empty())
+    c.exec("UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
+           "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
+           "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, late_packets = u.late, "
+           "lost_packets = u.lost, jobs_total = u.total, jobs_succeeded = u.succeeded, jobs_dead = u.dead, "
+           "first_timestamp = u.first_ts, last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, "
+           "ended_at = u.ended_at, end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
+           "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
+           "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], "
+           "$14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], $19::float8[], $20::text[], "
+           "$21::float8[]) AS u(id, state, last, expected, received, dup, ooo, gaps, missing, next_segment, late, "
+           "lost, total, succeeded, dead, first_ts, last_ts, last_packet_at, ended_at, end_reason, changed_at) "
+           "WHERE calls.id = u.id",
+           params{}
+               .add_texts(u.id)
+               .add_texts(u.state)
+               .add_ints(u.last)
+               .add_ints(u.expected)
+               .add_ints(u.received)
+               .add_ints(u.dup)
+               .add_ints(u.ooo)
+               .add_ints(u.gaps)
+               .add_ints(u.missing)
+               .add_ints(u.next_segment)
+               .add_ints(u.late)
+               .add_ints(u.lost)
+               .add_ints(u.total)
+               .add_ints(u.succeeded)
+               .add_ints(u.dead)
+               .add_optional_doubles(u.first_ts)
+               .add_optional_doubles(u.last_ts)
+               .add_optional_doubles(u.last_packet_at)
+               .add_optional_doubles(u.ended_at)
+               .add_optional_texts(u.end_reason)
+               .add_doubles(u.changed_at)
+               .add(now));
+
+  // Delivered at commit, to every node's listener (this node's own ignores its token).
+  if (jobs_queued_) c.exec("SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token)));
+}
+
+}  // namespace aipbx::pg
