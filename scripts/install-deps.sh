@@ -10,12 +10,14 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libpq-dev libspdlog-dev libcli11-dev prometheus-cpp-dev
+  # the --config file (TOML), TLS and token digests
+  libtomlplusplus-dev libssl-dev
   # call audio: G.711 (spandsp), resampling (speexdsp); the pocketsphinx engine, its US English model, and
   # the recordings its tests decode
   libspandsp-dev libspeexdsp-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
-  sqlite3 curl procps
+  sqlite3 curl procps openssl
   # the PostgreSQL store's tests start a throwaway server of their own (scripts/pg-cluster.sh)
   postgresql
   # fuzzing: clang with libFuzzer and the sanitizer runtimes (scripts/fuzz.sh, the fuzz preset)

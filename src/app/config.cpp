@@ -1,7 +1,14 @@
 #include "app/config.hpp"
 
+#include "http/auth.hpp"
+#include "http/tls.hpp"
+
+#include <boost/asio/ip/address.hpp>
+
 #include <charconv>
 #include <cmath>
+#include <fstream>
+#include <stdexcept>
 
 namespace aipbx::app {
 
@@ -23,6 +30,14 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   else return std::nullopt;
   if (ms > 1e12) return std::nullopt;
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(ms)));
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 std::optional<reorder_window> parse_reorder_window(std::string_view text) {
@@ -63,7 +78,8 @@ CLI::Option* add_duration(CLI::App& cmd, const std::string& name, std::chrono::m
           },
           help)
       ->envname(env)
-      ->type_name("DURATION");
+      ->type_name("DURATION")
+      ->default_str(format_duration(target));
 }
 
 }  // namespace
@@ -165,7 +181,11 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "How long a gap may still be filled before it is declared lost and skipped: packets past it, a "
          "duration, or both (whichever comes first); 0 waits for the call to end (default 50,1s)")
       ->envname("AIPBX_REORDER_WINDOW")
-      ->type_name("WINDOW");
+      ->type_name("WINDOW")
+      ->default_str(c.window.enabled() ? std::to_string(c.window.packets) + "," +
+                                             format_duration(std::chrono::milliseconds(
+                                                 std::llround(c.window.seconds * 1000)))
+                                       : "0");
   add_duration(cmd, "--idle-timeout", c.call_idle_timeout,
                "A call with no packet for this long ends (0: only POST /v1/calls/{id}/end ends calls; default 60s)",
                "AIPBX_IDLE_TIMEOUT");
@@ -197,7 +217,8 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          },
          "Mock engine: processing delay drawn from MIN:MAX milliseconds (default 1000:3000)")
       ->envname("AIPBX_MOCK_DELAY_MS")
-      ->type_name("MIN:MAX");
+      ->type_name("MIN:MAX")
+      ->default_str(std::to_string(c.mock_min_delay.count()) + ":" + std::to_string(c.mock_max_delay.count()));
   cmd.add_option("--mock-failure-rate", c.mock_failure_rate, "Mock engine: probability 0..1 that an attempt fails")
       ->envname("AIPBX_MOCK_FAILURE_RATE")
       ->check(CLI::Range(0.0, 1.0))
@@ -217,7 +238,8 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "pcma/8000 (G.711), l16/8000, l16/16000 (16-bit little-endian PCM), base64; none: opaque text "
          "(default none)")
       ->envname("AIPBX_MEDIA")
-      ->type_name("FORMAT");
+      ->type_name("FORMAT")
+      ->default_str(media::to_string(c.media));
   cmd.add_option("--http-engine-url", c.http_engine_url,
                  "http engine: base URL of the service; aipbx posts to {url}/v1/audio/transcriptions")
       ->envname("AIPBX_HTTP_ENGINE_URL");
@@ -258,7 +280,77 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
              throw CLI::ValidationError("--log-level", "expected debug, info, warning, error or off");
          },
          "Log level: debug, info, warning, error, off (default info)")
-      ->envname("AIPBX_LOG_LEVEL");
+      ->envname("AIPBX_LOG_LEVEL")
+      ->default_str("info");
+  cmd.add_option("--api-token", c.api_tokens,
+                 "Bearer token accepted on every route but /healthz, /readyz and /metrics; repeat it (or separate "
+                 "tokens with commas) to accept several while rotating (prefer the variable or the token file: "
+                 "flags show in ps)")
+      ->envname("AIPBX_API_TOKEN")
+      ->delimiter(',')
+      ->type_name("TOKEN");
+  cmd.add_option("--api-token-file", c.api_token_file,
+                 "File of bearer tokens, one per line ('#' starts a comment); added to --api-token")
+      ->envname("AIPBX_API_TOKEN_FILE")
+      ->type_name("PATH");
+  cmd.add_flag("--insecure", c.insecure,
+               "Allow listening on a non-loopback address without API tokens")
+      ->envname("AIPBX_INSECURE");
+}
+
+namespace {
+
+std::vector<std::string> read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("--api-token-file: cannot read '" + path + "'");
+  std::vector<std::string> tokens;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    const auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const auto last = line.find_last_not_of(" \t\r");
+    std::string token = line.substr(first, last - first + 1);
+    if (auto problem = http::token_problem(token))
+      throw std::invalid_argument("--api-token-file: " + path + " line " + std::to_string(number) + ": " + *problem);
+    tokens.push_back(std::move(token));
+  }
+  if (tokens.empty()) throw std::invalid_argument("--api-token-file: '" + path + "' holds no token");
+  return tokens;
+}
+
+// Loopback only when the host is a loopback address, or the name localhost; any other name may resolve to
+// an outside address.
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+}  // namespace
+
+void check_config(serve_config& c) {
+  for (const auto& token : c.api_tokens)
+    if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
+  if (!c.api_token_file.empty()) {
+    auto from_file = read_token_file(c.api_token_file);
+    c.api_tokens.insert(c.api_tokens.end(), from_file.begin(), from_file.end());
+  }
+  if (c.tls_cert.empty() != c.tls_key.empty())
+    throw std::invalid_argument("--tls-cert and --tls-key go together: give both, or neither");
+  if (!c.tls_cert.empty()) {
+    try {
+      (void)http::make_tls_context(c.tls_cert, c.tls_key);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("--tls-cert/--tls-key: ") + e.what());
+    }
+  }
+  if (c.api_tokens.empty() && !c.insecure && !is_loopback_host(c.host))
+    throw std::invalid_argument("--host " + c.host +
+                                " is not a loopback address and no API token is set: give --api-token or "
+                                "--api-token-file, or --insecure to serve it without authentication");
 }
 
 }  // namespace aipbx::app

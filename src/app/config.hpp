@@ -1,8 +1,9 @@
 // The effective configuration of `aipbx serve`, and the command line that fills it.
 //
-// Every option is a flag and an `AIPBX_*` environment variable (flag wins over variable, variable over
-// default). Durations take a unit: `250ms`, `30s`, `5m`. Parsing and validation are pure; an invalid value
-// stops start-up with a message that names the option.
+// Every option is a flag, an `AIPBX_*` environment variable and a key of the optional TOML file (see
+// app/command_line.hpp for how the three combine). Durations take a unit: `250ms`, `30s`, `5m`. Parsing and
+// validation of one option are pure; an invalid value stops start-up with a message that names the option.
+// `check_config` then checks what spans options or files (tokens, TLS, the listening address).
 #pragma once
 
 #include "domain/call_sequencer.hpp"
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace aipbx::app {
 
@@ -67,10 +69,25 @@ struct serve_config {
   std::string pocketsphinx_grammar;                  // JSGF file, replaces the language model
   std::string pocketsphinx_keywords;                 // keyword list file, replaces the language model
   std::string node_name;  // empty: hostname-pid
+
+  // Access: bearer tokens for every route but health and metrics (none: no authentication), from
+  // --api-token and the lines of --api-token-file; check_config merges the two into api_tokens.
+  std::vector<std::string> api_tokens;
+  std::string api_token_file;
+  bool insecure = false;  // allow a non-loopback address without tokens
+  std::string tls_cert;   // PEM certificate chain; with tls_key, the listener speaks HTTPS only
+  std::string tls_key;
 };
+
+// Checks what no single option can: the token file is read and its tokens added to `config.api_tokens`,
+// every token well-formed, TLS certificate and key given together and readable, and a listening address
+// that is not loopback only with tokens (or `insecure`). Throws std::invalid_argument with the reason.
+void check_config(serve_config& config);
 
 // Parses "250ms", "2s", "1.5s", "5m", "1h" (a bare number is seconds).
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// Formats a duration the way parse_duration reads it, in the largest unit that is exact: "30s", "250ms".
+std::string format_duration(std::chrono::milliseconds d);
 // Parses a reorder window: "50" (packets), "1s" (a duration), or both, "50,1s"; "0" disables it.
 std::optional<reorder_window> parse_reorder_window(std::string_view text);
 

@@ -1,16 +1,16 @@
 // aipbx: durable ingest of call audio packets with background speech-to-text.
-#include "app/config.hpp"
+#include "app/command_line.hpp"
 #include "app/serve.hpp"
 
-#include <CLI/CLI.hpp>
+#include <iostream>
 
 int main(int argc, char** argv) {
-  CLI::App app{"aipbx: durable ingest of live call audio, with speech-to-text in the background"};
-  app.require_subcommand(1);
-  aipbx::app::serve_config config;
-  CLI::App* serve = app.add_subcommand("serve", "Run the HTTP service");
-  aipbx::app::add_serve_options(*serve, config);
-  CLI11_PARSE(app, argc, argv);
-  if (*serve) return aipbx::app::serve(config);
-  return 0;
+  auto parsed = aipbx::app::parse_command_line(argc, argv, std::cout, std::cerr);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  auto& command = std::get<aipbx::app::command_line>(parsed);
+  if (command.what == aipbx::app::command::show_config) {
+    std::cout << command.effective;
+    return 0;
+  }
+  return aipbx::app::serve(command.config);
 }

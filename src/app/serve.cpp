@@ -122,6 +122,8 @@ int serve(const serve_config& config) {
   if (config.workers > 0) aopts.worker_stats = [&workers] { return std::optional(workers.stats()); };
   aopts.engine = std::string(engine->name());
   aopts.workers = config.workers;
+  const http::token_verifier tokens(config.api_tokens);
+  aopts.auth = &tokens;
   http::api api(*store, *store, blocking, aopts);
 
   http::server_options sopts;
@@ -140,7 +142,8 @@ int serve(const serve_config& config) {
     log::info("listening", {{"address", endpoint.address().to_string()},
                             {"port", endpoint.port()},
                             {"threads", threads},
-                            {"db", config.db}});
+                            {"db", config.db},
+                            {"api_tokens", config.api_tokens.size()}});
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
     ai_work.reset();

@@ -167,7 +167,9 @@ asio::awaitable<response> api::handle(request req) {
       for (auto s : target->segments()) segments.push_back(s);
       const route_match m = match_route(req.method(), segments);
       pattern = m.pattern.empty() ? pattern : m.pattern;
-      if (m.outcome == route_match::kind::not_found) {
+      if (auto denied = authorize(req, m)) {
+        res = std::move(*denied);
+      } else if (m.outcome == route_match::kind::not_found) {
         res = json_response(status::not_found, error_body("Not Found", "not_found"));
       } else if (m.outcome == route_match::kind::method_not_allowed) {
         res = json_response(status::method_not_allowed, error_body("Method Not Allowed", "method_not_allowed"));
@@ -226,6 +228,22 @@ asio::awaitable<response> api::handle(request req) {
                            {"micros", micros}});
   }
   co_return res;
+}
+
+std::optional<response> api::authorize(const request& req, const route_match& m) const {
+  if (options_.auth == nullptr || !options_.auth->enabled()) return std::nullopt;
+  if (m.outcome == route_match::kind::found &&
+      (m.id == route_id::healthz || m.id == route_id::readyz || m.id == route_id::metrics))
+    return std::nullopt;
+  const auto outcome = options_.auth->check(req[beast_http::field::authorization]);
+  if (outcome == token_verifier::outcome::ok) return std::nullopt;
+  // RFC 6750: no error code when credentials are absent, invalid_token when they do not match.
+  const bool missing = outcome == token_verifier::outcome::missing;
+  auto res = json_response(status::unauthorized,
+                           error_body(missing ? "Not authenticated" : "Invalid or unknown bearer token", "unauthorized"));
+  res.set(beast_http::field::www_authenticate,
+          missing ? "Bearer realm=\"aipbx\"" : "Bearer realm=\"aipbx\", error=\"invalid_token\"");
+  return res;
 }
 
 asio::awaitable<response> api::ingest(const request& req, const std::string& call_id) {

@@ -7,7 +7,9 @@
 // Thread-safe: one api serves every connection.
 #pragma once
 
+#include "http/auth.hpp"
 #include "http/metrics.hpp"
+#include "http/router.hpp"
 #include "http/server.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
@@ -28,6 +30,9 @@ struct api_options {
   std::function<std::optional<jobs::worker_stats>()> worker_stats;
   std::string engine;                    // the AI engine's name, a label of the AI metrics
   unsigned workers = 0;
+  // Bearer tokens: when it has any, every route but /healthz, /readyz and /metrics answers 401 without one
+  // of them (unknown paths too, so that a client without a token learns nothing of the API).
+  const token_verifier* auth = nullptr;
 };
 
 class api final : public request_handler {
@@ -50,6 +55,8 @@ class api final : public request_handler {
   boost::asio::awaitable<response> retry_job(const std::string& job_id);
   boost::asio::awaitable<response> readyz();
   boost::asio::awaitable<response> scrape();
+  // The 401 answer when the route needs a token and the request has no valid one; nullopt to go on.
+  std::optional<response> authorize(const request& req, const route_match& m) const;
 
   // Awaited operations are bound to a name first (`auto op = ...; co_await std::move(op)`): GCC 12 can
   // destroy non-trivial temporaries inside a co_await expression twice. Parameters are references into the

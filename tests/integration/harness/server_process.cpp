@@ -67,10 +67,16 @@ std::vector<std::string> server_process::build_argv() const {
   const char* override_binary = std::getenv("AIPBX_IT_BINARY");
   const std::string binary =
       override_binary != nullptr && *override_binary != '\0' ? override_binary : AIPBX_BINARY;
-  std::vector<std::string> argv{binary, "serve", "--host", "127.0.0.1", "--port", "0", "--db", db_.string()};
+  std::vector<std::string> argv{binary, "serve", "--port", "0", "--db", db_.string()};
+  bool host_given = false;
   for (const auto& [flag, value] : flags_.items()) {
     argv.push_back(flag);
-    argv.push_back(value);
+    if (!value.empty()) argv.push_back(value);
+    host_given = host_given || flag == "--host";
+  }
+  if (!host_given) {
+    argv.push_back("--host");
+    argv.push_back("127.0.0.1");
   }
   return argv;
 }
@@ -87,6 +93,9 @@ void server_process::spawn() {
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e)
     if (std::strncmp(*e, "AIPBX_", 6) != 0) envp.push_back(*e);
+  std::vector<std::string> extra_env;
+  for (const auto& [name, value] : env_) extra_env.push_back(name + "=" + value);
+  for (auto& e : extra_env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
   int fds[2];

@@ -3,7 +3,9 @@
 // The binary is AIPBX_BINARY (set by CMake), or $AIPBX_IT_BINARY when set. It always listens on 127.0.0.1
 // with --port 0; the port is read from the "listening" log line. stderr and stdout go to a pipe that a reader
 // thread drains into memory, so the test can look for log lines at any time, even after the process is gone.
-// AIPBX_* variables of the test's environment are not passed on, so only the flags given here apply.
+// AIPBX_* variables of the test's environment are not passed on, so only the flags (and the variables set
+// with set_env) given here apply. A flag with an empty value is passed alone (`--insecure`); a --host flag
+// replaces the harness's 127.0.0.1.
 //
 // One object can run the binary several times on the same database (start, kill, start again): log lines of
 // every run are kept, and the lookups below search the current run unless told otherwise.
@@ -73,6 +75,8 @@ class server_process {
   // Overlays `overrides` on the flags of the next start (a restart with another configuration on the same
   // database). The process must not be running.
   void set_flags(const server_flags& overrides);
+  // An environment variable for the next start (AIPBX_* ones included).
+  void set_env(std::string name, std::string value) { env_.emplace_back(std::move(name), std::move(value)); }
 
   void signal(int sig);
   void terminate();  // SIGTERM
@@ -102,6 +106,7 @@ class server_process {
 
   std::filesystem::path db_;
   server_flags flags_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
   std::thread reader_;
