@@ -5,6 +5,7 @@
 #include "http/api.hpp"
 #include "http/metrics.hpp"
 #include "http/server.hpp"
+#include "http/tls.hpp"
 #include "jobs/worker_pool.hpp"
 #include "log/log.hpp"
 #include "storage/database_url.hpp"
@@ -135,6 +136,21 @@ int serve(const serve_config& config) {
   sopts.idle_timeout = config.keepalive_timeout;
   sopts.max_connections = config.max_connections;
   sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
+  std::unique_ptr<boost::asio::ssl::context> tls;
+  if (!config.tls_cert.empty()) {
+    try {
+      tls = http::make_tls_context(config.tls_cert, config.tls_key);
+    } catch (const std::exception& e) {
+      log::error("cannot set up TLS", {{"error", e.what()}});
+      ai_work.reset();
+      ai_ioc.stop();
+      ai_thread.join();
+      store->stop();
+      log::shutdown();
+      return 1;
+    }
+    sopts.tls = tls.get();
+  }
   http::server server(ioc, sopts, api);
 
   try {
@@ -143,7 +159,8 @@ int serve(const serve_config& config) {
                             {"port", endpoint.port()},
                             {"threads", threads},
                             {"db", config.db},
-                            {"api_tokens", config.api_tokens.size()}});
+                            {"api_tokens", config.api_tokens.size()},
+                            {"tls", sopts.tls != nullptr}});
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
     ai_work.reset();

@@ -12,7 +12,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -20,6 +22,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <array>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -34,7 +37,8 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // Answers a request the transport refuses, then the caller closes the connection.
-asio::awaitable<void> write_error(beast::tcp_stream& stream, beast_http::status status, std::string_view detail,
+template <class Stream>
+asio::awaitable<void> write_error(Stream& stream, beast_http::status status, std::string_view detail,
                                   std::string_view code) {
   response res{status, 11};
   res.set(beast_http::field::content_type, "application/json");
@@ -99,29 +103,49 @@ asio::awaitable<void> server::accept_loop() {
 }
 
 asio::awaitable<void> server::run_session(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  bool idle = true;
-  std::uint64_t id = 0;
-  bool registered = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (!stopping_.load()) {
-      id = next_id_++;
-      sessions_.emplace(id, connection_entry{&stream, &idle});
-      registered = true;
-    }
-  }
-  if (registered) {
-    try {
-      co_await serve(stream, idle);
-    } catch (const std::exception& e) {
-      log::error("connection failed", {{"error", e.what()}});
-    }
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    session_ended(id);
+  if (options_.tls != nullptr) {
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *options_.tls);
+    co_await run_registered(stream, stream.next_layer());
+  } else {
+    beast::tcp_stream stream(std::move(socket));
+    co_await run_registered(stream, stream);
   }
   open_.fetch_sub(1);
+}
+
+template <class Stream>
+asio::awaitable<void> server::run_registered(Stream& stream, beast::tcp_stream& lowest) {
+  bool idle = true;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_.load()) co_return;
+    id = next_id_++;
+    sessions_.emplace(id, connection_entry{&lowest, &idle});
+  }
+  try {
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      co_await serve(stream, idle);
+    } else {
+      // The handshake gets the time of a request: a client that connects and stays silent is dropped.
+      lowest.expires_after(options_.request_timeout);
+      auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
+      if (hec) {
+        if (options_.on_refused) options_.on_refused("tls_handshake");
+        log::debug("tls handshake failed", {{"error", hec.message()}});
+      } else {
+        co_await serve(stream, idle);
+        lowest.expires_after(std::chrono::seconds(1));
+        auto [sec] = co_await stream.async_shutdown(use_tuple);
+        (void)sec;  // a peer that closed first is not an error
+      }
+    }
+  } catch (const std::exception& e) {
+    log::error("connection failed", {{"error", e.what()}});
+  }
+  boost::system::error_code ignored;
+  lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  session_ended(id);
 }
 
 void server::session_ended(std::uint64_t id) {
@@ -158,7 +182,9 @@ void append_head(std::string& out, const response& res) {
 
 }  // namespace
 
-asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
+template <class Stream>
+asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
+  auto& lowest = beast::get_lowest_layer(stream);
   const std::string too_large =
       "Request body too large; the limit is " + std::to_string(options_.body_limit) + " bytes";
   beast::flat_buffer buffer;
@@ -173,7 +199,7 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     parser.eager(true);
     // Between requests a kept-alive connection may idle for idle_timeout; once the next request starts,
     // all of it must arrive within request_timeout (a slow client gets no more per request).
-    stream.expires_after(first || buffer.size() > 0 ? options_.request_timeout : options_.idle_timeout);
+    lowest.expires_after(first || buffer.size() > 0 ? options_.request_timeout : options_.idle_timeout);
     const bool waiting_for_first_byte = !first && buffer.size() == 0;
     first = false;
 
@@ -229,7 +255,7 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
       buffer.commit(got);
       if (!timer_reset) {
         timer_reset = true;
-        stream.expires_after(options_.request_timeout);
+        lowest.expires_after(options_.request_timeout);
       }
     }
     idle = false;
@@ -248,7 +274,7 @@ asio::awaitable<void> server::serve(beast::tcp_stream& stream, bool& idle) {
     append_head(head, res);
     std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(res.body())};
     if (head_only) out[1] = asio::const_buffer();  // HEAD: the GET's headers, Content-Length included
-    stream.expires_after(options_.request_timeout);
+    lowest.expires_after(options_.request_timeout);
     auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
     if (wec || !res.keep_alive()) co_return;
   }

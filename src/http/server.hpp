@@ -4,7 +4,8 @@
 // and writes back what it returns. Limits protect the process from hostile or broken clients: a header
 // limit (431), a body limit (413, answered before the body is read), a deadline to receive each request
 // (slow clients are dropped), an idle timeout between requests, and a cap on open connections. Requests on
-// one connection are answered in order, one at a time.
+// one connection are answered in order, one at a time. With a TLS context the listener speaks HTTPS only:
+// each connection completes a TLS handshake within the request timeout before its first request.
 //
 // Threading: the server runs on the io_context it is given, which may be run by several threads; each
 // connection lives on its own strand. `stop` may be called from any thread: it closes the listener and
@@ -25,6 +26,10 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace aipbx::http {
 
@@ -48,8 +53,11 @@ struct server_options {
   std::chrono::milliseconds idle_timeout{75'000};     // between requests on a kept-alive connection
   std::size_t max_connections = 10'000;
   // Told of every request the transport answers itself (reason: header_too_large, body_too_large,
-  // bad_request) and of connections refused at the cap (too_many_connections). May be empty.
+  // bad_request), of connections refused at the cap (too_many_connections) and of failed TLS handshakes
+  // (tls_handshake). May be empty.
   std::function<void(std::string_view reason)> on_refused;
+  // TLS (see tls.hpp); owned by the caller, outlives the server. Null: plain HTTP.
+  boost::asio::ssl::context* tls = nullptr;
 };
 
 class server {
@@ -71,7 +79,11 @@ class server {
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
-  boost::asio::awaitable<void> serve(boost::beast::tcp_stream& stream, bool& idle);
+  // One connection over `stream` (a tcp_stream, or an ssl_stream over `lowest`), registered for stop().
+  template <class Stream>
+  boost::asio::awaitable<void> run_registered(Stream& stream, boost::beast::tcp_stream& lowest);
+  template <class Stream>
+  boost::asio::awaitable<void> serve(Stream& stream, bool& idle);
   void session_ended(std::uint64_t id);
 
   boost::asio::io_context& ioc_;

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <stdexcept>
@@ -41,6 +42,11 @@ std::unique_ptr<ssl::context> make_tls_context(const std::string& cert_file, con
   ctx->use_certificate_chain_file(cert_file, ec);
   if (ec) throw std::runtime_error("cannot load the TLS certificate '" + cert_file + "': " + openssl_reason(ec));
   ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  // Asio moves OpenSSL's error into `ec`.
+  if (ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
+    ERR_clear_error();
+    throw std::runtime_error("the TLS key '" + key_file + "' does not match the certificate '" + cert_file + "'");
+  }
   if (ec) throw std::runtime_error("cannot load the TLS key '" + key_file + "': " + openssl_reason(ec));
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     ERR_clear_error();

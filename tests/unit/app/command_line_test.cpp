@@ -214,6 +214,18 @@ TEST_F(CommandLine, NonLoopbackNeedsTokensOrInsecure) {
   for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost"}) EXPECT_EQ(parse({"serve", "--host", host}).config.host, host);
 }
 
+TEST_F(CommandLine, TlsNeedsCertificateAndKey) {
+  EXPECT_EQ(refuse({"serve", "--tls-cert", file("cert.pem", "x")}), invalid_config_exit);
+  EXPECT_NE(err_.str().find("--tls-cert and --tls-key go together"), std::string::npos) << err_.str();
+  EXPECT_EQ(refuse({"serve", "--tls-cert", file("cert.pem", "not a certificate"), "--tls-key",
+                    file("key.pem", "not a key")}),
+            invalid_config_exit);
+  EXPECT_NE(err_.str().find("cannot load the TLS certificate"), std::string::npos) << err_.str();
+  EXPECT_EQ(refuse({"serve", "--tls-cert", (dir_ / "absent.pem").string(), "--tls-key", file("key.pem", "x")}),
+            invalid_config_exit);
+  EXPECT_NE(err_.str().find("cannot read the TLS certificate file"), std::string::npos) << err_.str();
+}
+
 TEST(MaskSecretParts, UrlPasswordsAndPasswordFields) {
   EXPECT_EQ(mask_secret_parts("postgresql://u:pw@h:5432/db"), "postgresql://u:***@h:5432/db");
   EXPECT_EQ(mask_secret_parts("postgresql://u@h/db"), "postgresql://u@h/db");
