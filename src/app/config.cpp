@@ -90,7 +90,8 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_PORT")
       ->capture_default_str();
   cmd.add_option("--db", c.db,
-                 "Database: sqlite:///abs/path.db, sqlite://rel/path.db or a plain file path")
+                 "Database: sqlite:///abs/path.db, sqlite://rel/path.db, a plain file path (embedded store), or "
+                 "postgresql://user:pass@host:port/dbname (PostgreSQL, shared by several nodes)")
       ->envname("AIPBX_DB")
       ->capture_default_str();
   cmd.add_option("--threads", c.threads, "HTTP I/O threads (0: one per core)")
@@ -134,6 +135,16 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
                  "commit syncs); both answer only after the data is on disk")
       ->envname("AIPBX_SQLITE_SYNC")
       ->check(CLI::IsMember({"pipelined", "commit"}))
+      ->capture_default_str();
+  cmd.add_option("--pg-pool-size", c.pg_pool_size,
+                 "PostgreSQL store: connections for reads (the API's reads and /readyz); lost ones are opened again")
+      ->envname("AIPBX_PG_POOL_SIZE")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{256}))
+      ->capture_default_str();
+  cmd.add_option("--pg-writers", c.pg_writers,
+                 "PostgreSQL store: writer threads, each committing batches of writes on a connection of its own")
+      ->envname("AIPBX_PG_WRITERS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
       ->capture_default_str();
   cmd.add_option("--wal-checkpoint-pages", c.wal_checkpoint_pages,
                  "Embedded store: a background checkpoint copies the WAL into the database each time the WAL "

@@ -9,6 +9,7 @@
 #include "jobs/worker_pool.hpp"
 #include "log/log.hpp"
 #include "storage/database_url.hpp"
+#include "storage/postgres/pg_call_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
 
@@ -41,11 +42,31 @@ std::string default_node_name() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
-std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
+std::unique_ptr<storage_backend> open_postgres(const serve_config& config, const std::string& url,
+                                               const std::string& node) {
+  pg_options options;
+  options.url = url;
+  options.pool_size = config.pg_pool_size;
+  options.writers = config.pg_writers;
+  options.queue_limit = config.writer_queue;
+  options.max_batch = config.max_batch;
+  options.segment_packets = config.segment_packets;
+  options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
+  options.max_attempts = config.retry_max_attempts;
+  options.window = config.window;
+  options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
+  options.node = node;
+  options.clock = system_now;
+  auto store = std::make_unique<pg_call_store>(options);
+  log::info("store opened", {{"backend", "postgresql"}, {"schema_version", store->schema_version()},
+                             {"pool_size", options.pool_size}, {"writers", options.writers}});
+  return store;
+}
+
+std::unique_ptr<storage_backend> open_store(const serve_config& config, const std::string& node) {
   auto url = parse_database_url(config.db);
   if (!url) throw std::runtime_error("invalid --db '" + config.db + "': expected sqlite:///path, a file path or postgresql://...");
-  if (url->kind == backend::postgresql)
-    throw std::runtime_error("this build of aipbx stores calls in SQLite only; PostgreSQL is not available");
+  if (url->kind == backend::postgresql) return open_postgres(config, url->location, node);
   sqlite_options options;
   options.path = url->location;
   options.queue_limit = config.writer_queue;
@@ -69,11 +90,12 @@ std::unique_ptr<sqlite_call_store> open_store(const serve_config& config) {
 
 int serve(const serve_config& config) {
   log::init(config.log_level);
-  std::unique_ptr<sqlite_call_store> store;
+  const std::string node = config.node_name.empty() ? default_node_name() : config.node_name;
+  std::unique_ptr<storage_backend> store;
   try {
-    store = open_store(config);
+    store = open_store(config, node);
   } catch (const std::exception& e) {
-    log::error("cannot open the store", {{"db", config.db}, {"error", e.what()}});
+    log::error("cannot open the store", {{"db", redact_database_url(config.db)}, {"error", e.what()}});
     log::shutdown();
     return 1;
   }
@@ -100,7 +122,7 @@ int serve(const serve_config& config) {
   wopts.workers = config.workers;
   wopts.lease = config.lease_timeout;
   wopts.poll = config.job_poll;
-  wopts.owner = config.node_name.empty() ? default_node_name() : config.node_name;
+  wopts.owner = node;
   wopts.retry.base = config.retry_base_delay;
   wopts.retry.max_delay = config.retry_max_delay;
   wopts.retry.max_attempts = config.retry_max_attempts;
@@ -158,7 +180,7 @@ int serve(const serve_config& config) {
     log::info("listening", {{"address", endpoint.address().to_string()},
                             {"port", endpoint.port()},
                             {"threads", threads},
-                            {"db", config.db},
+                            {"db", redact_database_url(config.db)},
                             {"api_tokens", config.api_tokens.size()},
                             {"tls", sopts.tls != nullptr}});
   } catch (const std::exception& e) {
