@@ -1,0 +1,380 @@
+// `aipbx serve --db postgresql://...`: the real binary, one or several nodes, on a real PostgreSQL server
+// (the `postgres` CTest fixture's, scripts/pg-cluster.sh; the database-restart test starts one of its own,
+// since it stops it). What is stored is checked in the database itself.
+#include "harness/api.hpp"
+#include "harness/http_client.hpp"
+#include "harness/server_process.hpp"
+#include "storage/pg_test_database.hpp"
+#include "storage/postgres/pg_conn.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace aipbx::itest {
+namespace {
+
+std::string database_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string("it_") + info->test_suite_name() + "_" + info->name() + "_" + std::to_string(::getpid());
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  return name;
+}
+
+// Packets a client has been answered 202 for, by call.
+class acknowledged {
+ public:
+  void add(const std::string& call, std::int64_t seq, const std::string& data) {
+    std::lock_guard lock(mutex_);
+    packets_[call][seq] = data;
+  }
+  std::map<std::string, std::map<std::int64_t, std::string>> all() const {
+    std::lock_guard lock(mutex_);
+    return packets_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::map<std::int64_t, std::string>> packets_;
+};
+
+// A client's connections to every node; `post` sends a packet to the node asked for, or on to the next live
+// one when that node refuses or is gone, until a 202 or the deadline. Answers other than 202/503 fail.
+class spreading_client {
+ public:
+  spreading_client(std::vector<std::uint16_t> ports, const std::vector<std::atomic<bool>>& alive)
+      : ports_(std::move(ports)), alive_(alive), conns_(ports_.size()) {}
+
+  bool post(std::size_t node, const std::string& call, std::int64_t seq, const std::string& data,
+            std::atomic<int>& unavailable) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (std::size_t attempt = 0; std::chrono::steady_clock::now() < deadline; ++attempt) {
+      const std::size_t n = (node + attempt) % ports_.size();
+      if (!alive_[n].load()) continue;
+      try {
+        if (!conns_[n]) conns_[n] = std::make_unique<connection>(ports_[n], 5s);
+        auto r = post_packet(*conns_[n], call, seq, data);
+        if (!r.keep_alive) conns_[n].reset();
+        if (r.status == 202) return true;
+        if (r.status == 503) {
+          if (r.header("Retry-After").empty()) ADD_FAILURE() << "503 without Retry-After";
+          ++unavailable;
+          std::this_thread::sleep_for(50ms);
+          continue;
+        }
+        ADD_FAILURE() << call << "/" << seq << ": " << r.status << " " << r.body;
+        return false;
+      } catch (const std::exception&) {
+        conns_[n].reset();  // the node is gone (killed) or the connection broke: on to the next
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    return false;
+  }
+
+ private:
+  std::vector<std::uint16_t> ports_;
+  const std::vector<std::atomic<bool>>& alive_;
+  std::vector<std::unique_ptr<connection>> conns_;
+};
+
+std::int64_t scalar(pg::connection& db, const std::string& sql) { return db.exec(sql.c_str()).int64(0, 0); }
+
+// Every acknowledged packet is stored exactly once with its data, and nothing else is; the calls' sequence
+// state agrees with what is stored (everything sent, so no gap is left).
+void expect_stored_exactly(pg::connection& db, const std::map<std::string, std::map<std::int64_t, std::string>>& acked) {
+  std::size_t total = 0;
+  for (const auto& [call, packets] : acked) {
+    auto r = db.exec("SELECT sequence, data FROM packets WHERE call_id = $1 ORDER BY sequence",
+                     pg::params{}.add(std::string_view(call)));
+    std::map<std::int64_t, std::string> stored;
+    for (int i = 0; i < r.rows(); ++i) stored.emplace(r.int64(i, 0), r.bytes(i, 1));
+    EXPECT_EQ(static_cast<std::size_t>(r.rows()), stored.size()) << call << ": a sequence stored twice";
+    EXPECT_EQ(stored, packets) << call;
+    auto c = db.exec(
+        "SELECT packets_received, last_sequence, expected_sequence, missing_packets, "
+        "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND NOT g.lost) FROM calls WHERE id = $1",
+        pg::params{}.add(std::string_view(call)));
+    ASSERT_EQ(c.rows(), 1) << call;
+    EXPECT_EQ(c.int64(0, 0), static_cast<std::int64_t>(packets.size())) << call;
+    EXPECT_EQ(c.int64(0, 1), packets.rbegin()->first) << call;
+    EXPECT_EQ(c.int64(0, 2), packets.rbegin()->first + 1) << call;
+    EXPECT_EQ(c.int64(0, 3), 0) << call;
+    EXPECT_EQ(c.int64(0, 4), 0) << call;
+    total += packets.size();
+  }
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM packets"), static_cast<std::int64_t>(total));
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM calls"), static_cast<std::int64_t>(acked.size()));
+}
+
+// Every job ended once: succeeded (with exactly one transcript segment) or dead (with none); each call's
+// segments cover its sequences once, in order; the calls' job counters and final state agree.
+void expect_jobs_settled_once(pg::connection& db, std::int64_t packets_per_call) {
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('succeeded', 'dead')"), 0);
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM jobs j WHERE state = 'succeeded' AND NOT EXISTS "
+                       "(SELECT 1 FROM transcript_segments t WHERE t.job_id = j.id)"),
+            0);
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM transcript_segments t JOIN jobs j ON j.id = t.job_id "
+                       "WHERE j.state <> 'succeeded'"),
+            0);
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM jobs WHERE attempts > max_attempts"), 0);
+  auto calls = db.exec(
+      "SELECT id, state, jobs_total, jobs_succeeded, jobs_dead, "
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id), "
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'succeeded'), "
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'dead') FROM calls ORDER BY id");
+  for (int i = 0; i < calls.rows(); ++i) {
+    const std::string id = calls.text(i, 0);
+    EXPECT_EQ(calls.int64(i, 2), calls.int64(i, 5)) << id;
+    EXPECT_EQ(calls.int64(i, 3), calls.int64(i, 6)) << id;
+    EXPECT_EQ(calls.int64(i, 4), calls.int64(i, 7)) << id;
+    EXPECT_EQ(calls.text(i, 1), calls.int64(i, 7) > 0 ? "FAILED" : "COMPLETED") << id;
+    auto segs = db.exec("SELECT first_sequence, last_sequence FROM jobs WHERE call_id = $1 ORDER BY first_sequence",
+                        pg::params{}.add(std::string_view(id)));
+    std::int64_t next = 1;
+    for (int s = 0; s < segs.rows(); ++s) {
+      EXPECT_EQ(segs.int64(s, 0), next) << id;
+      next = segs.int64(s, 1) + 1;
+    }
+    EXPECT_EQ(next, packets_per_call + 1) << id;
+  }
+}
+
+// ---- one node --------------------------------------------------------------------------------------------
+
+TEST(PostgresServe, IngestReadApiAndAiJobsEndToEnd) {
+  const std::string url = test::pg_fresh_database(database_name());
+  server_process node(url, {{"--segment-packets", "2"}, {"--pg-pool-size", "2"}, {"--pg-writers", "2"}});
+  node.start();
+  connection c(node.port());
+  // Out of order, a duplicate, a conflict.
+  for (std::int64_t s : {1, 2, 4, 3, 5, 6}) ASSERT_EQ(post_packet(c, "pg-a", s, "a" + std::to_string(s)).status, 202);
+  auto dup = post_packet(c, "pg-a", 4, "a4");
+  ASSERT_EQ(dup.status, 202);
+  EXPECT_EQ(as_int(dup.json().as_object().at("expected_sequence")), 7);
+  EXPECT_TRUE(dup.json().as_object().at("duplicate").as_bool());
+  EXPECT_EQ(post_packet(c, "pg-a", 4, "other").status, 409);
+  for (std::int64_t s : {1, 3}) ASSERT_EQ(post_packet(c, "pg-b", s, "b" + std::to_string(s)).status, 202);
+
+  auto a = get_ok(c, "/v1/calls/pg-a");
+  EXPECT_EQ(as_int(a.at("packets_received")), 6);
+  EXPECT_EQ(as_int(a.at("duplicate_packets")), 1);
+  EXPECT_EQ(as_int(a.at("out_of_order_packets")), 1);
+  EXPECT_EQ(as_int(a.at("gaps_opened")), 1);
+  auto gaps = get_ok(c, "/v1/calls/pg-b/gaps");
+  ASSERT_EQ(gaps.at("open").as_array().size(), 1u);
+  auto page = get_ok(c, "/v1/calls?limit=1");
+  ASSERT_EQ(page.at("calls").as_array().size(), 1u);
+  EXPECT_EQ(page.at("calls").as_array()[0].as_object().at("id").as_string(), "pg-a");
+  auto packets = get_ok(c, "/v1/calls/pg-a/packets?limit=100");
+  ASSERT_EQ(packets.at("packets").as_array().size(), 6u);
+
+  EXPECT_EQ(c.post_json("/v1/calls/pg-a/end", "").status, 200);
+  EXPECT_EQ(c.post_json("/v1/calls/pg-b/end", "").status, 200);
+  ASSERT_TRUE(wait_until([&] { return call_state(c, "pg-a") == "COMPLETED" && call_state(c, "pg-b") == "COMPLETED"; },
+                         20s))
+      << node.tail();
+  EXPECT_EQ(get_ok(c, "/v1/calls/pg-a/transcript").at("text").as_string(), "a1 a2 a3 a4 a5 a6");
+  EXPECT_EQ(get_ok(c, "/v1/calls/pg-b/transcript").at("text").as_string(), "b1 b3");
+  EXPECT_EQ(post_packet(c, "pg-a", 7, "a7").status, 409) << "an ended call takes no more packets";
+  EXPECT_EQ(c.get("/readyz").status, 200);
+  // pg-a: segments 1-2, 3-4, 5-6; pg-b: 1-2 (2 declared lost at the end) and 3.
+  const auto jobs = tally(all_jobs(c));
+  EXPECT_EQ(jobs.succeeded, 5);
+  EXPECT_EQ(jobs.total(), 5);
+  auto metrics = c.get("/metrics");
+  EXPECT_NE(metrics.body.find("aipbx_jobs{state=\"succeeded\"} 5"), std::string::npos) << metrics.body;
+  EXPECT_EQ(node.stop(), 0);
+}
+
+// ---- several nodes ---------------------------------------------------------------------------------------
+
+// Three nodes on one database; clients spread the packets of the same calls over all three at once; the mock
+// fails 30 % of attempts; one node is SIGKILLed halfway. Calls end by idle timeout, decided by whichever node
+// sweeps. At the end: every acknowledged packet stored once, every job succeeded or dead exactly once, the
+// sequence state right, each call ended once.
+TEST(PostgresNodes, ThreeNodesShareCallsAndOneIsKilled) {
+  const std::string url = test::pg_fresh_database(database_name());
+  constexpr int node_count = 3;
+  constexpr int calls = 12;
+  constexpr std::int64_t per_call = 60;
+  constexpr int clients = 6;
+  std::vector<std::unique_ptr<server_process>> nodes;
+  for (int i = 0; i < node_count; ++i) {
+    nodes.push_back(std::make_unique<server_process>(
+        url, server_flags{{"--node-name", "node-" + std::to_string(i)},
+                          {"--mock-failure-rate", "0.3"},
+                          {"--mock-delay-ms", "5:30"},
+                          {"--mock-seed", std::to_string(i + 1)},
+                          {"--segment-packets", "4"},
+                          {"--retry-base-delay", "20ms"},
+                          {"--retry-max-delay", "100ms"},
+                          {"--retry-max-attempts", "3"},
+                          {"--lease-timeout", "2s"},
+                          {"--job-poll", "200ms"},
+                          {"--reorder-window", "0"},
+                          {"--idle-timeout", "3s"},
+                          {"--pg-pool-size", "2"}}));
+    nodes.back()->start();
+  }
+  std::vector<std::uint16_t> ports;
+  for (auto& n : nodes) ports.push_back(n->port());
+  std::vector<std::atomic<bool>> alive(node_count);
+  for (auto& a : alive) a = true;
+
+  // Each client owns two calls and sends their packets in shuffled windows of 8, each to node (seq % 3):
+  // consecutive packets of a call arrive at different nodes at the same time.
+  acknowledged acked;
+  std::atomic<int> unavailable{0}, sent{0}, failed{0};
+  const int total = calls * static_cast<int>(per_call);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      spreading_client client(ports, alive);
+      std::mt19937 rng(static_cast<unsigned>(t + 7));
+      std::vector<std::pair<std::string, std::int64_t>> order;
+      for (int k = t; k < calls; k += clients)
+        for (std::int64_t s = 1; s <= per_call; ++s) order.emplace_back("pg-multi-" + std::to_string(k), s);
+      for (std::size_t w = 0; w < order.size(); w += 8)
+        std::shuffle(order.begin() + static_cast<std::ptrdiff_t>(w),
+                     order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), w + 8)), rng);
+      for (const auto& [call, seq] : order) {
+        const std::string data = call + "-" + std::to_string(seq);
+        if (client.post(static_cast<std::size_t>(seq % node_count), call, seq, data, unavailable)) acked.add(call, seq, data);
+        else ++failed;
+        // Now and then the same packet again, to another node: a duplicate.
+        if (seq % 7 == 0 && client.post(static_cast<std::size_t>(seq + 1) % node_count, call, seq, data, unavailable))
+          acked.add(call, seq, data);
+        ++sent;
+      }
+    });
+  }
+  ASSERT_TRUE(wait_until([&] { return sent.load() >= total / 2; }, 60s));
+  alive[1] = false;
+  nodes[1]->kill();
+  EXPECT_EQ(nodes[1]->wait_exit(10s), 128 + SIGKILL);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+
+  pg::connection db(url, "aipbx-tests");
+  // Idle timeout (3 s) ends every call; the killed node's leases (2 s) expire and the others take its jobs.
+  const bool settled = wait_until(
+      [&] {
+        return scalar(db, "SELECT COUNT(*) FROM calls WHERE state IN ('COMPLETED', 'FAILED')") == calls &&
+               scalar(db, "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('succeeded', 'dead')") == 0;
+      },
+      90s, 200ms);
+  ASSERT_TRUE(settled) << nodes[0]->tail(30) << nodes[2]->tail(30);
+
+  const auto all = acked.all();
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(calls));
+  for (const auto& [call, packets] : all) EXPECT_EQ(packets.size(), static_cast<std::size_t>(per_call)) << call;
+  expect_stored_exactly(db, all);
+  expect_jobs_settled_once(db, per_call);
+  // Each call was created once and ended once, by one node's idle-timeout decision.
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM call_transitions WHERE from_state IS NULL"), calls);
+  EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM call_transitions WHERE to_state = 'PROCESSING_AI' AND "
+                       "from_state = 'IN_PROGRESS' AND reason = 'idle timeout'"),
+            calls);
+  EXPECT_GT(scalar(db, "SELECT COUNT(*) FROM jobs WHERE attempts > 1"), 0) << "the mock failed no attempt";
+  for (int i : {0, 2}) EXPECT_EQ(nodes[i]->stop(), 0) << nodes[i]->tail(30);
+}
+
+// ---- the database restarting -----------------------------------------------------------------------------
+
+// A PostgreSQL server of the test's own (it is stopped and started again), removed at the end.
+class own_cluster {
+ public:
+  own_cluster() : dir_("/tmp/aipbx-pg-restart-" + std::to_string(::getpid())) { run("start"); }
+  ~own_cluster() { run("stop"); }
+  void run(const std::string& cmd) const {
+    const std::string line = std::string(AIPBX_PG_CLUSTER_SCRIPT) + " " + cmd + " " + dir_ + " >/dev/null";
+    if (std::system(line.c_str()) != 0) throw std::runtime_error("pg-cluster.sh " + cmd + " failed");
+  }
+  std::string url() const {
+    std::ifstream in(dir_ + "/url");
+    std::string u;
+    std::getline(in, u);
+    return u;
+  }
+
+ private:
+  std::string dir_;
+};
+
+// Under load from two nodes, PostgreSQL stops and starts again. While it is down, ingest answers 503 with
+// Retry-After at once and /readyz says not ready; afterwards both nodes serve again without a restart, and
+// every packet ever acknowledged is stored.
+TEST(PostgresRestart, NodesRideOutADatabaseRestartAndLoseNothing) {
+  own_cluster cluster;
+  const std::string url = cluster.url();
+  std::vector<std::unique_ptr<server_process>> nodes;
+  for (int i = 0; i < 2; ++i) {
+    nodes.push_back(std::make_unique<server_process>(url, server_flags{{"--node-name", "r" + std::to_string(i)},
+                                                                       {"--reorder-window", "0"},
+                                                                       {"--idle-timeout", "0"}}));
+    nodes.back()->start();
+  }
+  std::vector<std::uint16_t> ports{nodes[0]->port(), nodes[1]->port()};
+  std::vector<std::atomic<bool>> alive(2);
+  for (auto& a : alive) a = true;
+
+  acknowledged acked;
+  std::atomic<int> unavailable{0}, failed{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      spreading_client client(ports, alive);
+      const std::string call = "pg-restart-" + std::to_string(t);
+      for (std::int64_t seq = 1; !stop.load(); ++seq) {
+        const std::string data = call + "-" + std::to_string(seq);
+        if (client.post(static_cast<std::size_t>(seq % 2), call, seq, data, unavailable)) acked.add(call, seq, data);
+        else ++failed;
+        std::this_thread::sleep_for(2ms);
+      }
+    });
+  }
+  std::this_thread::sleep_for(1s);
+  cluster.run("stop-server");
+  connection probe(nodes[0]->port());
+  // Down: answers come at once (no hanging on the dead database).
+  ASSERT_TRUE(wait_until([&] { return probe.get("/readyz").status == 503; }, 10s));
+  const auto before = std::chrono::steady_clock::now();
+  auto refused = post_packet(probe, "pg-restart-probe", 1, "probe");
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 2s);
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_FALSE(refused.header("Retry-After").empty());
+  std::this_thread::sleep_for(1s);
+  cluster.run("start-server");
+  for (auto& n : nodes) {
+    connection c(n->port());
+    EXPECT_TRUE(wait_until([&] { return c.get("/readyz").status == 200; }, 20s)) << n->tail(20);
+  }
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(unavailable.load(), 0) << "no client met the outage";
+
+  pg::connection db(url, "aipbx-tests");
+  expect_stored_exactly(db, acked.all());
+  for (auto& n : nodes) EXPECT_EQ(n->stop(), 0) << n->tail(30);
+}
+
+}  // namespace
+}  // namespace aipbx::itest
