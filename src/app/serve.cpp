@@ -1,5 +1,6 @@
 #include "app/serve.hpp"
 
+#include "app/command_line.hpp"
 #include "app/engine_factory.hpp"
 #include "engines/segment_attempt.hpp"
 #include "http/api.hpp"
@@ -95,7 +96,7 @@ int serve(const serve_config& config) {
   try {
     store = open_store(config, node);
   } catch (const std::exception& e) {
-    log::error("cannot open the store", {{"db", redact_database_url(config.db)}, {"error", e.what()}});
+    log::error("cannot open the store", {{"db", mask_secret_parts(config.db)}, {"error", e.what()}});
     log::shutdown();
     return 1;
   }
@@ -180,7 +181,7 @@ int serve(const serve_config& config) {
     log::info("listening", {{"address", endpoint.address().to_string()},
                             {"port", endpoint.port()},
                             {"threads", threads},
-                            {"db", redact_database_url(config.db)},
+                            {"db", mask_secret_parts(config.db)},
                             {"api_tokens", config.api_tokens.size()},
                             {"tls", sopts.tls != nullptr}});
   } catch (const std::exception& e) {

@@ -15,16 +15,4 @@ result<database_url> parse_database_url(std::string_view text) {
   return database_url{backend::sqlite, std::string(text)};
 }
 
-std::string redact_database_url(std::string_view text) {
-  std::string out(text);
-  if (!text.starts_with("postgresql://") && !text.starts_with("postgres://")) return out;
-  const auto authority = text.find("://") + 3;
-  const auto end = text.find_first_of("/?", authority);
-  const auto at = text.rfind('@', end == std::string_view::npos ? text.size() : end);
-  if (at == std::string_view::npos || at < authority) return out;
-  const auto colon = text.find(':', authority);
-  if (colon == std::string_view::npos || colon > at) return out;
-  return out.replace(colon + 1, at - colon - 1, "***");
-}
-
 }  // namespace aipbx

@@ -23,7 +23,4 @@ struct database_url {
 
 [[nodiscard]] result<database_url> parse_database_url(std::string_view text);
 
-// `text` fit for a log line: the password of a postgresql:// URL (user:password@) is replaced by "***".
-[[nodiscard]] std::string redact_database_url(std::string_view text);
-
 }  // namespace aipbx
