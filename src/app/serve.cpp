@@ -91,6 +91,17 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
 
 int serve(const serve_config& config) {
   log::init(config.log_level);
+  // Before anything starts: check_config loaded the files once, but they may have changed since.
+  std::unique_ptr<boost::asio::ssl::context> tls;
+  if (!config.tls_cert.empty()) {
+    try {
+      tls = http::make_tls_context(config.tls_cert, config.tls_key);
+    } catch (const std::exception& e) {
+      log::error("cannot set up TLS", {{"error", e.what()}});
+      log::shutdown();
+      return 1;
+    }
+  }
   const std::string node = config.node_name.empty() ? default_node_name() : config.node_name;
   std::unique_ptr<storage_backend> store;
   try {
@@ -159,21 +170,7 @@ int serve(const serve_config& config) {
   sopts.idle_timeout = config.keepalive_timeout;
   sopts.max_connections = config.max_connections;
   sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
-  std::unique_ptr<boost::asio::ssl::context> tls;
-  if (!config.tls_cert.empty()) {
-    try {
-      tls = http::make_tls_context(config.tls_cert, config.tls_key);
-    } catch (const std::exception& e) {
-      log::error("cannot set up TLS", {{"error", e.what()}});
-      ai_work.reset();
-      ai_ioc.stop();
-      ai_thread.join();
-      store->stop();
-      log::shutdown();
-      return 1;
-    }
-    sopts.tls = tls.get();
-  }
+  sopts.tls = tls.get();
   http::server server(ioc, sopts, api);
 
   try {

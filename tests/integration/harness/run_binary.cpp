@@ -22,12 +22,12 @@ std::string aipbx_binary() {
   return override_binary != nullptr && *override_binary != '\0' ? override_binary : AIPBX_BINARY;
 }
 
-binary_run run_aipbx(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
-                     std::chrono::milliseconds timeout) {
-  std::vector<std::string> all{aipbx_binary()};
-  all.insert(all.end(), args.begin(), args.end());
+pid_t spawn_child(const std::vector<std::string>& argv_in, const std::vector<std::pair<std::string, std::string>>& env,
+                  int out_fd, int err_fd) {
+  // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
+  std::vector<std::string> args = argv_in;
   std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
+  for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<std::string> env_entries;
   for (char** e = environ; *e != nullptr; ++e)
@@ -37,23 +37,36 @@ binary_run run_aipbx(const std::vector<std::string>& args, const std::vector<std
   for (auto& e : env_entries) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0)
-    throw std::system_error(errno, std::generic_category(), "pipe2");
   const pid_t parent = ::getpid();
   const pid_t child = ::fork();
   if (child < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
-    ::dup2(out_pipe[1], STDOUT_FILENO);
-    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::dup2(out_fd, STDOUT_FILENO);
+    ::dup2(err_fd, STDERR_FILENO);
     const int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+    // Sockets and pipes of the test (other servers' pipes, client connections) must not leak in.
     ::syscall(SYS_close_range, 3U, ~0U, 0U);
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
+  return child;
+}
+
+binary_run run_aipbx(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
+                     std::chrono::milliseconds timeout) {
+  std::vector<std::string> all{aipbx_binary()};
+  all.insert(all.end(), args.begin(), args.end());
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    throw std::system_error(errno, std::generic_category(), "pipe2");
+  }
+  const pid_t child = spawn_child(all, env, out_pipe[1], err_pipe[1]);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   binary_run run;

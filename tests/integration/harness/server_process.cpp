@@ -1,9 +1,9 @@
 #include "harness/server_process.hpp"
 
+#include "harness/run_binary.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +16,6 @@
 #include <stdexcept>
 #include <system_error>
 
-extern char** environ;
 
 namespace aipbx::itest {
 namespace json = boost::json;
@@ -63,11 +62,7 @@ server_process::~server_process() {
 }
 
 std::vector<std::string> server_process::build_argv() const {
-  // AIPBX_IT_BINARY runs the suite against another build of aipbx (a sanitizer build, an installed one).
-  const char* override_binary = std::getenv("AIPBX_IT_BINARY");
-  const std::string binary =
-      override_binary != nullptr && *override_binary != '\0' ? override_binary : AIPBX_BINARY;
-  std::vector<std::string> argv{binary, "serve", "--port", "0", "--db", db_.string()};
+  std::vector<std::string> argv{aipbx_binary(), "serve", "--port", "0", "--db", db_.string()};
   bool host_given = false;
   for (const auto& [flag, value] : flags_.items()) {
     argv.push_back(flag);
@@ -85,40 +80,15 @@ void server_process::spawn() {
   if (running()) throw std::logic_error("server_process: the server is already running");
   if (reader_.joinable()) reader_.join();
 
-  // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
-  const std::vector<std::string> args = build_argv();
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; ++e)
-    if (std::strncmp(*e, "AIPBX_", 6) != 0) envp.push_back(*e);
-  std::vector<std::string> extra_env;
-  for (const auto& [name, value] : env_) extra_env.push_back(name + "=" + value);
-  for (auto& e : extra_env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
-  const pid_t parent = ::getpid();
-  const pid_t child = ::fork();
-  if (child < 0) {
-    const int err = errno;
+  pid_t child = -1;
+  try {
+    child = spawn_child(build_argv(), env_, fds[1], fds[1]);
+  } catch (...) {
     ::close(fds[0]);
     ::close(fds[1]);
-    throw std::system_error(err, std::generic_category(), "fork");
-  }
-  if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::dup2(fds[1], STDERR_FILENO);
-    const int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    // Sockets and pipes of the test (other servers' pipes, client connections) must not leak in.
-    ::syscall(SYS_close_range, 3U, ~0U, 0U);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
+    throw;
   }
   ::close(fds[1]);
   pid_ = child;
