@@ -1,5 +1,7 @@
 // Fuzz target: the ingest body parser (parse_packet_body) and the call_id check, on untrusted bytes.
 //
+// parse_packet_body's one-pass path must give exactly what the checked path gives (same acceptance, same
+// packet to the last bit of the timestamp); the errors come from the checked path in both cases.
 // The input is used twice: as a request body and as a call_id from the path. Beyond "no crash, no
 // sanitizer report", it checks what the API promises about both:
 //  - an accepted body holds a sequence in [0, 2^53-1], a finite timestamp, and data that is valid UTF-8;
@@ -51,7 +53,14 @@ bool documented_call_id(std::string_view id) {
 
 void check_body(std::string_view input) {
   auto parsed = http::parse_packet_body(input);
+  // The one-pass parser and the checked, document-building one agree on every input.
+  const auto checked = http::parse_packet_body_checked(input);
+  require(parsed.index() == checked.index(), "one-pass and checked parsers disagree on acceptance");
   if (auto* body = std::get_if<http::packet_body>(&parsed)) {
+    const auto& other = std::get<http::packet_body>(checked);
+    require(body->sequence == other.sequence && body->data == other.data, "one-pass and checked packets differ");
+    require(std::signbit(body->timestamp) == std::signbit(other.timestamp) && body->timestamp == other.timestamp,
+            "one-pass and checked timestamps differ");
     require(body->sequence >= 0 && body->sequence <= max_sequence, "accepted sequence out of range");
     require(std::isfinite(body->timestamp), "accepted timestamp not finite");
     // Round trip: what was accepted, written as the canonical body, is accepted again unchanged.

@@ -208,7 +208,7 @@ void check_timestamp(const json::object& obj, packet_body& out, validation_error
 
 }  // namespace
 
-std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body) {
+std::variant<packet_body, validation_errors> parse_packet_body_checked(std::string_view body) {
   json::stream_parser parser;
   boost::system::error_code ec;
   const std::size_t used = parser.write(body.data(), body.size(), ec);
@@ -235,6 +235,99 @@ std::variant<packet_body, validation_errors> parse_packet_body(std::string_view 
   if (obj.at("timestamp").is_double())
     if (auto exact = exact_timestamp(body)) out.timestamp = *exact;
   return out;
+}
+
+namespace {
+
+// The common case in one pass and no document: a top-level object whose values are all scalars, with
+// "sequence" a non-negative int64 within max_sequence, "data" a string and "timestamp" a number that
+// converts to a finite double, each once. Anything else (an error to report, a float sequence, a nested
+// value, a repeated key) makes the handler give up, and parse_packet_body takes the checked path, which
+// gives the same packet or the errors. The fuzz target packet_json checks that both paths agree.
+class packet_fields {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  packet_body packet;
+  bool complete() const { return seen_ == all_; }
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) { return !started_ && (started_ = true); }
+  bool on_object_end(std::size_t, boost::system::error_code&) { return true; }
+  bool on_array_begin(boost::system::error_code&) { return false; }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return false; }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code&) {
+    key_.append(s.data(), s.size());
+    field_ = key_ == "sequence" ? sequence_bit : key_ == "data" ? data_bit : key_ == "timestamp" ? timestamp_bit : 0;
+    key_.clear();
+    if (seen_ & field_) return false;  // a repeated field
+    seen_ |= field_;
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    if (field_ == data_bit) packet.data.append(s.data(), s.size());
+    return field_ == 0 || field_ == data_bit;
+  }
+  bool on_string(json::string_view s, std::size_t, boost::system::error_code&) {
+    if (field_ == data_bit) packet.data.append(s.data(), s.size());
+    return field_ == 0 || field_ == data_bit;
+  }
+  bool on_number_part(json::string_view s, boost::system::error_code&) {
+    if (field_ == timestamp_bit) number_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t v, json::string_view, boost::system::error_code&) {
+    if (field_ == sequence_bit) {
+      packet.sequence = v;
+      return v >= 0 && v <= max_sequence;
+    }
+    if (field_ == timestamp_bit) packet.timestamp = static_cast<double>(v);  // as the checked path converts
+    return field_ != data_bit;
+  }
+  bool on_uint64(std::uint64_t v, json::string_view, boost::system::error_code&) {
+    if (field_ == timestamp_bit) packet.timestamp = static_cast<double>(v);
+    return field_ == 0 || field_ == timestamp_bit;
+  }
+  bool on_double(double, json::string_view s, boost::system::error_code&) {
+    return field_ == 0 || (field_ == timestamp_bit && timestamp(s));
+  }
+  bool on_bool(bool, boost::system::error_code&) { return field_ == 0; }
+  bool on_null(boost::system::error_code&) { return field_ == 0; }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return false; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return false; }
+
+ private:
+  static constexpr unsigned sequence_bit = 1, data_bit = 2, timestamp_bit = 4, all_ = 7;
+
+  // The number's text converted exactly (Boost.JSON 1.81 may be one ulp off; see timestamp_text).
+  bool timestamp(json::string_view last) {
+    number_.append(last.data(), last.size());
+    const auto [end, err] = std::from_chars(number_.data(), number_.data() + number_.size(), packet.timestamp);
+    return err == std::errc() && end == number_.data() + number_.size() && std::isfinite(packet.timestamp);
+  }
+
+  bool started_ = false;
+  unsigned seen_ = 0;
+  unsigned field_ = 0;
+  std::string key_, number_;
+};
+
+}  // namespace
+
+std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body) {
+  json::basic_parser<packet_fields> p{json::parse_options{}};
+  boost::system::error_code ec;
+  const std::size_t used = p.write_some(false, body.data(), body.size(), ec);
+  if (!ec && used == body.size() && p.done() && p.handler().complete()) return std::move(p.handler().packet);
+  return parse_packet_body_checked(body);
 }
 
 std::optional<validation_error> check_call_id(std::string_view call_id) {

@@ -401,5 +401,48 @@ TEST(ParsePacketBody, TimestampsAreExactToTheLastDigit) {
   EXPECT_EQ(parse_ok(R"({"timestamp": 7, "sequence": 1, "data": "x"})").timestamp, 7.0);
 }
 
+// parse_packet_body takes a one-pass path for ordinary bodies and the checked path for the rest; on each of
+// these, valid or not, both give the same result (the packet_json fuzz target checks it on arbitrary bytes).
+TEST(ParsePacketBody, OnePassAndCheckedPathsAgree) {
+  const std::vector<std::string> bodies = {
+      R"({"sequence": 1, "data": "x", "timestamp": 1.5})",
+      R"({"data": "a\u00e9\n", "timestamp": -0.0, "sequence": 0})",
+      R"({"sequence": 9007199254740991, "data": "", "timestamp": 12345678901234567})",
+      R"({"sequence": 9007199254740992, "data": "", "timestamp": 1})",
+      R"({"sequence": 18446744073709551615, "data": "", "timestamp": 1})",
+      R"({"sequence": 5.0, "data": "x", "timestamp": 1})",
+      R"({"sequence": 5.5, "data": "x", "timestamp": 1})",
+      R"({"sequence": -1, "data": "x", "timestamp": 1})",
+      R"({"sequence": 1, "data": 3, "timestamp": 1})",
+      R"({"sequence": 1, "data": "x", "timestamp": "1"})",
+      R"({"sequence": 1, "data": "x", "timestamp": 1e400})",
+      R"({"sequence": 1, "data": "x", "timestamp": -0})",
+      R"({"sequence": 1, "data": "x", "timestamp": 18446744073709551615})",
+      R"({"sequence": 1, "data": "x", "timestamp": 4.9e-324})",
+      R"({"sequence": 1, "data": "x", "timestamp": 1, "sequence": 2})",
+      R"({"sequence": 1, "data": "x", "timestamp": 1, "extra": [1, {"a": null}], "more": true})",
+      R"({"sequence": 1, "data": "x"})",
+      R"({"sequence": 1, "data": "x", "timestamp": 1} x)",
+      R"([1, 2])",
+      "{\"sequence\": 1, \"data\": \"\xff\", \"timestamp\": 1}",
+      "",
+  };
+  for (const auto& body : bodies) {
+    const auto fast = parse_packet_body(body);
+    const auto checked = parse_packet_body_checked(body);
+    ASSERT_EQ(fast.index(), checked.index()) << body;
+    if (const auto* p = std::get_if<packet_body>(&fast)) {
+      const auto& q = std::get<packet_body>(checked);
+      EXPECT_EQ(p->sequence, q.sequence) << body;
+      EXPECT_EQ(p->data, q.data) << body;
+      EXPECT_EQ(std::signbit(p->timestamp), std::signbit(q.timestamp)) << body;
+      EXPECT_EQ(p->timestamp, q.timestamp) << body;
+    } else {
+      EXPECT_EQ(validation_body(std::get<validation_errors>(fast)), validation_body(std::get<validation_errors>(checked)))
+          << body;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace aipbx::http
