@@ -159,6 +159,9 @@ int serve(const serve_config& config) {
   aopts.workers = config.workers;
   const http::token_verifier tokens(config.api_tokens);
   aopts.auth = &tokens;
+  const http::server* transport = nullptr;  // set once the server exists, before it accepts anything
+  aopts.open_connections = [&transport] { return transport != nullptr ? transport->connections() : 0; };
+  aopts.connection_limit = config.max_connections;
   http::api api(*store, *store, blocking, aopts);
 
   http::server_options sopts;
@@ -172,6 +175,7 @@ int serve(const serve_config& config) {
   sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
   sopts.tls = tls.get();
   http::server server(ioc, sopts, api);
+  transport = &server;
 
   try {
     const auto endpoint = server.listen();

@@ -479,6 +479,8 @@ asio::awaitable<response> api::scrape() {
   if (options_.worker_stats) st.workers = options_.worker_stats();
   st.engine = options_.engine;
   st.configured_workers = options_.workers;
+  if (options_.open_connections) st.open_connections = options_.open_connections();
+  st.connection_limit = options_.connection_limit;
   st.now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -33,6 +33,9 @@ struct api_options {
   // Bearer tokens: when it has any, every route but /healthz, /readyz and /metrics answers 401 without one
   // of them (unknown paths too, so that a client without a token learns nothing of the API).
   const token_verifier* auth = nullptr;
+  // Open connections for /metrics (the transport's count) and their limit; empty: not shown.
+  std::function<std::size_t()> open_connections;
+  std::size_t connection_limit = 0;
 };
 
 class api final : public request_handler {

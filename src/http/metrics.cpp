@@ -167,6 +167,14 @@ std::string metrics::render(const state& s) const {
     out.push_back(std::move(age));
   }
 
+  if (s.open_connections) {
+    auto connections = family("aipbx_http_connections", "Open client connections, and --max-connections",
+                              MetricType::Gauge);
+    add_value(connections, static_cast<double>(*s.open_connections), {{"kind", "open"}});
+    add_value(connections, static_cast<double>(s.connection_limit), {{"kind", "limit"}});
+    out.push_back(std::move(connections));
+  }
+
   auto commits = family("aipbx_commits_total", "Write transactions committed by the store's writer", MetricType::Counter);
   add_value(commits, static_cast<double>(s.writer.batches));
   out.push_back(std::move(commits));

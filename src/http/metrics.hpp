@@ -72,6 +72,8 @@ class metrics {
     std::string engine;
     unsigned configured_workers = 0;
     double now = 0;                   // unix seconds
+    std::optional<std::size_t> open_connections;  // empty when the transport does not tell
+    std::size_t connection_limit = 0;
   };
   std::string render(const state& s) const;
 

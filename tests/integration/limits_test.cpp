@@ -244,6 +244,9 @@ TEST_F(LimitsTest, BoundedFloodLeavesOthersServedAndMemoryBounded) {
   EXPECT_EQ(db().packet_count("probe"), probes);
   EXPECT_FALSE(db().call_exists("big"));
   expect_bounded(before, after, 96);
+  // The connection gauge shows the cap; once the flood is over only the probe is open.
+  const auto scraped = probe.get("/metrics").body;
+  EXPECT_NE(scraped.find("aipbx_http_connections{kind=\"limit\"} 64"), std::string::npos) << scraped;
   // Once the flood is over the server answers as before.
   EXPECT_EQ(connect(5s).get("/healthz").status, 200);
 }
