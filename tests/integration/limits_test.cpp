@@ -169,11 +169,16 @@ TEST_F(LimitsTest, BoundedFloodLeavesOthersServedAndMemoryBounded) {
   std::atomic<bool> stop{false};
   std::atomic<std::int64_t> accepted{0}, refused_bodies{0}, invalid_bodies{0}, refused_connections{0};
   std::vector<std::thread> flood;
-  // Fast keep-alive ingest on 8 connections.
+  // Fast keep-alive ingest on 8 connections, opened before the waves below fill the cap.
+  std::vector<connection> fast;
+  for (int t = 0; t < 8; ++t) {
+    fast.push_back(connect(10s));
+    ASSERT_EQ(fast.back().get("/healthz").status, 200);
+  }
   for (int t = 0; t < 8; ++t) {
     flood.emplace_back([&, t] {
       try {
-        auto c = connect(10s);
+        auto& c = fast[t];
         for (std::int64_t s = 1; !stop; ++s) {
           const auto r = c.post_json("/v1/call/stream/flood-" + std::to_string(t), packet_json(s, "audio", 1));
           if (r.status == 202) ++accepted;
@@ -215,6 +220,7 @@ TEST_F(LimitsTest, BoundedFloodLeavesOthersServedAndMemoryBounded) {
         if (peer_closed(fd)) ++refused_connections;
         ::close(fd);
       }
+      std::this_thread::sleep_for(50ms);  // room for the body senders between waves
     }
   });
   // The probe, connected before the flood, is answered throughout.
