@@ -10,6 +10,11 @@
 # Every 2xx must be a stored row (durable means stored); rows beyond the 2xx count are requests that were
 # in flight when wrk stopped (at most one per connection). Prints one table and the aipbx/seed ratio.
 #
+# With --pg-nodes "1 2", aipbx also runs on PostgreSQL (a throwaway server started with scripts/pg-cluster.sh
+# on 127.0.0.1, a fresh database per run) with that many nodes, each loaded by a wrk of its own (the
+# connections and calls split between them); the rate is the sum, the latencies the worst node's, the server
+# CPU that of the nodes and of PostgreSQL together, and the stored rows are counted with psql.
+#
 # Builds nothing: pass the binary (default build/release/src/app/aipbx). Needs wrk, sqlite3, curl,
 # python3 and, for the seed, python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite.
 # Loopback only; every process it starts is stopped on exit (trap), and each step has a time limit.
@@ -36,6 +41,7 @@ keep=0
 db_dir=""
 extra_aipbx_args=()
 variants=()
+pg_nodes=""
 
 usage() {
   cat <<EOF
@@ -53,6 +59,8 @@ usage: $0 [options] [AIPBX_BINARY]
                         configured; with them, once per variant, and each variant's rate is also
                         given as a ratio of the first variant's. Every aipbx row also counts the
                         run's AI jobs by state and the jobs finished per second during the load.
+  --pg-nodes "L"        also run aipbx on PostgreSQL with each listed number of nodes (e.g. "1 2"),
+                        after the SQLite runs (needs Debian's postgresql: scripts/install-deps.sh)
   --db-dir DIR          put aipbx's database in DIR instead of the temporary directory (e.g. /dev/shm
                         to see what the disk costs; then nothing is durable)
   --seed-dir DIR        the seed peer (default ../shared/peers/seed-fastapi)
@@ -78,6 +86,7 @@ while [ $# -gt 0 ]; do
     --aipbx-arg) extra_aipbx_args+=("$2"); shift 2 ;;
     --variant) variants+=("$2"); shift 2 ;;
     --db-dir) db_dir=$2; shift 2 ;;
+    --pg-nodes) pg_nodes=$2; shift 2 ;;
     --seed-dir) seed_dir=$2; shift 2 ;;
     --seed-connections) seed_connections=$2; shift 2 ;;
     --no-seed) run_seed=0; run_seed_quiet=0; shift ;;
@@ -139,10 +148,12 @@ stop_pid() {  # SIGTERM, then SIGKILL after 10 s; waits for the process to be go
   wait "$pid" 2>/dev/null || true
 }
 
+pg_dir=""
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   pids=()
+  [ -n "$pg_dir" ] && "$root/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1 || true
   if [ "$keep" = 1 ]; then
     echo "kept $work ${db_dirs[*]}" >&2
   else
@@ -193,6 +204,7 @@ wait_ready() {  # URL PID LOG
 declare -a rows=()
 declare -a jobrows=()
 declare -a variant_rates=()
+declare -a pg_rates=()
 status=0
 best_aipbx=""
 seed_rate=""
@@ -315,6 +327,121 @@ if [ "$run_aipbx" = 1 ]; then
     vi=$((vi + 1))
   done
 fi
+# run_pg N: aipbx with N nodes on one fresh PostgreSQL database, one wrk per node.
+run_pg() {
+  local n=$1 t=${aipbx_threads%% *}
+  local name="aipbx pg ${n} node(s) -t$t"
+  local tag="pg$n"
+  local conns=$((connections / n)) node_calls=$((calls / n)) wt=$((wrk_threads > n ? wrk_threads / n : 1))
+  (( conns % wt == 0 )) || wt=1
+  wait_quiet
+  local load_before
+  load_before=$(load1)
+  echo "== $name: load $load_before, $(nproc) cores; $n x wrk -t$wt -c$conns -d$duration --timeout $timeout, $calls calls" >&2
+  local dbname="bench_${n}_$RANDOM"
+  psql -q "$pg_url" -c "CREATE DATABASE $dbname" >/dev/null || { status=1; return 0; }
+  local url="${pg_url%/*}/$dbname"
+  local node_pids=() ports=() i
+  for ((i = 0; i < n; i++)); do
+    local port
+    port=$(free_port)
+    "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$url" --threads "$t" --log-level warning \
+      --node-name "bench-$i" "${extra_aipbx_args[@]}" >"$work/$tag-$i.server.log.stdout" 2>"$work/$tag-$i.server.log" &
+    node_pids+=("$!")
+    pids+=("$!")
+    ports+=("$port")
+    wait_ready "http://127.0.0.1:$port/healthz" "$!" "$work/$tag-$i.server.log" || { status=1; return 0; }
+  done
+  local postmaster
+  postmaster=$(head -1 "$pg_dir/data/postmaster.pid")
+  pg_ticks() {  # CPU ticks of the postmaster and its children (the backends)
+    local total=0 p
+    for p in $postmaster $(pgrep -P "$postmaster"); do
+      total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+  }
+  local cpu_before=0 p
+  for p in "${node_pids[@]}"; do cpu_before=$((cpu_before + $(cpu_ticks "$p"))); done
+  cpu_before=$((cpu_before + $(pg_ticks)))
+  local prefix="r$(date +%s)$RANDOM$tag" wrk_pids=()
+  for ((i = 0; i < n; i++)); do
+    timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$work/$tag-$i.wrk.time" \
+      wrk -t"$wt" -c"$conns" -d"$duration" --timeout "$timeout" --latency \
+        -s "$here/wrk/ingest.lua" "http://127.0.0.1:${ports[$i]}" -- \
+        threads="$wt" calls="$node_calls" prefix="$prefix-n$i" >"$work/$tag-$i.wrk.txt" 2>&1 &
+    wrk_pids+=("$!")
+  done
+  for p in "${wrk_pids[@]}"; do wait "$p" || { echo "wrk failed" >&2; status=1; }; done
+  local cpu_after=0 load_after
+  for p in "${node_pids[@]}"; do cpu_after=$((cpu_after + $(cpu_ticks "$p"))); done
+  cpu_after=$((cpu_after + $(pg_ticks)))
+  load_after=$(load1)
+  for p in "${node_pids[@]}"; do stop_pid "$p"; done
+  # Sum of the nodes' rates and counts; the worst node's latencies.
+  local sum
+  sum=$(python3 - "$work" "$tag" "$n" <<'PY'
+import sys, glob
+work, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+agg = {"ok": 0, "ok_rps": 0.0, "non2xx": 0, "responses": 0, "seconds": 0.0, "sockerr": 0, "timeouts": 0,
+       "p50_ms": 0.0, "p99_ms": 0.0, "p999_ms": 0.0, "wrk_cpu": 0.0}
+for i in range(n):
+    line = next((l for l in open(f"{work}/{tag}-{i}.wrk.txt") if l.startswith("INGEST_RESULT")), None)
+    if line is None:
+        print("missing"); sys.exit(0)
+    r = dict(kv.split("=", 1) for kv in line.split()[1:])
+    agg["ok"] += int(r["ok"]); agg["ok_rps"] += float(r["ok_rps"]); agg["non2xx"] += int(r["non2xx"])
+    agg["responses"] += int(r["responses"]); agg["seconds"] = max(agg["seconds"], float(r["seconds"]))
+    agg["sockerr"] += int(r["connect_err"]) + int(r["read_err"]) + int(r["write_err"])
+    agg["timeouts"] += int(r["timeouts"])
+    for k in ("p50_ms", "p99_ms", "p999_ms"):
+        agg[k] = max(agg[k], float(r[k]))
+    try:
+        agg["wrk_cpu"] += sum(float(x) for x in open(f"{work}/{tag}-{i}.wrk.time").read().split()[-2:])
+    except (OSError, ValueError):
+        pass
+print(" ".join(f"{k}={v}" for k, v in agg.items()))
+PY
+)
+  if [ "$sum" = missing ]; then echo "no result from wrk for $name" >&2; status=1; return 0; fi
+  declare -A r=()
+  local kv
+  for kv in $sum; do r[${kv%%=*}]=${kv#*=}; done
+  local stored check
+  stored=$(psql -At "${pg_url%/*}/$dbname" -c "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
+  if ! [[ "$stored" =~ ^[0-9]+$ ]]; then
+    check="psql failed: $stored"; status=1
+  elif (( stored < r[ok] )); then
+    check="LOST $((r[ok] - stored)) acknowledged"; status=1
+  elif (( stored - r[ok] > connections )); then
+    check="$((stored - r[ok])) unacknowledged rows > connections"; status=1
+  else
+    check="ok (+$((stored - r[ok])) in flight at stop)"
+  fi
+  local cpu
+  cpu=$(python3 -c '
+import sys
+b, a, secs, n, wrk, tick = sys.argv[1:]
+srv = (int(a) - int(b)) / float(tick)
+secs, n, wrk = float(secs), int(n), float(wrk)
+per = srv * 1e6 / n if n else float("nan")
+print(f"{srv / secs:.2f} {per:.0f} {wrk / secs:.2f}")' \
+    "$cpu_before" "$cpu_after" "${r[seconds]}" "${r[responses]}" "${r[wrk_cpu]}" "$(getconf CLK_TCK)")
+  local srv_cores srv_us wrk_cores
+  read -r srv_cores srv_us wrk_cores <<<"$cpu"
+  rows+=("$(printf '%-22s %5s %8.0f %8.2f %8.2f %8.2f %7s %7s %8s %8s %8s %5s %6s %5s  %s' \
+    "$name" "$connections" "${r[ok_rps]}" "${r[p50_ms]}" "${r[p99_ms]}" "${r[p999_ms]}" "${r[non2xx]}" \
+    "${r[sockerr]}" "${r[timeouts]}" "${r[ok]}" "$stored" "$srv_cores" "$srv_us" "$wrk_cores" \
+    "$load_before/$load_after  $check")")
+  pg_rates+=("$name|${r[ok_rps]}")
+}
+
+if [ "$run_aipbx" = 1 ] && [ -n "$pg_nodes" ]; then
+  command -v psql >/dev/null || { echo "missing: psql (run scripts/install-deps.sh)" >&2; exit 2; }
+  pg_dir=$(mktemp -d /tmp/aipbx-bench-pg.XXXXXX)
+  pg_url=$("$root/scripts/pg-cluster.sh" start "$pg_dir") || { echo "cannot start PostgreSQL" >&2; exit 1; }
+  for n in $pg_nodes; do run_pg "$n"; done
+fi
 if [ "$run_seed" = 1 ]; then
   port=$(free_port)
   run_one "seed (as published)" "$seed_connections" "$work/seed.db" /openapi.json -- \
@@ -348,6 +475,12 @@ if ((${#variant_rates[@]} > 1)); then
   base_rate=${variant_rates[0]#*|}
   for vr in "${variant_rates[@]}"; do
     python3 -c "print(f'{\"${vr%%|*}\":<34} {${vr#*|} / $base_rate * 100:5.0f} % of the first variant')"
+  done
+fi
+if ((${#pg_rates[@]})) && [ -n "$best_aipbx" ]; then
+  echo
+  for pr in "${pg_rates[@]}"; do
+    python3 -c "print(f'{\"${pr%%|*}\":<34} {${pr#*|} / $best_aipbx * 100:5.0f} % of the best SQLite run')"
   done
 fi
 if [ -n "$best_aipbx" ] && [ -n "$seed_rate" ]; then

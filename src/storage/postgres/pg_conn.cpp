@@ -248,7 +248,7 @@ connection::~connection() {
   if (conn_) PQfinish(conn_);
 }
 
-bool connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+bool connection::ok() const { return conn_ && !broken_ && PQstatus(conn_) == CONNECTION_OK; }
 
 void connection::rollback() noexcept {
   if (!ok()) return;
@@ -262,7 +262,7 @@ void connection::fail(PGresult* r, const char* sql) {
   if (message.empty()) message = PQerrorMessage(conn_);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
   if (r) PQclear(r);
-  const bool lost = PQstatus(conn_) != CONNECTION_OK;
+  const bool lost = !ok();
   std::string what = message;
   if (!lost) {
     std::string_view q(sql);
@@ -278,16 +278,74 @@ result_set connection::exec(const char* sql) {
   return result_set(r);
 }
 
-result_set connection::exec(const char* sql, const params& p) {
+namespace {
+struct wire_params {
   std::vector<const char*> values;
   std::vector<int> lengths, formats;
-  values.reserve(p.values_.size());
-  for (const auto& v : p.values_) {
-    values.push_back(v.null ? nullptr : v.bytes.data());
-    lengths.push_back(static_cast<int>(v.bytes.size()));
-    formats.push_back(v.binary ? 1 : 0);
+};
+}  // namespace
+
+template <class P>
+static wire_params to_wire(const P& values) {
+  wire_params w;
+  w.values.reserve(values.size());
+  for (const auto& v : values) {
+    w.values.push_back(v.null ? nullptr : v.bytes.data());
+    w.lengths.push_back(static_cast<int>(v.bytes.size()));
+    w.formats.push_back(v.binary ? 1 : 0);
   }
-  PGresult* r = PQexecParams(conn_, sql, p.size(), nullptr, values.data(), lengths.data(), formats.data(), 0);
+  return w;
+}
+
+std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& statements) {
+  if (PQenterPipelineMode(conn_) != 1) fail(nullptr, "pipeline mode");
+  for (const auto& st : statements) {
+    const auto w = to_wire(st.p.values_);
+    if (PQsendQueryParams(conn_, st.sql.c_str(), st.p.size(), nullptr, w.values.data(), w.lengths.data(),
+                          w.formats.data(), 0) != 1) {
+      broken_ = true;
+      fail(nullptr, st.sql.c_str());
+    }
+  }
+  if (PQpipelineSync(conn_) != 1) {
+    broken_ = true;
+    fail(nullptr, "pipeline sync");
+  }
+  std::vector<result_set> out;
+  out.reserve(statements.size());
+  PGresult* error = nullptr;
+  const char* failed_sql = "";
+  for (const auto& st : statements) {
+    PGresult* r = PQgetResult(conn_);
+    if (!r) {
+      broken_ = true;
+      if (error) PQclear(error);
+      fail(nullptr, st.sql.c_str());
+    }
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      out.emplace_back(r);
+    } else if (status == PGRES_PIPELINE_ABORTED || error) {
+      PQclear(r);
+    } else {
+      error = r;
+      failed_sql = st.sql.c_str();
+    }
+    // Each statement's results end with a null.
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  if (sync) PQclear(sync);
+  if (!synced || PQexitPipelineMode(conn_) != 1) broken_ = true;
+  if (error) fail(error, failed_sql);
+  if (broken_) fail(nullptr, "pipeline");
+  return out;
+}
+
+result_set connection::exec(const char* sql, const params& p) {
+  const auto w = to_wire(p.values_);
+  PGresult* r = PQexecParams(conn_, sql, p.size(), nullptr, w.values.data(), w.lengths.data(), w.formats.data(), 0);
   const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(r, sql);
   return result_set(r);

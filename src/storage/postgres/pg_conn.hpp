@@ -101,6 +101,14 @@ class connection {
   result_set exec(const char* sql);
   result_set exec(const std::string& sql, const params& p) { return exec(sql.c_str(), p); }
   result_set exec(const char* sql, const params& p);
+  // Sends every statement at once (libpq pipeline mode) and then reads their results: one round trip for
+  // all. They run in order; the first failure throws, and the statements after it do not run (inside a
+  // transaction, the transaction is then aborted).
+  struct statement {
+    std::string sql;
+    params p;
+  };
+  std::vector<result_set> exec_pipeline(const std::vector<statement>& statements);
   // False once the connection is broken: throw it away and connect again.
   bool ok() const;
   // Rolls back whatever transaction is open, ignoring errors (the connection may be gone).
@@ -110,6 +118,7 @@ class connection {
  private:
   [[noreturn]] void fail(pg_result* r, const char* sql);
   pg_conn* conn_ = nullptr;
+  bool broken_ = false;  // left in a state it cannot be used in again
 };
 
 // Runs `sql` on `c` inside BEGIN/COMMIT; rolls back on an exception and rethrows.

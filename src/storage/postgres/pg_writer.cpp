@@ -101,9 +101,7 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
   for (int attempt = 1;; ++attempt) {
     reset();
     try {
-      c.exec("BEGIN");
-      run(c, batch, now, sweep_now, token);
-      c.exec("COMMIT");
+      run(c, batch, now, sweep_now, token);  // BEGIN ... COMMIT
       break;
     } catch (const pg_error& e) {
       c.rollback();
@@ -158,6 +156,14 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   const auto add_ids = [&](const result_set& r) {
     for (int i = 0; i < r.rows(); ++i) lock_ids.push_back(r.text(i, 0));
   };
+  // A batch of packets alone costs two round trips: BEGIN, creating, locking and reading its calls in one
+  // pipeline; its writes and COMMIT in another. Job operations and sweeps first look up the calls they
+  // will touch.
+  bool begun = false;
+  if (!job_ids.empty() || claims || sweep_now) {
+    c.exec("BEGIN");
+    begun = true;
+  }
   if (!job_ids.empty())
     add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])", params{}.add_ints(job_ids)));
   if (claims)
@@ -190,27 +196,10 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
     }
   }
 
-  if (!new_ids.empty()) {
-    sort_unique(new_ids);
-    auto r = c.exec(
-        "INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
-        "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
-        params{}.add_texts(new_ids).add(now));
-    for (int i = 0; i < r.rows(); ++i) {
-      std::string id = r.text(i, 0);
-      transitions_rows_.call_id.push_back(id);
-      transitions_rows_.from.push_back(std::nullopt);
-      transitions_rows_.to.emplace_back(to_string(call_state::in_progress));
-      transitions_rows_.reason.emplace_back("first packet");
-      transitions_rows_.at.push_back(now);
-      created_log_.push_back(id);
-      created_.insert(std::move(id));
-    }
-    lock_ids.insert(lock_ids.end(), new_ids.begin(), new_ids.end());
-  }
+  sort_unique(new_ids);
+  lock_ids.insert(lock_ids.end(), new_ids.begin(), new_ids.end());
   sort_unique(lock_ids);
-  lock_calls(c, lock_ids);
-  load_existing_packets(c, batch);
+  load_calls(c, begun, new_ids, lock_ids, batch, now);
 
   for (auto& op : batch) {
     std::visit(
@@ -228,15 +217,68 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
         op.v);
   }
   if (sweeping_) sweep(now);
-  flush(c, now, token);
+  auto writes = flush(now, token);
+  writes.push_back({"COMMIT", {}});
+  c.exec_pipeline(writes);
 }
 
-void writer::lock_calls(connection& c, const std::vector<std::string>& ids) {
-  if (ids.empty()) return;
-  auto r = c.exec(std::string("SELECT ") + record_columns +
-                      " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                  params{}.add_texts(ids));
-  std::vector<std::string> found;
+void writer::load_calls(connection& c, bool begun, const std::vector<std::string>& new_ids,
+                        const std::vector<std::string>& lock_ids, const std::deque<write_op>& batch, double now) {
+  std::vector<connection::statement> reads;
+  if (!begun) reads.push_back({"BEGIN", {}});
+  const std::size_t created_at = reads.size();
+  if (!new_ids.empty())
+    reads.push_back({"INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
+                     "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
+                     params{}.add_texts(new_ids).add(now)});
+  const std::size_t locked_at = reads.size();
+  if (!lock_ids.empty()) {
+    reads.push_back({std::string("SELECT ") + record_columns +
+                         " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                     params{}.add_texts(lock_ids)});
+    reads.push_back({"SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
+                     "ANY($1::text[]) ORDER BY call_id, first_sequence",
+                     params{}.add_texts(lock_ids)});
+  }
+  // Stored packets with the sequences of this batch's packets: only sequences at or below a call's highest
+  // can be (the call is locked, so no other transaction adds any meanwhile).
+  std::vector<std::string> ids;
+  std::vector<std::int64_t> seqs;
+  for (const auto& op : batch) {
+    if (const auto* in = std::get_if<ingest_op>(&op.v)) {
+      ids.push_back(in->p.call_id);
+      seqs.push_back(in->p.sequence);
+    }
+  }
+  const std::size_t existing_at = reads.size();
+  if (!ids.empty())
+    reads.push_back({"SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
+                     "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
+                     "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
+                     params{}.add_texts(ids).add_ints(seqs)});
+  if (reads.empty()) return;
+  auto results = c.exec_pipeline(reads);
+  if (!new_ids.empty()) {
+    const auto& r = results[created_at];
+    for (int i = 0; i < r.rows(); ++i) {
+      std::string id = r.text(i, 0);
+      transitions_rows_.call_id.push_back(id);
+      transitions_rows_.from.push_back(std::nullopt);
+      transitions_rows_.to.emplace_back(to_string(call_state::in_progress));
+      transitions_rows_.reason.emplace_back("first packet");
+      transitions_rows_.at.push_back(now);
+      created_log_.push_back(id);
+      created_.insert(std::move(id));
+    }
+  }
+  if (!lock_ids.empty()) read_records(results[locked_at], results[locked_at + 1]);
+  if (!ids.empty()) {
+    const auto& r = results[existing_at];
+    for (int i = 0; i < r.rows(); ++i) existing_.emplace(std::pair{r.text(i, 0), r.int64(i, 1)}, r.bytes(i, 2));
+  }
+}
+
+void writer::read_records(const result_set& r, const result_set& g) {
   for (int i = 0; i < r.rows(); ++i) {
     auto rec = std::make_unique<call_record>();
     rec->id = r.text(i, 0);
@@ -255,21 +297,15 @@ void writer::lock_calls(connection& c, const std::vector<std::string>& ids) {
     rec->ended_at = r.optional_float8(i, 15);
     rec->end_reason = r.optional_text(i, 16);
     rec->state_changed_at = r.float8(i, 17);
-    // The sequencer is rebuilt below, once the gaps are read; highest and next_segment wait in it.
+    // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
     rec->seq = call_sequencer(sequencing_, r.int64(i, 2), {}, {}, r.int64(i, 9));
-    found.push_back(rec->id);
     calls_.emplace(rec->id, std::move(rec));
   }
-  if (found.empty()) return;
   struct gaps_of {
     std::vector<open_gap> open;
     std::vector<seq_range> lost;
   };
   std::map<std::string, gaps_of, std::less<>> gaps;
-  auto g = c.exec(
-      "SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
-      "ANY($1::text[]) ORDER BY call_id, first_sequence",
-      params{}.add_texts(found));
   for (int i = 0; i < g.rows(); ++i) {
     auto& entry = gaps[g.text(i, 0)];
     const seq_range range{g.int64(i, 1), g.int64(i, 2)};
@@ -277,38 +313,27 @@ void writer::lock_calls(connection& c, const std::vector<std::string>& ids) {
     else entry.open.push_back({range, g.float8(i, 3)});
   }
   for (auto& [id, entry] : gaps) {
-    auto& rec = *calls_.at(id);
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    auto& rec = *it->second;
     rec.seq = call_sequencer(sequencing_, rec.seq.tracker().highest(), entry.open, entry.lost, rec.seq.next_segment());
   }
 }
 
-writer::call_record* writer::locked(connection& c, const std::string& id) {
-  if (auto it = calls_.find(id); it != calls_.end()) return it->second.get();
-  lock_calls(c, {id});
-  auto it = calls_.find(id);
-  return it == calls_.end() ? nullptr : it->second.get();
+void writer::lock_call(connection& c, const std::string& id) {
+  auto results = c.exec_pipeline(
+      {{std::string("SELECT ") + record_columns + " FROM calls WHERE id = $1 FOR UPDATE", params{}.add(std::string_view(id))},
+       {"SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = $1 "
+        "ORDER BY first_sequence",
+        params{}.add(std::string_view(id))}});
+  read_records(results[0], results[1]);
 }
 
-void writer::load_existing_packets(connection& c, const std::deque<write_op>& batch) {
-  // Only sequences at or below a call's highest can have been stored before (the call is locked, so no
-  // other transaction adds any meanwhile).
-  std::vector<std::string> ids;
-  std::vector<std::int64_t> seqs;
-  for (const auto& op : batch) {
-    const auto* in = std::get_if<ingest_op>(&op.v);
-    if (!in) continue;
-    auto it = calls_.find(in->p.call_id);
-    if (it == calls_.end() || created_.contains(in->p.call_id)) continue;
-    if (in->p.sequence > it->second->seq.tracker().highest()) continue;
-    ids.push_back(in->p.call_id);
-    seqs.push_back(in->p.sequence);
-  }
-  if (ids.empty()) return;
-  auto r = c.exec(
-      "SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
-      "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
-      params{}.add_texts(ids).add_ints(seqs));
-  for (int i = 0; i < r.rows(); ++i) existing_.emplace(std::pair{r.text(i, 0), r.int64(i, 1)}, r.bytes(i, 2));
+writer::call_record* writer::locked(connection& c, const std::string& id) {
+  if (auto it = calls_.find(id); it != calls_.end()) return it->second.get();
+  lock_call(c, id);
+  auto it = calls_.find(id);
+  return it == calls_.end() ? nullptr : it->second.get();
 }
 
 ingest_outcome writer::duplicate_outcome(const call_record& rec) {
@@ -624,12 +649,13 @@ result<job> writer::apply_replay(connection& c, const replay_op& op, double now)
   return exists.rows() > 0 ? errc::job_not_dead : errc::not_found;
 }
 
-void writer::flush(connection& c, double now, const std::string& token) {
+std::vector<connection::statement> writer::flush(double now, const std::string& token) {
+  std::vector<connection::statement> out;
   if (!packets_.call_id.empty())
-    c.exec("INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
+    out.push_back({"INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
            "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
            params{}.add_texts(packets_.call_id).add_ints(packets_.sequence).add_bytes_array(packets_.data)
-               .add_doubles(packets_.timestamp).add(now).add_bools(packets_.late));
+               .add_doubles(packets_.timestamp).add(now).add_bools(packets_.late)});
 
   // Calls whose gaps changed: their rows are written again from the sequencer's state.
   std::vector<std::string> gap_calls, gc;
@@ -655,24 +681,24 @@ void writer::flush(connection& c, double now, const std::string& token) {
     }
   }
   if (!gap_calls.empty()) {
-    c.exec("DELETE FROM call_gaps WHERE call_id = ANY($1::text[])", params{}.add_texts(gap_calls));
+    out.push_back({"DELETE FROM call_gaps WHERE call_id = ANY($1::text[])", params{}.add_texts(gap_calls)});
     if (!gc.empty())
-      c.exec("INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at, lost) SELECT * FROM "
+      out.push_back({"INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at, lost) SELECT * FROM "
              "unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bool[])",
-             params{}.add_texts(gc).add_ints(gf).add_ints(gl).add_doubles(go).add_bools(glost));
+             params{}.add_texts(gc).add_ints(gf).add_ints(gl).add_doubles(go).add_bools(glost)});
   }
 
   if (!jobs_.call_id.empty())
-    c.exec("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
+    out.push_back({"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
            "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
            params{}.add_texts(jobs_.call_id).add_ints(jobs_.first).add_ints(jobs_.last)
-               .add(std::int64_t{options_.max_attempts}).add(now));
+               .add(std::int64_t{options_.max_attempts}).add(now)});
 
   if (!transitions_rows_.call_id.empty())
-    c.exec("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
+    out.push_back({"INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
            "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])",
            params{}.add_texts(transitions_rows_.call_id).add_optional_texts(transitions_rows_.from)
-               .add_texts(transitions_rows_.to).add_texts(transitions_rows_.reason).add_doubles(transitions_rows_.at));
+               .add_texts(transitions_rows_.to).add_texts(transitions_rows_.reason).add_doubles(transitions_rows_.at)});
 
   struct {
     std::vector<std::string> id, state;
@@ -708,7 +734,7 @@ void writer::flush(connection& c, double now, const std::string& token) {
     u.changed_at.push_back(rec->state_changed_at);
   }
   if (!u.id.empty())
-    c.exec("UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
+    out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
            "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
            "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, late_packets = u.late, "
            "lost_packets = u.lost, jobs_total = u.total, jobs_succeeded = u.succeeded, jobs_dead = u.dead, "
@@ -742,10 +768,11 @@ void writer::flush(connection& c, double now, const std::string& token) {
                .add_optional_doubles(u.ended_at)
                .add_optional_texts(u.end_reason)
                .add_doubles(u.changed_at)
-               .add(now));
+               .add(now)});
 
   // Delivered at commit, to every node's listener (this node's own ignores its token).
-  if (jobs_queued_) c.exec("SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token)));
+  if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});
+  return out;
 }
 
 }  // namespace aipbx::pg

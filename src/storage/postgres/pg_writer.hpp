@@ -41,9 +41,14 @@ class writer {
 
   void reset();
   void run(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
-  void lock_calls(connection& c, const std::vector<std::string>& ids);
+  // Opens the transaction unless `begun`, creates the calls of `new_ids` that do not exist, locks the calls
+  // of `lock_ids` (sorted) and reads them, their gaps and the stored packets the batch's packets may repeat.
+  void load_calls(connection& c, bool begun, const std::vector<std::string>& new_ids,
+                  const std::vector<std::string>& lock_ids, const std::deque<write_op>& batch, double now);
+  void read_records(const result_set& calls, const result_set& gaps);
+  void lock_call(connection& c, const std::string& id);
+  // The locked call `id`, locking it now if the batch had not.
   call_record* locked(connection& c, const std::string& id);
-  void load_existing_packets(connection& c, const std::deque<write_op>& batch);
 
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   static ingest_outcome duplicate_outcome(const call_record& rec);
@@ -60,7 +65,8 @@ class writer {
   void job_changed(connection& c, const std::string& call_id, job_state from, job_state to, double now);
   void transition(call_record& rec, call_state to, const std::string& reason, double now);
   void settle(call_record& rec, const std::string& reason, double now);
-  void flush(connection& c, double now, const std::string& token);
+  // The batch's writes, for the pipeline that commits them.
+  std::vector<connection::statement> flush(double now, const std::string& token);
 
   const pg_options& options_;
   sequencer_options sequencing_;
