@@ -1,0 +1,144 @@
+// The PostgreSQL store beyond the shared contract: several stores (nodes) on one database at once.
+#include "log/log.hpp"
+#include "storage/pg_test_database.hpp"
+#include "storage/postgres/pg_call_store.hpp"
+#include "storage/postgres/pg_conn.hpp"
+#include "support/printers.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+namespace aipbx {
+namespace {
+
+std::string fresh(const char* name) {
+  return test::pg_fresh_database(std::string("u_") + name + "_" + std::to_string(::getpid()));
+}
+
+result<ingest_outcome> ingest_sync(call_store& store, packet p) {
+  std::promise<result<ingest_outcome>> promise;
+  auto future = promise.get_future();
+  store.ingest(std::move(p), [&promise](result<ingest_outcome> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+std::int64_t scalar(const std::string& url, const char* sql) {
+  pg::connection c(url, "aipbx-tests");
+  return c.exec(sql).int64(0, 0);
+}
+
+TEST(PgCallStore, StoresStartingTogetherApplyEachMigrationOnce) {
+  const std::string url = fresh("migrate");
+  std::vector<std::thread> threads;
+  std::atomic<int> opened{0};
+  std::vector<int> versions(4);
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      pg_options o;
+      o.url = url;
+      pg_call_store s(o);
+      versions[static_cast<std::size_t>(i)] = s.schema_version();
+      ++opened;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(opened.load(), 4);
+  for (int v : versions) EXPECT_EQ(v, versions[0]);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM schema_migrations"), versions[0]);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(DISTINCT version) FROM schema_migrations"), versions[0]);
+}
+
+// Two nodes take the packets of the same calls at once, in any order, with repeats: each call's state is
+// what one writer would have made of them.
+TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
+  const std::string url = fresh("two_nodes");
+  pg_options o;
+  o.url = url;
+  std::vector<std::unique_ptr<pg_call_store>> nodes;
+  for (int i = 0; i < 2; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
+  constexpr int calls = 3;
+  constexpr std::int64_t per_call = 100;
+  constexpr int threads = 6;
+  std::atomic<int> failures{0}, duplicates{0}, created{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      std::vector<std::pair<int, std::int64_t>> order;
+      for (int c = 0; c < calls; ++c)
+        for (std::int64_t s = 1 + t % 3; s <= per_call; s += 3) order.emplace_back(c, s);  // each twice
+      std::shuffle(order.begin(), order.end(), rng);
+      for (auto [c, s] : order) {
+        auto r = ingest_sync(*nodes[rng() % 2], packet{"two-" + std::to_string(c), s, "d" + std::to_string(s), 1.0});
+        if (!r) ++failures;
+        else {
+          if (r->duplicate) ++duplicates;
+          if (r->call_created) ++created;
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(created.load(), calls);
+  EXPECT_EQ(duplicates.load(), calls * static_cast<int>(per_call));
+  for (int c = 0; c < calls; ++c) {
+    const std::string id = "two-" + std::to_string(c);
+    auto summary = nodes[static_cast<std::size_t>(c % 2)]->get_call(id);
+    ASSERT_TRUE(summary.has_value());
+    EXPECT_EQ(summary->packets_received, per_call);
+    EXPECT_EQ(summary->duplicate_packets, per_call);
+    EXPECT_EQ(summary->last_sequence, per_call);
+    EXPECT_EQ(summary->expected_sequence, per_call + 1);
+    EXPECT_EQ(summary->missing_packets, 0);
+    EXPECT_EQ(summary->missing_ranges, 0);
+    EXPECT_EQ(summary->jobs_total, per_call);
+    EXPECT_EQ(summary->next_segment, per_call + 1);
+  }
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets"), calls * per_call);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs"), calls * per_call);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps"), 0);
+}
+
+// The idle timeout is decided by one node: each call ends once, with one transition.
+TEST(PgCallStore, AnIdleCallIsEndedOnceWhateverTheNodes) {
+  const std::string url = fresh("idle_once");
+  std::atomic<double> now{1000.0};
+  pg_options o;
+  o.url = url;
+  o.idle_timeout = 5;
+  o.sweep_interval = std::chrono::milliseconds(5);
+  o.clock = [&now] { return now.load(); };
+  std::vector<std::unique_ptr<pg_call_store>> nodes;
+  for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
+  for (int c = 0; c < 10; ++c)
+    ASSERT_TRUE(ingest_sync(*nodes[static_cast<std::size_t>(c % 3)], packet{"idle-" + std::to_string(c), 1, "d", 1.0}));
+  now = 1010.0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'") > 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // more sweeps by every node
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'"), 0);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_transitions WHERE reason = 'idle timeout'"), 10);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_transitions WHERE reason = 'idle timeout' AND to_state = "
+                        "'PROCESSING_AI'"),
+            10);
+}
+
+TEST(PgCallStore, AnUnreachableServerFailsStartUp) {
+  pg_options o;
+  o.url = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2";
+  EXPECT_THROW(pg_call_store s(o), pg::pg_error);
+}
+
+}  // namespace
+}  // namespace aipbx
