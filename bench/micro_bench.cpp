@@ -158,7 +158,7 @@ void BM_sqlite_ingest(benchmark::State& state) {
           }
           for (std::int64_t i = 0; i < round; ++i) {
             ++seq;
-            store.ingest({call_id, seq, payload, 1'700'000'000.0 + 0.02 * static_cast<double>(seq)},
+            store.ingest({call_id, seq, payload, 1'700'000'000.0 + 0.02 * static_cast<double>(seq), std::nullopt},
                          [&](result<ingest_outcome> r) {
                            if (!r) errors.fetch_add(1, std::memory_order_relaxed);
                            answered.post();

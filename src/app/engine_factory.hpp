@@ -1,8 +1,8 @@
 // Builds the speech-to-text engine that `--engine` names, from the serve configuration. The app layer is
 // the only one that knows every concrete engine.
 //
-// Throws std::invalid_argument when the options do not fit the engine (http without --http-engine-url;
-// http or pocketsphinx with --media none), and whatever the engine's constructor throws (a bad URL, a
+// Throws std::invalid_argument when the options do not fit the engine (http without --http-engine-url),
+// and whatever the engine's constructor throws (a bad URL, a
 // model that cannot be loaded): start-up failures, each with a message naming the option.
 #pragma once
 

@@ -139,7 +139,7 @@ int serve(const serve_config& config) {
   wopts.retry.max_delay = config.retry_max_delay;
   wopts.retry.max_attempts = config.retry_max_attempts;
   wopts.retry.jitter = config.retry_jitter;
-  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, *engine, blocking),
+  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, *store, *engine, blocking, config.media),
                             wopts, system_now, random);
   if (config.workers > 0) {
     store->on_jobs_queued([&workers] { workers.notify(); });
@@ -162,6 +162,7 @@ int serve(const serve_config& config) {
   const http::server* transport = nullptr;  // set once the server exists, before it accepts anything
   aopts.open_connections = [&transport] { return transport != nullptr ? transport->connections() : 0; };
   aopts.connection_limit = config.max_connections;
+  aopts.default_media = config.media;
   http::api api(*store, *store, blocking, aopts);
 
   http::server_options sopts;

@@ -36,6 +36,10 @@ struct packet {
   std::int64_t sequence = 0;
   std::string data;
   double timestamp = 0;
+  // The media format `data` was checked against: the call's declared format (its text form), or empty
+  // when the call had no declaration (the node's default format applied). The store refuses the packet
+  // with `media_changed` when the call's declaration is not this one any more.
+  std::optional<std::string> media;
 };
 
 }  // namespace aipbx

@@ -21,6 +21,9 @@ class category final : public boost::system::error_category {
       case errc::overloaded: return "store overloaded";
       case errc::unavailable: return "store unavailable";
       case errc::store_failure: return "store failure";
+      case errc::media_conflict: return "call declared another media format";
+      case errc::media_too_late: return "call already has packets; its media can no longer be declared";
+      case errc::media_changed: return "call's media declaration changed";
     }
     return "unknown aipbx error";
   }

@@ -24,6 +24,9 @@ enum class errc {
   overloaded,         // the writer queue is full; retry later
   unavailable,        // the store cannot be reached or is shutting down; retry later
   store_failure,      // the store failed in an unexpected way
+  media_conflict,     // the call already declared another media format
+  media_too_late,     // the call already has packets: its media format can no longer be declared
+  media_changed,      // the packet was checked against a media declaration that is no longer the call's
 };
 
 const boost::system::error_category& aipbx_category() noexcept;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "jobs/attempt.hpp"
+#include "media/media_format.hpp"
 #include "storage/call_store.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -24,6 +25,9 @@ struct audio_segment {
   std::int64_t first_sequence = 0;
   std::int64_t last_sequence = 0;
   std::vector<stored_packet> packets;  // the stored packets of the range, ascending
+  // How the call's packets carry audio: its declaration, or the node's --media.
+  media::media_format media = media::media_format::none();
+  std::int64_t packet_ms = media::default_packet_ms;
 };
 
 class ai_engine {

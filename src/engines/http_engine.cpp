@@ -103,7 +103,7 @@ http_engine::http_engine(http_engine_options options) : options_(std::move(optio
 asio::awaitable<jobs::attempt_result> http_engine::transcribe(audio_segment segment) {
   jobs::attempt_result r;
   r.engine = "http";
-  auto pcm = decode_segment(segment, options_.media, upload_rate);
+  auto pcm = decode_segment(segment, upload_rate);
   if (!pcm) {
     r.error = pcm.error();
     r.permanent = true;

@@ -33,9 +33,6 @@ struct http_engine_options {
   std::string model = "whisper-1";
   std::string api_key;                        // empty: no Authorization header
   std::chrono::milliseconds timeout{60'000};  // one attempt: resolve, connect, upload, answer
-  // The media format of every call's packets. Calls cannot declare their own format yet; until they do,
-  // the engine takes this server-wide one (--media).
-  media::media_format media = media::media_format::pcmu();
 };
 
 class http_engine final : public ai_engine {

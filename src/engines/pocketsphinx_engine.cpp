@@ -196,7 +196,7 @@ jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t
 
 jobs::attempt_result pocketsphinx_engine::transcribe_blocking(const audio_segment& segment,
                                                               const std::atomic<bool>* cancelled) {
-  auto pcm = decode_segment(segment, options_.media, model_rate);
+  auto pcm = decode_segment(segment, model_rate);
   if (!pcm) {
     jobs::attempt_result r;
     r.engine = "pocketsphinx";

@@ -42,9 +42,6 @@ struct pocketsphinx_options {
   std::string grammar;   // JSGF file; replaces lm
   std::string keywords;  // keyword list file; replaces lm
   unsigned decoders = 4;  // decoders and decode threads at most (>= 1): the worker count
-  // The media format of every call's packets. Calls cannot declare their own format yet; until they do,
-  // the engine takes this server-wide one (--media).
-  media::media_format media = media::media_format::pcmu();
 };
 
 class pocketsphinx_engine final : public ai_engine {

@@ -5,23 +5,22 @@
 
 namespace aipbx::engines {
 
-boost::system::result<segment_pcm, std::string> decode_segment(const audio_segment& segment,
-                                                              media::media_format format, std::uint32_t rate) {
+boost::system::result<segment_pcm, std::string> decode_segment(const audio_segment& segment, std::uint32_t rate) {
+  const media::media_format format = segment.media;
   if (!format.carries_audio())
-    return std::string("the engine needs audio, but the media format is none (set --media)");
+    return std::string("the engine needs audio, but the call's media format is none (declare it with POST "
+                       "/v1/calls/{call_id} before the first packet, or set --media)");
   std::vector<std::vector<std::int16_t>> decoded;
   decoded.reserve(segment.packets.size());
-  std::size_t total = 0;
   for (const auto& p : segment.packets) {
     auto samples = media::decode_audio(format, p.data);
     if (!samples)
       return "packet " + std::to_string(p.sequence) + " is not " + media::to_string(format) + " audio: " +
              samples.error().message();
-    total += samples->size();
     decoded.push_back(std::move(*samples));
   }
   if (decoded.empty()) return std::string("the segment has no packets");
-  const std::size_t silence = total / decoded.size();
+  const auto silence = static_cast<std::size_t>(segment.packet_ms * format.rate / 1000);
 
   segment_pcm out;
   out.rate = format.rate;

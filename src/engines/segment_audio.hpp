@@ -1,9 +1,9 @@
 // A segment's audio as one buffer of 16-bit samples, for the engines that hear audio (http,
 // pocketsphinx). Pure, thread-safe.
 //
-// The packets' `data` is decoded in the given media format, in sequence order. Sequences of the range
-// with no packet (declared lost) become silence as long as the segment's average packet, so the words
-// around a lost packet keep their timing. The result is resampled (speexdsp) to `rate` when the format's
+// The packets' `data` is decoded in the segment's media format, in sequence order. Sequences of the range
+// with no packet (declared lost) become silence of one packet's duration (`packet_ms`) each, as in
+// GET /v1/calls/{id}/audio, so the words around a lost packet keep their timing. The result is resampled (speexdsp) to `rate` when the format's
 // rate differs. A packet that does not decode fails the whole segment with a sentence naming the
 // sequence: retrying cannot change stored data, so engines report it as a permanent failure.
 #pragma once
@@ -26,7 +26,6 @@ struct segment_pcm {
 };
 
 [[nodiscard]] boost::system::result<segment_pcm, std::string> decode_segment(const audio_segment& segment,
-                                                                            media::media_format format,
                                                                             std::uint32_t rate);
 
 }  // namespace aipbx::engines

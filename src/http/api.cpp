@@ -6,6 +6,8 @@
 #include "http/router.hpp"
 #include "log/json_text.hpp"
 #include "log/log.hpp"
+#include "media/audio_codec.hpp"
+#include "media/wav.hpp"
 #include "storage/async_store.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -92,6 +94,11 @@ std::optional<std::int64_t> parse_job_id(const std::string& text, validation_err
   return std::nullopt;
 }
 
+response unsupported_media_type() {
+  return json_response(status::unsupported_media_type,
+                       error_body("Unsupported Media Type: the body must be application/json", "unsupported_media_type"));
+}
+
 bool is_json_content_type(std::string_view value) {
   const auto semicolon = value.find(';');
   std::string_view type = value.substr(0, semicolon);
@@ -138,6 +145,18 @@ response error_response(const boost::system::error_code& ec, std::string_view de
       res.set(beast_http::field::retry_after, "1");
       return res;
     }
+    case errc::media_conflict:
+      return json_response(status::conflict,
+                           error_body(with_detail("The call already declared another media format"), "media_conflict"));
+    case errc::media_too_late:
+      return json_response(status::conflict,
+                           error_body(with_detail("The call already has packets: declare its media before the first one"),
+                                      "media_too_late"));
+    case errc::media_changed:
+      return json_response(status::conflict,
+                           error_body(with_detail("The call's media declaration changed while the packet was checked; "
+                                                  "send it again"),
+                                      "media_changed"));
     case errc::ok:
     case errc::store_failure: break;
   }
@@ -201,6 +220,8 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::ingest: res = co_await ingest(req, m.params[0]); break;
           case route_id::list_calls: res = co_await list_calls(req); break;
           case route_id::get_call: res = co_await get_call(m.params[0]); break;
+          case route_id::declare_media: res = co_await declare_media(req, m.params[0]); break;
+          case route_id::get_audio: res = co_await get_audio(m.params[0]); break;
           case route_id::list_packets: res = co_await list_packets(req, m.params[0]); break;
           case route_id::get_gaps: res = co_await get_gaps(m.params[0]); break;
           case route_id::get_transcript: res = co_await get_transcript(m.params[0]); break;
@@ -254,9 +275,7 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
   };
   if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type)) {
     count(ingest_result::media_type);
-    co_return json_response(status::unsupported_media_type,
-                            error_body("Unsupported Media Type: the body must be application/json",
-                                       "unsupported_media_type"));
+    co_return unsupported_media_type();
   }
   validation_errors errors;
   if (auto e = check_call_id(call_id)) errors.push_back(std::move(*e));
@@ -269,13 +288,38 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
   }
 
   auto& body = std::get<packet_body>(parsed);
-  packet p{call_id, body.sequence, std::move(body.data), body.timestamp};
-  const std::int64_t sequence = p.sequence;
-  auto op = async_ingest(store_, std::move(p));
-  auto outcome = co_await std::move(op);
+  const std::int64_t sequence = body.sequence;
+  result<ingest_outcome> outcome = errc::store_failure;
+  // The data is checked against the call's format as this node knows it; the store refuses the packet
+  // (media_changed) if a declaration made meanwhile outdated that view, and the check runs once more.
+  for (int attempt = 0;; ++attempt) {
+    auto view_op = media_of(call_id, attempt > 0);
+    auto view = co_await std::move(view_op);
+    if (!view) {
+      count(ingest_result::failed);
+      co_return error_response(view.error());
+    }
+    const call_media_format media = effective_media(view->declared, options_.default_media);
+    if (media.format.carries_audio()) {
+      if (auto checked = media::check_audio(media.format, body.data); !checked) {
+        count(ingest_result::invalid);
+        co_return unprocessable({undecodable_data(media.format, body.data, checked.error())});
+      }
+    }
+    // A settled view cannot be outdated: the data is only needed again when a second check may follow.
+    const bool last_try = view->settled || attempt > 0;
+    packet p{call_id, sequence, last_try ? std::move(body.data) : body.data, body.timestamp,
+             view->declared ? std::optional<std::string>(view->declared->format) : std::nullopt};
+    auto op = async_ingest(store_, std::move(p));
+    outcome = co_await std::move(op);
+    if (!outcome && outcome.error() == errc::media_changed && !last_try) continue;
+    // The call has a packet now: it can no longer declare a format, so the view is settled.
+    if (outcome && !view->settled) media_.put(call_id, {view->declared, true});
+    break;
+  }
   if (!outcome) {
     const auto ec = outcome.error();
-    count(ec == errc::sequence_conflict ? ingest_result::conflict
+    count(ec == errc::sequence_conflict || ec == errc::media_changed ? ingest_result::conflict
           : ec == errc::call_ended      ? ingest_result::call_ended
           : ec == errc::overloaded      ? ingest_result::overloaded
                                         : ingest_result::failed);
@@ -310,7 +354,11 @@ asio::awaitable<response> api::list_calls(const request& req) {
   auto op = run_blocking(blocking_, [this, q] { return store_.list_calls(q); });
   auto page = co_await std::move(op);
   if (!page) co_return error_response(page.error());
-  co_return page_response("calls", page->calls, page->next_after);
+  json::array calls;
+  for (const auto& c : page->calls) calls.push_back(to_json(c, options_.default_media));
+  co_return json_response(status::ok, json::value{{"calls", std::move(calls)},
+                                                  {"next_after", page->next_after ? json::value(*page->next_after)
+                                                                                  : json::value(nullptr)}});
 }
 
 asio::awaitable<response> api::get_call(const std::string& call_id) {
@@ -318,7 +366,109 @@ asio::awaitable<response> api::get_call(const std::string& call_id) {
   auto op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(op);
   if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
-  co_return json_response(status::ok, to_json(*call));
+  co_return json_response(status::ok, to_json(*call, options_.default_media));
+}
+
+asio::awaitable<result<call_media_view>> api::media_of(const std::string& call_id, bool refresh) {
+  if (!refresh)
+    if (auto known = media_.find(call_id)) co_return *known;
+  auto op = run_blocking(blocking_, [this, call_id] { return store_.call_media(call_id); });
+  auto read = co_await std::move(op);
+  if (!read && read.error() != errc::not_found) co_return read.error();
+  call_media_view view;
+  if (read) view.declared = *read;
+  view.settled = view.declared.has_value();  // declarations never change
+  media_.put(call_id, view);
+  co_return view;
+}
+
+asio::awaitable<response> api::declare_media(const request& req, const std::string& call_id) {
+  if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type))
+    co_return unsupported_media_type();
+  validation_errors errors;
+  if (auto e = check_call_id(call_id)) errors.push_back(std::move(*e));
+  auto parsed = parse_declaration_body(req.body());
+  if (auto* body_errors = std::get_if<validation_errors>(&parsed))
+    errors.insert(errors.end(), body_errors->begin(), body_errors->end());
+  if (!errors.empty()) co_return unprocessable(errors);
+  const media_declaration wanted = std::get<media_declaration>(parsed);
+  auto op = async_call<result<declare_outcome>>([this, call_id, wanted](call_store::declare_handler done) {
+    store_.declare_media(call_id, wanted, std::move(done));
+  });
+  auto declared = co_await std::move(op);
+  if (!declared) {
+    const auto ec = declared.error();
+    if (ec == errc::media_conflict) {
+      auto current_op = run_blocking(blocking_, [this, call_id] { return store_.call_media(call_id); });
+      auto current = co_await std::move(current_op);
+      std::string detail = "The call already declared another media format";
+      if (current && *current)
+        detail += " (" + (*current)->format + ", " + std::to_string((*current)->packet_ms) + " ms packets)";
+      co_return error_response(ec, detail);
+    }
+    if (ec == errc::call_ended) co_return error_response(ec, "The call has ended: its media can no longer be declared");
+    co_return error_response(ec);
+  }
+  media_.put(call_id, {wanted, true});
+  if (!declared->repeated)
+    log::info("media declared", {{"call_id", call_id}, {"format", wanted.format}, {"packet_ms", wanted.packet_ms}});
+  auto read_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(read_op);
+  if (!call) co_return error_response(call.error());
+  co_return json_response(declared->created ? status::created : status::ok, to_json(*call, options_.default_media));
+}
+
+asio::awaitable<response> api::get_audio(const std::string& call_id) {
+  if (auto e = check_call_id(call_id)) co_return unprocessable({*e});
+  auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
+  auto call = co_await std::move(call_op);
+  if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  const call_media_format media = effective_media(call->media, options_.default_media);
+  if (!media.format.carries_audio())
+    co_return json_response(status::conflict,
+                            error_body("The call carries no audio: its media format is none (declare one with "
+                                       "POST /v1/calls/{call_id} before its first packet, or start aipbx with --media)",
+                                       "no_audio"));
+  const auto packet_samples = static_cast<std::size_t>(media.packet_ms * media.format.rate / 1000);
+  std::vector<std::int16_t> samples;
+  std::optional<std::int64_t> next;  // the sequence the audio has reached
+  std::int64_t silent = 0, undecodable = 0;
+  std::int64_t after = -1;
+  // Pages of packets, so that the read holds a bounded number of them at once.
+  for (;;) {
+    auto page_op = run_blocking(blocking_, [this, call_id, after] { return store_.list_packets(call_id, after, 1000); });
+    auto page = co_await std::move(page_op);
+    if (!page) co_return error_response(page.error());
+    for (const auto& p : page->packets) {
+      // The audio starts at sequence 1, or at 0 when the sender numbered from 0.
+      if (!next) next = std::min<std::int64_t>(1, p.sequence);
+      if (p.sequence > *next) {
+        silent += p.sequence - *next;
+        samples.insert(samples.end(), static_cast<std::size_t>(p.sequence - *next) * packet_samples, 0);
+      }
+      if (auto decoded = media::decode_audio(media.format, p.data)) {
+        samples.insert(samples.end(), decoded->begin(), decoded->end());
+      } else {
+        ++undecodable;  // stored before the call's format was what it is now: silence, counted
+        samples.insert(samples.end(), packet_samples, 0);
+      }
+      next = p.sequence + 1;
+      if (samples.size() > media::wav_max_samples)
+        co_return json_response(status::payload_too_large,
+                                error_body("The call's audio is longer than one WAV file can hold", "audio_too_long"));
+    }
+    if (!page->next_after) break;
+    after = *page->next_after;
+  }
+  auto file = media::wav_file(samples, media.format.rate);
+  if (!file) co_return error_response(make_error_code(errc::store_failure));
+  response res{status::ok, 11};
+  res.set(beast_http::field::content_type, "audio/wav");
+  res.set(beast_http::field::content_disposition, "attachment; filename=\"" + call_id + ".wav\"");
+  res.set("X-Audio-Silent-Packets", std::to_string(silent));
+  res.set("X-Audio-Undecodable-Packets", std::to_string(undecodable));
+  res.body() = std::move(*file);
+  co_return res;
 }
 
 asio::awaitable<response> api::list_packets(const request& req, const std::string& call_id) {
@@ -378,7 +528,7 @@ asio::awaitable<response> api::change_call(const std::string& call_id, bool end)
   auto read_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(read_op);
   if (!call) co_return error_response(call.error());
-  co_return json_response(status::ok, to_json(*call));
+  co_return json_response(status::ok, to_json(*call, options_.default_media));
 }
 
 asio::awaitable<response> api::get_transcript(const std::string& call_id) {
@@ -389,6 +539,15 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
   auto op = run_blocking(blocking_, [this, call_id] { return jobs_.transcript(call_id); });
   auto segments = co_await std::move(op);
   if (!segments) co_return error_response(segments.error(), segments.error() == errc::not_found ? "Call not found" : "");
+  const call_media_format media = effective_media(call->media, options_.default_media);
+  // Times count from sequence 1 (0 when the sender numbered from 0), as in GET .../audio.
+  std::int64_t origin = 1;
+  if (media.format.carries_audio()) {
+    auto first_op = run_blocking(blocking_, [this, call_id] { return store_.list_packets(call_id, -1, 1); });
+    auto first = co_await std::move(first_op);
+    if (!first) co_return error_response(first.error());
+    if (!first->packets.empty()) origin = std::min<std::int64_t>(1, first->packets.front().sequence);
+  }
   json::array items;
   std::string text;
   for (const auto& seg : *segments) {
@@ -396,7 +555,7 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
       if (!text.empty()) text += ' ';
       text += seg.text;
     }
-    items.push_back(to_json(seg));
+    items.push_back(to_json(seg, media, origin));
   }
   co_return json_response(status::ok, json::value{{"call_id", call_id},
                                                   {"ai_status", ai_status(*call)},

@@ -8,8 +8,10 @@
 #pragma once
 
 #include "http/auth.hpp"
+#include "http/media_cache.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
+#include "media/media_format.hpp"
 #include "http/server.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
@@ -36,6 +38,8 @@ struct api_options {
   // Open connections for /metrics (the transport's count) and their limit; empty: not shown.
   std::function<std::size_t()> open_connections;
   std::size_t connection_limit = 0;
+  // The format of calls that declare none (--media).
+  media::media_format default_media = media::media_format::none();
 };
 
 class api final : public request_handler {
@@ -48,6 +52,11 @@ class api final : public request_handler {
   boost::asio::awaitable<response> ingest(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> list_calls(const request& req);
   boost::asio::awaitable<response> get_call(const std::string& call_id);
+  boost::asio::awaitable<response> declare_media(const request& req, const std::string& call_id);
+  boost::asio::awaitable<response> get_audio(const std::string& call_id);
+  // This node's view of the call's declaration (media_cache), read from the store when unknown or when
+  // `refresh`; an error only when the store cannot answer.
+  boost::asio::awaitable<result<call_media_view>> media_of(const std::string& call_id, bool refresh);
   boost::asio::awaitable<response> list_packets(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> get_gaps(const std::string& call_id);
   boost::asio::awaitable<response> get_transcript(const std::string& call_id);
@@ -68,6 +77,7 @@ class api final : public request_handler {
   job_store& jobs_;
   boost::asio::thread_pool& blocking_;
   api_options options_;
+  media_cache media_;
 };
 
 // The one place where an error becomes an HTTP status and body.

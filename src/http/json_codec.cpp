@@ -328,6 +328,79 @@ std::variant<packet_body, validation_errors> parse_packet_body(std::string_view 
   const std::size_t used = p.write_some(false, body.data(), body.size(), ec);
   if (!ec && used == body.size() && p.done() && p.handler().complete()) return std::move(p.handler().packet);
   return parse_packet_body_checked(body);
+std::variant<media_declaration, validation_errors> parse_declaration_body(std::string_view body) {
+  boost::system::error_code ec;
+  json::stream_parser parser;
+  const std::size_t used = parser.write(body.data(), body.size(), ec);
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return validation_errors{{"json_invalid", json::array{"body", static_cast<std::uint64_t>(used)},
+                              "JSON decode error", json::object{}, {{"error", ec.message()}}}};
+  }
+  json::value doc = parser.release();
+  if (!doc.is_object())
+    return validation_errors{body_error("", "model_attributes_type",
+                                        "Input should be a valid dictionary or object to extract fields from", doc)};
+  const json::value* media = doc.get_object().if_contains("media");
+  if (!media) return validation_errors{body_error("media", "missing", "Field required", doc)};
+  if (!media->is_object())
+    return validation_errors{
+        {"model_attributes_type", json::array{"body", "media"},
+         "Input should be a valid dictionary or object to extract fields from", *media, {}}};
+  const json::object& m = media->get_object();
+  validation_errors errors;
+  media_declaration out;
+  const auto field_error = [&](std::string_view field, std::string type, std::string msg, json::value input,
+                               json::object ctx = {}) {
+    errors.push_back({std::move(type), json::array{"body", "media", json::string_view(field.data(), field.size())},
+                      std::move(msg), std::move(input), std::move(ctx)});
+  };
+  constexpr std::string_view formats = "'pcmu/8000', 'pcma/8000', 'l16/8000', 'l16/16000' or 'none'";
+  if (const json::value* f = m.if_contains("format"); !f) {
+    field_error("format", "missing", "Field required", m);
+  } else if (!f->is_string()) {
+    field_error("format", "string_type", "Input should be a valid string", *f);
+  } else if (auto parsed = media::parse_media_format(std::string_view(f->get_string()))) {
+    out.format = media::to_string(*parsed);
+  } else {
+    field_error("format", "enum", "Input should be " + std::string(formats), *f,
+                {{"expected", json::string_view(formats.data(), formats.size())}});
+  }
+  if (const json::value* ms = m.if_contains("packet_ms")) {
+    const bool whole = ms->is_int64() || ms->is_uint64() ||
+                       (ms->is_double() && std::isfinite(ms->get_double()) &&
+                        ms->get_double() == std::floor(ms->get_double()));
+    const double value = ms->is_number() ? ms->to_number<double>() : 0;
+    if (!ms->is_number() || !whole) {
+      field_error("packet_ms", "int_type", "Input should be a valid integer", *ms);
+    } else if (value < 1) {
+      field_error("packet_ms", "greater_than_equal", "Input should be greater than or equal to 1", *ms, {{"ge", 1}});
+    } else if (value > static_cast<double>(media::max_packet_ms)) {
+      field_error("packet_ms", "less_than_equal",
+                  "Input should be less than or equal to " + std::to_string(media::max_packet_ms), *ms,
+                  {{"le", media::max_packet_ms}});
+    } else {
+      out.packet_ms = static_cast<std::int64_t>(value);
+    }
+  }
+  if (!errors.empty()) return errors;
+  return out;
+}
+
+validation_error undecodable_data(media::media_format format, std::string_view data,
+                                  const boost::system::error_code& why) {
+  const std::string name = media::to_string(format);
+  return {"value_error",
+          json::array{"body", "data"},
+          "Value error, data is not " + name + " audio: " + why.message(),
+          sanitized(data),
+          {{"media", name}, {"error", why.message()}}};
+}
+
+call_media_format effective_media(const std::optional<media_declaration>& declared, media::media_format fallback) {
+  if (!declared) return {fallback, media::default_packet_ms, false};
+  return {media::parse_media_format(declared->format).value_or(media::media_format::none()), declared->packet_ms,
+          true};
 }
 
 std::optional<validation_error> check_call_id(std::string_view call_id) {
@@ -365,7 +438,7 @@ namespace {
 json::value optional_number(const std::optional<double>& v) { return v ? json::value(*v) : json::value(nullptr); }
 }  // namespace
 
-json::object to_json(const call_summary& c) {
+json::object to_json(const call_summary& c, media::media_format default_media) {
   json::value duration = nullptr;
   // Sender timestamps are doubles: round the difference to microseconds, not to float noise.
   if (c.first_timestamp && c.last_timestamp)
@@ -402,6 +475,10 @@ json::object to_json(const call_summary& c) {
           {"succeeded", c.jobs_succeeded},
           {"dead", c.jobs_dead}}}}},
   };
+  const call_media_format media = effective_media(c.media, default_media);
+  out["media"] = {{"format", media::to_string(media.format)},
+                  {"packet_ms", media.packet_ms},
+                  {"declared", media.declared}};
   if (!c.transitions.empty()) {
     json::array transitions;
     for (const auto& t : c.transitions)
@@ -442,10 +519,17 @@ json::object to_json(const job& j) {
   };
 }
 
-json::object to_json(const transcript_segment& s) {
+json::object to_json(const transcript_segment& s, const call_media_format& media, std::int64_t origin) {
+  json::value start = nullptr, end = nullptr;
+  if (media.format.carries_audio()) {
+    start = static_cast<double>((s.first_sequence - origin) * media.packet_ms) / 1000.0;
+    end = static_cast<double>((s.last_sequence + 1 - origin) * media.packet_ms) / 1000.0;
+  }
   return {{"job_id", s.job_id},
           {"first_sequence", s.first_sequence},
           {"last_sequence", s.last_sequence},
+          {"start", start},
+          {"end", end},
           {"text", s.text},
           {"engine", s.engine},
           {"latency_ms", s.latency_ms},

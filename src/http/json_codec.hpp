@@ -9,6 +9,7 @@
 #pragma once
 
 #include "domain/call_state.hpp"
+#include "media/media_format.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 
@@ -46,6 +47,23 @@ struct packet_body {
 std::variant<packet_body, validation_errors> parse_packet_body(std::string_view body);
 std::variant<packet_body, validation_errors> parse_packet_body_checked(std::string_view body);
 
+// The body of POST /v1/calls/{call_id}: {"media": {"format": "pcmu/8000", "packet_ms": 20}}, packet_ms
+// optional (20), 1..1000. The format is returned in its canonical (lower-case) text form.
+std::variant<media_declaration, validation_errors> parse_declaration_body(std::string_view body);
+
+// The 422 entry of a packet whose `data` does not decode in the call's format (`why`: media_errc).
+validation_error undecodable_data(media::media_format format, std::string_view data,
+                                  const boost::system::error_code& why);
+
+// The call's effective media: its declaration, or the node's default format with the default packet
+// duration. A format the media layer cannot parse (only a hand-edited database holds one) counts as none.
+struct call_media_format {
+  media::media_format format;
+  std::int64_t packet_ms = media::default_packet_ms;
+  bool declared = false;
+};
+call_media_format effective_media(const std::optional<media_declaration>& declared, media::media_format fallback);
+
 // `in` as a JSON string, with bytes that are not UTF-8 replaced by U+FFFD (for echoing input back).
 boost::json::string sanitized(std::string_view in);
 
@@ -59,12 +77,14 @@ std::string validation_body(const validation_errors& errors);
 // {"detail": "...", "error": "..."} for every other 4xx/5xx.
 std::string error_body(std::string_view detail, std::string_view code);
 
-boost::json::object to_json(const call_summary& c);
+boost::json::object to_json(const call_summary& c, media::media_format default_media);
 boost::json::object to_json(const stored_packet& p);
 boost::json::object to_json(const seq_range& r);
 boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
 boost::json::object to_json(const job& j);
-boost::json::object to_json(const transcript_segment& s);
+// With the segment's place in the call's audio (`start`/`end` in seconds from sequence `origin`) when
+// the call carries audio; null times otherwise.
+boost::json::object to_json(const transcript_segment& s, const call_media_format& media, std::int64_t origin);
 // The AI progress of a call: "none", "pending" (packets not yet cut into jobs), "processing",
 // "completed" (every job so far succeeded) or "failed" (a job is dead).
 std::string_view ai_status(const call_summary& c);

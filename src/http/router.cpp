@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 18> routes{{
+constexpr std::array<route, 20> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -24,6 +24,8 @@ constexpr std::array<route, 18> routes{{
     {verb::post, "/v1/call/stream/{call_id}", route_id::ingest},
     {verb::get, "/v1/calls", route_id::list_calls},
     {verb::get, "/v1/calls/{call_id}", route_id::get_call},
+    {verb::post, "/v1/calls/{call_id}", route_id::declare_media},
+    {verb::get, "/v1/calls/{call_id}/audio", route_id::get_audio},
     {verb::get, "/v1/calls/{call_id}/packets", route_id::list_packets},
     {verb::get, "/v1/calls/{call_id}/gaps", route_id::get_gaps},
     {verb::get, "/v1/calls/{call_id}/transcript", route_id::get_transcript},
@@ -67,6 +69,7 @@ route_match match_route(verb method, const std::vector<std::string>& segments) {
     if (!matches(r.pattern, segments, params)) continue;
     if (r.method == wanted) {
       m.outcome = route_match::kind::found;
+      m.allow.clear();  // another method's route of the same path may have come first
       m.id = r.id;
       m.pattern = r.pattern;
       m.params = std::move(params);

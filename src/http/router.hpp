@@ -26,6 +26,8 @@ enum class route_id {
   ingest,
   list_calls,
   get_call,
+  declare_media,
+  get_audio,
   list_packets,
   get_gaps,
   get_transcript,

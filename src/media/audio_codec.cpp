@@ -27,6 +27,15 @@ result<std::vector<std::int16_t>> decode_audio(media_format format, std::string_
   return make_error_code(media_errc::no_audio_format);
 }
 
+result<std::size_t> check_audio(media_format format, std::string_view data) {
+  if (!format.carries_audio()) return make_error_code(media_errc::no_audio_format);
+  auto bytes = base64_decoded_size(data);
+  if (!bytes) return bytes.error();
+  if (*bytes == 0) return make_error_code(media_errc::empty_audio);
+  if (*bytes % format.bytes_per_sample() != 0) return make_error_code(media_errc::odd_length);
+  return *bytes / format.bytes_per_sample();
+}
+
 std::string encode_audio(media_format format, std::span<const std::int16_t> samples) {
   switch (format.kind) {
     case codec::pcmu: return base64_encode(ulaw_encode(samples));

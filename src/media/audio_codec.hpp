@@ -19,6 +19,10 @@ namespace aipbx::media {
 // Fails with media_errc: no_audio_format (format none), bad_base64, empty_audio, odd_length (l16).
 [[nodiscard]] result<std::vector<std::int16_t>> decode_audio(media_format format, std::string_view data);
 
+// Checks that `data` would decode in `format` (the same failures as decode_audio) without decoding it,
+// and answers its sample count. Allocates nothing: ingest checks every packet with it.
+[[nodiscard]] result<std::size_t> check_audio(media_format format, std::string_view data);
+
 // The base64 `data` of `samples` in `format` (for senders and tests). Format none yields "".
 std::string encode_audio(media_format format, std::span<const std::int16_t> samples);
 

@@ -20,5 +20,8 @@ namespace aipbx::media {
 // Fails with media_errc::bad_base64. The empty string decodes to no bytes.
 [[nodiscard]] result<std::vector<std::uint8_t>> base64_decode(std::string_view text);
 std::string base64_encode(std::span<const std::uint8_t> bytes);
+// The same checks without decoding: how many bytes `text` decodes to, or media_errc::bad_base64. Allocates
+// nothing (the ingest path checks every packet with it).
+[[nodiscard]] result<std::size_t> base64_decoded_size(std::string_view text);
 
 }  // namespace aipbx::media

@@ -31,6 +31,10 @@ struct media_format {
   static constexpr media_format l16(std::uint32_t rate) { return {codec::l16, rate}; }
 };
 
+// The duration of one packet of a call that declares none: the usual RTP packetization time.
+inline constexpr std::int64_t default_packet_ms = 20;
+inline constexpr std::int64_t max_packet_ms = 1000;
+
 // nullopt for anything but the five forms above.
 std::optional<media_format> parse_media_format(std::string_view text);
 std::string to_string(media_format format);

@@ -11,10 +11,15 @@
 // the HTTP I/O threads.
 //
 // Errors (`result` holds an errc): ingest fails with `sequence_conflict` (same sequence, different data;
-// nothing changed), `call_ended` (the call takes no more packets), `overloaded` (the writer's queue is
+// nothing changed), `media_changed` (see Media below; nothing changed), `call_ended` (the call takes no more packets), `overloaded` (the writer's queue is
 // full; nothing changed), `unavailable` (stopping, or the database is unreachable; nothing changed) or
 // `store_failure`. A success means the packet is durable: it survives a crash of the process and the OS.
 // Reads fail with `not_found` for an unknown call, or `unavailable` / `store_failure`.
+//
+// Media: a call may declare how its packets carry audio (`declare_media`) before its first packet; the
+// declaration creates the call if needed and never changes afterwards. Ingest refuses a packet whose
+// `packet::media` (the declaration it was checked against, empty for none) is not the call's declaration
+// with `media_changed`, so a packet checked against a stale view of the call is never stored.
 #pragma once
 
 #include "domain/call_state.hpp"
@@ -41,6 +46,19 @@ struct ingest_outcome {
   std::int64_t expected = 1;      // the call's lowest sequence not yet received, after this packet
   std::int64_t last_sequence = 0; // the call's highest sequence after it
   std::int64_t missing = 0;       // how many sequences the call is missing after it
+};
+
+// How a call's packets carry audio, as its sender declared it. `format` is the media layer's text form
+// (media/media_format.hpp; storage does not interpret it), `packet_ms` the duration of one packet.
+struct media_declaration {
+  std::string format;
+  std::int64_t packet_ms = 20;
+  friend bool operator==(const media_declaration&, const media_declaration&) = default;
+};
+
+struct declare_outcome {
+  bool created = false;   // the declaration created the call
+  bool repeated = false;  // the call had declared exactly this before; nothing changed
 };
 
 struct call_transition {
@@ -76,6 +94,7 @@ struct call_summary {
   std::int64_t jobs_total = 0;         // the call's AI jobs: all, succeeded, dead
   std::int64_t jobs_succeeded = 0;
   std::int64_t jobs_dead = 0;
+  std::optional<media_declaration> media;  // empty when the call declared nothing
   std::vector<call_transition> transitions;  // filled by get_call only, oldest first
 };
 
@@ -156,9 +175,18 @@ class call_store {
   // Puts a finished (COMPLETED or FAILED) call away; `invalid_transition` otherwise.
   virtual void archive_call(std::string call_id, state_handler done) = 0;
 
-  // True when the database answers a trivial query.
+  // Declares the call's media format, creating the call if it does not exist. A repeat of the same
+  // declaration succeeds (`repeated`, nothing changed). Fails with `media_conflict` when the call declared
+  // another one, `media_too_late` when it has packets and no declaration, `call_ended` when it has ended.
+  // A write: queued to the writer like ingest.
+  using declare_handler = std::function<void(result<declare_outcome>)>;
+  virtual void declare_media(std::string call_id, media_declaration media, declare_handler done) = 0;
+  // The call's declaration (empty if none): a light read for the ingest path's cache and the AI workers.
+  [[nodiscard]] virtual result<std::optional<media_declaration>> call_media(std::string_view call_id) = 0;
+
   // Totals over every call (a scan of the calls: for /metrics, not for the ingest path).
   [[nodiscard]] virtual result<call_counts> count_calls() = 0;
+  // True when the database answers a trivial query.
   [[nodiscard]] virtual bool ping() = 0;
   virtual writer_stats stats() const = 0;
 

@@ -66,8 +66,15 @@ struct archive_op {
   std::optional<result<call_state>> r;
 };
 
+struct declare_op {
+  std::string call_id;
+  media_declaration media;
+  call_store::declare_handler done;
+  std::optional<result<declare_outcome>> r;
+};
+
 struct write_op {
-  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op> v;
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op, declare_op> v;
   // Runs the handler with the stored result, or with `failure` when the transaction failed.
   void complete();
   void fail(const boost::system::error_code& failure);

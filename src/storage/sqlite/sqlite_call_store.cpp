@@ -32,7 +32,7 @@ constexpr const char* call_columns =
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 0), "
     "last_packet_at, next_segment, late_packets, lost_packets, "
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 1), "
-    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead";
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms";
 
 call_summary read_call(const statement& s) {
   call_summary c;
@@ -61,6 +61,7 @@ call_summary read_call(const statement& s) {
   c.jobs_total = s.column_int(22);
   c.jobs_succeeded = s.column_int(23);
   c.jobs_dead = s.column_int(24);
+  if (!s.is_null(25)) c.media = media_declaration{s.column_text(25), s.column_int(26)};
   return c;
 }
 
@@ -450,6 +451,20 @@ result<call_store::gap_ranges> sqlite_call_store::gaps(std::string_view call_id)
 
 void sqlite_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
   submit({sqlite::end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
+}
+
+void sqlite_call_store::declare_media(std::string call_id, media_declaration media, declare_handler done) {
+  submit({sqlite::declare_op{std::move(call_id), std::move(media), std::move(done), std::nullopt}}, false);
+}
+
+result<std::optional<media_declaration>> sqlite_call_store::call_media(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::optional<media_declaration>> {
+    auto& s = c.cached("SELECT media_format, media_packet_ms FROM calls WHERE id = ?");
+    s.bind(1, call_id);
+    if (!s.step()) return errc::not_found;
+    if (s.is_null(0)) return std::optional<media_declaration>{};
+    return std::optional<media_declaration>{media_declaration{s.column_text(0), s.column_int(1)}};
+  });
 }
 
 void sqlite_call_store::archive_call(std::string call_id, state_handler done) {

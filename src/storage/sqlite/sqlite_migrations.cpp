@@ -199,11 +199,18 @@ CREATE INDEX jobs_running_lease ON jobs(lease_expires_at) WHERE state = 'running
 CREATE INDEX jobs_state ON jobs(state, id);
 )sql";
 
-constexpr std::array<migration, 4> all{{
+// A call's media declaration (POST /v1/calls/{id}): NULL when it declared none.
+constexpr const char* v5_media = R"sql(
+ALTER TABLE calls ADD COLUMN media_format TEXT;
+ALTER TABLE calls ADD COLUMN media_packet_ms INTEGER;
+)sql";
+
+constexpr std::array<migration, 5> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
+    {5, "media declarations", v5_media},
 }};
 
 }  // namespace

@@ -22,6 +22,7 @@ struct writer::call_record {
   std::optional<double> last_packet_at;
   std::optional<double> ended_at;
   std::optional<std::string> end_reason;
+  std::optional<media_declaration> media;
   double state_changed_at = 0;
   bool dirty = false;
   bool state_dirty = false;  // state, ended_at, end_reason or state_changed_at changed
@@ -70,7 +71,8 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       select_call_(db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
                                 "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
                                 "next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
-                                "jobs_dead, ended_at, end_reason, state_changed_at FROM calls WHERE id = ?")),
+                                "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms "
+                                "FROM calls WHERE id = ?")),
       select_gaps_(db_->prepare("SELECT first_sequence, last_sequence, opened_at, lost FROM call_gaps "
                                 "WHERE call_id = ? ORDER BY first_sequence")),
       insert_call_(db_->prepare("INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES (?, ?, ?, ?)")),
@@ -128,7 +130,8 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       insert_transition_(db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
                                       "VALUES (?, ?, ?, ?, ?)")),
       job_call_(db_->prepare("SELECT call_id, state FROM jobs WHERE id = ?")),
-      flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")) {}
+      flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")),
+      set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")) {}
 
 writer::~writer() = default;
 
@@ -187,6 +190,7 @@ void writer::apply(write_op& op, double now) {
         else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(o, now);
         else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
+        else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
         else o.r = apply_archive(o, now);
       },
       op.v);
@@ -204,7 +208,14 @@ ingest_outcome writer::duplicate_outcome(const call_record& rec) {
 
 result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
   ingest_outcome out;
-  call_record& rec = load_or_create(p.call_id, now, out.call_created);
+  {
+    // The packet was checked against the call's declaration as its node last saw it; a declaration made
+    // since (by another request or node) makes that check worthless.
+    const call_record* existing = load(p.call_id);
+    const bool same_media = existing && existing->media ? p.media == existing->media->format : !p.media;
+    if (!same_media) return errc::media_changed;
+  }
+  call_record& rec = load_or_create(p.call_id, now, out.call_created, "first packet");
   if (rec.state != call_state::in_progress) {
     // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
     select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
@@ -342,6 +353,24 @@ result<call_state> writer::apply_end(const std::string& call_id, const std::stri
   transition(*rec, call_state::processing_ai, reason, now);
   settle(*rec, "ai jobs settled", now);
   return rec->state;
+}
+
+result<declare_outcome> writer::apply_declare(const declare_op& op, double now) {
+  declare_outcome out;
+  call_record* existing = load(op.call_id);
+  if (existing && existing->media) {
+    if (*existing->media != op.media) return errc::media_conflict;
+    out.repeated = true;
+    return out;
+  }
+  if (existing && existing->state != call_state::in_progress) return errc::call_ended;
+  if (existing && existing->packets_received > 0) return errc::media_too_late;
+  call_record& rec = existing ? *existing : load_or_create(op.call_id, now, out.created, "media declared");
+  set_media_.bind(1, std::string_view(op.media.format)).bind(2, op.media.packet_ms).bind(3, std::string_view(op.call_id)).run();
+  rec.media = op.media;
+  mark_dirty(rec);
+  log::info("call media declared", {{"call_id", op.call_id}, {"format", op.media.format}, {"packet_ms", op.media.packet_ms}});
+  return out;
 }
 
 result<call_state> writer::apply_archive(const archive_op& op, double now) {
@@ -521,6 +550,7 @@ writer::call_record* writer::load(const std::string& id) {
   rec->ended_at = q.column_optional_double(14);
   if (!q.is_null(15)) rec->end_reason = q.column_text(15);
   rec->state_changed_at = q.column_double(16);
+  if (!q.is_null(17)) rec->media = media_declaration{q.column_text(17), q.column_int(18)};
   q.reset();
   std::vector<open_gap> open;
   std::vector<seq_range> lost;
@@ -535,11 +565,11 @@ writer::call_record* writer::load(const std::string& id) {
   return cache_.emplace(id, std::move(rec)).first->second.get();
 }
 
-writer::call_record& writer::load_or_create(const std::string& id, double now, bool& created) {
+writer::call_record& writer::load_or_create(const std::string& id, double now, bool& created, std::string_view reason) {
   if (call_record* rec = load(id)) return *rec;
   insert_call_.bind(1, std::string_view(id)).bind(2, now).bind(3, now).bind(4, now).run();
   insert_transition_.bind(1, std::string_view(id)).bind(2, std::nullopt).bind(3, to_string(call_state::in_progress))
-      .bind(4, std::string_view("first packet")).bind(5, now).run();
+      .bind(4, reason).bind(5, now).run();
   created = true;
   log::info("call created", {{"call_id", id}});
   auto rec = std::make_unique<call_record>();

@@ -24,6 +24,7 @@ namespace aipbx::sqlite {
 // The queued writes are the backend-neutral ones of storage/write_op.hpp.
 using aipbx::archive_op;
 using aipbx::claim_op;
+using aipbx::declare_op;
 using aipbx::end_op;
 using aipbx::finish_op;
 using aipbx::ingest_op;
@@ -74,9 +75,10 @@ class writer {
   result<job> apply_replay(const replay_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
+  result<declare_outcome> apply_declare(const declare_op& op, double now);
   void sweep(double now);
 
-  call_record& load_or_create(const std::string& id, double now, bool& created);
+  call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
   call_record* load(const std::string& id);
   // Persists what the call's sequencer decided: new jobs, lost ranges.
   void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
@@ -95,7 +97,7 @@ class writer {
       insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
       next_due_, next_lease_, renew_, finish_success_, insert_segment_, finish_retry_, finish_dead_,
       release_job_, replay_job_, job_exists_, select_idle_, select_expired_gaps_, select_timed_out_,
-      mark_lost_, insert_transition_, job_call_, flag_late_;
+      mark_lost_, insert_transition_, job_call_, flag_late_, set_media_;
   cache_map cache_;
   std::vector<call_record*> dirty_;
   std::vector<deferred_warning> warnings_;

@@ -37,6 +37,7 @@ audio_segment tone_segment(media::media_format format, int packets) {
     }
     s.packets.push_back({p + 1, p + 1, media::encode_audio(format, pcm), 1700000000.0 + p * 0.02, 0});
   }
+  s.media = format;
   return s;
 }
 
@@ -52,7 +53,6 @@ http_engine_options options_for(const scripted_server& server) {
   o.url = server.url();
   o.model = "whisper-tiny";
   o.timeout = std::chrono::milliseconds(2000);
-  o.media = media::media_format::pcmu();
   return o;
 }
 
@@ -143,7 +143,6 @@ TEST(HttpEngine, NoKeyNoAuthorizationAndABasePathIsKept) {
   scripted_server server({scripted_reply::json(200, R"({"text":"ok"})")});
   auto options = options_for(server);
   options.url = server.url() + "/stt/";
-  options.media = media::media_format::l16(16000);
   http_engine engine(options);
   EXPECT_EQ(engine.target(), "/stt/v1/audio/transcriptions");
   auto r = run(engine, tone_segment(media::media_format::l16(16000), 5));

@@ -65,6 +65,7 @@ audio_segment packets_of(const std::vector<std::int16_t>& pcm, media::media_form
                          media::encode_audio(format, std::span<const std::int16_t>(pcm.data() + at, n)), 0, 0});
   }
   s.last_sequence = sequence;
+  s.media = format;
   return s;
 }
 
@@ -75,15 +76,14 @@ jobs::attempt_result run(ai_engine& engine, audio_segment segment) {
   return result.get();
 }
 
-pocketsphinx_options options_with(media::media_format media, unsigned decoders = 1) {
+pocketsphinx_options options_with(unsigned decoders = 1) {
   pocketsphinx_options o;
-  o.media = media;
   o.decoders = decoders;
   return o;
 }
 
 TEST(PocketsphinxEngine, RecognizesGoForwardDirectly) {
-  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  pocketsphinx_engine engine(options_with());
   const auto audio = read_raw(test_data + "goforward.raw");
   ASSERT_GT(audio.size(), 16000u);
   auto r = engine.recognize(audio);
@@ -93,7 +93,7 @@ TEST(PocketsphinxEngine, RecognizesGoForwardDirectly) {
 }
 
 TEST(PocketsphinxEngine, SixteenKilohertzPacketsGiveTheDirectTranscript) {
-  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  pocketsphinx_engine engine(options_with());
   const auto audio = read_raw(test_data + "goforward.raw");
   const auto direct = engine.recognize(audio);
   ASSERT_TRUE(direct.ok) << direct.error;
@@ -107,7 +107,7 @@ TEST(PocketsphinxEngine, SixteenKilohertzPacketsGiveTheDirectTranscript) {
 // (decode, resample to 16 kHz, recognize) the transcript equals the recognizer's own on the same audio
 // decoded directly, and stays close to the reference despite the narrower band.
 TEST(PocketsphinxEngine, EightKilohertzMuLawCallAudio) {
-  pocketsphinx_engine engine(options_with(media::media_format::pcmu()));
+  pocketsphinx_engine engine(options_with());
   const auto wideband = read_raw(test_data + "goforward.raw");
   auto narrowband = media::resample(wideband, 16000, 8000);
   ASSERT_TRUE(narrowband);
@@ -133,7 +133,7 @@ TEST(PocketsphinxEngine, EightKilohertzMuLawCallAudio) {
 }
 
 TEST(PocketsphinxEngine, GrammarRestrictsTheVocabulary) {
-  auto options = options_with(media::media_format::l16(16000));
+  auto options = options_with();
   options.grammar = test_data + "goforward.gram";
   pocketsphinx_engine engine(options);
   auto r = run(engine, packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000)));
@@ -148,7 +148,7 @@ TEST(PocketsphinxEngine, KeywordListSpotsItsPhrases) {
     std::ofstream out(path);
     out << "forward /1e-20/\nmeters /1e-20/\n";
   }
-  auto options = options_with(media::media_format::l16(16000));
+  auto options = options_with();
   options.keywords = path;
   pocketsphinx_engine engine(options);
   auto r = run(engine, packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000)));
@@ -159,7 +159,7 @@ TEST(PocketsphinxEngine, KeywordListSpotsItsPhrases) {
 }
 
 TEST(PocketsphinxEngine, DecodersArePooledUpToTheirNumber) {
-  pocketsphinx_engine engine(options_with(media::media_format::l16(16000), 2));
+  pocketsphinx_engine engine(options_with(2));
   const auto segment = packets_of(read_raw(test_data + "goforward.raw"), media::media_format::l16(16000));
   boost::asio::io_context ioc;
   std::vector<std::future<jobs::attempt_result>> results;
@@ -178,7 +178,7 @@ TEST(PocketsphinxEngine, DecodersArePooledUpToTheirNumber) {
 }
 
 TEST(PocketsphinxEngine, CancellationStopsALongDecode) {
-  pocketsphinx_engine engine(options_with(media::media_format::l16(16000)));
+  pocketsphinx_engine engine(options_with());
   const auto once = read_raw(test_data + "goforward.raw");
   std::vector<std::int16_t> long_audio;
   for (int i = 0; i < 8; ++i) long_audio.insert(long_audio.end(), once.begin(), once.end());  // about 22 s
@@ -204,8 +204,8 @@ TEST(PocketsphinxEngine, CancellationStopsALongDecode) {
 }
 
 TEST(PocketsphinxEngine, UndecodableAudioIsPermanent) {
-  pocketsphinx_engine engine(options_with(media::media_format::pcmu()));
-  audio_segment s{"call-1", 1, 1, {{1, 1, "audio_payload", 0, 0}}};
+  pocketsphinx_engine engine(options_with());
+  audio_segment s{"call-1", 1, 1, {{1, 1, "audio_payload", 0, 0}}, media::media_format::pcmu()};
   auto r = run(engine, s);
   EXPECT_FALSE(r.ok);
   EXPECT_TRUE(r.permanent);
@@ -213,13 +213,13 @@ TEST(PocketsphinxEngine, UndecodableAudioIsPermanent) {
 }
 
 TEST(PocketsphinxEngine, BadOptionsStopTheStart) {
-  auto missing = options_with(media::media_format::pcmu());
+  auto missing = options_with();
   missing.hmm = "/nonexistent/en-us";
   EXPECT_THROW(pocketsphinx_engine{missing}, std::runtime_error);
-  auto bad_grammar = options_with(media::media_format::pcmu());
+  auto bad_grammar = options_with();
   bad_grammar.grammar = test_data + "defective.gram";  // a word the dictionary does not have
   EXPECT_THROW(pocketsphinx_engine{bad_grammar}, std::runtime_error);
-  auto both = options_with(media::media_format::pcmu());
+  auto both = options_with();
   both.grammar = test_data + "goforward.gram";
   both.keywords = test_data + "goforward.kws";
   EXPECT_THROW(pocketsphinx_engine{both}, std::invalid_argument);

@@ -52,6 +52,8 @@ TEST(Router, EveryRoute) {
       {verb::post, "/v1/call/stream/call-1", route_id::ingest, "/v1/call/stream/{call_id}", {"call-1"}},
       {verb::get, "/v1/calls", route_id::list_calls, "/v1/calls", {}},
       {verb::get, "/v1/calls/abc@host", route_id::get_call, "/v1/calls/{call_id}", {"abc@host"}},
+      {verb::post, "/v1/calls/abc", route_id::declare_media, "/v1/calls/{call_id}", {"abc"}},
+      {verb::get, "/v1/calls/c9/audio", route_id::get_audio, "/v1/calls/{call_id}/audio", {"c9"}},
       {verb::get, "/v1/calls/c9/packets", route_id::list_packets, "/v1/calls/{call_id}/packets", {"c9"}},
       {verb::get, "/v1/calls/c9/gaps", route_id::get_gaps, "/v1/calls/{call_id}/gaps", {"c9"}},
   };
@@ -119,7 +121,8 @@ TEST(Router, WrongMethodIs405WithAllow) {
            {verb::get, "/v1/call/stream/c1", "POST"},
            {verb::put, "/v1/call/stream/c1", "POST"},
            {verb::post, "/v1/calls", "GET, HEAD"},
-           {verb::delete_, "/v1/calls/c1", "GET, HEAD"},
+           {verb::delete_, "/v1/calls/c1", "GET, HEAD, POST"},
+           {verb::post, "/v1/calls/c1/audio", "GET, HEAD"},
            {verb::post, "/v1/calls/c1/packets", "GET, HEAD"},
            {verb::patch, "/v1/calls/c1/gaps", "GET, HEAD"},
            {verb::post, "/healthz", "GET, HEAD"},

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
+
 #include <vector>
 
 namespace aipbx::media {
@@ -40,6 +42,25 @@ TEST(AudioCodec, RefusesDataThatIsNotAudioInTheFormat) {
   EXPECT_EQ(decode_audio(media_format::l16(8000), "AQL+/9c=").error(), make_error_code(media_errc::odd_length));
   EXPECT_EQ(decode_audio(media_format::none(), "AQI=").error(), make_error_code(media_errc::no_audio_format));
   EXPECT_EQ(encode_audio(media_format::none(), std::vector<std::int16_t>{1, 2}), "");
+}
+
+TEST(AudioCodec, CheckAgreesWithDecode) {
+  const std::vector<std::int16_t> pcm{0, 1000, -1000, 32767, -32768, 7};
+  for (auto format : {media_format::pcmu(), media_format::pcma(), media_format::l16(8000), media_format::l16(16000)}) {
+    for (std::size_t n = 0; n <= pcm.size(); ++n) {
+      const std::string data = encode_audio(format, std::span(pcm).first(n));
+      auto checked = check_audio(format, data);
+      auto decoded = decode_audio(format, data);
+      ASSERT_EQ(checked.has_value(), decoded.has_value()) << data;
+      if (checked) EXPECT_EQ(*checked, decoded->size());
+      else EXPECT_EQ(checked.error(), decoded.error());
+    }
+    for (const char* bad : {"audio_payload", "", "AQL+/9c=", "AQ=="})
+      if (auto d = decode_audio(format, bad); !d) {
+        EXPECT_EQ(check_audio(format, bad).error(), d.error()) << bad;
+      }
+  }
+  EXPECT_EQ(check_audio(media_format::none(), "AQI=").error(), make_error_code(media_errc::no_audio_format));
 }
 
 }  // namespace

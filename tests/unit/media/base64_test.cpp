@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,24 @@ TEST(Base64, RefusesWhatIsNotPaddedBase64) {
     ASSERT_FALSE(decoded) << bad;
     EXPECT_EQ(decoded.error(), make_error_code(media_errc::bad_base64)) << bad;
     EXPECT_EQ(decoded.error().message(), "data is not valid base64");
+    EXPECT_EQ(base64_decoded_size(bad).error(), make_error_code(media_errc::bad_base64)) << bad;
+  }
+}
+
+TEST(Base64, DecodedSizeAgreesWithTheDecoder) {
+  std::vector<std::uint8_t> all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<std::uint8_t>(i));
+  for (std::size_t n = 0; n <= 40; ++n) {
+    const std::string text = base64_encode(std::span(all).first(n));
+    auto size = base64_decoded_size(text);
+    ASSERT_TRUE(size) << text;
+    EXPECT_EQ(*size, n);
+  }
+  // Every character of the input is checked, not only its length and padding.
+  for (std::size_t i = 0; i < 8; ++i) {
+    std::string text = "Zm9vYmFy";
+    text[i] = '*';
+    EXPECT_FALSE(base64_decoded_size(text)) << text;
   }
 }
 

@@ -57,7 +57,7 @@ result<ingest_outcome> ingest_sync(call_store& store, packet p) {
 packet make_packet(std::string call_id, std::int64_t sequence, std::string data = "", double timestamp = 0) {
   if (data.empty()) data = "audio-" + std::to_string(sequence);
   if (timestamp == 0) timestamp = 1'700'000'000.0 + static_cast<double>(sequence) * 0.02;
-  return packet{std::move(call_id), sequence, std::move(data), timestamp};
+  return packet{std::move(call_id), sequence, std::move(data), timestamp, std::nullopt};
 }
 
 // Counts answers from many asynchronous ingests and waits until all have arrived.
@@ -576,6 +576,108 @@ TEST_P(CallStoreContract, UnknownCallIsNotFound) {
   // Ids compare exactly.
   EXPECT_EQ(store().get_call("KNOWN").error(), errc::not_found);
   EXPECT_EQ(store().get_call("known ").error(), errc::not_found);
+}
+
+// ---- media declarations ---------------------------------------------------------------------------------
+
+result<declare_outcome> declare_sync(call_store& store, std::string call_id, media_declaration media) {
+  auto promise = std::make_shared<std::promise<result<declare_outcome>>>();
+  auto future = promise->get_future();
+  store.declare_media(std::move(call_id), std::move(media),
+                      [promise](result<declare_outcome> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+result<call_state> end_sync(call_store& store, std::string call_id) {
+  auto promise = std::make_shared<std::promise<result<call_state>>>();
+  auto future = promise->get_future();
+  store.end_call(std::move(call_id), "ended by request",
+                 [promise](result<call_state> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+packet media_packet(std::string call_id, std::int64_t sequence, std::optional<std::string> media) {
+  packet p = make_packet(std::move(call_id), sequence);
+  p.media = std::move(media);
+  return p;
+}
+
+TEST_P(CallStoreContract, DeclarationCreatesTheCallAndIsKept) {
+  const media_declaration pcmu{"pcmu/8000", 20};
+  auto r = declare_sync(store(), "declared", pcmu);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  EXPECT_TRUE(r->created);
+  EXPECT_FALSE(r->repeated);
+
+  call_summary c = call("declared");
+  EXPECT_EQ(c.state, call_state::in_progress);
+  EXPECT_EQ(c.packets_received, 0);
+  EXPECT_EQ(c.last_sequence, 0);
+  ASSERT_TRUE(c.media.has_value());
+  EXPECT_EQ(*c.media, pcmu);
+  ASSERT_EQ(c.transitions.size(), 1u);
+  EXPECT_EQ(c.transitions[0].reason, "media declared");
+  EXPECT_EQ(store().call_media("declared").value(), pcmu);
+  EXPECT_EQ(store().list_calls({}).value().calls.at(0).media, pcmu);
+
+  // Packets checked against the declaration are stored as usual.
+  auto first = ingest_sync(store(), media_packet("declared", 1, "pcmu/8000"));
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_FALSE(first->call_created);
+  EXPECT_EQ(call("declared").packets_received, 1);
+
+  reopen();
+  EXPECT_EQ(call("declared").media, pcmu);
+  EXPECT_EQ(store().call_media("declared").value(), pcmu);
+}
+
+TEST_P(CallStoreContract, RepeatedDeclarationIsIdempotentAndAnotherIsAConflict) {
+  const media_declaration l16{"l16/16000", 30};
+  ASSERT_TRUE(declare_sync(store(), "twice", l16).has_value());
+  auto again = declare_sync(store(), "twice", l16);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(again->created);
+  EXPECT_TRUE(again->repeated);
+
+  EXPECT_EQ(declare_sync(store(), "twice", {"pcmu/8000", 30}).error(), errc::media_conflict);
+  EXPECT_EQ(declare_sync(store(), "twice", {"l16/16000", 20}).error(), errc::media_conflict);
+  EXPECT_EQ(call("twice").media, l16);
+
+  // After packets, and after the end, the same declaration is still answered as a repeat.
+  ASSERT_TRUE(ingest_sync(store(), media_packet("twice", 1, "l16/16000")).has_value());
+  EXPECT_TRUE(declare_sync(store(), "twice", l16).value().repeated);
+  ASSERT_TRUE(end_sync(store(), "twice").has_value());
+  EXPECT_TRUE(declare_sync(store(), "twice", l16).value().repeated);
+  EXPECT_EQ(declare_sync(store(), "twice", {"pcma/8000", 20}).error(), errc::media_conflict);
+}
+
+TEST_P(CallStoreContract, DeclarationAfterTheFirstPacketIsTooLate) {
+  ingest_all("undeclared", {2});
+  EXPECT_EQ(declare_sync(store(), "undeclared", {"pcmu/8000", 20}).error(), errc::media_too_late);
+  const call_summary c = call("undeclared");
+  EXPECT_FALSE(c.media.has_value());
+  EXPECT_EQ(store().call_media("undeclared").value(), std::nullopt);
+
+  ASSERT_TRUE(end_sync(store(), "undeclared").has_value());
+  EXPECT_EQ(declare_sync(store(), "undeclared", {"pcmu/8000", 20}).error(), errc::call_ended);
+  EXPECT_EQ(store().call_media("nobody").error(), errc::not_found);
+}
+
+TEST_P(CallStoreContract, IngestRefusesAPacketCheckedAgainstAnotherDeclaration) {
+  // Unknown call: only a packet checked without a declaration may create it.
+  EXPECT_EQ(ingest_sync(store(), media_packet("fresh", 1, "pcmu/8000")).error(), errc::media_changed);
+  EXPECT_EQ(store().get_call("fresh").error(), errc::not_found);
+
+  ASSERT_TRUE(declare_sync(store(), "pcma", {"pcma/8000", 20}).has_value());
+  EXPECT_EQ(ingest_sync(store(), media_packet("pcma", 1, std::nullopt)).error(), errc::media_changed);
+  EXPECT_EQ(ingest_sync(store(), media_packet("pcma", 1, "pcmu/8000")).error(), errc::media_changed);
+  EXPECT_EQ(call("pcma").packets_received, 0);
+  EXPECT_TRUE(all_packets("pcma").empty());
+  ASSERT_TRUE(ingest_sync(store(), media_packet("pcma", 1, "pcma/8000")).has_value());
+
+  ingest_all("plain", {1});
+  EXPECT_EQ(ingest_sync(store(), media_packet("plain", 2, "pcmu/8000")).error(), errc::media_changed);
+  EXPECT_EQ(call("plain").packets_received, 1);
 }
 
 TEST_P(CallStoreContract, TimestampsAreMinAndMax) {

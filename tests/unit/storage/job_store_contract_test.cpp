@@ -49,7 +49,7 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
 
   ingest_outcome put(const std::string& call, std::int64_t seq, const std::string& data = "") {
     auto r = wait_for<result<ingest_outcome>>(
-        [&](auto done) { store_->ingest(packet{call, seq, data.empty() ? "d" + std::to_string(seq) : data, 1.0}, done); });
+        [&](auto done) { store_->ingest(packet{call, seq, data.empty() ? "d" + std::to_string(seq) : data, 1.0, std::nullopt}, done); });
     EXPECT_TRUE(r.has_value());
     return r.value();
   }

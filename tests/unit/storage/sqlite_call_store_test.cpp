@@ -32,7 +32,7 @@ result<ingest_outcome> ingest_sync(call_store& store, packet p) {
 
 packet make_packet(const std::string& call_id, std::int64_t sequence, std::size_t size = 160) {
   return packet{call_id, sequence, std::string(size, static_cast<char>('a' + sequence % 26)),
-                1'700'000'000.0 + static_cast<double>(sequence) * 0.02};
+                1'700'000'000.0 + static_cast<double>(sequence) * 0.02, std::nullopt};
 }
 
 class SqliteStore : public ::testing::Test {
