@@ -431,20 +431,20 @@ asio::awaitable<response> api::get_audio(const std::string& call_id) {
                                        "no_audio"));
   const auto packet_samples = static_cast<std::size_t>(media.packet_ms * media.format.rate / 1000);
   std::vector<std::int16_t> samples;
-  std::optional<std::int64_t> next;  // the sequence the audio has reached
+  // The audio starts at sequence 1: a packet 0 lies before the call's start, outside its audio as it is
+  // outside its AI segments.
+  std::int64_t next = 1;
   std::int64_t silent = 0, undecodable = 0;
-  std::int64_t after = -1;
+  std::int64_t after = 0;
   // Pages of packets, so that the read holds a bounded number of them at once.
   for (;;) {
     auto page_op = run_blocking(blocking_, [this, call_id, after] { return store_.list_packets(call_id, after, 1000); });
     auto page = co_await std::move(page_op);
     if (!page) co_return error_response(page.error());
     for (const auto& p : page->packets) {
-      // The audio starts at sequence 1, or at 0 when the sender numbered from 0.
-      if (!next) next = std::min<std::int64_t>(1, p.sequence);
-      if (p.sequence > *next) {
-        silent += p.sequence - *next;
-        samples.insert(samples.end(), static_cast<std::size_t>(p.sequence - *next) * packet_samples, 0);
+      if (p.sequence > next) {
+        silent += p.sequence - next;
+        samples.insert(samples.end(), static_cast<std::size_t>(p.sequence - next) * packet_samples, 0);
       }
       if (auto decoded = media::decode_audio(media.format, p.data)) {
         samples.insert(samples.end(), decoded->begin(), decoded->end());
@@ -540,14 +540,6 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
   auto segments = co_await std::move(op);
   if (!segments) co_return error_response(segments.error(), segments.error() == errc::not_found ? "Call not found" : "");
   const call_media_format media = effective_media(call->media, options_.default_media);
-  // Times count from sequence 1 (0 when the sender numbered from 0), as in GET .../audio.
-  std::int64_t origin = 1;
-  if (media.format.carries_audio()) {
-    auto first_op = run_blocking(blocking_, [this, call_id] { return store_.list_packets(call_id, -1, 1); });
-    auto first = co_await std::move(first_op);
-    if (!first) co_return error_response(first.error());
-    if (!first->packets.empty()) origin = std::min<std::int64_t>(1, first->packets.front().sequence);
-  }
   json::array items;
   std::string text;
   for (const auto& seg : *segments) {
@@ -555,7 +547,7 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
       if (!text.empty()) text += ' ';
       text += seg.text;
     }
-    items.push_back(to_json(seg, media, origin));
+    items.push_back(to_json(seg, media));
   }
   co_return json_response(status::ok, json::value{{"call_id", call_id},
                                                   {"ai_status", ai_status(*call)},

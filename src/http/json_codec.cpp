@@ -519,11 +519,11 @@ json::object to_json(const job& j) {
   };
 }
 
-json::object to_json(const transcript_segment& s, const call_media_format& media, std::int64_t origin) {
+json::object to_json(const transcript_segment& s, const call_media_format& media) {
   json::value start = nullptr, end = nullptr;
   if (media.format.carries_audio()) {
-    start = static_cast<double>((s.first_sequence - origin) * media.packet_ms) / 1000.0;
-    end = static_cast<double>((s.last_sequence + 1 - origin) * media.packet_ms) / 1000.0;
+    start = static_cast<double>((s.first_sequence - 1) * media.packet_ms) / 1000.0;
+    end = static_cast<double>(s.last_sequence * media.packet_ms) / 1000.0;
   }
   return {{"job_id", s.job_id},
           {"first_sequence", s.first_sequence},

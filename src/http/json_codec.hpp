@@ -82,9 +82,9 @@ boost::json::object to_json(const stored_packet& p);
 boost::json::object to_json(const seq_range& r);
 boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
 boost::json::object to_json(const job& j);
-// With the segment's place in the call's audio (`start`/`end` in seconds from sequence `origin`) when
-// the call carries audio; null times otherwise.
-boost::json::object to_json(const transcript_segment& s, const call_media_format& media, std::int64_t origin);
+// With the segment's place in the call's audio when the call carries audio (`start`/`end` in seconds:
+// sequence s starts at (s - 1) x packet_ms, as in GET /v1/calls/{id}/audio); null times otherwise.
+boost::json::object to_json(const transcript_segment& s, const call_media_format& media);
 // The AI progress of a call: "none", "pending" (packets not yet cut into jobs), "processing",
 // "completed" (every job so far succeeded) or "failed" (a job is dead).
 std::string_view ai_status(const call_summary& c);

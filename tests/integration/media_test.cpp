@@ -84,6 +84,8 @@ TEST_F(MediaTest, DeclaredCallChecksItsPacketsAndServesItsAudio) {
     auto r = post_packet(c, "m-1", s, pcmu_packet(s));
     ASSERT_EQ(r.status, 202) << r.body;
   }
+  // A packet 0 is stored but lies before the call's start: it is not part of the audio.
+  ASSERT_EQ(post_packet(c, "m-1", 0, pcmu_packet(9)).status, 202);
   // Data that is not base64 audio is refused and not stored.
   auto bad = post_packet(c, "m-1", 6, "audio_payload");
   ASSERT_EQ(bad.status, 422) << bad.body;
@@ -92,7 +94,7 @@ TEST_F(MediaTest, DeclaredCallChecksItsPacketsAndServesItsAudio) {
   EXPECT_EQ(json::serialize(detail.at("loc")), R"(["body","data"])");
   EXPECT_EQ(detail.at("msg").as_string(), "Value error, data is not pcmu/8000 audio: data is not valid base64");
   EXPECT_EQ(post_packet(c, "m-1", 6, "").status, 422);
-  EXPECT_EQ(packets_stored(c, "m-1"), 4);
+  EXPECT_EQ(packets_stored(c, "m-1"), 5);
 
   // After packets, a declaration is still answered when it repeats the call's own.
   EXPECT_EQ(declare(c, "m-1", R"({"media": {"format": "pcmu/8000"}})").status, 200);

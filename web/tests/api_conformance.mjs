@@ -491,6 +491,35 @@ try {
   }
   step(`archived ${callId}: 200 ARCHIVED; a second archive or end 409 invalid_transition; out of the default listing`);
 
+  // ---------------------------------------------------------------- media declaration and audio
+  const audioCallId = 'conf-audio';
+  const declareOp = ['/v1/calls/{call_id}', 'post'];
+  const declaration = await call('POST', `/v1/calls/${audioCallId}`, { op: declareOp, body: { media: { format: 'PCMU/8000', packet_ms: 20 } } });
+  check(declaration.res.status === 201 && declaration.json?.media?.format === 'pcmu/8000' && declaration.json?.media?.declared === true,
+        `declaring ${audioCallId}: ${declaration.res.status} ${declaration.text}`);
+  const repeated = await call('POST', `/v1/calls/${audioCallId}`, { op: declareOp, body: { media: { format: 'pcmu/8000' } } });
+  check(repeated.res.status === 200, `repeating the declaration: ${repeated.res.status}`);
+  const conflicting = await call('POST', `/v1/calls/${audioCallId}`, { op: declareOp, body: { media: { format: 'l16/16000' } } });
+  check(conflicting.res.status === 409 && conflicting.json?.error === 'media_conflict', `another declaration: ${conflicting.res.status} ${conflicting.text}`);
+  const badDeclaration = await call('POST', `/v1/calls/${audioCallId}`, { op: declareOp, body: { media: { format: 'opus/48000', packet_ms: 0 } } });
+  check(badDeclaration.res.status === 422 && badDeclaration.json?.detail?.length === 2, `a bad declaration: ${badDeclaration.res.status} ${badDeclaration.text}`);
+  const silence = Buffer.alloc(160, 0xff).toString('base64');  // 20 ms of mu-law silence
+  for (const sequence of [1, 3]) {
+    const r = await call('POST', `/v1/call/stream/${audioCallId}`, { op: ingestOp, body: { sequence, data: silence, timestamp: 1700000000 + sequence / 50 } });
+    check(r.res.status === 202, `audio packet ${sequence}: ${r.res.status} ${r.text}`);
+  }
+  const undecodable = await call('POST', `/v1/call/stream/${audioCallId}`, { op: ingestOp, body: { sequence: 4, data: 'audio_payload', timestamp: 1700000000.08 } });
+  check(undecodable.res.status === 422 && same(undecodable.json?.detail?.[0]?.loc, ['body', 'data']), `undecodable audio: ${undecodable.res.status} ${undecodable.text}`);
+  const tooLate = await call('POST', `/v1/calls/${callId}`, { op: declareOp, body: { media: { format: 'pcmu/8000' } } });
+  check(tooLate.res.status === 409, `declaring ${callId}, which has packets: ${tooLate.res.status} ${tooLate.text}`);
+  const wav = await call('GET', `/v1/calls/${audioCallId}/audio`, { op: ['/v1/calls/{call_id}/audio', 'get'] });
+  check(wav.res.status === 200 && wav.res.headers.get('content-type') === 'audio/wav' &&
+        Number(wav.res.headers.get('content-length')) === 44 + 3 * 160 * 2 && wav.res.headers.get('x-audio-silent-packets') === '1',
+        `GET /v1/calls/${audioCallId}/audio: ${wav.res.status} ${wav.res.headers.get('content-type')} ${wav.res.headers.get('content-length')} bytes`);
+  const noAudio = await call('GET', `/v1/calls/${callId}/audio`, { op: ['/v1/calls/{call_id}/audio', 'get'] });
+  check(noAudio.res.status === 409 && noAudio.json?.error === 'no_audio', `GET /v1/calls/${callId}/audio: ${noAudio.res.status} ${noAudio.text}`);
+  step(`${audioCallId}: declared pcmu/8000 (201, repeat 200, other 409, bad 422), undecodable packet 422, WAV of 3 packets with 1 silent; ${callId} has no audio (409)`);
+
   // ---------------------------------------------------------------- every documented read, GET and HEAD
   const params = { call_id: callId, job_id: String(jobs[0].id) };
   for (const [path, item] of Object.entries(spec.paths)) {
@@ -498,7 +527,7 @@ try {
     let target = path;
     for (const p of [...(item.parameters ?? []), ...Object.values(item).flatMap((o) => o?.parameters ?? [])].map(resolve)) {
       if (p.in !== 'path') continue;
-      const value = params[p.name] ?? resolve(p.schema)?.enum?.[0];
+      const value = (p.name === 'call_id' && path.endsWith('/audio') ? audioCallId : params[p.name]) ?? resolve(p.schema)?.enum?.[0];
       target = target.replace(`{${p.name}}`, encodeURIComponent(value));
     }
     if (item.get) {
