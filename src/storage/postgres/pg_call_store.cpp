@@ -33,7 +33,7 @@ constexpr const char* call_columns =
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND NOT g.lost), "
     "last_packet_at, next_segment, late_packets, lost_packets, "
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost), "
-    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead";
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms";
 
 call_summary read_call(const result_set& r, int i) {
   call_summary c;
@@ -62,6 +62,7 @@ call_summary read_call(const result_set& r, int i) {
   c.jobs_total = r.int64(i, 22);
   c.jobs_succeeded = r.int64(i, 23);
   c.jobs_dead = r.int64(i, 24);
+  if (!r.is_null(i, 25)) c.media = media_declaration{r.text(i, 25), r.int64(i, 26)};
   return c;
 }
 
@@ -153,6 +154,19 @@ void pg_call_store::end_call(std::string call_id, std::string reason, state_hand
 }
 void pg_call_store::archive_call(std::string call_id, state_handler done) {
   submit({archive_op{std::move(call_id), std::move(done), std::nullopt}}, false);
+}
+
+void pg_call_store::declare_media(std::string call_id, media_declaration media, declare_handler done) {
+  submit({declare_op{std::move(call_id), std::move(media), std::move(done), std::nullopt}}, false);
+}
+
+result<std::optional<media_declaration>> pg_call_store::call_media(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::optional<media_declaration>> {
+    auto r = c.exec("SELECT media_format, media_packet_ms FROM calls WHERE id = $1", params{}.add(call_id));
+    if (r.rows() == 0) return errc::not_found;
+    if (r.is_null(0, 0)) return std::optional<media_declaration>{};
+    return std::optional<media_declaration>{media_declaration{r.text(0, 0), r.int64(0, 1)}};
+  });
 }
 
 void pg_call_store::on_jobs_queued(std::function<void()> listener) {

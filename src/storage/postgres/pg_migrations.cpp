@@ -131,11 +131,18 @@ INSERT INTO call_transitions(call_id, from_state, to_state, reason, at)
 // PostgreSQL tables need no change, and the version is recorded so that both backends number alike.
 constexpr const char* v4_plain_checks = "SELECT 1";
 
-constexpr std::array<migration, 4> all{{
+// A call's media declaration (POST /v1/calls/{id}): NULL when it declared none.
+constexpr const char* v5_media = R"sql(
+ALTER TABLE calls ADD COLUMN media_format text;
+ALTER TABLE calls ADD COLUMN media_packet_ms bigint;
+)sql";
+
+constexpr std::array<migration, 5> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
+    {5, "media declarations", v5_media},
 }};
 
 }  // namespace

@@ -25,8 +25,10 @@ struct writer::call_record {
   std::optional<double> last_packet_at;
   std::optional<double> ended_at;
   std::optional<std::string> end_reason;
+  std::optional<media_declaration> media;
   double state_changed_at = 0;
   bool dirty = false;
+  bool media_dirty = false;  // declared in this transaction
   bool gaps_dirty = false;
 
   std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
@@ -61,7 +63,7 @@ namespace {
 constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
-    "jobs_dead, ended_at, end_reason, state_changed_at";
+    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms";
 
 std::string fenced(const char* set) {
   return std::string("UPDATE jobs SET ") + set +
@@ -146,7 +148,9 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
     std::visit(
         [&](auto& o) {
           using T = std::decay_t<decltype(o)>;
-          if constexpr (std::is_same_v<T, ingest_op>) new_ids.push_back(o.p.call_id);
+          // Only a packet checked against no declaration may create its call (see apply_ingest).
+          if constexpr (std::is_same_v<T, ingest_op>) (o.p.media ? lock_ids : new_ids).push_back(o.p.call_id);
+          else if constexpr (std::is_same_v<T, declare_op>) new_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>) lock_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, finish_op> || std::is_same_v<T, replay_op>) job_ids.push_back(o.id);
           else if constexpr (std::is_same_v<T, claim_op>) claims = true;
@@ -212,6 +216,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
           else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(c, o, now);
           else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(c, o, now);
           else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
+          else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
           else o.r = apply_archive(o.call_id, now);
         },
         op.v);
@@ -259,13 +264,20 @@ void writer::load_calls(connection& c, bool begun, const std::vector<std::string
   if (reads.empty()) return;
   auto results = c.exec_pipeline(reads);
   if (!new_ids.empty()) {
+    // The first write of the batch that names a call it creates gives the creation's reason.
+    std::map<std::string, const char*, std::less<>> creation_reason;
+    for (const auto& op : batch) {
+      if (const auto* in = std::get_if<ingest_op>(&op.v); in && !in->p.media)
+        creation_reason.try_emplace(in->p.call_id, "first packet");
+      if (const auto* d = std::get_if<declare_op>(&op.v)) creation_reason.try_emplace(d->call_id, "media declared");
+    }
     const auto& r = results[created_at];
     for (int i = 0; i < r.rows(); ++i) {
       std::string id = r.text(i, 0);
       transitions_rows_.call_id.push_back(id);
       transitions_rows_.from.push_back(std::nullopt);
       transitions_rows_.to.emplace_back(to_string(call_state::in_progress));
-      transitions_rows_.reason.emplace_back("first packet");
+      transitions_rows_.reason.emplace_back(creation_reason.at(id));
       transitions_rows_.at.push_back(now);
       created_log_.push_back(id);
       created_.insert(std::move(id));
@@ -297,6 +309,7 @@ void writer::read_records(const result_set& r, const result_set& g) {
     rec->ended_at = r.optional_float8(i, 15);
     rec->end_reason = r.optional_text(i, 16);
     rec->state_changed_at = r.float8(i, 17);
+    if (!r.is_null(i, 18)) rec->media = media_declaration{r.text(i, 18), r.int64(i, 19)};
     // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
     rec->seq = call_sequencer(sequencing_, r.int64(i, 2), {}, {}, r.int64(i, 9));
     calls_.emplace(rec->id, std::move(rec));
@@ -348,8 +361,12 @@ ingest_outcome writer::duplicate_outcome(const call_record& rec) {
 
 result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
   auto it = calls_.find(p.call_id);
-  if (it == calls_.end()) return errc::store_failure;  // created or locked above; cannot happen
+  // A packet checked against a declaration is never the one that creates its call.
+  if (it == calls_.end()) return p.media ? errc::media_changed : errc::store_failure;
   call_record& rec = *it->second;
+  // The packet was checked against the call's declaration as its node last saw it; a declaration made
+  // since (by another request or node) makes that check worthless.
+  if (rec.media ? p.media != rec.media->format : p.media.has_value()) return errc::media_changed;
   ingest_outcome out;
   if (auto c = created_.find(p.call_id); c != created_.end()) {
     out.call_created = true;
@@ -479,6 +496,28 @@ result<call_state> writer::apply_end(const std::string& call_id, const std::stri
   transition(rec, call_state::processing_ai, reason, now);
   settle(rec, "ai jobs settled", now);
   return rec.state;
+}
+
+result<declare_outcome> writer::apply_declare(const declare_op& op, double now) {
+  auto it = calls_.find(op.call_id);
+  if (it == calls_.end()) return errc::store_failure;  // created or locked above; cannot happen
+  call_record& rec = *it->second;
+  declare_outcome out;
+  if (auto c = created_.find(op.call_id); c != created_.end()) {
+    out.created = true;
+    created_.erase(c);
+  }
+  if (rec.media) {
+    if (*rec.media != op.media) return errc::media_conflict;
+    out.repeated = true;
+    return out;
+  }
+  if (rec.state != call_state::in_progress) return errc::call_ended;
+  if (rec.packets_received > 0) return errc::media_too_late;
+  rec.media = op.media;
+  rec.media_dirty = true;
+  rec.dirty = true;
+  return out;
 }
 
 result<call_state> writer::apply_archive(const std::string& call_id, double now) {
@@ -769,6 +808,19 @@ std::vector<connection::statement> writer::flush(double now, const std::string& 
                .add_optional_texts(u.end_reason)
                .add_doubles(u.changed_at)
                .add(now)});
+
+  std::vector<std::string> media_ids, media_formats;
+  std::vector<std::int64_t> media_ms;
+  for (auto& [id, rec] : calls_) {
+    if (!rec->media_dirty) continue;
+    media_ids.push_back(id);
+    media_formats.push_back(rec->media->format);
+    media_ms.push_back(rec->media->packet_ms);
+  }
+  if (!media_ids.empty())
+    out.push_back({"UPDATE calls SET media_format = u.f, media_packet_ms = u.ms FROM unnest($1::text[], $2::text[], "
+                   "$3::bigint[]) AS u(id, f, ms) WHERE calls.id = u.id",
+                   params{}.add_texts(media_ids).add_texts(media_formats).add_ints(media_ms)});
 
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});
