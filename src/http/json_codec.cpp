@@ -328,6 +328,8 @@ std::variant<packet_body, validation_errors> parse_packet_body(std::string_view 
   const std::size_t used = p.write_some(false, body.data(), body.size(), ec);
   if (!ec && used == body.size() && p.done() && p.handler().complete()) return std::move(p.handler().packet);
   return parse_packet_body_checked(body);
+}
+
 std::variant<media_declaration, validation_errors> parse_declaration_body(std::string_view body) {
   boost::system::error_code ec;
   json::stream_parser parser;

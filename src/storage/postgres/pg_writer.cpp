@@ -216,7 +216,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
           else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(c, o, now);
           else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(c, o, now);
           else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
-          else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
+          else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
           else o.r = apply_archive(o.call_id, now);
         },
         op.v);
@@ -498,7 +498,7 @@ result<call_state> writer::apply_end(const std::string& call_id, const std::stri
   return rec.state;
 }
 
-result<declare_outcome> writer::apply_declare(const declare_op& op, double now) {
+result<declare_outcome> writer::apply_declare(const declare_op& op) {
   auto it = calls_.find(op.call_id);
   if (it == calls_.end()) return errc::store_failure;  // created or locked above; cannot happen
   call_record& rec = *it->second;

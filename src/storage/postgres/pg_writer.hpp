@@ -59,7 +59,7 @@ class writer {
   result<job> apply_replay(connection& c, const replay_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const std::string& call_id, double now);
-  result<declare_outcome> apply_declare(const declare_op& op, double now);
+  result<declare_outcome> apply_declare(const declare_op& op);
   void sweep(double now);
 
   void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
