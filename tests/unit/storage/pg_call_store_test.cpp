@@ -78,7 +78,7 @@ TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
         for (std::int64_t s = 1 + t % 3; s <= per_call; s += 3) order.emplace_back(c, s);  // each twice
       std::shuffle(order.begin(), order.end(), rng);
       for (auto [c, s] : order) {
-        auto r = ingest_sync(*nodes[rng() % 2], packet{"two-" + std::to_string(c), s, "d" + std::to_string(s), 1.0});
+        auto r = ingest_sync(*nodes[rng() % 2], packet{"two-" + std::to_string(c), s, "d" + std::to_string(s), 1.0, std::nullopt});
         if (!r) ++failures;
         else {
           if (r->duplicate) ++duplicates;
@@ -120,7 +120,7 @@ TEST(PgCallStore, AnIdleCallIsEndedOnceWhateverTheNodes) {
   std::vector<std::unique_ptr<pg_call_store>> nodes;
   for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
   for (int c = 0; c < 10; ++c)
-    ASSERT_TRUE(ingest_sync(*nodes[static_cast<std::size_t>(c % 3)], packet{"idle-" + std::to_string(c), 1, "d", 1.0}));
+    ASSERT_TRUE(ingest_sync(*nodes[static_cast<std::size_t>(c % 3)], packet{"idle-" + std::to_string(c), 1, "d", 1.0, std::nullopt}));
   now = 1010.0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'") > 0 &&
