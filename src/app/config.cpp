@@ -301,7 +301,8 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->delimiter(',')
       ->type_name("TOKEN");
   cmd.add_option("--api-token-file", c.api_token_file,
-                 "File of bearer tokens, one per line ('#' starts a comment); added to --api-token")
+                 "File of bearer tokens, one per line ('#' starts a comment); added to --api-token; SIGHUP "
+                 "reads it again")
       ->envname("AIPBX_API_TOKEN_FILE")
       ->type_name("PATH");
   cmd.add_flag("--insecure", c.insecure,
@@ -316,6 +317,17 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
 }
 
 namespace {
+
+// Loopback only when the host is a loopback address, or the name localhost; any other name may resolve to
+// an outside address.
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+}  // namespace
 
 std::vector<std::string> read_token_file(const std::string& path) {
   std::ifstream in(path);
@@ -337,24 +349,16 @@ std::vector<std::string> read_token_file(const std::string& path) {
   return tokens;
 }
 
-// Loopback only when the host is a loopback address, or the name localhost; any other name may resolve to
-// an outside address.
-bool is_loopback_host(const std::string& host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_loopback();
+std::vector<std::string> all_api_tokens(const serve_config& c) {
+  std::vector<std::string> all = c.api_tokens;
+  all.insert(all.end(), c.api_file_tokens.begin(), c.api_file_tokens.end());
+  return all;
 }
-
-}  // namespace
 
 void check_config(serve_config& c) {
   for (const auto& token : c.api_tokens)
     if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
-  if (!c.api_token_file.empty()) {
-    auto from_file = read_token_file(c.api_token_file);
-    c.api_tokens.insert(c.api_tokens.end(), from_file.begin(), from_file.end());
-  }
+  if (!c.api_token_file.empty()) c.api_file_tokens = read_token_file(c.api_token_file);
   if (c.tls_cert.empty() != c.tls_key.empty())
     throw std::invalid_argument("--tls-cert and --tls-key go together: give both, or neither");
   if (!c.tls_cert.empty()) {
@@ -364,7 +368,7 @@ void check_config(serve_config& c) {
       throw std::invalid_argument(std::string("--tls-cert/--tls-key: ") + e.what());
     }
   }
-  if (c.api_tokens.empty() && !c.insecure && !is_loopback_host(c.host))
+  if (c.api_tokens.empty() && c.api_file_tokens.empty() && !c.insecure && !is_loopback_host(c.host))
     throw std::invalid_argument("--host " + c.host +
                                 " is not a loopback address and no API token is set: give --api-token or "
                                 "--api-token-file, or --insecure to serve it without authentication");

@@ -73,18 +73,27 @@ struct serve_config {
   std::string node_name;  // empty: hostname-pid
 
   // Access: bearer tokens for every route but health and metrics (none: no authentication), from
-  // --api-token and the lines of --api-token-file; check_config merges the two into api_tokens.
+  // --api-token and the lines of --api-token-file (read by check_config; again on SIGHUP).
   std::vector<std::string> api_tokens;
   std::string api_token_file;
+  std::vector<std::string> api_file_tokens;
   bool insecure = false;  // allow a non-loopback address without tokens
   std::string tls_cert;   // PEM certificate chain; with tls_key, the listener speaks HTTPS only
   std::string tls_key;
 };
 
-// Checks what no single option can: the token file is read and its tokens added to `config.api_tokens`,
+// Checks what no single option can: the token file is read into `config.api_file_tokens`,
 // every token well-formed, TLS certificate and key given together and readable, and a listening address
 // that is not loopback only with tokens (or `insecure`). Throws std::invalid_argument with the reason.
 void check_config(serve_config& config);
+
+// The tokens of a token file: one per line, blank lines and '#' comments skipped, each checked. Throws
+// std::invalid_argument naming the file (and line) when it cannot be read, a token is malformed, or it
+// holds none.
+std::vector<std::string> read_token_file(const std::string& path);
+
+// Every configured token: --api-token's, then the token file's.
+std::vector<std::string> all_api_tokens(const serve_config& config);
 
 // Parses "250ms", "2s", "1.5s", "5m", "1h" (a bare number is seconds).
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);

@@ -23,6 +23,7 @@
 
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -157,7 +158,7 @@ int serve(const serve_config& config) {
   if (config.workers > 0) aopts.worker_stats = [&workers] { return std::optional(workers.stats()); };
   aopts.engine = std::string(engine->name());
   aopts.workers = config.workers;
-  const http::token_verifier tokens(config.api_tokens);
+  http::token_store tokens{http::token_verifier(all_api_tokens(config))};
   aopts.auth = &tokens;
   const http::server* transport = nullptr;  // set once the server exists, before it accepts anything
   aopts.open_connections = [&transport] { return transport != nullptr ? transport->connections() : 0; };
@@ -184,7 +185,7 @@ int serve(const serve_config& config) {
                             {"port", endpoint.port()},
                             {"threads", threads},
                             {"db", mask_secret_parts(config.db)},
-                            {"api_tokens", config.api_tokens.size()},
+                            {"api_tokens", config.api_tokens.size() + config.api_file_tokens.size()},
                             {"tls", sopts.tls != nullptr}});
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
@@ -199,6 +200,7 @@ int serve(const serve_config& config) {
 
   auto work = asio::make_work_guard(ioc);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  asio::signal_set reload(ioc, SIGHUP);
   asio::steady_timer deadline(ioc);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
@@ -215,9 +217,31 @@ int serve(const serve_config& config) {
         deadline.cancel();
         work.reset();
         signals.cancel();
+        reload.cancel();
       });
     });
   });
+
+  // SIGHUP reads --api-token-file again: tokens are rotated without a restart. A file that cannot be read
+  // or holds a bad token leaves the tokens in force.
+  std::function<void(const boost::system::error_code&, int)> on_reload = [&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    if (config.api_token_file.empty()) {
+      log::info("SIGHUP: no --api-token-file to reload");
+    } else {
+      try {
+        serve_config next = config;
+        next.api_file_tokens = read_token_file(config.api_token_file);
+        const auto all = all_api_tokens(next);
+        tokens.replace(http::token_verifier(all));
+        log::info("api tokens reloaded", {{"file", config.api_token_file}, {"api_tokens", all.size()}});
+      } catch (const std::exception& e) {
+        log::error("api tokens not reloaded; the tokens in force stay", {{"error", e.what()}});
+      }
+    }
+    reload.async_wait(on_reload);
+  };
+  reload.async_wait(on_reload);
 
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i)

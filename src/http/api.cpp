@@ -252,11 +252,13 @@ asio::awaitable<response> api::handle(request req) {
 }
 
 std::optional<response> api::authorize(const request& req, const route_match& m) const {
-  if (options_.auth == nullptr || !options_.auth->enabled()) return std::nullopt;
+  if (options_.auth == nullptr) return std::nullopt;
+  const auto tokens = options_.auth->current();
+  if (!tokens->enabled()) return std::nullopt;
   if (m.outcome == route_match::kind::found &&
       (m.id == route_id::healthz || m.id == route_id::readyz || m.id == route_id::metrics))
     return std::nullopt;
-  const auto outcome = options_.auth->check(req[beast_http::field::authorization]);
+  const auto outcome = tokens->check(req[beast_http::field::authorization]);
   if (outcome == token_verifier::outcome::ok) return std::nullopt;
   // RFC 6750: no error code when credentials are absent, invalid_token when they do not match.
   const bool missing = outcome == token_verifier::outcome::missing;

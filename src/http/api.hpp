@@ -32,9 +32,9 @@ struct api_options {
   std::function<std::optional<jobs::worker_stats>()> worker_stats;
   std::string engine;                    // the AI engine's name, a label of the AI metrics
   unsigned workers = 0;
-  // Bearer tokens: when it has any, every route but /healthz, /readyz and /metrics answers 401 without one
-  // of them (unknown paths too, so that a client without a token learns nothing of the API).
-  const token_verifier* auth = nullptr;
+  // Bearer tokens: when the set in force has any, every route but /healthz, /readyz and /metrics answers
+  // 401 without one of them (unknown paths too, so that a client without a token learns nothing of the API).
+  const token_store* auth = nullptr;
   // Open connections for /metrics (the transport's count) and their limit; empty: not shown.
   std::function<std::size_t()> open_connections;
   std::size_t connection_limit = 0;

@@ -6,11 +6,14 @@
 // how long a token is, nor which of several tokens matched. Several tokens may be valid at once, so a
 // token is rotated by adding the new one, moving clients over, then removing the old one.
 //
-// Immutable after construction: thread-safe. Nothing here fails at run time; `token_problem` is the check
-// applied to configured tokens at start-up.
+// A token_verifier is immutable after construction: thread-safe. A `token_store` holds the one in force and
+// lets it be replaced while requests are checked (a reload of the token file). Nothing here fails at run
+// time; `token_problem` is the check applied to configured tokens.
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,6 +36,22 @@ class token_verifier {
  private:
   using digest = std::array<unsigned char, 32>;
   std::vector<digest> digests_;
+};
+
+// The token_verifier in force. `current` and `replace` may be called from any thread at any time; a
+// request checked during a replace sees the old set or the new one, whole.
+class token_store {
+ public:
+  explicit token_store(token_verifier initial)
+      : current_(std::make_shared<const token_verifier>(std::move(initial))) {}
+
+  std::shared_ptr<const token_verifier> current() const { return current_.load(std::memory_order_acquire); }
+  void replace(token_verifier next) {
+    current_.store(std::make_shared<const token_verifier>(std::move(next)), std::memory_order_release);
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const token_verifier>> current_;
 };
 
 // Why `token` cannot be an API token, or nullopt if it can: 16 to 1024 characters of RFC 6750's b64token

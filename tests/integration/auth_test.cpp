@@ -2,6 +2,7 @@
 // configured tokens (several at once, for rotation; from flags or a token file); a missing or wrong token is
 // a 401 with WWW-Authenticate: Bearer and changes nothing; a non-loopback address without tokens refuses to
 // start unless --insecure is given. (Servers bound to 0.0.0.0 are only ever spoken to on 127.0.0.1.)
+#include <csignal>
 #include <fstream>
 
 #include "harness/fixture.hpp"
@@ -82,6 +83,39 @@ TEST_F(AuthTest, TokensFromAFile) {
   ASSERT_FALSE(listening.empty());
   EXPECT_EQ(int_field(listening.back(), "api_tokens"), 2);
   for (const auto& line : server().all_lines()) EXPECT_EQ(line.find(token_old), std::string::npos) << line;
+}
+
+TEST_F(AuthTest, SighupReloadsTheTokenFile) {
+  const auto path = dir_ / "tokens";
+  std::ofstream(path) << token_old << "\n";
+  start_server({{"--api-token-file", path.string()}});
+  auto c = connect();
+  EXPECT_EQ(c.request("GET", "/v1/calls", {}, bearer(token_old)).status, 200);
+  expect_unauthorized(c.request("GET", "/v1/calls", {}, bearer(token_new)), true);
+
+  // Rotation: both, then the new one alone; no restart, the connection stays open.
+  std::ofstream(path) << token_old << "\n" << token_new << "\n";
+  server().signal(SIGHUP);
+  ASSERT_TRUE(server().wait_for_record(
+      [](const boost::json::object& r) { return string_field(r, "msg") == "api tokens reloaded" && int_field(r, "api_tokens") == 2; },
+      5s));
+  EXPECT_EQ(c.request("GET", "/v1/calls", {}, bearer(token_old)).status, 200);
+  EXPECT_EQ(c.request("GET", "/v1/calls", {}, bearer(token_new)).status, 200);
+  std::ofstream(path) << token_new << "\n";
+  server().signal(SIGHUP);
+  ASSERT_TRUE(server().wait_for_record(
+      [](const boost::json::object& r) { return string_field(r, "msg") == "api tokens reloaded" && int_field(r, "api_tokens") == 1; },
+      5s));
+  expect_unauthorized(c.request("GET", "/v1/calls", {}, bearer(token_old)), true);
+  EXPECT_EQ(c.request("GET", "/v1/calls", {}, bearer(token_new)).status, 200);
+
+  // A file that went bad leaves the tokens in force.
+  allow_error_log("api tokens not reloaded; the tokens in force stay");
+  std::ofstream(path) << "# emptied by mistake\n";
+  server().signal(SIGHUP);
+  ASSERT_TRUE(server().wait_for_record(msg_is("api tokens not reloaded; the tokens in force stay"), 5s));
+  EXPECT_EQ(c.request("GET", "/v1/calls", {}, bearer(token_new)).status, 200);
+  expect_unauthorized(c.get("/v1/calls"), false);
 }
 
 TEST_F(AuthTest, NonLoopbackAddressWithoutTokensRefusesToStart) {

@@ -188,7 +188,7 @@ TEST_F(CommandLine, ShownConfigurationReadsBack) {
 TEST_F(CommandLine, TokenFileAndFlagTokensMerge) {
   const auto path = file("tokens", std::string("# rotated 2026-11\n") + token_a + "\n\n  " + token_b + "  \n");
   const auto c = parse({"serve", "--api-token-file", path, "--api-token", "abcdefabcdefabcdefab"}).config;
-  EXPECT_EQ(c.api_tokens, (std::vector<std::string>{"abcdefabcdefabcdefab", token_a, token_b}));
+  EXPECT_EQ(all_api_tokens(c), (std::vector<std::string>{"abcdefabcdefabcdefab", token_a, token_b}));
 }
 
 TEST_F(CommandLine, BadTokensStop) {
@@ -210,6 +210,8 @@ TEST_F(CommandLine, NonLoopbackNeedsTokensOrInsecure) {
     EXPECT_NE(err_.str().find("not a loopback address"), std::string::npos) << err_.str();
     EXPECT_TRUE(parse({"serve", "--host", host, "--insecure"}).config.insecure);
     EXPECT_EQ(parse({"serve", "--host", host, "--api-token", token_a}).config.api_tokens.size(), 1u);
+    const auto token_file = file("tokens", std::string(token_b) + "\n");
+    EXPECT_EQ(parse({"serve", "--host", host, "--api-token-file", token_file}).config.api_file_tokens.size(), 1u);
   }
   for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost"}) EXPECT_EQ(parse({"serve", "--host", host}).config.host, host);
 }
