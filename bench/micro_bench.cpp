@@ -11,7 +11,9 @@
 // The SQLite benchmark writes to a fresh file under $AIPBX_BENCH_DIR (default: the system temp directory),
 // so it measures that directory's fsync. See docs/performance.md for figures and how to run.
 #include "http/json_codec.hpp"
+#include "http/media_cache.hpp"
 #include "log/log.hpp"
+#include "media/audio_codec.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
 
 #include <benchmark/benchmark.h>
@@ -90,6 +92,24 @@ void BM_parse_packet_body(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(body.size()));
 }
 BENCHMARK(BM_parse_packet_body);
+
+// What ingest adds for a call that carries audio: the call's view from the media cache, and the check of
+// one 20 ms G.711 packet's data (216 base64 characters) against its format, without decoding it.
+void BM_media_check(benchmark::State& state) {
+  aipbx::http::media_cache cache;
+  for (int i = 0; i < 10'000; ++i)
+    cache.put("call-" + std::to_string(i), {aipbx::media_declaration{"pcmu/8000", 20}, true});
+  const std::vector<std::int16_t> pcm(160, 1234);
+  const std::string data = aipbx::media::encode_audio(aipbx::media::media_format::pcmu(), pcm);
+  std::size_t i = 0;
+  for (auto _ : state) {
+    auto view = cache.find("call-" + std::to_string(i++ % 10'000));
+    auto checked = aipbx::media::check_audio(aipbx::media::media_format::pcmu(), data);
+    benchmark::DoNotOptimize(view);
+    benchmark::DoNotOptimize(checked);
+  }
+}
+BENCHMARK(BM_media_check);
 
 // One producer's wait for its packet's answer. Not std::binary_semaphore: libstdc++ 12 spins on
 // sched_yield in acquire(), and 64 spinning producers on 2 cores starve the writer they wait for.

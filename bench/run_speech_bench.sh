@@ -11,6 +11,9 @@
 # real-time factor per segment (processing time / audio duration) and the transcript lag (how long after a
 # segment's last packet its text was stored). K calls are transcribed live when the lag stays near one
 # segment's duration plus its processing time; a growing lag (p50 far above that) means the box falls behind.
+# It also reads aipbx's CPU time (/proc/PID/stat) over the run: CPU seconds per second of call audio
+# (ingest, storage and recognition together), and the live calls that allows on every core of the machine
+# (cores / that), a figure other load on a shared machine does not change.
 #
 # Builds nothing: pass the binaries (default build/release/src/app/aipbx and
 # build/release/bench/aipbx_speech_load). Loopback only; every process it starts is stopped on exit, and
@@ -51,6 +54,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 echo "aipbx: $aipbx_bin"
 echo "cores: $(nproc), workers (decoders): $workers, segment: $segment_packets packets ($((segment_packets / 50)) s), calls of ${seconds} s"
 for k in $calls_list; do
@@ -66,8 +72,23 @@ for k in $calls_list; do
     sleep 0.1
   done
   [ -n "$ready" ] || { echo "aipbx did not start:" >&2; cat "$work/aipbx.log" >&2; exit 1; }
+  cpu_start=$(cpu_ticks "$pid")
+  load_start=$(cut -d' ' -f1 /proc/loadavg)
   line=$(timeout $((seconds + wait_s + 60)) "$load_bin" --port "$port" --calls "$k" --seconds "$seconds" --wait "$wait_s" || true)
-  echo "$line"
+  cpu_end=$(cpu_ticks "$pid")
+  # aipbx's own CPU time (ingest, storage and recognition) per second of call audio, and the live calls
+  # that many seconds allow on every core of this machine: a figure that other load on the machine
+  # does not change, unlike the wall-clock real-time factor and lag.
+  python3 - "$line" "$cpu_start" "$cpu_end" "$(getconf CLK_TCK)" "$k" "$seconds" "$(nproc)" "$load_start" \
+    "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
+import sys
+line, c0, c1, tck, k, secs, cores, l0, l1 = sys.argv[1:]
+cpu = (int(c1) - int(c0)) / int(tck)
+audio = int(k) * float(secs)
+per = cpu / audio
+print(f"{line} cpu_s={cpu:.1f} cpu_per_audio_s={per:.3f} calls_per_{cores}_cores={int(cores) / per:.1f} "
+      f"load1={l0}->{l1}")
+PY
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   pid=""
 done
