@@ -219,6 +219,7 @@ void pg_call_store::writer_loop(std::size_t index) {
         last_attempt = now;
         try {
           conn = std::make_unique<connection>(options_.url, "aipbx-writer");
+          conn->prepare_generic();
           if (!reachable_.exchange(true)) log::info("database reachable again", {});
         } catch (const pg_error& e) {
           if (reachable_.exchange(false)) log::error("database unreachable", {{"error", e.what()}});

@@ -297,15 +297,32 @@ static wire_params to_wire(const P& values) {
   return w;
 }
 
+void connection::prepare_generic() { exec("SET plan_cache_mode = force_generic_plan"); }
+
 std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& statements) {
   if (PQenterPipelineMode(conn_) != 1) fail(nullptr, "pipeline mode");
-  for (const auto& st : statements) {
+  // What each result read back belongs to: a statement's preparation (index, true) or its execution.
+  std::vector<std::pair<std::size_t, bool>> expected;
+  std::vector<std::string> names(statements.size());
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    const auto& st = statements[i];
+    if (auto it = prepared_.find(st.sql); it != prepared_.end()) {
+      names[i] = it->second;
+    } else {
+      names[i] = "aipbx_" + std::to_string(next_name_++);
+      if (PQsendPrepare(conn_, names[i].c_str(), st.sql.c_str(), st.p.size(), nullptr) != 1) {
+        broken_ = true;
+        fail(nullptr, st.sql.c_str());
+      }
+      expected.emplace_back(i, true);
+    }
     const auto w = to_wire(st.p.values_);
-    if (PQsendQueryParams(conn_, st.sql.c_str(), st.p.size(), nullptr, w.values.data(), w.lengths.data(),
-                          w.formats.data(), 0) != 1) {
+    if (PQsendQueryPrepared(conn_, names[i].c_str(), st.p.size(), w.values.data(), w.lengths.data(),
+                            w.formats.data(), 0) != 1) {
       broken_ = true;
       fail(nullptr, st.sql.c_str());
     }
+    expected.emplace_back(i, false);
   }
   if (PQpipelineSync(conn_) != 1) {
     broken_ = true;
@@ -315,7 +332,8 @@ std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& 
   out.reserve(statements.size());
   PGresult* error = nullptr;
   const char* failed_sql = "";
-  for (const auto& st : statements) {
+  for (const auto& [i, preparation] : expected) {
+    const auto& st = statements[i];
     PGresult* r = PQgetResult(conn_);
     if (!r) {
       broken_ = true;
@@ -324,7 +342,12 @@ std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& 
     }
     const auto status = PQresultStatus(r);
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-      out.emplace_back(r);
+      if (preparation) {
+        prepared_.emplace(st.sql, names[i]);  // only once the server has it
+        PQclear(r);
+      } else {
+        out.emplace_back(r);
+      }
     } else if (status == PGRES_PIPELINE_ABORTED || error) {
       PQclear(r);
     } else {

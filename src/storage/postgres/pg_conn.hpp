@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,7 +109,12 @@ class connection {
     std::string sql;
     params p;
   };
+  // The statements are prepared on this connection the first time they are sent, then only executed: the
+  // server plans each once (with `prepare_generic`, for good).
   std::vector<result_set> exec_pipeline(const std::vector<statement>& statements);
+  // Sets plan_cache_mode = force_generic_plan: the prepared statements' plans are made once, whatever their
+  // parameters (the writer's statements take arrays, whose sizes do not change the best plan).
+  void prepare_generic();
   // False once the connection is broken: throw it away and connect again.
   bool ok() const;
   // Rolls back whatever transaction is open, ignoring errors (the connection may be gone).
@@ -119,6 +125,8 @@ class connection {
   [[noreturn]] void fail(pg_result* r, const char* sql);
   pg_conn* conn_ = nullptr;
   bool broken_ = false;  // left in a state it cannot be used in again
+  std::unordered_map<std::string, std::string> prepared_;  // SQL -> name of its prepared statement
+  std::size_t next_name_ = 0;
 };
 
 // Runs `sql` on `c` inside BEGIN/COMMIT; rolls back on an exception and rethrows.
