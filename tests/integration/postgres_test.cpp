@@ -203,6 +203,33 @@ TEST(PostgresServe, IngestReadApiAndAiJobsEndToEnd) {
 
 // ---- several nodes ---------------------------------------------------------------------------------------
 
+// Two nodes on one database, and a declaration that races a call's first packets: node A has seen call X
+// unknown (a packet it refused under the default --media), node B then declares X as l16/8000. A's view
+// of X is outdated; the store refuses a packet A checked against it (media_changed) and A checks again:
+// l16 data is stored, data that is pcmu but not l16 (an odd byte count) gets its 422, nothing else.
+TEST(PostgresNodes, ADeclarationOnAnotherNodeIsHonouredByTheIngestCheck) {
+  const std::string url = test::pg_fresh_database(database_name());
+  server_process a(url, {{"--node-name", "a"}, {"--media", "pcmu/8000"}});
+  server_process b(url, {{"--node-name", "b"}, {"--media", "pcmu/8000"}});
+  a.start();
+  b.start();
+  connection ca(a.port()), cb(b.port());
+  for (const std::string call : {"race-1", "race-2"}) {
+    ASSERT_EQ(post_packet(ca, call, 1, "not base64!").status, 422);  // A now knows the call as undeclared
+    ASSERT_EQ(cb.post_json("/v1/calls/" + call, R"({"media": {"format": "l16/8000"}})").status, 201);
+  }
+  // "AQID" is 3 bytes: 3 mu-law samples, but not whole 16-bit samples.
+  auto odd = post_packet(ca, "race-1", 1, "AQID");
+  EXPECT_EQ(odd.status, 422) << odd.body;
+  EXPECT_NE(odd.body.find("l16/8000"), std::string::npos) << odd.body;
+  auto even = post_packet(ca, "race-2", 1, "AQIDBA==");
+  EXPECT_EQ(even.status, 202) << even.body;
+  EXPECT_EQ(as_int(get_ok(cb, "/v1/calls/race-1").at("packets_received")), 0);
+  EXPECT_EQ(as_int(get_ok(cb, "/v1/calls/race-2").at("packets_received")), 1);
+  EXPECT_EQ(a.stop(), 0);
+  EXPECT_EQ(b.stop(), 0);
+}
+
 // Three nodes on one database; clients spread the packets of the same calls over all three at once; the mock
 // fails 30 % of attempts; one node is SIGKILLed halfway. Calls end by idle timeout, decided by whichever node
 // sweeps. At the end: every acknowledged packet stored once, every job succeeded or dead exactly once, the
