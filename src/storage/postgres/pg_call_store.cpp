@@ -263,11 +263,13 @@ void pg_call_store::listener_loop() {
   while (!listener_stop_.load()) {
     if (!conn || !conn->ok()) {
       conn.reset();
+      listening_.store(false);
       try {
         conn = std::make_unique<connection>(options_.url, "aipbx-listener");
         conn->exec("LISTEN aipbx_jobs");
         // Jobs may have been queued while nobody listened.
         notify_listener();
+        listening_.store(true);
       } catch (const pg_error&) {
         conn.reset();
         for (int i = 0; i < 10 && !listener_stop_.load(); ++i)

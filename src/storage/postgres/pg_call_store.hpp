@@ -115,6 +115,8 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<job_counts> count_jobs() override;
 
   int schema_version() const { return schema_version_; }
+  // True while the listener's connection is LISTENing for other nodes' jobs.
+  bool listening() const { return listening_.load(); }
 
  private:
   template <class F>
@@ -139,6 +141,7 @@ class pg_call_store final : public storage_backend {
   mutable std::mutex listener_mutex_;
   std::function<void()> listener_;
   std::atomic<bool> listener_stop_{false};
+  std::atomic<bool> listening_{false};
   std::thread listener_thread_;
 
   std::mutex readers_mutex_;

@@ -134,6 +134,30 @@ TEST(PgCallStore, AnIdleCallIsEndedOnceWhateverTheNodes) {
             10);
 }
 
+// A node hears of jobs another node queued (LISTEN/NOTIFY), without polling; not of its own twice.
+TEST(PgCallStore, OtherNodesHearOfNewJobs) {
+  const std::string url = fresh("notify");
+  pg_options o;
+  o.url = url;
+  pg_call_store a(o), b(o);
+  std::atomic<int> heard_a{0}, heard_b{0};
+  const auto until = [](auto done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  // The listener threads connect and LISTEN in the background.
+  ASSERT_TRUE(until([&] { return a.listening() && b.listening(); }));
+  b.on_jobs_queued([&] { ++heard_b; });
+  a.on_jobs_queued([&] { ++heard_a; });
+  const int b_before = heard_b.load(), a_before = heard_a.load();
+  ASSERT_TRUE(ingest_sync(a, packet{"notify-1", 1, "d", 1.0}));
+  EXPECT_TRUE(until([&] { return heard_b.load() > b_before; })) << "b heard nothing of a's job";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(heard_a.load(), a_before + 1) << "a is told once, by its own writer, not again by NOTIFY";
+}
+
 TEST(PgCallStore, AnUnreachableServerFailsStartUp) {
   pg_options o;
   o.url = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2";
