@@ -23,7 +23,8 @@ fi
 
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    # From /: the caller's directory (a clone under /root, say) may be closed to the postgres user.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
