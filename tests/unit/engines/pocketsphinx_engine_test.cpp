@@ -4,6 +4,7 @@
 
 #include "media/audio_codec.hpp"
 #include "media/resampler.hpp"
+#include "support/speech_corpus.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -20,36 +21,12 @@
 namespace aipbx::engines {
 namespace {
 
-const std::string test_data = "/usr/share/pocketsphinx/test/data/";
-const std::string reference = "go forward ten meters";
+const std::string& test_data = test::speech_data;
+const std::string& reference = test::goforward_reference;
+using test::word_error_rate;
+using test::words_of;
 
-std::vector<std::int16_t> read_raw(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in) << path << " (package pocketsphinx-testdata)";
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::int16_t> samples(bytes.size() / 2);
-  for (std::size_t i = 0; i < samples.size(); ++i)
-    samples[i] = static_cast<std::int16_t>(static_cast<std::uint8_t>(bytes[2 * i]) |
-                                           (static_cast<std::uint8_t>(bytes[2 * i + 1]) << 8));
-  return samples;
-}
-
-std::vector<std::string> words_of(const std::string& text) {
-  std::istringstream in(text);
-  return {std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
-}
-
-// Word error rate: word-level edit distance over the reference's length.
-double word_error_rate(const std::string& ref, const std::string& hyp) {
-  const auto r = words_of(ref), h = words_of(hyp);
-  std::vector<std::vector<std::size_t>> d(r.size() + 1, std::vector<std::size_t>(h.size() + 1));
-  for (std::size_t i = 0; i <= r.size(); ++i) d[i][0] = i;
-  for (std::size_t j = 0; j <= h.size(); ++j) d[0][j] = j;
-  for (std::size_t i = 1; i <= r.size(); ++i)
-    for (std::size_t j = 1; j <= h.size(); ++j)
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (r[i - 1] == h[j - 1] ? 0 : 1)});
-  return static_cast<double>(d[r.size()][h.size()]) / static_cast<double>(r.size());
-}
+std::vector<std::int16_t> read_raw(const std::string& path) { return test::read_raw16(path); }
 
 // The audio cut into 20 ms packets of `format`, sequences 1..n.
 audio_segment packets_of(const std::vector<std::int16_t>& pcm, media::media_format format) {

@@ -31,6 +31,8 @@ std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_1
 // pocketsphinx engine prepares a segment.
 std::vector<std::int16_t> heard_16k(const std::vector<std::string>& packets);
 
+// The whitespace-separated words of a transcript.
+std::vector<std::string> words_of(const std::string& text);
 // Word-level edit distance over the reference's word count.
 double word_error_rate(const std::string& reference, const std::string& hypothesis);
 

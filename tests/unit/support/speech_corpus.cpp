@@ -33,12 +33,12 @@ std::uint32_t le32(const std::string& s, std::size_t at) {
   return v;
 }
 
+}  // namespace
+
 std::vector<std::string> words_of(const std::string& text) {
   std::istringstream in(text);
   return {std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
 }
-
-}  // namespace
 
 std::vector<std::int16_t> read_raw16(const std::string& path) {
   const std::string bytes = read_file(path);
