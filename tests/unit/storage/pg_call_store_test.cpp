@@ -152,7 +152,7 @@ TEST(PgCallStore, OtherNodesHearOfNewJobs) {
   b.on_jobs_queued([&] { ++heard_b; });
   a.on_jobs_queued([&] { ++heard_a; });
   const int b_before = heard_b.load(), a_before = heard_a.load();
-  ASSERT_TRUE(ingest_sync(a, packet{"notify-1", 1, "d", 1.0}));
+  ASSERT_TRUE(ingest_sync(a, packet{"notify-1", 1, "d", 1.0, std::nullopt}));
   EXPECT_TRUE(until([&] { return heard_b.load() > b_before; })) << "b heard nothing of a's job";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(heard_a.load(), a_before + 1) << "a is told once, by its own writer, not again by NOTIFY";
