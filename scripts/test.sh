@@ -11,11 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-release}
 # asan-ubsan and tsan join CI once the suite passes under them within CI's 30 minutes on 2 cores:
-#  - asan-ubsan (measured: 19.5 min to build and test on a loaded 2-core box) fails two timing-bound
-#    integration tests under its slowdown: MetricsTest.AiAttemptsRetriesDeadJobsAndLostPacketsAreCounted
-#    (3 dead jobs counted where 4 are expected) and AiPipelineTest.ABacklogOfQueuedJobsDrainsAsFastAsAShortQueue
-#    (60 s timeout); no sanitizer report is left (ASan's one, in http_engine_test, is fixed).
-#  - tsan is not measured yet; with release and asan-ubsan it would take CI past 30 minutes.
+#  - asan-ubsan: the whole suite but soak and web (450 tests) ran in 192 s at -j2 on a loaded 2-core box
+#    with one failure, the flood test, since made to allow for the slowdown (as the backlog test was);
+#    both pass there on repeated runs. It has yet to be run from a clean clone, beside the release run,
+#    within CI's time.
+#  - tsan: a build of the tree costs about 15 min of CPU; the suite has not been run under it yet.
 ci_presets=(release)
 if [ "$preset" = ci ]; then
   for p in "${ci_presets[@]}"; do
