@@ -2,6 +2,7 @@
 
 #include "app/command_line.hpp"
 #include "app/engine_factory.hpp"
+#include "domain/clock.hpp"
 #include "engines/segment_attempt.hpp"
 #include "http/api.hpp"
 #include "http/metrics.hpp"
@@ -33,10 +34,6 @@ namespace aipbx::app {
 namespace asio = boost::asio;
 
 namespace {
-
-double system_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string default_node_name() {
   char host[256] = {};

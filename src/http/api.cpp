@@ -1,6 +1,7 @@
 #include "http/api.hpp"
 
 #include "domain/call_id.hpp"
+#include "domain/clock.hpp"
 #include "http/assets.hpp"
 #include "http/json_codec.hpp"
 #include "http/router.hpp"
@@ -634,7 +635,7 @@ asio::awaitable<response> api::scrape() {
   st.configured_workers = options_.workers;
   if (options_.open_connections) st.open_connections = options_.open_connections();
   st.connection_limit = options_.connection_limit;
-  st.now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  st.now = system_now();
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = options_.metrics->render(st);

@@ -1,5 +1,6 @@
 #include "storage/postgres/pg_call_store.hpp"
 
+#include "domain/clock.hpp"
 #include "log/log.hpp"
 #include "storage/postgres/pg_conn.hpp"
 #include "storage/postgres/pg_migrations.hpp"
@@ -21,10 +22,6 @@ using pg::pg_error;
 using pg::result_set;
 
 namespace {
-
-double system_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 constexpr const char* call_columns =
     "id, state, last_sequence, expected_sequence, packets_received, duplicate_packets, "

@@ -1,5 +1,6 @@
 #include "storage/sqlite/sqlite_call_store.hpp"
 
+#include "domain/clock.hpp"
 #include "log/log.hpp"
 #include "storage/sqlite/buffered_wal_vfs.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
@@ -20,10 +21,6 @@ using sqlite::sqlite_error;
 using sqlite::statement;
 
 namespace {
-
-double system_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 constexpr const char* call_columns =
     "id, state, last_sequence, expected_sequence, packets_received, duplicate_packets, "
