@@ -7,33 +7,6 @@
 
 namespace aipbx::pg {
 
-// One call as the calls row holds it, plus its live sequencer; loaded under the row lock.
-struct writer::call_record {
-  std::string id;
-  call_state state = call_state::in_progress;
-  call_sequencer seq;
-  std::int64_t packets_received = 0;
-  std::int64_t duplicate_packets = 0;
-  std::int64_t out_of_order_packets = 0;
-  std::int64_t late_packets = 0;
-  std::int64_t gaps_opened = 0;
-  std::int64_t jobs_total = 0;
-  std::int64_t jobs_succeeded = 0;
-  std::int64_t jobs_dead = 0;
-  std::optional<double> first_timestamp;
-  std::optional<double> last_timestamp;
-  std::optional<double> last_packet_at;
-  std::optional<double> ended_at;
-  std::optional<std::string> end_reason;
-  std::optional<media_declaration> media;
-  double state_changed_at = 0;
-  bool dirty = false;
-  bool media_dirty = false;  // declared in this transaction
-  bool gaps_dirty = false;
-
-  std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
-};
-
 const char* const job_columns =
     "id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, lease_owner, "
     "lease_expires_at, last_error, created_at, updated_at, started_at, finished_at";
@@ -78,23 +51,19 @@ void sort_unique(std::vector<std::string>& v) {
 }  // namespace
 
 writer::writer(const pg_options& options)
-    : options_(options), sequencing_{options.segment_packets, options.window} {}
+    : options_(options),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}) {}
 
 writer::~writer() = default;
 
 void writer::reset() {
+  ledger_.begin();
   calls_.clear();
   created_.clear();
   existing_.clear();
   inserted_.clear();
-  packets_ = {};
-  jobs_ = {};
-  transitions_rows_ = {};
   sweep_ = {};
   sweeping_ = false;
-  warnings_.clear();
-  state_changes_.clear();
-  created_log_.clear();
   jobs_queued_ = false;
 }
 
@@ -126,16 +95,7 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
       return false;
     }
   }
-  for (const auto& id : created_log_) log::info("call created", {{"call_id", id}});
-  for (const auto& t : state_changes_)
-    log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
-  for (const auto& w : warnings_) {
-    if (w.range)
-      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
-                        {"missing_first", w.range->first}, {"missing_last", w.range->last}});
-    else
-      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
-  }
+  ledger_.log_committed();
   return jobs_queued_;
 }
 
@@ -274,12 +234,7 @@ void writer::load_calls(connection& c, bool begun, const std::vector<std::string
     const auto& r = results[created_at];
     for (int i = 0; i < r.rows(); ++i) {
       std::string id = r.text(i, 0);
-      transitions_rows_.call_id.push_back(id);
-      transitions_rows_.from.push_back(std::nullopt);
-      transitions_rows_.to.emplace_back(to_string(call_state::in_progress));
-      transitions_rows_.reason.emplace_back(creation_reason.at(id));
-      transitions_rows_.at.push_back(now);
-      created_log_.push_back(id);
+      ledger_.created(id, creation_reason.at(id), now);
       created_.insert(std::move(id));
     }
   }
@@ -311,7 +266,7 @@ void writer::read_records(const result_set& r, const result_set& g) {
     rec->state_changed_at = r.float8(i, 17);
     if (!r.is_null(i, 18)) rec->media = media_declaration{r.text(i, 18), r.int64(i, 19)};
     // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
-    rec->seq = call_sequencer(sequencing_, r.int64(i, 2), {}, {}, r.int64(i, 9));
+    rec->seq = ledger_.sequencer(r.int64(i, 2), {}, {}, r.int64(i, 9));
     calls_.emplace(rec->id, std::move(rec));
   }
   struct gaps_of {
@@ -329,7 +284,7 @@ void writer::read_records(const result_set& r, const result_set& g) {
     auto it = calls_.find(id);
     if (it == calls_.end()) continue;
     auto& rec = *it->second;
-    rec.seq = call_sequencer(sequencing_, rec.seq.tracker().highest(), entry.open, entry.lost, rec.seq.next_segment());
+    rec.seq = ledger_.sequencer(rec.seq.tracker().highest(), entry.open, entry.lost, rec.seq.next_segment());
   }
 }
 
@@ -342,21 +297,11 @@ void writer::lock_call(connection& c, const std::string& id) {
   read_records(results[0], results[1]);
 }
 
-writer::call_record* writer::locked(connection& c, const std::string& id) {
+call_record* writer::locked(connection& c, const std::string& id) {
   if (auto it = calls_.find(id); it != calls_.end()) return it->second.get();
   lock_call(c, id);
   auto it = calls_.find(id);
   return it == calls_.end() ? nullptr : it->second.get();
-}
-
-ingest_outcome writer::duplicate_outcome(const call_record& rec) {
-  ingest_outcome out;
-  out.duplicate = true;
-  out.kind = arrival::duplicate;
-  out.expected = rec.seq.tracker().expected();
-  out.last_sequence = rec.seq.tracker().highest();
-  out.missing = rec.seq.tracker().missing_count();
-  return out;
 }
 
 result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
@@ -366,208 +311,61 @@ result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
   call_record& rec = *it->second;
   // The packet was checked against the call's declaration as its node last saw it; a declaration made
   // since (by another request or node) makes that check worthless.
-  if (rec.media ? p.media != rec.media->format : p.media.has_value()) return errc::media_changed;
-  ingest_outcome out;
+  if (!call_ledger::media_matches(&rec, p)) return errc::media_changed;
+  bool created = false;
   if (auto c = created_.find(p.call_id); c != created_.end()) {
-    out.call_created = true;
+    created = true;
     created_.erase(c);
   }
   // What this sequence already holds, if anything: stored before, or earlier in this batch.
   std::optional<std::string_view> stored;
   if (auto in = inserted_.find(packet_key{p.call_id, p.sequence}); in != inserted_.end()) stored = in->second;
   else if (auto ex = existing_.find(std::pair{p.call_id, p.sequence}); ex != existing_.end()) stored = ex->second;
-
-  if (rec.state != call_state::in_progress) {
-    // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
-    if (!stored || *stored != p.data) return errc::call_ended;
-    ++rec.duplicate_packets;
-    rec.dirty = true;
-    return duplicate_outcome(rec);
-  }
-  if (stored) {
-    if (*stored != p.data) return errc::sequence_conflict;
-    ++rec.duplicate_packets;
-    rec.dirty = true;
-    return duplicate_outcome(rec);
-  }
-
-  sequencer_changes changes;
-  const auto arrived = rec.seq.observe(p.sequence, now, changes);
-  const observation& obs = arrived.obs;
-  if (obs.removed || !obs.added.empty()) rec.gaps_dirty = true;
-  ++rec.packets_received;
-  switch (obs.kind) {
-    case arrival::gap:
-      ++rec.gaps_opened;
-      warnings_.push_back({"packet gap", p.call_id, p.sequence, obs.expected, obs.added.front()});
-      break;
-    case arrival::late:
-      ++rec.out_of_order_packets;
-      warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::after_lost:
-      ++rec.late_packets;
-      warnings_.push_back({"packet after its gap was declared lost", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::before_start:
-    case arrival::duplicate:
-      ++rec.out_of_order_packets;
-      warnings_.push_back({"out-of-order packet", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::in_order: break;
-  }
-  packets_.call_id.push_back(p.call_id);
-  packets_.sequence.push_back(p.sequence);
-  packets_.data.push_back(p.data);
-  packets_.timestamp.push_back(p.timestamp);
-  packets_.late.push_back(obs.kind == arrival::after_lost);
-  inserted_.emplace(packet_key{p.call_id, p.sequence}, p.data);
-
-  if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
-  if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
-  rec.last_packet_at = now;
-  apply_changes(rec, changes, now);
-  rec.dirty = true;
-
-  out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
-  out.expected = rec.seq.tracker().expected();
-  out.last_sequence = rec.seq.tracker().highest();
-  out.missing = rec.seq.tracker().missing_count();
+  auto out = ledger_.ingest(rec, p, stored, now);
+  if (!out) return out;
+  if (!out->duplicate) inserted_.emplace(packet_key{p.call_id, p.sequence}, p.data);
+  out->call_created = created;
   return out;
-}
-
-void writer::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
-  for (const auto& r : changes.lost) {
-    rec.gaps_dirty = true;
-    warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
-  }
-  for (const auto& seg : changes.segments) {
-    jobs_.call_id.push_back(rec.id);
-    jobs_.first.push_back(seg.first);
-    jobs_.last.push_back(seg.last);
-    ++rec.jobs_total;
-    jobs_queued_ = true;
-  }
-  (void)now;
-  if (!changes.empty()) rec.dirty = true;
 }
 
 void writer::sweep(double now) {
   // Each candidate is checked again under its row lock: another node may have changed it since.
-  for (const auto& id : sweep_.expired_gaps) {
-    auto it = calls_.find(id);
-    if (it == calls_.end() || it->second->state != call_state::in_progress) continue;
-    sequencer_changes changes;
-    it->second->seq.tick(now, changes);
-    apply_changes(*it->second, changes, now);
-  }
-  for (const auto& id : sweep_.timed_out) {
-    auto it = calls_.find(id);
-    if (it == calls_.end()) continue;
-    const auto& rec = *it->second;
-    if (rec.state != call_state::in_progress || !rec.last_packet_at ||
-        *rec.last_packet_at > now - options_.idle_timeout)
-      continue;
-    (void)apply_end(id, "idle timeout", now);
-  }
-  for (const auto& id : sweep_.idle) {
-    auto it = calls_.find(id);
-    if (it == calls_.end()) continue;
-    auto& rec = *it->second;
-    if (rec.state != call_state::in_progress || !rec.seq.has_uncut() || !rec.last_packet_at ||
-        *rec.last_packet_at > now - options_.segment_idle)
-      continue;
-    sequencer_changes changes;
-    rec.seq.flush(changes);
-    apply_changes(rec, changes, now);
-  }
+  const auto each = [&](const std::vector<std::string>& ids, auto&& apply) {
+    for (const auto& id : ids)
+      if (auto it = calls_.find(id); it != calls_.end()) apply(*it->second);
+  };
+  each(sweep_.expired_gaps, [&](call_record& rec) { ledger_.expire_gaps(rec, now); });
+  each(sweep_.timed_out, [&](call_record& rec) { ledger_.end_if_timed_out(rec, now); });
+  each(sweep_.idle, [&](call_record& rec) { ledger_.cut_if_idle(rec, now); });
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return errc::not_found;
-  call_record& rec = *it->second;
-  if (rec.state != call_state::in_progress) return errc::invalid_transition;
-  sequencer_changes changes;
-  rec.seq.flush(changes);
-  apply_changes(rec, changes, now);
-  rec.ended_at = now;
-  rec.end_reason = reason;
-  transition(rec, call_state::processing_ai, reason, now);
-  settle(rec, "ai jobs settled", now);
-  return rec.state;
+  return ledger_.end(*it->second, reason, now);
 }
 
 result<declare_outcome> writer::apply_declare(const declare_op& op) {
   auto it = calls_.find(op.call_id);
   if (it == calls_.end()) return errc::store_failure;  // created or locked above; cannot happen
-  call_record& rec = *it->second;
-  declare_outcome out;
+  bool created = false;
   if (auto c = created_.find(op.call_id); c != created_.end()) {
-    out.created = true;
+    created = true;
     created_.erase(c);
   }
-  if (rec.media) {
-    if (*rec.media != op.media) return errc::media_conflict;
-    out.repeated = true;
-    return out;
-  }
-  if (rec.state != call_state::in_progress) return errc::call_ended;
-  if (rec.packets_received > 0) return errc::media_too_late;
-  rec.media = op.media;
-  rec.media_dirty = true;
-  rec.dirty = true;
+  auto out = ledger_.declare(*it->second, op.media);
+  if (out) out->created = created;
   return out;
 }
 
 result<call_state> writer::apply_archive(const std::string& call_id, double now) {
   auto it = calls_.find(call_id);
   if (it == calls_.end()) return errc::not_found;
-  call_record& rec = *it->second;
-  if (!can_transition(rec.state, call_state::archived)) return errc::invalid_transition;
-  transition(rec, call_state::archived, "archived by request", now);
-  return rec.state;
-}
-
-void writer::transition(call_record& rec, call_state to, const std::string& reason, double now) {
-  const call_state from = rec.state;
-  if (from == to) return;
-  if (!can_transition(from, to)) {
-    log::error("call state change refused", {{"call_id", rec.id}, {"from", to_string(from)}, {"to", to_string(to)}});
-    return;
-  }
-  rec.state = to;
-  rec.state_changed_at = now;
-  rec.dirty = true;
-  transitions_rows_.call_id.push_back(rec.id);
-  transitions_rows_.from.emplace_back(std::string(to_string(from)));
-  transitions_rows_.to.emplace_back(to_string(to));
-  transitions_rows_.reason.push_back(reason);
-  transitions_rows_.at.push_back(now);
-  state_changes_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
-}
-
-void writer::settle(call_record& rec, const std::string& reason, double now) {
-  if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
-  const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
-  if (rec.state == call_state::failed && target == call_state::completed)
-    transition(rec, call_state::processing_ai, reason, now);
-  transition(rec, target, reason, now);
+  return ledger_.archive(*it->second, now);
 }
 
 void writer::job_changed(connection& c, const std::string& call_id, job_state from, job_state to, double now) {
-  call_record* rec = locked(c, call_id);
-  if (!rec) return;
-  if (from == job_state::dead) --rec->jobs_dead;
-  if (from == job_state::succeeded) --rec->jobs_succeeded;
-  if (to == job_state::dead) ++rec->jobs_dead;
-  if (to == job_state::succeeded) ++rec->jobs_succeeded;
-  rec->dirty = true;
-  settle(*rec,
-         to == job_state::dead     ? "an ai job is dead"
-         : to == job_state::queued ? "a dead job was replayed"
-                                   : "ai jobs settled",
-         now);
+  if (call_record* rec = locked(c, call_id)) ledger_.job_changed(*rec, from, to, now);
 }
 
 result<claim_result> writer::apply_claim(connection& c, const claim_op& op, double now) {
@@ -690,11 +488,27 @@ result<job> writer::apply_replay(connection& c, const replay_op& op, double now)
 
 std::vector<connection::statement> writer::flush(double now, const std::string& token) {
   std::vector<connection::statement> out;
-  if (!packets_.call_id.empty())
+  const auto& rows = ledger_.rows();
+  if (!rows.packets.empty()) {
+    struct {
+      std::vector<std::string> call_id;
+      std::vector<std::int64_t> sequence;
+      std::vector<std::string_view> data;
+      std::vector<double> timestamp;
+      std::vector<bool> late;
+    } p;
+    for (const auto& r : rows.packets) {
+      p.call_id.push_back(r.call_id);
+      p.sequence.push_back(r.sequence);
+      p.data.push_back(r.data);
+      p.timestamp.push_back(r.timestamp);
+      p.late.push_back(r.late);
+    }
     out.push_back({"INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
            "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
-           params{}.add_texts(packets_.call_id).add_ints(packets_.sequence).add_bytes_array(packets_.data)
-               .add_doubles(packets_.timestamp).add(now).add_bools(packets_.late)});
+           params{}.add_texts(p.call_id).add_ints(p.sequence).add_bytes_array(p.data)
+               .add_doubles(p.timestamp).add(now).add_bools(p.late)});
+  }
 
   // Calls whose gaps changed: their rows are written again from the sequencer's state.
   std::vector<std::string> gap_calls, gc;
@@ -727,17 +541,36 @@ std::vector<connection::statement> writer::flush(double now, const std::string& 
              params{}.add_texts(gc).add_ints(gf).add_ints(gl).add_doubles(go).add_bools(glost)});
   }
 
-  if (!jobs_.call_id.empty())
+  if (!rows.jobs.empty()) {
+    jobs_queued_ = true;
+    std::vector<std::string> call;
+    std::vector<std::int64_t> first, last;
+    for (const auto& r : rows.jobs) {
+      call.push_back(r.call_id);
+      first.push_back(r.range.first);
+      last.push_back(r.range.last);
+    }
     out.push_back({"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
            "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
-           params{}.add_texts(jobs_.call_id).add_ints(jobs_.first).add_ints(jobs_.last)
+           params{}.add_texts(call).add_ints(first).add_ints(last)
                .add(std::int64_t{options_.max_attempts}).add(now)});
+  }
 
-  if (!transitions_rows_.call_id.empty())
+  if (!rows.transitions.empty()) {
+    std::vector<std::string> call, to, reason;
+    std::vector<std::optional<std::string>> from;
+    std::vector<double> at;
+    for (const auto& r : rows.transitions) {
+      call.push_back(r.call_id);
+      from.push_back(r.from ? std::optional<std::string>(to_string(*r.from)) : std::nullopt);
+      to.emplace_back(to_string(r.to));
+      reason.push_back(r.reason);
+      at.push_back(r.at);
+    }
     out.push_back({"INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
            "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])",
-           params{}.add_texts(transitions_rows_.call_id).add_optional_texts(transitions_rows_.from)
-               .add_texts(transitions_rows_.to).add_texts(transitions_rows_.reason).add_doubles(transitions_rows_.at)});
+           params{}.add_texts(call).add_optional_texts(from).add_texts(to).add_texts(reason).add_doubles(at)});
+  }
 
   struct {
     std::vector<std::string> id, state;

@@ -2,7 +2,7 @@
 // storage/postgres. Not thread-safe: each writer thread owns one writer and one connection.
 #pragma once
 
-#include "domain/call_sequencer.hpp"
+#include "storage/call_ledger.hpp"
 #include "storage/postgres/pg_call_store.hpp"
 #include "storage/postgres/pg_conn.hpp"
 #include "storage/write_op.hpp"
@@ -36,7 +36,6 @@ class writer {
   std::uint64_t failed_batches() const { return failed_batches_.load(std::memory_order_relaxed); }
 
  private:
-  struct call_record;
   using packet_key = std::pair<std::string_view, std::int64_t>;
 
   void reset();
@@ -51,7 +50,6 @@ class writer {
   call_record* locked(connection& c, const std::string& id);
 
   result<ingest_outcome> apply_ingest(const packet& p, double now);
-  static ingest_outcome duplicate_outcome(const call_record& rec);
   result<claim_result> apply_claim(connection& c, const claim_op& op, double now);
   result<bool> apply_renew(connection& c, const renew_op& op, double now);
   result<bool> apply_finish(connection& c, const finish_op& op, double now);
@@ -62,55 +60,23 @@ class writer {
   result<declare_outcome> apply_declare(const declare_op& op);
   void sweep(double now);
 
-  void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
+  // A job of the call changed state: counters, and the state of an ended call settles.
   void job_changed(connection& c, const std::string& call_id, job_state from, job_state to, double now);
-  void transition(call_record& rec, call_state to, const std::string& reason, double now);
-  void settle(call_record& rec, const std::string& reason, double now);
   // The batch's writes, for the pipeline that commits them.
   std::vector<connection::statement> flush(double now, const std::string& token);
 
   const pg_options& options_;
-  sequencer_options sequencing_;
+  call_ledger ledger_;
 
   // The state of the transaction being built; reset before each attempt.
   std::map<std::string, std::unique_ptr<call_record>, std::less<>> calls_;  // locked by this transaction
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
   std::map<std::pair<std::string, std::int64_t>, std::string> existing_;  // stored before, for this batch
   std::map<packet_key, std::string_view> inserted_;  // stored by this batch
-  struct packet_rows {
-    std::vector<std::string> call_id;
-    std::vector<std::int64_t> sequence;
-    std::vector<std::string_view> data;
-    std::vector<double> timestamp;
-    std::vector<bool> late;
-  } packets_;
-  struct job_rows {
-    std::vector<std::string> call_id;
-    std::vector<std::int64_t> first, last;
-  } jobs_;
-  struct transition_rows {
-    std::vector<std::string> call_id;
-    std::vector<std::optional<std::string>> from;
-    std::vector<std::string> to, reason;
-    std::vector<double> at;
-  } transitions_rows_;
   struct sweep_candidates {
     std::vector<std::string> expired_gaps, timed_out, idle;
   } sweep_;
   bool sweeping_ = false;
-  struct warning {
-    const char* msg;
-    std::string call_id;
-    std::int64_t sequence;
-    std::int64_t expected;
-    std::optional<seq_range> range;
-  };
-  std::vector<warning> warnings_;
-  struct state_change {
-    std::string call_id, from, to, reason;
-  };
-  std::vector<state_change> state_changes_;
-  std::vector<std::string> created_log_;
   bool jobs_queued_ = false;
   std::atomic<std::uint64_t> failed_batches_{0};
 };

@@ -4,32 +4,6 @@
 
 namespace aipbx::sqlite {
 
-// The writer's view of one call: what the calls row holds, plus the live sequencer.
-struct writer::call_record {
-  std::string id;
-  call_state state = call_state::in_progress;
-  call_sequencer seq;
-  std::int64_t packets_received = 0;
-  std::int64_t duplicate_packets = 0;
-  std::int64_t out_of_order_packets = 0;
-  std::int64_t late_packets = 0;
-  std::int64_t gaps_opened = 0;
-  std::int64_t jobs_total = 0;
-  std::int64_t jobs_succeeded = 0;
-  std::int64_t jobs_dead = 0;
-  std::optional<double> first_timestamp;
-  std::optional<double> last_timestamp;
-  std::optional<double> last_packet_at;
-  std::optional<double> ended_at;
-  std::optional<std::string> end_reason;
-  std::optional<media_declaration> media;
-  double state_changed_at = 0;
-  bool dirty = false;
-  bool state_dirty = false;  // state, ended_at, end_reason or state_changed_at changed
-
-  std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
-};
-
 const char* const job_columns =
     "id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, lease_owner, "
     "lease_expires_at, last_error, created_at, updated_at, started_at, finished_at";
@@ -63,7 +37,7 @@ std::string fenced(const char* set) {
 
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
-      sequencing_{options.segment_packets, options.window},
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id, sequence) DO NOTHING")),
@@ -137,15 +111,19 @@ writer::~writer() = default;
 
 bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   if (cache_.size() > options_.cache_limit) cache_.clear();
-  warnings_.clear();
-  transitions_.clear();
-  dirty_.clear();
+  ledger_.begin();
   jobs_queued_ = false;
   try {
     transaction tx(*db_);
-    for (auto& op : batch) apply(op, now);
-    if (sweep_now) sweep(now);
-    for (auto* rec : dirty_) write_call(*rec, now);
+    for (auto& op : batch) {
+      apply(op, now);
+      write_rows(now);
+    }
+    if (sweep_now) {
+      sweep(now);
+      write_rows(now);
+    }
+    for (auto* rec : ledger_.dirty()) write_call(*rec, now);
     tx.commit();
   } catch (const sqlite_error& e) {
     // The transaction rolled back: the cached trackers may hold changes that were never stored.
@@ -154,20 +132,53 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     log::error("commit failed", {{"error", e.what()}, {"sqlite_code", e.code()}, {"writes", batch.size()}});
     const auto code = make_error_code(e.transient() ? errc::unavailable : errc::store_failure);
     for (auto& op : batch) op.fail(code);
-    warnings_.clear();
-    transitions_.clear();
+    ledger_.begin();
     jobs_queued_ = false;
+    return false;
   }
-  for (const auto& t : transitions_)
-    log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
-  for (const auto& w : warnings_) {
-    if (w.range)
-      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
-                        {"missing_first", w.range->first}, {"missing_last", w.range->last}});
-    else
-      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
-  }
+  ledger_.log_committed();
   return jobs_queued_;
+}
+
+void writer::write_rows(double now) {
+  auto& rows = ledger_.rows();
+  // The packets themselves were inserted by apply_ingest; a late one is flagged.
+  for (const auto& p : rows.packets)
+    if (p.late) flag_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
+  for (const auto& g : rows.gaps) {
+    switch (g.what) {
+      case gap_row::change::opened:
+        insert_gap_.bind(1, std::string_view(g.call_id)).bind(2, g.range.first).bind(3, g.range.last)
+            .bind(4, g.opened_at).run();
+        break;
+      case gap_row::change::closed:
+        delete_gap_.bind(1, std::string_view(g.call_id)).bind(2, g.range.first).run();
+        break;
+      case gap_row::change::lost:
+        mark_lost_.bind(1, std::string_view(g.call_id)).bind(2, g.range.first).run();
+        break;
+    }
+  }
+  for (const auto& j : rows.jobs) {
+    insert_job_.bind(1, std::string_view(j.call_id))
+        .bind(2, j.range.first)
+        .bind(3, j.range.last)
+        .bind(4, std::int64_t{options_.max_attempts})
+        .bind(5, now)
+        .bind(6, now)
+        .bind(7, now)
+        .run();
+    jobs_queued_ = true;
+  }
+  for (const auto& t : rows.transitions) {
+    insert_transition_.bind(1, std::string_view(t.call_id))
+        .bind(2, t.from ? std::optional<std::string_view>(to_string(*t.from)) : std::nullopt)
+        .bind(3, to_string(t.to))
+        .bind(4, std::string_view(t.reason))
+        .bind(5, t.at)
+        .run();
+  }
+  rows.clear();
 }
 
 void writer::notify_jobs_queued() const {
@@ -196,116 +207,34 @@ void writer::apply(write_op& op, double now) {
       op.v);
 }
 
-ingest_outcome writer::duplicate_outcome(const call_record& rec) {
-  ingest_outcome out;
-  out.duplicate = true;
-  out.kind = arrival::duplicate;
-  out.expected = rec.seq.tracker().expected();
-  out.last_sequence = rec.seq.tracker().highest();
-  out.missing = rec.seq.tracker().missing_count();
-  return out;
-}
-
 result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
-  ingest_outcome out;
-  {
-    // The packet was checked against the call's declaration as its node last saw it; a declaration made
-    // since (by another request or node) makes that check worthless.
-    const call_record* existing = load(p.call_id);
-    const bool same_media = existing && existing->media ? p.media == existing->media->format : !p.media;
-    if (!same_media) return errc::media_changed;
-  }
-  call_record& rec = load_or_create(p.call_id, now, out.call_created, "first packet");
+  // The packet was checked against the call's declaration as its node last saw it; a declaration made
+  // since (by another request or node) makes that check worthless.
+  if (!call_ledger::media_matches(load(p.call_id), p)) return errc::media_changed;
+  bool created = false;
+  call_record& rec = load_or_create(p.call_id, now, created, "first packet");
+  // What the sequence held before. A call that takes packets gets this one at once (a sequence that
+  // held one stores nothing: the ledger then decides between duplicate and conflict).
+  std::optional<std::string> stored;
+  const auto read_stored = [&] {
+    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
+    if (select_packet_data_.step()) stored = select_packet_data_.column_text(0);
+    select_packet_data_.reset();
+  };
   if (rec.state != call_state::in_progress) {
-    // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
-    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
-    const bool same = select_packet_data_.step() && select_packet_data_.column_text_view(0) == p.data;
-    select_packet_data_.reset();
-    if (!same) return errc::call_ended;
-    ++rec.duplicate_packets;
-    mark_dirty(rec);
-    return duplicate_outcome(rec);
-  }
-
-  insert_packet_.bind(1, std::string_view(p.call_id))
-      .bind(2, p.sequence)
-      .bind(3, std::string_view(p.data))
-      .bind(4, p.timestamp)
-      .bind(5, now)
-      .run();
-  if (db_->changes() == 0) {
-    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
-    const bool same = select_packet_data_.step() && select_packet_data_.column_text_view(0) == p.data;
-    select_packet_data_.reset();
-    if (!same) return errc::sequence_conflict;
-    ++rec.duplicate_packets;
-    mark_dirty(rec);
-    return duplicate_outcome(rec);
-  }
-
-  sequencer_changes changes;
-  const auto arrived = rec.seq.observe(p.sequence, now, changes);
-  const observation& obs = arrived.obs;
-  if (obs.removed) delete_gap_.bind(1, std::string_view(p.call_id)).bind(2, obs.removed->first).run();
-  for (const auto& r : obs.added) {
-    // A split range keeps its opening time; a new one opens now (the sequencer knows which).
-    const double opened = rec.seq.gap_opened_at(r.first).value_or(now);
-    insert_gap_.bind(1, std::string_view(p.call_id)).bind(2, r.first).bind(3, r.last).bind(4, opened).run();
-  }
-
-  ++rec.packets_received;
-  switch (obs.kind) {
-    case arrival::gap:
-      ++rec.gaps_opened;
-      warnings_.push_back({"packet gap", p.call_id, p.sequence, obs.expected, obs.added.front()});
-      break;
-    case arrival::late:
-      ++rec.out_of_order_packets;
-      warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::after_lost:
-      ++rec.late_packets;
-      flag_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
-      warnings_.push_back({"packet after its gap was declared lost", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::before_start:
-    case arrival::duplicate:  // stored for the first time although below the highest: out of order
-      ++rec.out_of_order_packets;
-      warnings_.push_back({"out-of-order packet", p.call_id, p.sequence, obs.expected, std::nullopt});
-      break;
-    case arrival::in_order: break;
-  }
-  if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
-  if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
-  rec.last_packet_at = now;
-  apply_changes(rec, changes, now);
-  mark_dirty(rec);
-
-  out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
-  out.expected = rec.seq.tracker().expected();
-  out.last_sequence = rec.seq.tracker().highest();
-  out.missing = rec.seq.tracker().missing_count();
-  return out;
-}
-
-void writer::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
-  for (const auto& r : changes.lost) {
-    mark_lost_.bind(1, std::string_view(rec.id)).bind(2, r.first).run();
-    warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
-  }
-  for (const auto& seg : changes.segments) {
-    insert_job_.bind(1, std::string_view(rec.id))
-        .bind(2, seg.first)
-        .bind(3, seg.last)
-        .bind(4, std::int64_t{options_.max_attempts})
+    read_stored();
+  } else {
+    insert_packet_.bind(1, std::string_view(p.call_id))
+        .bind(2, p.sequence)
+        .bind(3, std::string_view(p.data))
+        .bind(4, p.timestamp)
         .bind(5, now)
-        .bind(6, now)
-        .bind(7, now)
         .run();
-    ++rec.jobs_total;
-    jobs_queued_ = true;
+    if (db_->changes() == 0) read_stored();
   }
-  if (!changes.empty()) mark_dirty(rec);
+  auto out = ledger_.ingest(rec, p, stored, now);
+  if (out) out->call_created = created;
+  return out;
 }
 
 void writer::sweep(double now) {
@@ -318,107 +247,46 @@ void writer::sweep(double now) {
   };
   if (options_.window.seconds > 0) {
     collect(select_expired_gaps_, now - options_.window.seconds);
-    for (const auto& id : ids) {
-      if (call_record* rec = load(id); rec && rec->state == call_state::in_progress) {
-        sequencer_changes changes;
-        rec->seq.tick(now, changes);
-        apply_changes(*rec, changes, now);
-      }
-    }
+    for (const auto& id : ids)
+      if (call_record* rec = load(id)) ledger_.expire_gaps(*rec, now);
   }
   if (options_.idle_timeout > 0) {
     collect(select_timed_out_, now - options_.idle_timeout);
-    for (const auto& id : ids) (void)apply_end(id, "idle timeout", now);
+    for (const auto& id : ids)
+      if (call_record* rec = load(id)) ledger_.end_if_timed_out(*rec, now);
   }
   collect(select_idle_, now - options_.segment_idle);
-  for (const auto& id : ids) {
-    if (call_record* rec = load(id)) {
-      sequencer_changes changes;
-      rec->seq.flush(changes);
-      apply_changes(*rec, changes, now);
-    }
-  }
+  for (const auto& id : ids)
+    if (call_record* rec = load(id)) ledger_.cut_if_idle(*rec, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
   call_record* rec = load(call_id);
   if (!rec) return errc::not_found;
-  if (rec->state != call_state::in_progress) return errc::invalid_transition;
-  sequencer_changes changes;
-  rec->seq.flush(changes);
-  apply_changes(*rec, changes, now);
-  rec->ended_at = now;
-  rec->end_reason = reason;
-  rec->state_dirty = true;
-  transition(*rec, call_state::processing_ai, reason, now);
-  settle(*rec, "ai jobs settled", now);
-  return rec->state;
+  return ledger_.end(*rec, reason, now);
 }
 
 result<declare_outcome> writer::apply_declare(const declare_op& op, double now) {
-  declare_outcome out;
-  call_record* existing = load(op.call_id);
-  if (existing && existing->media) {
-    if (*existing->media != op.media) return errc::media_conflict;
-    out.repeated = true;
-    return out;
+  bool created = false;
+  call_record& rec = load_or_create(op.call_id, now, created, "media declared");
+  auto out = ledger_.declare(rec, op.media);
+  if (out && rec.media_dirty) {
+    set_media_.bind(1, std::string_view(op.media.format)).bind(2, op.media.packet_ms)
+        .bind(3, std::string_view(op.call_id)).run();
+    rec.media_dirty = false;
   }
-  if (existing && existing->state != call_state::in_progress) return errc::call_ended;
-  if (existing && existing->packets_received > 0) return errc::media_too_late;
-  call_record& rec = existing ? *existing : load_or_create(op.call_id, now, out.created, "media declared");
-  set_media_.bind(1, std::string_view(op.media.format)).bind(2, op.media.packet_ms).bind(3, std::string_view(op.call_id)).run();
-  rec.media = op.media;
-  mark_dirty(rec);
-  log::info("call media declared", {{"call_id", op.call_id}, {"format", op.media.format}, {"packet_ms", op.media.packet_ms}});
+  if (out) out->created = created;
   return out;
 }
 
 result<call_state> writer::apply_archive(const archive_op& op, double now) {
   call_record* rec = load(op.call_id);
   if (!rec) return errc::not_found;
-  if (!can_transition(rec->state, call_state::archived)) return errc::invalid_transition;
-  transition(*rec, call_state::archived, "archived by request", now);
-  return rec->state;
-}
-
-void writer::transition(call_record& rec, call_state to, const std::string& reason, double now) {
-  const call_state from = rec.state;
-  if (from == to) return;
-  if (!can_transition(from, to)) {
-    log::error("call state change refused", {{"call_id", rec.id}, {"from", to_string(from)}, {"to", to_string(to)}});
-    return;
-  }
-  rec.state = to;
-  rec.state_changed_at = now;
-  rec.state_dirty = true;
-  insert_transition_.bind(1, std::string_view(rec.id))
-      .bind(2, to_string(from))
-      .bind(3, to_string(to))
-      .bind(4, std::string_view(reason))
-      .bind(5, now)
-      .run();
-  transitions_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
-  mark_dirty(rec);
-}
-
-void writer::settle(call_record& rec, const std::string& reason, double now) {
-  if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
-  const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
-  // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
-  if (rec.state == call_state::failed && target == call_state::completed)
-    transition(rec, call_state::processing_ai, reason, now);
-  transition(rec, target, reason, now);
+  return ledger_.archive(*rec, now);
 }
 
 void writer::job_changed(const std::string& call_id, job_state from, job_state to, double now) {
-  call_record* rec = load(call_id);
-  if (!rec) return;
-  if (from == job_state::dead) --rec->jobs_dead;
-  if (from == job_state::succeeded) --rec->jobs_succeeded;
-  if (to == job_state::dead) ++rec->jobs_dead;
-  if (to == job_state::succeeded) ++rec->jobs_succeeded;
-  mark_dirty(*rec);
-  settle(*rec, to == job_state::dead ? "an ai job is dead" : to == job_state::queued ? "a dead job was replayed" : "ai jobs settled", now);
+  if (call_record* rec = load(call_id)) ledger_.job_changed(*rec, from, to, now);
 }
 
 result<claim_result> writer::apply_claim(const claim_op& op, double now) {
@@ -523,7 +391,7 @@ result<job> writer::apply_replay(const replay_op& op, double now) {
   return exists ? errc::job_not_dead : errc::not_found;
 }
 
-writer::call_record* writer::load(const std::string& id) {
+call_record* writer::load(const std::string& id) {
   if (auto it = cache_.find(id); it != cache_.end()) return it->second.get();
   auto rec = std::make_unique<call_record>();
   rec->id = id;
@@ -561,29 +429,16 @@ writer::call_record* writer::load(const std::string& id) {
     else open.push_back({r, select_gaps_.column_double(2)});
   }
   select_gaps_.reset();
-  rec->seq = call_sequencer(sequencing_, highest, open, lost, next_segment);
+  rec->seq = ledger_.sequencer(highest, open, lost, next_segment);
   return cache_.emplace(id, std::move(rec)).first->second.get();
 }
 
-writer::call_record& writer::load_or_create(const std::string& id, double now, bool& created, std::string_view reason) {
+call_record& writer::load_or_create(const std::string& id, double now, bool& created, std::string_view reason) {
   if (call_record* rec = load(id)) return *rec;
   insert_call_.bind(1, std::string_view(id)).bind(2, now).bind(3, now).bind(4, now).run();
-  insert_transition_.bind(1, std::string_view(id)).bind(2, std::nullopt).bind(3, to_string(call_state::in_progress))
-      .bind(4, reason).bind(5, now).run();
+  ledger_.created(id, reason, now);
   created = true;
-  log::info("call created", {{"call_id", id}});
-  auto rec = std::make_unique<call_record>();
-  rec->id = id;
-  rec->seq = call_sequencer(sequencing_);
-  rec->state_changed_at = now;
-  return *cache_.emplace(id, std::move(rec)).first->second;
-}
-
-void writer::mark_dirty(call_record& rec) {
-  if (!rec.dirty) {
-    rec.dirty = true;
-    dirty_.push_back(&rec);
-  }
+  return *cache_.emplace(id, std::make_unique<call_record>(ledger_.fresh(id, now))).first->second;
 }
 
 void writer::write_call(call_record& rec, double now) {
@@ -617,6 +472,7 @@ void writer::write_call(call_record& rec, double now) {
     rec.state_dirty = false;
   }
   rec.dirty = false;
+  rec.gaps_dirty = false;  // mirrored row by row as they changed (write_rows)
 }
 
 }  // namespace aipbx::sqlite

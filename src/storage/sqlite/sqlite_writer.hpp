@@ -2,7 +2,7 @@
 // Internal to storage/sqlite. Not thread-safe: one writer thread calls `commit`.
 #pragma once
 
-#include "domain/call_sequencer.hpp"
+#include "storage/call_ledger.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
@@ -55,19 +55,10 @@ class writer {
   std::uint64_t failed_batches() const { return failed_batches_; }
 
  private:
-  struct call_record;
   using cache_map = std::unordered_map<std::string, std::unique_ptr<call_record>>;
-  struct deferred_warning {
-    const char* msg;
-    std::string call_id;
-    std::int64_t sequence;
-    std::int64_t expected;
-    std::optional<seq_range> range;
-  };
 
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
-  static ingest_outcome duplicate_outcome(const call_record& rec);
   result<claim_result> apply_claim(const claim_op& op, double now);
   result<bool> apply_renew(const renew_op& op, double now);
   result<bool> apply_finish(const finish_op& op, double now);
@@ -80,18 +71,15 @@ class writer {
 
   call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
   call_record* load(const std::string& id);
-  // Persists what the call's sequencer decided: new jobs, lost ranges.
-  void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
+  // Writes the rows the ledger decided on since the last call, in order.
+  void write_rows(double now);
   // A job of the call changed state: counters, and the state of an ended call settles.
   void job_changed(const std::string& call_id, job_state from, job_state to, double now);
-  void transition(call_record& rec, call_state to, const std::string& reason, double now);
   std::optional<std::string> call_of_job(std::int64_t job_id);
-  void settle(call_record& rec, const std::string& reason, double now);
-  void mark_dirty(call_record& rec);
   void write_call(call_record& rec, double now);
 
   const sqlite_options& options_;
-  sequencer_options sequencing_;
+  call_ledger ledger_;
   std::unique_ptr<connection> db_;
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_, update_call_state_,
       insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
@@ -99,12 +87,6 @@ class writer {
       release_job_, replay_job_, job_exists_, select_idle_, select_expired_gaps_, select_timed_out_,
       mark_lost_, insert_transition_, job_call_, flag_late_, set_media_;
   cache_map cache_;
-  std::vector<call_record*> dirty_;
-  std::vector<deferred_warning> warnings_;
-  struct state_change {
-    std::string call_id, from, to, reason;
-  };
-  std::vector<state_change> transitions_;  // logged once the transaction commits
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;

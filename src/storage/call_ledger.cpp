@@ -1,0 +1,250 @@
+#include "storage/call_ledger.hpp"
+
+#include "log/log.hpp"
+
+namespace aipbx {
+
+void ledger_rows::clear() {
+  packets.clear();
+  gaps.clear();
+  jobs.clear();
+  transitions.clear();
+}
+
+void call_ledger::begin() {
+  rows_.clear();
+  dirty_.clear();
+  warnings_.clear();
+  state_changes_.clear();
+  created_.clear();
+  declared_.clear();
+}
+
+call_record call_ledger::fresh(std::string id, double now) const {
+  call_record rec;
+  rec.id = std::move(id);
+  rec.seq = call_sequencer(options_.sequencing);
+  rec.state_changed_at = now;
+  return rec;
+}
+
+call_sequencer call_ledger::sequencer(std::int64_t highest, const std::vector<open_gap>& open,
+                                      const std::vector<seq_range>& lost, std::int64_t next_segment) const {
+  return call_sequencer(options_.sequencing, highest, open, lost, next_segment);
+}
+
+void call_ledger::created(const std::string& id, std::string_view reason, double now) {
+  rows_.transitions.push_back({id, std::nullopt, call_state::in_progress, std::string(reason), now});
+  created_.push_back(id);
+}
+
+bool call_ledger::media_matches(const call_record* rec, const packet& p) {
+  return rec && rec->media ? p.media == rec->media->format : !p.media;
+}
+
+void call_ledger::mark_dirty(call_record& rec) {
+  if (!rec.dirty) {
+    rec.dirty = true;
+    dirty_.push_back(&rec);
+  }
+}
+
+ingest_outcome call_ledger::duplicate(call_record& rec) {
+  ++rec.duplicate_packets;
+  mark_dirty(rec);
+  ingest_outcome out;
+  out.duplicate = true;
+  out.kind = arrival::duplicate;
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
+  return out;
+}
+
+result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, std::optional<std::string_view> stored,
+                                           double now) {
+  if (rec.state != call_state::in_progress) {
+    // A sender retrying a packet it already sent still gets its idempotent answer after the call ended.
+    if (!stored || *stored != p.data) return errc::call_ended;
+    return duplicate(rec);
+  }
+  if (stored) {
+    if (*stored != p.data) return errc::sequence_conflict;
+    return duplicate(rec);
+  }
+
+  sequencer_changes changes;
+  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const observation& obs = arrived.obs;
+  if (obs.removed) {
+    rows_.gaps.push_back({gap_row::change::closed, rec.id, *obs.removed, 0});
+    rec.gaps_dirty = true;
+  }
+  for (const auto& r : obs.added) {
+    // A split range keeps its opening time; a new one opens now (the sequencer knows which).
+    rows_.gaps.push_back({gap_row::change::opened, rec.id, r, rec.seq.gap_opened_at(r.first).value_or(now)});
+    rec.gaps_dirty = true;
+  }
+
+  ++rec.packets_received;
+  switch (obs.kind) {
+    case arrival::gap:
+      ++rec.gaps_opened;
+      warnings_.push_back({"packet gap", p.call_id, p.sequence, obs.expected, obs.added.front()});
+      break;
+    case arrival::late:
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"late packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::after_lost:
+      ++rec.late_packets;
+      warnings_.push_back({"packet after its gap was declared lost", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::before_start:
+    case arrival::duplicate:  // stored for the first time although below the highest: out of order
+      ++rec.out_of_order_packets;
+      warnings_.push_back({"out-of-order packet", p.call_id, p.sequence, obs.expected, std::nullopt});
+      break;
+    case arrival::in_order: break;
+  }
+  rows_.packets.push_back({p.call_id, p.sequence, p.data, p.timestamp, obs.kind == arrival::after_lost});
+
+  if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
+  if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
+  rec.last_packet_at = now;
+  apply_changes(rec, changes);
+  mark_dirty(rec);
+
+  ingest_outcome out;
+  out.kind = obs.kind == arrival::duplicate ? arrival::late : obs.kind;
+  out.expected = rec.seq.tracker().expected();
+  out.last_sequence = rec.seq.tracker().highest();
+  out.missing = rec.seq.tracker().missing_count();
+  return out;
+}
+
+void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes) {
+  for (const auto& r : changes.lost) {
+    rows_.gaps.push_back({gap_row::change::lost, rec.id, r, 0});
+    rec.gaps_dirty = true;
+    warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
+  }
+  for (const auto& seg : changes.segments) {
+    rows_.jobs.push_back({rec.id, seg});
+    ++rec.jobs_total;
+  }
+  if (!changes.empty()) mark_dirty(rec);
+}
+
+result<call_state> call_ledger::end(call_record& rec, const std::string& reason, double now) {
+  if (rec.state != call_state::in_progress) return errc::invalid_transition;
+  sequencer_changes changes;
+  rec.seq.flush(changes);
+  apply_changes(rec, changes);
+  rec.ended_at = now;
+  rec.end_reason = reason;
+  rec.state_dirty = true;
+  mark_dirty(rec);
+  transition(rec, call_state::processing_ai, reason, now);
+  settle(rec, "ai jobs settled", now);
+  return rec.state;
+}
+
+result<call_state> call_ledger::archive(call_record& rec, double now) {
+  if (!can_transition(rec.state, call_state::archived)) return errc::invalid_transition;
+  transition(rec, call_state::archived, "archived by request", now);
+  return rec.state;
+}
+
+result<declare_outcome> call_ledger::declare(call_record& rec, const media_declaration& media) {
+  declare_outcome out;
+  if (rec.media) {
+    if (*rec.media != media) return errc::media_conflict;
+    out.repeated = true;
+    return out;
+  }
+  if (rec.state != call_state::in_progress) return errc::call_ended;
+  if (rec.packets_received > 0) return errc::media_too_late;
+  rec.media = media;
+  rec.media_dirty = true;
+  mark_dirty(rec);
+  declared_.emplace_back(rec.id, media);
+  return out;
+}
+
+void call_ledger::transition(call_record& rec, call_state to, const std::string& reason, double now) {
+  const call_state from = rec.state;
+  if (from == to) return;
+  if (!can_transition(from, to)) {
+    log::error("call state change refused", {{"call_id", rec.id}, {"from", to_string(from)}, {"to", to_string(to)}});
+    return;
+  }
+  rec.state = to;
+  rec.state_changed_at = now;
+  rec.state_dirty = true;
+  mark_dirty(rec);
+  rows_.transitions.push_back({rec.id, from, to, reason, now});
+  state_changes_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
+}
+
+void call_ledger::settle(call_record& rec, const std::string& reason, double now) {
+  if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
+  // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
+  if (rec.state == call_state::failed && target == call_state::completed)
+    transition(rec, call_state::processing_ai, reason, now);
+  transition(rec, target, reason, now);
+}
+
+void call_ledger::job_changed(call_record& rec, job_state from, job_state to, double now) {
+  if (from == job_state::dead) --rec.jobs_dead;
+  if (from == job_state::succeeded) --rec.jobs_succeeded;
+  if (to == job_state::dead) ++rec.jobs_dead;
+  if (to == job_state::succeeded) ++rec.jobs_succeeded;
+  mark_dirty(rec);
+  settle(rec,
+         to == job_state::dead     ? "an ai job is dead"
+         : to == job_state::queued ? "a dead job was replayed"
+                                   : "ai jobs settled",
+         now);
+}
+
+void call_ledger::expire_gaps(call_record& rec, double now) {
+  if (rec.state != call_state::in_progress) return;
+  sequencer_changes changes;
+  rec.seq.tick(now, changes);
+  apply_changes(rec, changes);
+}
+
+void call_ledger::end_if_timed_out(call_record& rec, double now) {
+  if (options_.idle_timeout <= 0 || rec.state != call_state::in_progress || !rec.last_packet_at ||
+      *rec.last_packet_at > now - options_.idle_timeout)
+    return;
+  (void)end(rec, "idle timeout", now);
+}
+
+void call_ledger::cut_if_idle(call_record& rec, double now) {
+  if (rec.state != call_state::in_progress || !rec.seq.has_uncut() || !rec.last_packet_at ||
+      *rec.last_packet_at > now - options_.segment_idle)
+    return;
+  sequencer_changes changes;
+  rec.seq.flush(changes);
+  apply_changes(rec, changes);
+}
+
+void call_ledger::log_committed() const {
+  for (const auto& id : created_) log::info("call created", {{"call_id", id}});
+  for (const auto& [id, media] : declared_)
+    log::info("call media declared", {{"call_id", id}, {"format", media.format}, {"packet_ms", media.packet_ms}});
+  for (const auto& t : state_changes_)
+    log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
+  for (const auto& w : warnings_) {
+    if (w.range)
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected},
+                        {"missing_first", w.range->first}, {"missing_last", w.range->last}});
+    else
+      log::warn(w.msg, {{"call_id", w.call_id}, {"sequence", w.sequence}, {"expected", w.expected}});
+  }
+}
+
+}  // namespace aipbx
