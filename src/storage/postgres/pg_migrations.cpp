@@ -140,12 +140,28 @@ ALTER TABLE calls ADD COLUMN media_format text;
 ALTER TABLE calls ADD COLUMN media_packet_ms bigint;
 )sql";
 
-constexpr std::array<migration, 5> all{{
+// What each packet costs PostgreSQL on the ingest path. The foreign keys from packets, jobs and
+// transcript_segments checked, row by row, what the writer already guarantees: it creates a call (INSERT
+// ... ON CONFLICT DO NOTHING) and holds its row lock (SELECT ... FOR UPDATE) before it writes any row of the
+// call, on every node; a segment is inserted from its job's row; and no call or job is ever deleted. Each
+// check took a key-share lock on a row the transaction already held. The packets' surrogate key is no
+// longer indexed: no query looks a packet up by id (`UNIQUE (call_id, sequence)` is the key every read
+// uses), and the identity still numbers the rows.
+constexpr const char* v6_ingest_keys = R"sql(
+ALTER TABLE packets DROP CONSTRAINT packets_call_id_fkey;
+ALTER TABLE jobs DROP CONSTRAINT jobs_call_id_fkey;
+ALTER TABLE transcript_segments DROP CONSTRAINT transcript_segments_job_id_fkey;
+ALTER TABLE transcript_segments DROP CONSTRAINT transcript_segments_call_id_fkey;
+ALTER TABLE packets DROP CONSTRAINT packets_pkey;
+)sql";
+
+constexpr std::array<migration, 6> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
     {5, "media declarations", v5_media},
+    {6, "ingest without redundant keys", v6_ingest_keys},
 }};
 
 }  // namespace

@@ -205,12 +205,17 @@ ALTER TABLE calls ADD COLUMN media_format TEXT;
 ALTER TABLE calls ADD COLUMN media_packet_ms INTEGER;
 )sql";
 
-constexpr std::array<migration, 5> all{{
+// PostgreSQL's version 6 dropped the foreign keys and the packets' surrogate key index its writer made
+// redundant; the embedded tables need no change, and the version is recorded so both backends number alike.
+constexpr const char* v6_ingest_keys = "SELECT 1";
+
+constexpr std::array<migration, 6> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
     {5, "media declarations", v5_media},
+    {6, "ingest without redundant keys", v6_ingest_keys},
 }};
 
 }  // namespace
