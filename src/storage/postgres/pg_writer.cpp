@@ -73,6 +73,8 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
     reset();
     try {
       run(c, batch, now, sweep_now, token);  // BEGIN ... COMMIT
+      if (known_.size() > known_limit) known_.clear();
+      for (const auto& [id, rec] : calls_) known_.insert(id);
       break;
     } catch (const pg_error& e) {
       c.rollback();
@@ -161,6 +163,12 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   }
 
   sort_unique(new_ids);
+  // A call this writer saw committed exists for good (no call is ever deleted): it is only locked.
+  std::erase_if(new_ids, [&](const std::string& id) {
+    if (!known_.contains(id)) return false;
+    lock_ids.push_back(id);
+    return true;
+  });
   lock_ids.insert(lock_ids.end(), new_ids.begin(), new_ids.end());
   sort_unique(lock_ids);
   load_calls(c, begun, new_ids, lock_ids, batch, now);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <unordered_set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,6 +68,10 @@ class writer {
 
   const pg_options& options_;
   call_ledger ledger_;
+  // Calls this writer has seen committed: they exist for good, so a batch locks them without first
+  // trying to create them. Cleared when it grows past known_limit.
+  static constexpr std::size_t known_limit = 100000;
+  std::unordered_set<std::string> known_;
 
   // The state of the transaction being built; reset before each attempt.
   std::map<std::string, std::unique_ptr<call_record>, std::less<>> calls_;  // locked by this transaction
