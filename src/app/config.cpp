@@ -308,7 +308,7 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   cmd.add_flag("--insecure", c.insecure,
                "Allow listening on a non-loopback address without API tokens")
       ->envname("AIPBX_INSECURE");
-  cmd.add_option("--tls-cert", c.tls_cert, "PEM certificate chain; with --tls-key the listener speaks HTTPS only")
+  cmd.add_option("--tls-cert", c.tls_cert, "PEM certificate chain; with --tls-key the listener speaks HTTPS only; SIGHUP reads both again")
       ->envname("AIPBX_TLS_CERT")
       ->type_name("PATH");
   cmd.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert")

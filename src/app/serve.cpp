@@ -90,10 +90,10 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
 int serve(const serve_config& config) {
   log::init(config.log_level);
   // Before anything starts: check_config loaded the files once, but they may have changed since.
-  std::unique_ptr<boost::asio::ssl::context> tls;
+  std::unique_ptr<http::tls_credentials> tls;
   if (!config.tls_cert.empty()) {
     try {
-      tls = http::make_tls_context(config.tls_cert, config.tls_key);
+      tls = std::make_unique<http::tls_credentials>(config.tls_cert, config.tls_key);
     } catch (const std::exception& e) {
       log::error("cannot set up TLS", {{"error", e.what()}});
       log::shutdown();
@@ -219,13 +219,13 @@ int serve(const serve_config& config) {
     });
   });
 
-  // SIGHUP reads --api-token-file again: tokens are rotated without a restart. A file that cannot be read
-  // or holds a bad token leaves the tokens in force.
+  // SIGHUP reads --api-token-file and the TLS certificate and key again: tokens and certificates are
+  // rotated without a restart. A file that cannot be read, a bad token or a key that does not match its
+  // certificate leaves what is in force.
   std::function<void(const boost::system::error_code&, int)> on_reload = [&](const boost::system::error_code& ec, int) {
     if (ec) return;
-    if (config.api_token_file.empty()) {
-      log::info("SIGHUP: no --api-token-file to reload");
-    } else {
+    if (config.api_token_file.empty() && tls == nullptr) log::info("SIGHUP: nothing to reload");
+    if (!config.api_token_file.empty()) {
       try {
         serve_config next = config;
         next.api_file_tokens = read_token_file(config.api_token_file);
@@ -234,6 +234,14 @@ int serve(const serve_config& config) {
         log::info("api tokens reloaded", {{"file", config.api_token_file}, {"api_tokens", all.size()}});
       } catch (const std::exception& e) {
         log::error("api tokens not reloaded; the tokens in force stay", {{"error", e.what()}});
+      }
+    }
+    if (tls != nullptr) {
+      try {
+        tls->reload();
+        log::info("tls certificate reloaded", {{"cert", tls->cert_file()}, {"key", tls->key_file()}});
+      } catch (const std::exception& e) {
+        log::error("tls certificate not reloaded; the certificate in force stays", {{"error", e.what()}});
       }
     }
     reload.async_wait(on_reload);

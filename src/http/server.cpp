@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include "http/json_codec.hpp"
+#include "http/tls.hpp"
 #include "log/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -104,7 +105,8 @@ asio::awaitable<void> server::accept_loop() {
 
 asio::awaitable<void> server::run_session(tcp::socket socket) {
   if (options_.tls != nullptr) {
-    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *options_.tls);
+    const std::shared_ptr<asio::ssl::context> context = options_.tls->current();
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *context);
     co_await run_registered(stream, stream.next_layer());
   } else {
     beast::tcp_stream stream(std::move(socket));

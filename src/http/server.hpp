@@ -27,11 +27,9 @@
 #include <string>
 #include <unordered_map>
 
-namespace boost::asio::ssl {
-class context;
-}
-
 namespace aipbx::http {
+
+class tls_credentials;  // tls.hpp
 
 namespace beast_http = boost::beast::http;
 using request = beast_http::request<beast_http::string_body>;
@@ -56,8 +54,9 @@ struct server_options {
   // bad_request), of connections refused at the cap (too_many_connections) and of failed TLS handshakes
   // (tls_handshake). May be empty.
   std::function<void(std::string_view reason)> on_refused;
-  // TLS (see tls.hpp); owned by the caller, outlives the server. Null: plain HTTP.
-  boost::asio::ssl::context* tls = nullptr;
+  // TLS (see tls.hpp); owned by the caller, outlives the server. Null: plain HTTP. Each connection
+  // takes the context in force when it is accepted (tls_credentials::reload() changes it for later ones).
+  const tls_credentials* tls = nullptr;
 };
 
 class server {

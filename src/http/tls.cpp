@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <stdexcept>
+#include <utility>
 
 namespace aipbx::http {
 
@@ -53,6 +54,22 @@ std::unique_ptr<ssl::context> make_tls_context(const std::string& cert_file, con
     throw std::runtime_error("the TLS key '" + key_file + "' does not match the certificate '" + cert_file + "'");
   }
   return ctx;
+}
+
+tls_credentials::tls_credentials(std::string cert_file, std::string key_file)
+    : cert_file_(std::move(cert_file)),
+      key_file_(std::move(key_file)),
+      current_(make_tls_context(cert_file_, key_file_)) {}
+
+std::shared_ptr<ssl::context> tls_credentials::current() const {
+  std::lock_guard lock(mutex_);
+  return current_;
+}
+
+void tls_credentials::reload() {
+  std::shared_ptr<ssl::context> next = make_tls_context(cert_file_, key_file_);
+  std::lock_guard lock(mutex_);
+  current_ = std::move(next);
 }
 
 }  // namespace aipbx::http
