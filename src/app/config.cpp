@@ -105,6 +105,12 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_BODY_LIMIT")
       ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 30))
       ->capture_default_str();
+  cmd.add_option("--body-memory", c.body_memory,
+                 "Bytes of request bodies held at once by all connections together (past it: 503); at least "
+                 "--body-limit")
+      ->envname("AIPBX_BODY_MEMORY")
+      ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 40))
+      ->capture_default_str();
   cmd.add_option("--header-limit", c.header_limit, "Largest request header block in bytes (larger: 431)")
       ->envname("AIPBX_HEADER_LIMIT")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 20))
@@ -359,6 +365,9 @@ void check_config(serve_config& c) {
   for (const auto& token : c.api_tokens)
     if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
   if (!c.api_token_file.empty()) c.api_file_tokens = read_token_file(c.api_token_file);
+  if (c.body_memory < c.body_limit)
+    throw std::invalid_argument("--body-memory (" + std::to_string(c.body_memory) + ") is less than --body-limit (" +
+                                std::to_string(c.body_limit) + "): a body of the largest size could never be read");
   if (c.tls_cert.empty() != c.tls_key.empty())
     throw std::invalid_argument("--tls-cert and --tls-key go together: give both, or neither");
   if (!c.tls_cert.empty()) {

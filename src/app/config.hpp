@@ -27,6 +27,7 @@ struct serve_config {
   unsigned threads = 0;  // 0: one per core
   unsigned blocking_threads = 4;
   std::size_t body_limit = 1024 * 1024;
+  std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t header_limit = 16 * 1024;
   std::chrono::milliseconds request_timeout{30'000};
   std::chrono::milliseconds keepalive_timeout{75'000};

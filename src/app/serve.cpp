@@ -167,6 +167,7 @@ int serve(const serve_config& config) {
   sopts.host = config.host;
   sopts.port = config.port;
   sopts.body_limit = config.body_limit;
+  sopts.body_memory = config.body_memory;
   sopts.header_limit = config.header_limit;
   sopts.request_timeout = config.request_timeout;
   sopts.idle_timeout = config.keepalive_timeout;

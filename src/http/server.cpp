@@ -40,15 +40,44 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // Answers a request the transport refuses, then the caller closes the connection.
 template <class Stream>
 asio::awaitable<void> write_error(Stream& stream, beast_http::status status, std::string_view detail,
-                                  std::string_view code) {
+                                  std::string_view code, std::string_view retry_after = {}) {
   response res{status, 11};
   res.set(beast_http::field::content_type, "application/json");
+  if (!retry_after.empty()) res.set(beast_http::field::retry_after, retry_after);
   res.set(beast_http::field::server, "aipbx");
   res.body() = error_body(detail, code);
   res.keep_alive(false);
   res.prepare_payload();
   co_await beast_http::async_write(stream, res, use_tuple);
 }
+
+// Bytes taken from a shared budget; returned when destroyed.
+class body_reservation {
+ public:
+  body_reservation() = default;
+  body_reservation(const body_reservation&) = delete;
+  body_reservation& operator=(const body_reservation&) = delete;
+  ~body_reservation() { release(); }
+
+  // Takes `bytes` from `pool` if the total stays within `budget`.
+  bool take(std::atomic<std::size_t>& pool, std::size_t bytes, std::size_t budget) {
+    std::size_t held = pool.load(std::memory_order_relaxed);
+    do {
+      if (bytes > budget || held > budget - bytes) return false;
+    } while (!pool.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+    pool_ = &pool;
+    bytes_ = bytes;
+    return true;
+  }
+  void release() {
+    if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
+    pool_ = nullptr;
+  }
+
+ private:
+  std::atomic<std::size_t>* pool_ = nullptr;
+  std::size_t bytes_ = 0;
+};
 
 }  // namespace
 
@@ -207,6 +236,8 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
 
     // The parser is fed synchronously from the buffer; the socket is read only when it needs more.
     bool continue_sent = false;
+    bool body_checked = false;
+    body_reservation body_bytes;
     bool timer_reset = !waiting_for_first_byte;
     std::size_t header_seen = 0;  // bytes of this request's header the parser consumed before it was done
     for (;;) {
@@ -239,6 +270,17 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
             co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", reason);
           }
           co_return;
+        }
+        if (!body_checked && parser.is_header_done()) {
+          body_checked = true;
+          const auto length = parser.content_length();
+          const std::size_t wanted = length ? static_cast<std::size_t>(*length) : parser.chunked() ? options_.body_limit : 0;
+          if (wanted > 0 && !body_bytes.take(body_bytes_, wanted, options_.body_memory)) {
+            if (options_.on_refused) options_.on_refused("body_memory");
+            co_await write_error(stream, beast_http::status::service_unavailable,
+                                 "The server holds as many request bodies as it may; retry shortly", "overloaded", "1");
+            co_return;
+          }
         }
         if (parser.is_done()) break;
         if (!pec && used > 0 && buffer.size() > 0) continue;  // more to parse from what is buffered

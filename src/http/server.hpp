@@ -46,6 +46,10 @@ struct server_options {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   std::size_t body_limit = 1024 * 1024;
+  // Bytes of request bodies all connections may hold at once. A request is given its Content-Length (a
+  // chunked one body_limit) from it as soon as its header is parsed; one that does not fit is answered 503
+  // with Retry-After before its body is read, and the bytes return when its answer is written.
+  std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t header_limit = 16 * 1024;
   std::chrono::milliseconds request_timeout{30'000};  // to receive one whole request
   std::chrono::milliseconds idle_timeout{75'000};     // between requests on a kept-alive connection
@@ -69,6 +73,8 @@ class server {
   void stop(std::function<void()> done);
 
   std::size_t connections() const { return open_.load(); }
+  // Bytes of request bodies held now (see server_options::body_memory).
+  std::size_t body_bytes() const { return body_bytes_.load(std::memory_order_relaxed); }
 
  private:
   struct connection_entry {
@@ -97,6 +103,7 @@ class server {
   std::function<void()> on_drained_;
   bool accept_loop_done_ = false;
   std::atomic<std::size_t> open_{0};
+  std::atomic<std::size_t> body_bytes_{0};  // held against options_.body_memory
 };
 
 }  // namespace aipbx::http

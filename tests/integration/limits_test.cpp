@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "harness/fixture.hpp"
+#include "harness/run_binary.hpp"
 
 namespace aipbx::itest {
 namespace {
@@ -325,6 +327,62 @@ TEST_F(LimitsTest, FullWriterQueueAnswers503WithRetryAfterAndLosesNothingAcknowl
     }
   }
   EXPECT_EQ(db().counts().calls, clients + 1);
+}
+
+TEST_F(LimitsTest, RequestBodiesPastTheProcessWideBudgetAre503UntilBytesAreReturned) {
+  // Two 60,000-byte bodies on their way take 120,000 of the 131,072 bytes all connections may hold: a
+  // third is refused as soon as its header is read, a small one still fits, and once the first is
+  // answered its bytes return and the third gets in on retry.
+  start_server({{"--body-limit", "65536"}, {"--body-memory", "131072"}, {"--workers", "0"}});
+  const auto padded = [](std::int64_t sequence) {
+    std::string body = packet_json(sequence, "x", 1);
+    body.resize(60000, ' ');  // JSON allows the trailing whitespace
+    return body;
+  };
+  const auto head = [](const std::string& call, std::size_t length) {
+    return "POST /v1/call/stream/" + call + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+           "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+  };
+  const std::string first = padded(1);
+  auto a = connect();
+  auto b = connect();
+  a.send_raw(head("budget-a", first.size()) + first.substr(0, 100));
+  b.send_raw(head("budget-b", first.size()) + first.substr(0, 100));
+  // The server reads the heads in its own time: wait until a third body is refused.
+  http_response refused;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    auto c = connect();
+    c.send_raw(head("budget-c", first.size()));
+    refused = c.read_response();
+  } while (refused.status != 503 && std::chrono::steady_clock::now() < deadline &&
+           (std::this_thread::sleep_for(50ms), true));
+  ASSERT_TRUE(is_json_error(refused, 503)) << refused.status << " " << refused.body;
+  EXPECT_EQ(body_object(refused).at("error"), "overloaded");
+  EXPECT_EQ(refused.header("Retry-After"), "1");
+  EXPECT_FALSE(db().call_exists("budget-c"));
+  // A small body still fits beside the two.
+  EXPECT_EQ(connect().post_json("/v1/call/stream/budget-small", packet_json(1, "x", 1)).status, 202);
+
+  // The first body completes and is answered: its bytes return.
+  a.send_raw(first.substr(100));
+  EXPECT_EQ(a.read_response().status, 202);
+  EXPECT_EQ(connect().post_json("/v1/call/stream/budget-c", padded(1)).status, 202);
+  b.send_raw(first.substr(100));
+  EXPECT_EQ(b.read_response().status, 202);
+  EXPECT_EQ(db().packet_count("budget-a"), 1);
+  EXPECT_EQ(db().packet_count("budget-b"), 1);
+  EXPECT_EQ(db().packet_count("budget-c"), 1);
+  const auto metrics = connect().get("/metrics").body;
+  EXPECT_NE(metrics.find("aipbx_http_refused_total{reason=\"body_memory\"}"), std::string::npos) << metrics;
+}
+
+TEST_F(LimitsTest, BodyMemoryBelowTheBodyLimitStopsStartUp) {
+  const auto run = run_aipbx({"serve", "--port", "0", "--db", (dir_ / "never.db").string(), "--body-limit", "65536",
+                              "--body-memory", "65535"});
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_NE(run.err.find("--body-memory (65535) is less than --body-limit (65536)"), std::string::npos) << run.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "never.db"));
 }
 
 }  // namespace
