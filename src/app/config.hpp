@@ -39,7 +39,7 @@ struct serve_config {
   int wal_checkpoint_pages = 4000;
   int wal_limit_pages = 16000;
   std::size_t pg_pool_size = 4;  // PostgreSQL store: read connections
-  std::size_t pg_writers = 2;    // PostgreSQL store: writer threads (one connection each)
+  std::size_t pg_writers = 1;    // PostgreSQL store: writer threads (one connection each)
   log::level log_level = log::level::info;
 
   // AI pipeline

@@ -63,7 +63,7 @@ namespace aipbx {
 struct pg_options {
   std::string url;                  // postgresql://user:pass@host:port/dbname
   std::size_t pool_size = 4;        // read connections
-  std::size_t writers = 2;          // writer threads, each with its own connection
+  std::size_t writers = 1;          // writer threads, each with its own connection
   std::size_t queue_limit = 50000;  // writes waiting before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::int64_t segment_packets = 1;
