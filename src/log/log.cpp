@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <mutex>
 #include <string>
+#include <utility>
 
 namespace aipbx::log {
 
@@ -70,10 +71,18 @@ void init(level l) {
 }
 
 void shutdown() {
-  std::lock_guard lock(logger_mutex);
-  current()->flush();
-  current() = make_sync_logger();
+  std::shared_ptr<spdlog::logger> async;
+  {
+    std::lock_guard lock(logger_mutex);
+    async = std::exchange(current(), make_sync_logger());
+  }
+  async->flush();
+  // Every queued message holds the logger. spdlog::shutdown() drops the thread pool, whose destructor
+  // writes out what is queued and joins its thread; only then is the logger released, here, so that it is
+  // never destroyed on the pool's thread while this one goes on (a race ThreadSanitizer reports, since
+  // the pool's reference counting happens inside libspdlog, which it does not see).
   spdlog::shutdown();
+  async.reset();
 }
 
 bool parse_level(std::string_view text, level& out) {
