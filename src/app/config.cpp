@@ -3,6 +3,7 @@
 #include "http/auth.hpp"
 #include "http/tls.hpp"
 
+#include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
 
 #include <charconv>

@@ -10,13 +10,17 @@
 #include "log/log.hpp"
 #include "media/media_format.hpp"
 
-#include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+// CLI11 is declared only: its header is large and all inline, and most files that include this one (main,
+// serve, the engine factory) never touch the command line. Files that do include <CLI/CLI.hpp> themselves.
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace aipbx::app {
 

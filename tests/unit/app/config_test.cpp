@@ -1,5 +1,6 @@
 #include "app/config.hpp"
 
+#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
 #include <cstdlib>

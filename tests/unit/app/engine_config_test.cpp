@@ -2,6 +2,7 @@
 #include "app/config.hpp"
 #include "app/engine_factory.hpp"
 
+#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
