@@ -57,7 +57,9 @@ class body_reservation {
   body_reservation() = default;
   body_reservation(const body_reservation&) = delete;
   body_reservation& operator=(const body_reservation&) = delete;
-  ~body_reservation() { release(); }
+  ~body_reservation() {
+    if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
+  }
 
   // Takes `bytes` from `pool` if the total stays within `budget`.
   bool take(std::atomic<std::size_t>& pool, std::size_t bytes, std::size_t budget) {
@@ -69,11 +71,6 @@ class body_reservation {
     bytes_ = bytes;
     return true;
   }
-  void release() {
-    if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
-    pool_ = nullptr;
-  }
-
  private:
   std::atomic<std::size_t>* pool_ = nullptr;
   std::size_t bytes_ = 0;

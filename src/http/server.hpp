@@ -73,8 +73,6 @@ class server {
   void stop(std::function<void()> done);
 
   std::size_t connections() const { return open_.load(); }
-  // Bytes of request bodies held now (see server_options::body_memory).
-  std::size_t body_bytes() const { return body_bytes_.load(std::memory_order_relaxed); }
 
  private:
   struct connection_entry {
