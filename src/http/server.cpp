@@ -57,8 +57,12 @@ class body_reservation {
   body_reservation() = default;
   body_reservation(const body_reservation&) = delete;
   body_reservation& operator=(const body_reservation&) = delete;
-  ~body_reservation() {
+  ~body_reservation() { release(); }
+
+  // Returns the bytes now (at most once).
+  void release() noexcept {
     if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
+    pool_ = nullptr;
   }
 
   // Takes `bytes` from `pool` if the total stays within `budget`.
@@ -307,6 +311,9 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
     const bool head_only = req.method() == beast_http::verb::head;
     auto handled = handler_.handle(std::move(req));
     response res = co_await std::move(handled);
+    // The request is consumed: its bytes return before the answer is written, so a client that has its
+    // answer can count on them being free.
+    body_bytes.release();
     res.version(version);
     res.keep_alive(keep_alive && !stopping_.load(std::memory_order_relaxed));
     res.set(beast_http::field::server, "aipbx");

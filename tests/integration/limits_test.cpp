@@ -339,24 +339,24 @@ TEST_F(LimitsTest, RequestBodiesPastTheProcessWideBudgetAre503UntilBytesAreRetur
     body.resize(60000, ' ');  // JSON allows the trailing whitespace
     return body;
   };
-  const auto head = [](const std::string& call, std::size_t length) {
+  const auto head = [](const std::string& call, std::size_t length, const std::string& extra = "") {
     return "POST /v1/call/stream/" + call + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
-           "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+           extra + "Content-Length: " + std::to_string(length) + "\r\n\r\n";
   };
   const std::string first = padded(1);
   auto a = connect();
   auto b = connect();
-  a.send_raw(head("budget-a", first.size()) + first.substr(0, 100));
-  b.send_raw(head("budget-b", first.size()) + first.substr(0, 100));
-  // The server reads the heads in its own time: wait until a third body is refused.
-  http_response refused;
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  do {
-    auto c = connect();
-    c.send_raw(head("budget-c", first.size()));
-    refused = c.read_response();
-  } while (refused.status != 503 && std::chrono::steady_clock::now() < deadline &&
-           (std::this_thread::sleep_for(50ms), true));
+  // The budget is taken when a header is read, before 100 Continue is sent: once both have their 100,
+  // both bodies' bytes are held.
+  a.send_raw(head("budget-a", first.size(), "Expect: 100-continue\r\n"));
+  ASSERT_EQ(a.read_response().status, 100);
+  b.send_raw(head("budget-b", first.size(), "Expect: 100-continue\r\n"));
+  ASSERT_EQ(b.read_response().status, 100);
+  a.send_raw(first.substr(0, 100));
+  b.send_raw(first.substr(0, 100));
+  auto c = connect();
+  c.send_raw(head("budget-c", first.size()));
+  const http_response refused = c.read_response();
   ASSERT_TRUE(is_json_error(refused, 503)) << refused.status << " " << refused.body;
   EXPECT_EQ(body_object(refused).at("error"), "overloaded");
   EXPECT_EQ(refused.header("Retry-After"), "1");
