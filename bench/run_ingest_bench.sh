@@ -15,6 +15,10 @@
 # connections and calls split between them); the rate is the sum, the latencies the worst node's, the server
 # CPU that of the nodes and of PostgreSQL together, and the stored rows are counted with psql.
 #
+# With --ceiling, aipbx first answers the same wrk load made of `GET /healthz` requests (no body, no JSON,
+# no storage): the most requests per second this machine's HTTP path and wrk can exchange at all, against
+# which the best ingest rate is also given as a share.
+#
 # Builds nothing: pass the binary (default build/release/src/app/aipbx). Needs wrk, sqlite3, curl,
 # python3 and, for the seed, python3-fastapi python3-uvicorn python3-sqlalchemy python3-aiosqlite.
 # Loopback only; every process it starts is stopped on exit (trap), and each step has a time limit.
@@ -42,6 +46,7 @@ db_dir=""
 extra_aipbx_args=()
 variants=()
 pg_nodes=""
+run_ceiling=0
 
 usage() {
   cat <<EOF
@@ -68,6 +73,7 @@ usage: $0 [options] [AIPBX_BINARY]
   --no-seed             skip both seed runs
   --no-seed-quiet       skip the "seed, logging off" run (SEED_SQL_ECHO=0 SEED_ACCESS_LOG=0)
   --no-aipbx            skip aipbx
+  --ceiling             first load aipbx with GET /healthz only (calls=0 in ingest.lua): the HTTP ceiling
   --max-load L          before each run, wait (up to --load-wait seconds) until the 1-minute load
                         average is below L; the load is printed with every run either way
   --load-wait S         (default $load_wait)
@@ -92,6 +98,7 @@ while [ $# -gt 0 ]; do
     --no-seed) run_seed=0; run_seed_quiet=0; shift ;;
     --no-seed-quiet) run_seed_quiet=0; shift ;;
     --no-aipbx) run_aipbx=0; shift ;;
+    --ceiling) run_ceiling=1; shift ;;
     --max-load) max_load=$2; shift 2 ;;
     --load-wait) load_wait=$2; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -101,6 +108,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 seed_connections=${seed_connections:-$connections}
+load_calls=$calls  # what wrk is told; 0 for the ceiling run (GET /healthz only)
 
 for tool in wrk sqlite3 curl python3 timeout /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
@@ -231,7 +239,7 @@ run_one() {
   timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$out.time" \
     wrk -t"$wrk_threads" -c"$conns" -d"$duration" --timeout "$timeout" --latency \
       -s "$here/wrk/ingest.lua" "http://127.0.0.1:$port" -- \
-      threads="$wrk_threads" calls="$calls" prefix="$prefix" >"$out" 2>&1 || {
+      threads="$wrk_threads" calls="$load_calls" prefix="$prefix" >"$out" 2>&1 || {
     echo "wrk failed:" >&2; cat "$out" >&2; status=1
   }
   local load_after cpu_after
@@ -251,7 +259,9 @@ run_one() {
   local stored
   stored=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
   local check
-  if ! [[ "$stored" =~ ^[0-9]+$ ]]; then
+  if [ "$load_calls" = 0 ]; then
+    check="n/a (GET /healthz, nothing stored)"
+  elif ! [[ "$stored" =~ ^[0-9]+$ ]]; then
     check="sqlite3 failed: $stored"; status=1
   elif (( stored < r[ok] )); then
     check="LOST $((r[ok] - stored)) acknowledged"; status=1
@@ -285,6 +295,7 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
     "$sock_err" "${r[timeouts]}" "${r[ok]}" "$stored" "$srv_cores" "$srv_us" "$wrk_cores" \
     "$load_before/$load_after  $check")")
   last_rate=${r[ok_rps]}
+  [ "$load_calls" = 0 ] && return 0
   # The AI jobs of this run's calls, when the server keeps a jobs table (aipbx): by state now, and how
   # many finished (succeeded or dead) while the load ran.
   local jobs
@@ -299,6 +310,17 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
   fi
 }
 
+ceiling_rate=""
+if [ "$run_aipbx" = 1 ] && [ "$run_ceiling" = 1 ]; then
+  t=${aipbx_threads%% *}
+  port=$(free_port)
+  load_calls=0
+  run_one "aipbx GET /healthz -t$t" "$connections" "$work/ceiling.db" /healthz -- \
+    "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/ceiling.db" --threads "$t" --log-level warning \
+    --workers 0 "${extra_aipbx_args[@]}"
+  load_calls=$calls
+  ceiling_rate=$last_rate
+fi
 if [ "$run_aipbx" = 1 ]; then
   ((${#variants[@]})) || variants=(":")
   vi=0
@@ -476,6 +498,10 @@ if ((${#variant_rates[@]} > 1)); then
   for vr in "${variant_rates[@]}"; do
     python3 -c "print(f'{\"${vr%%|*}\":<34} {${vr#*|} / $base_rate * 100:5.0f} % of the first variant')"
   done
+fi
+if [ -n "$ceiling_rate" ] && [ -n "$best_aipbx" ]; then
+  echo
+  echo "best aipbx ingest: $(python3 -c "print(f'{$best_aipbx / $ceiling_rate * 100:.0f}')") % of GET /healthz on the same server (the HTTP ceiling)"
 fi
 if ((${#pg_rates[@]})) && [ -n "$best_aipbx" ]; then
   echo
