@@ -160,8 +160,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->check(CLI::Range(16, 10'000'000))
       ->capture_default_str();
   cmd.add_option("--wal-limit-pages", c.wal_limit_pages,
-                 "Embedded store: past this many pages the writer completes a checkpoint itself, so that the "
-                 "WAL starts over even under writes that never pause")
+                 "Embedded store: past this many pages the writer completes a checkpoint itself (after one more "
+                 "background pass), so that the WAL starts over even under writes that never pause; at twice "
+                 "this many it waits for readers to do so")
       ->envname("AIPBX_WAL_LIMIT_PAGES")
       ->check(CLI::Range(16, 100'000'000))
       ->capture_default_str();

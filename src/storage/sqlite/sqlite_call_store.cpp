@@ -81,11 +81,13 @@ auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optiona
 // one copies the frames.
 void checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
   int log_pages = 0, copied = 0;
+  const auto started = std::chrono::steady_clock::now();
   const int rc = sqlite3_wal_checkpoint_v2(db, schema, mode, &log_pages, &copied);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-    log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}});
+    log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}, {"ms", ms}});
   else
-    log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}});
+    log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}, {"ms", ms}, {"busy", rc == SQLITE_BUSY}});
 }
 
 }  // namespace
@@ -142,24 +144,41 @@ sqlite_call_store::~sqlite_call_store() {
 
 int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
   auto* store = static_cast<sqlite_call_store*>(self);
-  // A background checkpoint each time the WAL has grown by checkpoint_pages (not after every commit:
-  // until the WAL starts over, each pass would copy only the last few frames and sync the file again).
-  if (pages < store->checkpoint_base_) store->checkpoint_base_ = 0;  // the WAL started over
-  if (pages - store->checkpoint_base_ >= store->options_.checkpoint_pages) {
-    store->checkpoint_base_ = pages;
+  const auto& o = store->options_;
+  const auto ask = [store](bool for_restart) {
     {
       std::lock_guard lock(store->checkpoint_mutex_);
       store->checkpoint_wanted_ = true;
+      if (for_restart) store->restart_pass_wanted_ = true;
     }
     store->checkpoint_wake_.notify_one();
+  };
+  if (pages < store->checkpoint_base_) {  // the WAL started over
+    store->checkpoint_base_ = 0;
+    store->restart_asked_ = false;
+    store->restart_pass_done_.store(false, std::memory_order_relaxed);
   }
-  if (pages >= store->options_.checkpoint_limit_pages) {
-    // Background checkpoints copied what was there when each began, but the writer kept appending, so the
-    // WAL never got fully copied and cannot start over. Copying the remainder here, with the writer paused,
-    // completes it (FULL waits, through the busy timeout, for a running checkpoint and for readers of old
-    // snapshots); the next transaction starts the WAL over.
-    checkpoint(db, name, SQLITE_CHECKPOINT_FULL, "writer");
+  // A background checkpoint each time the WAL has grown by checkpoint_pages (not after every commit:
+  // until the WAL starts over, each pass would copy only the last few frames and sync the file again).
+  if (pages - store->checkpoint_base_ >= o.checkpoint_pages) {
+    store->checkpoint_base_ = pages;
+    ask(false);
+  }
+  if (pages < o.checkpoint_limit_pages) return SQLITE_OK;
+  // Background checkpoints copy what was there when each began, but the writer keeps appending, so under
+  // writes that never pause the WAL is never fully copied and cannot start over. The writer completes it:
+  // it asks the checkpointer for one more pass and, at its first commit after that pass, copies what was
+  // appended meanwhile itself (PASSIVE: a few hundred pages, so the pause is short); its next transaction
+  // then starts the WAL over. Should that not be enough (readers on old snapshots), at twice the limit it
+  // copies everything, waiting for the checkpointer and for readers (FULL, through the busy timeout).
+  const bool hard = pages >= 2 * o.checkpoint_limit_pages;
+  if (hard || store->restart_pass_done_.exchange(false, std::memory_order_acquire)) {
+    checkpoint(db, name, hard ? SQLITE_CHECKPOINT_FULL : SQLITE_CHECKPOINT_PASSIVE, "writer");
     store->writer_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    store->restart_asked_ = false;
+  } else if (!store->restart_asked_) {
+    store->restart_asked_ = true;
+    ask(true);
   }
   return SQLITE_OK;
 }
@@ -167,14 +186,18 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, 
 void sqlite_call_store::checkpointer_loop() {
   log::name_thread("aipbx-checkpt");
   for (;;) {
+    bool for_restart = false;
     {
       std::unique_lock lock(checkpoint_mutex_);
       checkpoint_wake_.wait(lock, [this] { return checkpoint_wanted_ || checkpoint_stop_; });
       if (checkpoint_stop_) return;
       checkpoint_wanted_ = false;
+      for_restart = restart_pass_wanted_;
+      restart_pass_wanted_ = false;
     }
     checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer");
     checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (for_restart) restart_pass_done_.store(true, std::memory_order_release);
   }
 }
 

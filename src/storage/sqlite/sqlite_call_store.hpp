@@ -23,8 +23,10 @@
 // The writer's WAL appends go through buffered_wal_vfs (one write(2) per transaction instead of two per
 // page). Checkpoints (copying the WAL into the database file) run on a checkpointer thread with its own
 // connection each time the WAL grows by `checkpoint_pages`; should a steady load keep that checkpoint from ever
-// catching up (the WAL only restarts once fully copied), the writer copies the remainder itself when the
-// WAL reaches `checkpoint_limit_pages`, so the WAL's size stays bounded.
+// catching up (the WAL only restarts once fully copied), then once the WAL reaches `checkpoint_limit_pages`
+// the writer asks for one more pass and copies what was appended during it itself, a short pause, so that
+// the WAL starts over; at twice the limit it copies everything, waiting for readers, so the WAL's size stays
+// bounded.
 //
 // The writer keeps each active call's sequence tracker and counters in memory (a cache loaded from the
 // database on first touch and dropped after any failed transaction), so a packet costs an INSERT, and the
@@ -171,7 +173,10 @@ class sqlite_call_store final : public storage_backend {
   std::mutex checkpoint_mutex_;
   std::condition_variable checkpoint_wake_;
   bool checkpoint_wanted_ = false;
-  int checkpoint_base_ = 0;  // WAL size at the last checkpoint request (writer thread only)
+  bool restart_pass_wanted_ = false;  // the writer waits for this pass to copy the rest itself
+  std::atomic<bool> restart_pass_done_{false};
+  int checkpoint_base_ = 0;     // WAL size at the last checkpoint request (writer thread only)
+  bool restart_asked_ = false;  // a pass for the restart is asked for (writer thread only)
   bool checkpoint_stop_ = false;
   std::unique_ptr<sqlite::connection> checkpoint_db_;
   std::thread checkpointer_thread_;
