@@ -266,7 +266,7 @@ int serve(const serve_config& config) {
   blocking.join();
   const auto s = store->stats();
   log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch},
-                        {"syncs", s.syncs}, {"checkpoints", s.checkpoints}});
+                        {"syncs", s.syncs}, {"checkpoints", s.checkpoints + s.writer_checkpoints + s.waiting_checkpoints}});
   store.reset();
   log::shutdown();
   return 0;

@@ -194,8 +194,11 @@ std::string metrics::render(const state& s) const {
                       MetricType::Counter);
   add_value(syncs, static_cast<double>(s.writer.syncs));
   out.push_back(std::move(syncs));
-  auto checkpoints = family("aipbx_checkpoints_total", "Write-ahead log checkpoints", MetricType::Counter);
-  add_value(checkpoints, static_cast<double>(s.writer.checkpoints));
+  auto checkpoints = family("aipbx_checkpoints_total", "Write-ahead log checkpoints, by who ran them",
+                            MetricType::Counter);
+  add_value(checkpoints, static_cast<double>(s.writer.checkpoints), {{"by", "checkpointer"}});
+  add_value(checkpoints, static_cast<double>(s.writer.writer_checkpoints), {{"by", "writer"}});
+  add_value(checkpoints, static_cast<double>(s.writer.waiting_checkpoints), {{"by", "writer_waiting"}});
   out.push_back(std::move(checkpoints));
 
   if (s.workers) {

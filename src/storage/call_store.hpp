@@ -140,7 +140,9 @@ struct writer_stats {
   std::uint64_t largest_batch = 0;
   std::uint64_t failed_batches = 0;
   std::uint64_t syncs = 0;          // flushes of the log to disk done apart from commits (0 if none)
-  std::uint64_t checkpoints = 0;    // log checkpoints (embedded store)
+  std::uint64_t checkpoints = 0;    // log checkpoints by the checkpointer thread (embedded store)
+  std::uint64_t writer_checkpoints = 0;   // by the writer, copying what a last pass left (the WAL's limit)
+  std::uint64_t waiting_checkpoints = 0;  // by the writer, waiting for readers (twice the limit)
   histogram_snapshot batch_sizes;   // writes per committed transaction
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;

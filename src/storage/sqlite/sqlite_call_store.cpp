@@ -79,7 +79,8 @@ auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optiona
 
 // One checkpoint of `schema` on `db`. SQLITE_BUSY (another checkpoint holds the lock) is no failure: that
 // one copies the frames.
-void checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
+// True if it ran (false when another checkpoint was running: PASSIVE does not wait).
+bool checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
   int log_pages = 0, copied = 0;
   const auto started = std::chrono::steady_clock::now();
   const int rc = sqlite3_wal_checkpoint_v2(db, schema, mode, &log_pages, &copied);
@@ -88,6 +89,7 @@ void checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
     log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}, {"ms", ms}});
   else
     log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}, {"ms", ms}, {"busy", rc == SQLITE_BUSY}});
+  return rc == SQLITE_OK;
 }
 
 }  // namespace
@@ -173,8 +175,8 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, 
   // copies everything, waiting for the checkpointer and for readers (FULL, through the busy timeout).
   const bool hard = pages >= 2 * o.checkpoint_limit_pages;
   if (hard || store->restart_pass_done_.exchange(false, std::memory_order_acquire)) {
-    checkpoint(db, name, hard ? SQLITE_CHECKPOINT_FULL : SQLITE_CHECKPOINT_PASSIVE, "writer");
-    store->writer_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (checkpoint(db, name, hard ? SQLITE_CHECKPOINT_FULL : SQLITE_CHECKPOINT_PASSIVE, "writer"))
+      (hard ? store->waiting_checkpoints_ : store->writer_checkpoints_).fetch_add(1, std::memory_order_relaxed);
     store->restart_asked_ = false;
   } else if (!store->restart_asked_) {
     store->restart_asked_ = true;
@@ -195,8 +197,8 @@ void sqlite_call_store::checkpointer_loop() {
       for_restart = restart_pass_wanted_;
       restart_pass_wanted_ = false;
     }
-    checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer");
-    checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer"))
+      checkpoints_.fetch_add(1, std::memory_order_relaxed);
     if (for_restart) restart_pass_done_.store(true, std::memory_order_release);
   }
 }
@@ -606,7 +608,9 @@ writer_stats sqlite_call_store::stats() const {
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
   s.syncs = syncs_.load(std::memory_order_relaxed);
-  s.checkpoints = checkpoints_.load(std::memory_order_relaxed) + writer_checkpoints_.load(std::memory_order_relaxed);
+  s.checkpoints = checkpoints_.load(std::memory_order_relaxed);
+  s.writer_checkpoints = writer_checkpoints_.load(std::memory_order_relaxed);
+  s.waiting_checkpoints = waiting_checkpoints_.load(std::memory_order_relaxed);
   s.batch_sizes = batch_sizes_.snapshot();
   return s;
 }

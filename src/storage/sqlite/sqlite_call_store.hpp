@@ -180,7 +180,7 @@ class sqlite_call_store final : public storage_backend {
   bool checkpoint_stop_ = false;
   std::unique_ptr<sqlite::connection> checkpoint_db_;
   std::thread checkpointer_thread_;
-  std::atomic<std::uint64_t> checkpoints_{0}, writer_checkpoints_{0}, syncs_{0};
+  std::atomic<std::uint64_t> checkpoints_{0}, writer_checkpoints_{0}, waiting_checkpoints_{0}, syncs_{0};
 
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::connection>> idle_readers_;
