@@ -265,8 +265,9 @@ int serve(const serve_config& config) {
   store->stop();
   blocking.join();
   const auto s = store->stats();
+  const auto checkpoints = s.checkpoints + s.writer_checkpoints + s.waiting_checkpoints;
   log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch},
-                        {"syncs", s.syncs}, {"checkpoints", s.checkpoints + s.writer_checkpoints + s.waiting_checkpoints}});
+                        {"syncs", s.syncs}, {"checkpoints", checkpoints}});
   store.reset();
   log::shutdown();
   return 0;

@@ -328,8 +328,8 @@ TEST_F(AiPipelineTest, AThreeSecondEngineNeverSlowsTheAcknowledgements) {
   std::cerr << "burst of " << threads * per_thread << " packets: " << burst.count() << " ms\n";
   auto c = connect();
   ASSERT_TRUE(wait_settled(c, "", threads * per_thread, 20s));
-  wait_until([&] { return server().records_where(msg_is("ai attempt succeeded")).size() >= static_cast<std::size_t>(threads * per_thread); },
-             10s);
+  const auto all_succeeded = static_cast<std::size_t>(threads * per_thread);
+  wait_until([&] { return server().records_where(msg_is("ai attempt succeeded")).size() >= all_succeeded; }, 10s);
   const auto successes = server().records_where(msg_is("ai attempt succeeded"));
   EXPECT_EQ(successes.size(), static_cast<std::size_t>(threads * per_thread));
   for (const auto& r : successes) EXPECT_GE(as_double(r.at("latency_ms")), 3000.0 - 1.0) << json::serialize(r);

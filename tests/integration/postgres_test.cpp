@@ -298,7 +298,8 @@ TEST(PostgresNodes, ThreeNodesShareCallsAndOneIsKilled) {
   EXPECT_EQ(failed.load(), 0);
 
   pg::connection db(url, "aipbx-tests");
-  // Idle timeout (6 s: no call idles out while a slow build still streams it) ends every call; the killed node's leases (2 s) expire and the others take its jobs.
+  // Idle timeout (6 s: no call idles out while a slow build still streams it) ends every call; the killed
+  // node's leases (2 s) expire and the others take its jobs.
   const bool settled = wait_until(
       [&] {
         return scalar(db, "SELECT COUNT(*) FROM calls WHERE state IN ('COMPLETED', 'FAILED')") == calls &&

@@ -88,7 +88,8 @@ bool checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
   if (rc != SQLITE_OK && rc != SQLITE_BUSY)
     log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}, {"ms", ms}});
   else
-    log::debug("checkpoint", {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}, {"ms", ms}, {"busy", rc == SQLITE_BUSY}});
+    log::debug("checkpoint",
+               {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}, {"ms", ms}, {"busy", rc == SQLITE_BUSY}});
   return rc == SQLITE_OK;
 }
 
