@@ -10,6 +10,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -105,9 +106,24 @@ void check_data(const json::object& obj, packet_body& out, validation_errors& er
   }
 }
 
+// A JSON number's text as the nearest double: what is too small for a double is ±0 and what is too large
+// ±infinity (which the callers refuse), as in IEEE arithmetic. std::from_chars converts exactly but reports
+// both as out of range without a value; strtod (exact in glibc, and a JSON number has nothing that
+// depends on the locale) gives them. nullopt if the text is not all one number.
+std::optional<double> number_value(const std::string& text) {
+  double d = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, err] = std::from_chars(text.data(), end, d);
+  if (stop != end) return std::nullopt;
+  if (err == std::errc::result_out_of_range) return std::strtod(text.c_str(), nullptr);
+  if (err != std::errc()) return std::nullopt;
+  return d;
+}
+
 // Boost.JSON 1.81 converts some 17-significant-digit numbers to the neighbouring double (its exact mode
-// came in 1.83): 1702102422.8416727 became ...8416729. This handler of a second, light pass over the
-// body keeps the text of the top-level "timestamp" number, which std::from_chars converts exactly.
+// came in 1.83): 1702102422.8416727 became ...8416729, and a zero with a large exponent (0e999) became
+// NaN. This handler of a second, light pass over the body keeps the text of the top-level "timestamp"
+// number, which number_value converts exactly.
 class timestamp_text {
  public:
   static constexpr std::size_t max_object_size = std::size_t(-1);
@@ -181,14 +197,10 @@ std::optional<double> exact_timestamp(std::string_view body) {
   boost::system::error_code ec;
   p.write_some(false, body.data(), body.size(), ec);
   if (ec || !p.handler().text) return std::nullopt;
-  const std::string& t = *p.handler().text;
-  double d = 0;
-  const auto [end, err] = std::from_chars(t.data(), t.data() + t.size(), d);
-  if (err != std::errc() || end != t.data() + t.size()) return std::nullopt;
-  return d;
+  return number_value(*p.handler().text);
 }
 
-void check_timestamp(const json::object& obj, packet_body& out, validation_errors& errors) {
+void check_timestamp(const json::object& obj, std::string_view body, packet_body& out, validation_errors& errors) {
   const json::value* v = obj.if_contains("timestamp");
   if (!v) {
     errors.push_back(body_error("timestamp", "missing", "Field required", obj));
@@ -198,7 +210,9 @@ void check_timestamp(const json::object& obj, packet_body& out, validation_error
     errors.push_back(body_error("timestamp", "float_type", "Input should be a valid number", *v));
     return;
   }
-  const double d = v->to_number<double>();
+  // A double's value is taken from its text (exact_timestamp), Boost.JSON's being off at times.
+  const auto exact = v->is_double() ? exact_timestamp(body) : std::nullopt;
+  const double d = exact ? *exact : v->to_number<double>();
   if (!std::isfinite(d)) {
     errors.push_back(body_error("timestamp", "finite_number", "Input should be a finite number", nullptr));
     return;
@@ -230,10 +244,8 @@ std::variant<packet_body, validation_errors> parse_packet_body_checked(std::stri
   validation_errors errors;
   check_sequence(obj, out, errors);
   check_data(obj, out, errors);
-  check_timestamp(obj, out, errors);
+  check_timestamp(obj, body, out, errors);
   if (!errors.empty()) return errors;
-  if (obj.at("timestamp").is_double())
-    if (auto exact = exact_timestamp(body)) out.timestamp = *exact;
   return out;
 }
 
@@ -307,11 +319,13 @@ class packet_fields {
  private:
   static constexpr unsigned sequence_bit = 1, data_bit = 2, timestamp_bit = 4, all_ = 7;
 
-  // The number's text converted exactly (Boost.JSON 1.81 may be one ulp off; see timestamp_text).
+  // The number's text converted exactly (Boost.JSON 1.81 may be off; see timestamp_text).
   bool timestamp(json::string_view last) {
     number_.append(last.data(), last.size());
-    const auto [end, err] = std::from_chars(number_.data(), number_.data() + number_.size(), packet.timestamp);
-    return err == std::errc() && end == number_.data() + number_.size() && std::isfinite(packet.timestamp);
+    const auto value = number_value(number_);
+    if (!value || !std::isfinite(*value)) return false;
+    packet.timestamp = *value;
+    return true;
   }
 
   bool started_ = false;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <charconv>
+#include <cmath>
 #include <random>
 #include <string>
 
@@ -86,6 +87,21 @@ TEST(JsonCodec, DataKeepsEscapesAndUnicode) {
 TEST(JsonCodec, TimestampMayBeIntegerOrNegative) {
   EXPECT_DOUBLE_EQ(parse_ok(R"({"sequence": 1, "data": "x", "timestamp": 1700000000})").timestamp, 1700000000.0);
   EXPECT_DOUBLE_EQ(parse_ok(R"({"sequence": 1, "data": "x", "timestamp": -2.5})").timestamp, -2.5);
+}
+
+// A number too small for a double is zero, with its sign, in both parsers (Boost.JSON 1.81 made 0e999
+// NaN, and std::from_chars reports underflow without a value).
+TEST(JsonCodec, TimestampThatUnderflowsIsZero) {
+  for (std::string_view ts : {"0e999", "-0e999", "1e-400", "-1e-400", "0.0E+99999"}) {
+    SCOPED_TRACE(ts);
+    const std::string body = R"({"sequence": 1, "data": "x", "timestamp": )" + std::string(ts) + "}";
+    const bool negative = ts.front() == '-';
+    for (const auto& r : {parse_packet_body(body), parse_packet_body_checked(body)}) {
+      ASSERT_TRUE(std::holds_alternative<packet_body>(r));
+      EXPECT_EQ(std::get<packet_body>(r).timestamp, 0.0);
+      EXPECT_EQ(std::signbit(std::get<packet_body>(r).timestamp), negative);
+    }
+  }
 }
 
 TEST(JsonCodec, MalformedJsonIsJsonInvalid) {
