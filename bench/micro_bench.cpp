@@ -11,7 +11,7 @@
 // The SQLite benchmark writes to a fresh file under $AIPBX_BENCH_DIR (default: the system temp directory),
 // so it measures that directory's fsync. See docs/performance.md for figures and how to run.
 #include "http/json_codec.hpp"
-#include "http/media_cache.hpp"
+#include "ingest/media_cache.hpp"
 #include "log/log.hpp"
 #include "media/audio_codec.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
@@ -100,7 +100,7 @@ BENCHMARK(BM_parse_packet_body)->Arg(0)->Arg(1);
 // What ingest adds for a call that carries audio: the call's view from the media cache, and the check of
 // one 20 ms G.711 packet's data (216 base64 characters) against its format, without decoding it.
 void BM_media_check(benchmark::State& state) {
-  aipbx::http::media_cache cache;
+  aipbx::ingest::media_cache cache;
   for (int i = 0; i < 10'000; ++i)
     cache.put("call-" + std::to_string(i), {aipbx::media_declaration{"pcmu/8000", 20}, true});
   const std::vector<std::int16_t> pcm(160, 1234);

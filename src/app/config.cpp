@@ -2,6 +2,7 @@
 
 #include "http/auth.hpp"
 #include "http/tls.hpp"
+#include "streams/audiosocket.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -322,6 +323,51 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert")
       ->envname("AIPBX_TLS_KEY")
       ->type_name("PATH");
+  add_stream_options(cmd, c);
+}
+
+void add_stream_options(CLI::App& cmd, serve_config& c) {
+  cmd.add_option("--stream-window", c.stream_window,
+                 "Streams: packets of one stream waiting for the store; past it the stream's socket is not read "
+                 "(TCP pushes back on the sender)")
+      ->envname("AIPBX_STREAM_WINDOW")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
+      ->capture_default_str();
+  cmd.add_option("--stream-max-fps", c.stream_max_fps,
+                 "Streams: audio frames per second per track at most, sustained (real time is 50); past it the "
+                 "stream is read more slowly")
+      ->envname("AIPBX_STREAM_MAX_FPS")
+      ->check(CLI::Range(1.0, 1e6))
+      ->capture_default_str();
+  add_duration(cmd, "--stream-idle-timeout", c.stream_idle_timeout,
+               "Streams: close a stream that sends nothing for this long (0: never; default 10s)",
+               "AIPBX_STREAM_IDLE_TIMEOUT");
+  cmd.add_option("--stream-message-limit", c.stream_message_limit,
+                 "Streams: largest WebSocket message and AudioSocket frame in bytes (larger: the stream is closed)")
+      ->envname("AIPBX_STREAM_MESSAGE_LIMIT")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{16} << 20))
+      ->capture_default_str();
+  cmd.add_option("--max-streams", c.max_streams, "Streams open at once, over every protocol")
+      ->envname("AIPBX_MAX_STREAMS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  cmd.add_option_function<std::uint16_t>(
+         "--audiosocket-port", [&c](const std::uint16_t& port) { c.audiosocket_port = port; },
+         "Asterisk AudioSocket: TCP port of its listener (0 picks a free port; default: no listener)")
+      ->envname("AIPBX_AUDIOSOCKET_PORT");
+  cmd.add_option("--audiosocket-host", c.audiosocket_host, "Asterisk AudioSocket: address to listen on")
+      ->envname("AIPBX_AUDIOSOCKET_HOST")
+      ->capture_default_str();
+  cmd.add_option("--audiosocket-allow", c.audiosocket_allow,
+                 "Asterisk AudioSocket: networks allowed to connect (CIDR, e.g. 10.0.0.0/8; repeat or separate with "
+                 "commas); default: any")
+      ->envname("AIPBX_AUDIOSOCKET_ALLOW")
+      ->delimiter(',')
+      ->type_name("CIDR");
+  cmd.add_flag("--audiosocket-registered", c.audiosocket_registered,
+               "Asterisk AudioSocket: accept a stream only for a call declared beforehand through the API "
+               "(POST /v1/calls/{uuid})")
+      ->envname("AIPBX_AUDIOSOCKET_REGISTERED");
 }
 
 namespace {
@@ -379,6 +425,15 @@ void check_config(serve_config& c) {
       throw std::invalid_argument(std::string("--tls-cert/--tls-key: ") + e.what());
     }
   }
+  for (const auto& n : c.audiosocket_allow)
+    if (!streams::audiosocket::parse_network(n))
+      throw std::invalid_argument("--audiosocket-allow: '" + n + "' is not an address or a network such as 10.0.0.0/8");
+  // AudioSocket carries no credentials: off loopback, something must say who may connect.
+  if (c.audiosocket_port && !c.insecure && !is_loopback_host(c.audiosocket_host) && c.audiosocket_allow.empty() &&
+      !c.audiosocket_registered)
+    throw std::invalid_argument("--audiosocket-host " + c.audiosocket_host +
+                                " is not a loopback address: give --audiosocket-allow or --audiosocket-registered "
+                                "(AudioSocket carries no credentials), or --insecure");
   if (c.api_tokens.empty() && c.api_file_tokens.empty() && !c.insecure && !is_loopback_host(c.host))
     throw std::invalid_argument("--host " + c.host +
                                 " is not a loopback address and no API token is set: give --api-token or "

@@ -85,6 +85,17 @@ struct serve_config {
   bool insecure = false;  // allow a non-loopback address without tokens
   std::string tls_cert;   // PEM certificate chain; with tls_key, the listener speaks HTTPS only
   std::string tls_key;
+
+  // Streaming ingest (WebSocket on the HTTP listener; AudioSocket on a listener of its own).
+  std::size_t stream_window = 64;            // packets of one stream waiting for the store
+  double stream_max_fps = 200;               // audio frames per second per track
+  std::chrono::milliseconds stream_idle_timeout{10'000};
+  std::size_t stream_message_limit = 64 * 1024;
+  std::size_t max_streams = 2'000;
+  std::optional<std::uint16_t> audiosocket_port;  // empty: no AudioSocket listener
+  std::string audiosocket_host = "127.0.0.1";
+  std::vector<std::string> audiosocket_allow;    // networks (CIDR) allowed to connect; empty: any
+  bool audiosocket_registered = false;           // only calls declared beforehand through the API
 };
 
 // Checks what no single option can: the token file is read into `config.api_file_tokens`,
@@ -109,5 +120,7 @@ std::optional<reorder_window> parse_reorder_window(std::string_view text);
 
 // Adds the `serve` options to `cmd`, bound to `config`.
 void add_serve_options(CLI::App& cmd, serve_config& config);
+// The streaming ingest options (part of add_serve_options).
+void add_stream_options(CLI::App& cmd, serve_config& config);
 
 }  // namespace aipbx::app

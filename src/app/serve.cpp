@@ -14,6 +14,8 @@
 #include "storage/postgres/pg_call_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
+#include "streams/audiosocket.hpp"
+#include "streams/stream_hub.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -161,7 +163,20 @@ int serve(const serve_config& config) {
   aopts.open_connections = [&transport] { return transport != nullptr ? transport->connections() : 0; };
   aopts.connection_limit = config.max_connections;
   aopts.default_media = config.media;
-  http::api api(*store, *store, blocking, aopts);
+  ingest::ingest_path ingest(*store, blocking, config.media);
+  streams::stream_options stream_opts;
+  stream_opts.window = config.stream_window;
+  stream_opts.max_fps = config.stream_max_fps;
+  stream_opts.idle_timeout = config.stream_idle_timeout;
+  stream_opts.message_limit = config.stream_message_limit;
+  stream_opts.max_streams = config.max_streams;
+  stream_opts.drain_timeout = config.shutdown_timeout;
+  std::function<bool(std::string_view)> stream_token_ok;
+  if (!all_api_tokens(config).empty())
+    stream_token_ok = [&tokens](std::string_view token) { return tokens.current()->matches(token); };
+  streams::stream_hub hub(*store, ingest, blocking, stream_opts, stream_token_ok);
+  aopts.streams = &hub;
+  http::api api(*store, *store, ingest, blocking, aopts);
 
   http::server_options sopts;
   sopts.host = config.host;
@@ -174,7 +189,18 @@ int serve(const serve_config& config) {
   sopts.max_connections = config.max_connections;
   sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
   sopts.tls = tls.get();
+  sopts.streams = &hub;
+  sopts.websocket_message_limit = config.stream_message_limit;
   http::server server(ioc, sopts, api);
+  std::unique_ptr<streams::audiosocket::listener> audiosocket;
+  if (config.audiosocket_port) {
+    streams::audiosocket::listener_options lopts;
+    lopts.host = config.audiosocket_host;
+    lopts.port = *config.audiosocket_port;
+    for (const auto& n : config.audiosocket_allow) lopts.allow.push_back(*streams::audiosocket::parse_network(n));
+    lopts.registered_only = config.audiosocket_registered;
+    audiosocket = std::make_unique<streams::audiosocket::listener>(ioc, hub, lopts);
+  }
   transport = &server;
 
   try {
@@ -185,6 +211,10 @@ int serve(const serve_config& config) {
                             {"db", mask_secret_parts(config.db)},
                             {"api_tokens", config.api_tokens.size() + config.api_file_tokens.size()},
                             {"tls", sopts.tls != nullptr}});
+    if (audiosocket) {
+      const auto as = audiosocket->listen();
+      log::info("listening", {{"protocol", "audiosocket"}, {"address", as.address().to_string()}, {"port", as.port()}});
+    }
   } catch (const std::exception& e) {
     log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
     ai_work.reset();
@@ -195,6 +225,7 @@ int serve(const serve_config& config) {
     return 1;
   }
   server.start();
+  if (audiosocket) audiosocket->start();
 
   auto work = asio::make_work_guard(ioc);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -210,14 +241,21 @@ int serve(const serve_config& config) {
                 {{"connections", server.connections()}});
       ioc.stop();
     });
-    server.stop([&] {
-      asio::post(ioc, [&] {
+    // The HTTP connections and the streams end apart (a WebSocket stream is both): the process goes on
+    // once both are done. Streams close with "going away" once what they read is durable.
+    auto pending = std::make_shared<int>(2);
+    auto one_done = [&, pending] {
+      asio::post(ioc, [&, pending] {
+        if (--*pending > 0) return;
         deadline.cancel();
         work.reset();
         signals.cancel();
         reload.cancel();
       });
-    });
+    };
+    if (audiosocket) audiosocket->stop();
+    hub.stop(one_done);
+    server.stop(one_done);
   });
 
   // SIGHUP reads --api-token-file and the TLS certificate and key again: tokens and certificates are

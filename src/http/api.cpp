@@ -164,8 +164,9 @@ response error_response(const boost::system::error_code& ec, std::string_view de
   return json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
 }
 
-api::api(call_store& store, job_store& jobs, asio::thread_pool& blocking, api_options options)
-    : store_(store), jobs_(jobs), blocking_(blocking), options_(options) {}
+api::api(call_store& store, job_store& jobs, ingest::ingest_path& ingest, asio::thread_pool& blocking,
+         api_options options)
+    : store_(store), jobs_(jobs), ingest_(ingest), blocking_(blocking), options_(options) {}
 
 asio::awaitable<response> api::handle(request req) {
   const auto started = std::chrono::steady_clock::now();
@@ -231,6 +232,14 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::list_jobs: res = co_await list_jobs(req); break;
           case route_id::get_job: res = co_await get_job(m.params[0]); break;
           case route_id::retry_job: res = co_await retry_job(m.params[0]); break;
+          case route_id::media_streams:
+          case route_id::audio_fork:
+          case route_id::audio_fork_call:
+            res = json_response(status::upgrade_required,
+                                error_body("This endpoint is a WebSocket: send Upgrade: websocket", "upgrade_required"));
+            res.set(beast_http::field::upgrade, "websocket");
+            res.set(beast_http::field::connection, "Upgrade");
+            break;
         }
       }
     }
@@ -250,6 +259,53 @@ asio::awaitable<response> api::handle(request req) {
                            {"micros", micros}});
   }
   co_return res;
+}
+
+upgrade_decision api::upgrade(const request& req) {
+  upgrade_decision d;
+  const auto refuse = [&](response res, std::string_view pattern) {
+    if (options_.metrics) options_.metrics->request(pattern, res.result_int());
+    d.refusal = std::move(res);
+    return d;
+  };
+  auto target = boost::urls::parse_origin_form(req.target());
+  if (!target) return refuse(json_response(status::bad_request, error_body("Malformed request target", "bad_request")), "unmatched");
+  std::vector<std::string> segments;
+  for (auto seg : target->segments()) segments.push_back(seg);
+  const route_match m = match_route(req.method(), segments);
+  if (m.outcome != route_match::kind::found || !is_websocket_route(m.id))
+    return refuse(json_response(status::not_found, error_body("Not Found: no WebSocket endpoint here", "not_found")),
+                  m.pattern.empty() ? std::string_view("unmatched") : m.pattern);
+  streams::stream_request& r = d.stream;
+  r.kind = m.id == route_id::media_streams ? streams::protocol::twilio : streams::protocol::audio_fork;
+  if (m.id == route_id::audio_fork_call) {
+    if (auto e = check_call_id(m.params[0])) return refuse(unprocessable({*e}), m.pattern);
+    r.call_id = m.params[0];
+  }
+  for (auto p : target->params()) r.query.emplace_back(std::string(p.key), p.has_value ? std::string(p.value) : std::string());
+  // Senders that cannot set a bearer header authenticate otherwise: Basic auth with a token as password
+  // (FreeSWITCH, jambonz), `?token=`, or a token in the stream's first message (Twilio's custom parameter
+  // `token`, the fork's metadata), which the protocol session checks.
+  r.authenticated = true;
+  if (options_.auth != nullptr) {
+    const auto tokens = options_.auth->current();
+    const auto outcome = tokens->check_stream(req[beast_http::field::authorization], r.find("token"));
+    if (outcome == token_verifier::outcome::invalid) {
+      auto res = json_response(status::unauthorized, error_body("Invalid or unknown token", "unauthorized"));
+      res.set(beast_http::field::www_authenticate, "Bearer realm=\"aipbx\", error=\"invalid_token\"");
+      return refuse(std::move(res), m.pattern);
+    }
+    r.authenticated = outcome == token_verifier::outcome::ok;
+  }
+  // The sub-protocol the client asks for first (mod_audio_fork asks for audio.drachtio.org) is echoed.
+  if (auto asked = req[beast_http::field::sec_websocket_protocol]; !asked.empty()) {
+    auto first = asked.substr(0, asked.find(','));
+    while (!first.empty() && first.back() == ' ') first.remove_suffix(1);
+    while (!first.empty() && first.front() == ' ') first.remove_prefix(1);
+    d.subprotocol = std::string(first);
+  }
+  if (options_.metrics) options_.metrics->request(m.pattern, 101);
+  return d;
 }
 
 std::optional<response> api::authorize(const request& req, const route_match& m) const {
@@ -272,12 +328,13 @@ std::optional<response> api::authorize(const request& req, const route_match& m)
 
 asio::awaitable<response> api::ingest(const request& req, const std::string& call_id) {
   const auto started = std::chrono::steady_clock::now();
-  const auto count = [&](ingest_result r) {
+  const auto observe = [&] {
     if (options_.metrics)
-      options_.metrics->ingest(r, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      options_.metrics->ingest_latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   };
   if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type)) {
-    count(ingest_result::media_type);
+    ingest_.count_refused(ingest::ingest_result::media_type);
+    observe();
     co_return unsupported_media_type();
   }
   validation_errors errors;
@@ -286,53 +343,26 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
   if (auto* body_errors = std::get_if<validation_errors>(&parsed))
     errors.insert(errors.end(), body_errors->begin(), body_errors->end());
   if (!errors.empty()) {
-    count(ingest_result::invalid);
+    ingest_.count_refused(ingest::ingest_result::invalid);
+    observe();
     co_return unprocessable(errors);
   }
 
   auto& body = std::get<packet_body>(parsed);
   const std::int64_t sequence = body.sequence;
-  result<ingest_outcome> outcome = errc::store_failure;
-  // The data is checked against the call's format as this node knows it; the store refuses the packet
-  // (media_changed) if a declaration made meanwhile outdated that view, and the check runs once more.
-  for (int attempt = 0;; ++attempt) {
-    auto view_op = media_of(call_id, attempt > 0);
-    auto view = co_await std::move(view_op);
-    if (!view) {
-      count(ingest_result::failed);
-      co_return error_response(view.error());
-    }
-    const call_media_format media = effective_media(view->declared, options_.default_media);
-    if (media.format.carries_audio()) {
-      if (auto checked = media::check_audio(media.format, body.data); !checked) {
-        count(ingest_result::invalid);
-        co_return unprocessable({undecodable_data(media.format, body.data, checked.error())});
-      }
-    }
-    // A settled view cannot be outdated: the data is only needed again when a second check may follow.
-    const bool last_try = view->settled || attempt > 0;
-    packet p{call_id, sequence, last_try ? std::move(body.data) : body.data, body.timestamp,
-             view->declared ? std::optional<std::string>(view->declared->format) : std::nullopt};
-    auto op = async_ingest(store_, std::move(p));
-    outcome = co_await std::move(op);
-    if (!outcome && outcome.error() == errc::media_changed && !last_try) continue;
-    // The call has a packet now: it can no longer declare a format, so the view is settled.
-    if (outcome && !view->settled) media_.put(call_id, {view->declared, true});
-    break;
-  }
+  auto op = ingest_.ingest(call_id, sequence, std::move(body.data), body.timestamp);
+  auto checked = co_await std::move(op);
+  observe();
+  if (checked.undecodable)
+    co_return unprocessable({undecodable_data(checked.format, checked.refused_data, *checked.undecodable)});
+  const auto& outcome = checked.stored;
   if (!outcome) {
     const auto ec = outcome.error();
-    count(ec == errc::sequence_conflict || ec == errc::media_changed ? ingest_result::conflict
-          : ec == errc::call_ended      ? ingest_result::call_ended
-          : ec == errc::overloaded      ? ingest_result::overloaded
-                                        : ingest_result::failed);
     if (ec == errc::sequence_conflict)
       co_return error_response(ec, "Sequence " + std::to_string(sequence) + " of call " + call_id +
                                        " is already stored with different data");
     co_return error_response(ec);
   }
-  count(outcome->duplicate ? ingest_result::duplicate : ingest_result::accepted);
-  if (options_.metrics && !outcome->duplicate) options_.metrics->arrival(outcome->kind);
   co_return json_response(status::accepted, to_json(*outcome, call_id, sequence));
 }
 
@@ -372,19 +402,6 @@ asio::awaitable<response> api::get_call(const std::string& call_id) {
   co_return json_response(status::ok, to_json(*call, options_.default_media));
 }
 
-asio::awaitable<result<call_media_view>> api::media_of(const std::string& call_id, bool refresh) {
-  if (!refresh)
-    if (auto known = media_.find(call_id)) co_return *known;
-  auto op = run_blocking(blocking_, [this, call_id] { return store_.call_media(call_id); });
-  auto read = co_await std::move(op);
-  if (!read && read.error() != errc::not_found) co_return read.error();
-  call_media_view view;
-  if (read) view.declared = *read;
-  view.settled = view.declared.has_value();  // declarations never change
-  media_.put(call_id, view);
-  co_return view;
-}
-
 asio::awaitable<response> api::declare_media(const request& req, const std::string& call_id) {
   if (auto type = req[beast_http::field::content_type]; !type.empty() && !is_json_content_type(type))
     co_return unsupported_media_type();
@@ -412,7 +429,7 @@ asio::awaitable<response> api::declare_media(const request& req, const std::stri
     if (ec == errc::call_ended) co_return error_response(ec, "The call has ended: its media can no longer be declared");
     co_return error_response(ec);
   }
-  media_.put(call_id, {wanted, true});
+  ingest_.declared(call_id, wanted);
   if (!declared->repeated)
     log::info("media declared", {{"call_id", call_id}, {"format", wanted.format}, {"packet_ms", wanted.packet_ms}});
   auto read_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
@@ -635,6 +652,8 @@ asio::awaitable<response> api::scrape() {
   st.configured_workers = options_.workers;
   if (options_.open_connections) st.open_connections = options_.open_connections();
   st.connection_limit = options_.connection_limit;
+  st.ingest = &ingest_.stats();
+  if (options_.streams) st.streams = &options_.streams->stats();
   st.now = system_now();
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -8,11 +8,11 @@
 #pragma once
 
 #include "http/auth.hpp"
-#include "http/media_cache.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "media/media_format.hpp"
 #include "http/server.hpp"
+#include "ingest/ingest_path.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 
@@ -40,13 +40,20 @@ struct api_options {
   std::size_t connection_limit = 0;
   // The format of calls that declare none (--media).
   media::media_format default_media = media::media_format::none();
+  // The stream protocols, for /metrics; may be null.
+  const streams::stream_hub* streams = nullptr;
 };
 
 class api final : public request_handler {
  public:
-  api(call_store& store, job_store& jobs, boost::asio::thread_pool& blocking, api_options options);
+  // `ingest` is the node's one ingest path (shared with the stream protocols).
+  api(call_store& store, job_store& jobs, ingest::ingest_path& ingest, boost::asio::thread_pool& blocking,
+      api_options options);
 
   boost::asio::awaitable<response> handle(request req) override;
+  // The WebSocket endpoints (/v1/media-streams, /v1/audio-fork[/{call_id}]): checks the route and the
+  // credentials a stream may bring with its upgrade (see streams/stream_hub.hpp).
+  upgrade_decision upgrade(const request& req) override;
 
  private:
   boost::asio::awaitable<response> ingest(const request& req, const std::string& call_id);
@@ -54,9 +61,6 @@ class api final : public request_handler {
   boost::asio::awaitable<response> get_call(const std::string& call_id);
   boost::asio::awaitable<response> declare_media(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> get_audio(const std::string& call_id);
-  // This node's view of the call's declaration (media_cache), read from the store when unknown or when
-  // `refresh`; an error only when the store cannot answer.
-  boost::asio::awaitable<result<call_media_view>> media_of(const std::string& call_id, bool refresh);
   boost::asio::awaitable<response> list_packets(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> get_gaps(const std::string& call_id);
   boost::asio::awaitable<response> get_transcript(const std::string& call_id);
@@ -75,9 +79,9 @@ class api final : public request_handler {
   // caller's frame, which outlives every handler.
   call_store& store_;
   job_store& jobs_;
+  ingest::ingest_path& ingest_;
   boost::asio::thread_pool& blocking_;
   api_options options_;
-  media_cache media_;
 };
 
 // The one place where an error becomes an HTTP status and body.

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/core/string.hpp>
 
 namespace aipbx::http {
@@ -38,10 +39,33 @@ token_verifier::outcome token_verifier::check(std::string_view authorization) co
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
   if (token.empty()) return outcome::invalid;
+  return matches(token) ? outcome::ok : outcome::invalid;
+}
+
+bool token_verifier::matches(std::string_view token) const {
+  if (digests_.empty()) return true;
   const auto presented = sha256(token);
-  int matches = 0;
-  for (const auto& d : digests_) matches |= CRYPTO_memcmp(presented.data(), d.data(), d.size()) == 0 ? 1 : 0;
-  return matches ? outcome::ok : outcome::invalid;
+  int found = 0;
+  for (const auto& d : digests_) found |= CRYPTO_memcmp(presented.data(), d.data(), d.size()) == 0 ? 1 : 0;
+  return found != 0;
+}
+
+token_verifier::outcome token_verifier::check_stream(std::string_view authorization, std::string_view query_token) const {
+  if (digests_.empty()) return outcome::ok;
+  constexpr std::string_view basic = "basic ";
+  if (authorization.size() > basic.size() && boost::beast::iequals(authorization.substr(0, basic.size()), basic)) {
+    std::string_view encoded = authorization.substr(basic.size());
+    while (!encoded.empty() && encoded.front() == ' ') encoded.remove_prefix(1);
+    std::string decoded(boost::beast::detail::base64::decoded_size(encoded.size()), '\0');
+    const auto [written, read] = boost::beast::detail::base64::decode(decoded.data(), encoded.data(), encoded.size());
+    decoded.resize(written);
+    const auto colon = decoded.find(':');
+    if (read != encoded.size() || colon == std::string::npos) return outcome::invalid;
+    return matches(std::string_view(decoded).substr(colon + 1)) ? outcome::ok : outcome::invalid;
+  }
+  if (!authorization.empty()) return check(authorization);
+  if (!query_token.empty()) return matches(query_token) ? outcome::ok : outcome::invalid;
+  return outcome::missing;
 }
 
 std::optional<std::string> token_problem(std::string_view token) {

@@ -32,6 +32,12 @@ class token_verifier {
   // `authorization` is the request's Authorization header (empty if absent). With no tokens configured
   // every request is ok.
   outcome check(std::string_view authorization) const;
+  // Whether `token` itself is one of the tokens (true with none configured).
+  bool matches(std::string_view token) const;
+  // For a WebSocket upgrade, whose senders cannot always set a bearer header: the Authorization header
+  // (Bearer, or Basic whose password is a token: FreeSWITCH and jambonz send Basic auth), else the
+  // `token` query parameter.
+  outcome check_stream(std::string_view authorization, std::string_view query_token) const;
 
  private:
   using digest = std::array<unsigned char, 32>;

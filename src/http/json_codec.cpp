@@ -371,7 +371,9 @@ std::variant<media_declaration, validation_errors> parse_declaration_body(std::s
     errors.push_back({std::move(type), json::array{"body", "media", json::string_view(field.data(), field.size())},
                       std::move(msg), std::move(input), std::move(ctx)});
   };
-  constexpr std::string_view formats = "'pcmu/8000', 'pcma/8000', 'l16/8000', 'l16/16000' or 'none'";
+  constexpr std::string_view formats =
+      "'pcmu/8000', 'pcma/8000', 'l16/<rate>' (8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000, 192000) or "
+      "'none'";
   if (const json::value* f = m.if_contains("format"); !f) {
     field_error("format", "missing", "Field required", m);
   } else if (!f->is_string()) {
@@ -411,12 +413,6 @@ validation_error undecodable_data(media::media_format format, std::string_view d
           "Value error, data is not " + name + " audio: " + why.message(),
           sanitized(data),
           {{"media", name}, {"error", why.message()}}};
-}
-
-call_media_format effective_media(const std::optional<media_declaration>& declared, media::media_format fallback) {
-  if (!declared) return {fallback, media::default_packet_ms, false};
-  return {media::parse_media_format(declared->format).value_or(media::media_format::none()), declared->packet_ms,
-          true};
 }
 
 std::optional<validation_error> check_call_id(std::string_view call_id) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "domain/call_state.hpp"
+#include "ingest/call_media.hpp"
 #include "media/media_format.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
@@ -55,14 +56,9 @@ std::variant<media_declaration, validation_errors> parse_declaration_body(std::s
 validation_error undecodable_data(media::media_format format, std::string_view data,
                                   const boost::system::error_code& why);
 
-// The call's effective media: its declaration, or the node's default format with the default packet
-// duration. A format the media layer cannot parse (only a hand-edited database holds one) counts as none.
-struct call_media_format {
-  media::media_format format;
-  std::int64_t packet_ms = media::default_packet_ms;
-  bool declared = false;
-};
-call_media_format effective_media(const std::optional<media_declaration>& declared, media::media_format fallback);
+// The call's effective media (ingest/call_media.hpp).
+using ingest::call_media_format;
+using ingest::effective_media;
 
 // `in` as a JSON string, with bytes that are not UTF-8 replaced by U+FFFD (for echoing input back).
 boost::json::string sanitized(std::string_view in);

@@ -16,9 +16,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-constexpr std::array<std::string_view, ingest_result_count> ingest_result_names{
-    "accepted", "duplicate", "conflict", "call_ended", "invalid", "unsupported_media_type", "overloaded", "failed"};
-
 MetricFamily family(std::string name, std::string help, MetricType type) {
   MetricFamily f;
   f.name = std::move(name);
@@ -49,6 +46,47 @@ void add_histogram(MetricFamily& f, const histogram_snapshot& h, std::vector<Cli
   f.metric.push_back(std::move(m));
 }
 
+// The stream protocols' counters: aipbx_streams_open, aipbx_streams_total, aipbx_stream_frames_total,
+// aipbx_stream_bytes_total, aipbx_stream_packets_total, aipbx_stream_events_total, aipbx_stream_closes_total,
+// aipbx_stream_commit_lag_seconds, each by protocol.
+void render_streams(const streams::stream_stats& st, std::vector<MetricFamily>& out) {
+  using streams::protocol;
+  auto open = family("aipbx_streams_open", "Streams open now, by protocol", MetricType::Gauge);
+  auto opened = family("aipbx_streams_total", "Streams accepted (their call opened), by protocol", MetricType::Counter);
+  auto frames = family("aipbx_stream_frames_total", "Audio frames read, by protocol", MetricType::Counter);
+  auto bytes = family("aipbx_stream_bytes_total", "Audio bytes read, by protocol", MetricType::Counter);
+  auto packets = family("aipbx_stream_packets_total",
+                        "Packets of streams answered by the store, by protocol and result: stored, duplicate, retried "
+                        "(sent again after the store was overloaded or unavailable)",
+                        MetricType::Counter);
+  auto events = family("aipbx_stream_events_total", "Call events read (DTMF, marks, texts), by protocol",
+                       MetricType::Counter);
+  auto closes = family("aipbx_stream_closes_total", "Streams that ended, by protocol and reason", MetricType::Counter);
+  auto lag = family("aipbx_stream_commit_lag_seconds",
+                    "From an audio frame read off the socket to its packet durable, by protocol", MetricType::Histogram);
+  for (auto p : {protocol::twilio, protocol::audio_fork, protocol::audiosocket}) {
+    const auto& s = st.of(p);
+    const std::string name(streams::to_string(p));
+    const auto value = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+    add_value(open, value(s.open), {{"protocol", name}});
+    add_value(opened, value(s.opened), {{"protocol", name}});
+    add_value(frames, value(s.frames), {{"protocol", name}});
+    add_value(bytes, value(s.bytes), {{"protocol", name}});
+    add_value(packets, value(s.stored), {{"protocol", name}, {"result", "stored"}});
+    add_value(packets, value(s.duplicates), {{"protocol", name}, {"result", "duplicate"}});
+    add_value(packets, value(s.retries), {{"protocol", name}, {"result", "retried"}});
+    add_value(events, value(s.events), {{"protocol", name}});
+    for (std::size_t r = 0; r < streams::close_reason_count; ++r) {
+      const auto count = s.closes[r].load(std::memory_order_relaxed);
+      if (count > 0)
+        add_value(closes, static_cast<double>(count),
+                  {{"protocol", name}, {"reason", std::string(streams::to_string(static_cast<streams::close_reason>(r)))}});
+    }
+    add_histogram(lag, s.commit_lag.snapshot(), {{"protocol", name}});
+  }
+  for (auto* f : {&open, &opened, &frames, &bytes, &packets, &events, &closes, &lag}) out.push_back(std::move(*f));
+}
+
 }  // namespace
 
 metrics::metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -60,20 +98,6 @@ metrics::metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Name("aipbx_http_refused_total")
                   .Help("Requests the transport refused before routing them, by reason")
                   .Register(*registry_);
-  auto& results = prometheus::BuildCounter()
-                      .Name("aipbx_packets_total")
-                      .Help("Ingest requests by result: accepted (stored), duplicate, conflict, call_ended, "
-                            "invalid, unsupported_media_type, overloaded, failed")
-                      .Register(*registry_);
-  for (std::size_t i = 0; i < ingest_result_count; ++i)
-    ingest_results_[i] = &results.Add({{"result", std::string(ingest_result_names[i])}});
-  auto& arrivals = prometheus::BuildCounter()
-                       .Name("aipbx_packet_arrivals_total")
-                       .Help("New packets by how they arrived: in_order, gap (opened a missing range), late "
-                             "(filled one), before_start, late_after_lost (after their range was declared lost)")
-                       .Register(*registry_);
-  for (auto a : {arrival::in_order, arrival::gap, arrival::late, arrival::before_start, arrival::after_lost})
-    arrivals_[static_cast<std::size_t>(a)] = &arrivals.Add({{"kind", std::string(to_string(a))}});
   ingest_latency_ = &prometheus::BuildHistogram()
                          .Name("aipbx_ingest_latency_seconds")
                          .Help("From a packet's request parsed to its durable answer")
@@ -121,17 +145,31 @@ void metrics::refused(std::string_view reason) {
   refused_->Add({{"reason", std::string(reason)}}).Increment();
 }
 
-void metrics::ingest(ingest_result r, double seconds) {
-  ingest_results_[static_cast<std::size_t>(r)]->Increment();
-  ingest_latency_->Observe(seconds);
-}
-
-void metrics::arrival(aipbx::arrival kind) {
-  if (auto* c = arrivals_[static_cast<std::size_t>(kind)]) c->Increment();  // new packets are never `duplicate`
-}
+void metrics::ingest_latency(double seconds) { ingest_latency_->Observe(seconds); }
 
 std::string metrics::render(const state& s) const {
   std::vector<MetricFamily> out = registry_->Collect();
+
+  if (s.ingest) {
+    auto results = family("aipbx_packets_total",
+                          "Packets by ingest result, over every entry point: accepted (stored), duplicate, conflict, "
+                          "call_ended, invalid, unsupported_media_type, overloaded, failed",
+                          MetricType::Counter);
+    for (std::size_t i = 0; i < ingest::ingest_result_count; ++i) {
+      const auto r = static_cast<ingest::ingest_result>(i);
+      add_value(results, static_cast<double>(s.ingest->results(r)), {{"result", std::string(ingest::to_string(r))}});
+    }
+    out.push_back(std::move(results));
+    auto arrivals = family("aipbx_packet_arrivals_total",
+                           "New packets by how they arrived: in_order, gap (opened a missing range), late (filled "
+                           "one), before_start, late_after_lost (after their range was declared lost)",
+                           MetricType::Counter);
+    for (auto a : {arrival::in_order, arrival::gap, arrival::late, arrival::before_start, arrival::after_lost})
+      add_value(arrivals, static_cast<double>(s.ingest->arrivals(a)), {{"kind", std::string(to_string(a))}});
+    out.push_back(std::move(arrivals));
+  }
+
+  if (s.streams) render_streams(*s.streams, out);
 
   if (s.calls) {
     auto calls = family("aipbx_calls", "Calls by state", MetricType::Gauge);

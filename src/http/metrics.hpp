@@ -3,8 +3,9 @@
 //
 // Two kinds of figures:
 //  - events the HTTP layer sees, counted as they happen: requests by route and status, transport
-//    refusals, ingest outcomes, packet arrival kinds, ingest latency;
-//  - state read when scraped: calls by state and packet totals (a scan of the calls table), jobs by
+//    refusals, ingest latency;
+//  - state read when scraped: ingest outcomes and packet arrival kinds (the ingest path's counters),
+//    calls by state and packet totals (a scan of the calls table), jobs by
 //    state and the age of the oldest due job, the writer's commits, batch sizes, queue, log syncs and
 //    checkpoints, the AI workers' attempts, retries, dead jobs and latency (a histogram per engine).
 //
@@ -13,6 +14,8 @@
 #pragma once
 
 #include "domain/job.hpp"
+#include "ingest/ingest_path.hpp"
+#include "streams/stream_stats.hpp"
 #include "jobs/worker_pool.hpp"
 #include "storage/call_store.hpp"
 
@@ -35,19 +38,6 @@ class Family;
 
 namespace aipbx::http {
 
-// How an ingest request ended.
-enum class ingest_result {
-  accepted,     // a new packet stored
-  duplicate,    // already stored with the same data
-  conflict,     // already stored with other data (409)
-  call_ended,   // the call is no longer IN_PROGRESS (409)
-  invalid,      // failed validation (422)
-  media_type,   // not JSON (415)
-  overloaded,   // the writer's queue is full (503)
-  failed,       // the store could not store it (5xx)
-};
-inline constexpr std::size_t ingest_result_count = 8;
-
 class metrics {
  public:
   metrics();
@@ -60,8 +50,8 @@ class metrics {
   // A request the transport refused before it reached a route: header_too_large, body_too_large,
   // bad_request.
   void refused(std::string_view reason);
-  void ingest(ingest_result r, double seconds);
-  void arrival(arrival kind);
+  // An HTTP ingest request's time from parsed to answered (its result is counted by the ingest path).
+  void ingest_latency(double seconds);
 
   // What is read when scraped.
   struct state {
@@ -74,6 +64,8 @@ class metrics {
     double now = 0;                   // unix seconds
     std::optional<std::size_t> open_connections;  // empty when the transport does not tell
     std::size_t connection_limit = 0;
+    const ingest::ingest_stats* ingest = nullptr;  // packets by result and arrival, over every entry point
+    const streams::stream_stats* streams = nullptr;  // the stream protocols
   };
   std::string render(const state& s) const;
 
@@ -83,8 +75,6 @@ class metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* refused_;
-  std::array<prometheus::Counter*, ingest_result_count> ingest_results_{};
-  std::array<prometheus::Counter*, 6> arrivals_{};
   prometheus::Histogram* ingest_latency_;
 
   // request_counter's cache: one slot per (route, status), filled on first use.

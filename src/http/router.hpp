@@ -36,7 +36,15 @@ enum class route_id {
   list_jobs,
   get_job,
   retry_job,
+  media_streams,    // Twilio Media Streams (WebSocket)
+  audio_fork,       // the audio fork, call id in the metadata (WebSocket)
+  audio_fork_call,  // the audio fork, call id in the path (WebSocket)
 };
+
+// Whether the route is a WebSocket endpoint.
+inline bool is_websocket_route(route_id id) {
+  return id == route_id::media_streams || id == route_id::audio_fork || id == route_id::audio_fork_call;
+}
 
 struct route_match {
   enum class kind { found, not_found, method_not_allowed } outcome = kind::not_found;

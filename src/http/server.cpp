@@ -21,6 +21,9 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
 
 #include <array>
 #include <type_traits>
@@ -80,7 +83,52 @@ class body_reservation {
   std::size_t bytes_ = 0;
 };
 
+// A WebSocket connection as the stream protocols see it (streams/message_channel.hpp), over Beast's
+// websocket stream on the connection's own stream (plain or TLS).
+template <class Stream>
+class beast_channel final : public streams::message_channel {
+ public:
+  beast_channel(beast::websocket::stream<Stream&>& ws, std::string remote) : ws_(ws), remote_(std::move(remote)) {}
+
+  asio::awaitable<boost::system::error_code> read() override {
+    buffer_.clear();
+    auto [ec, n] = co_await ws_.async_read(buffer_, use_tuple);
+    co_return ec;
+  }
+  std::string_view message() const override {
+    return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
+  }
+  bool is_text() const override { return ws_.got_text(); }
+  asio::awaitable<boost::system::error_code> write_text(std::string text) override {
+    ws_.text(true);
+    auto [ec, n] = co_await ws_.async_write(asio::buffer(text), use_tuple);
+    co_return ec;
+  }
+  asio::awaitable<boost::system::error_code> close(streams::close_code code, std::string reason) override {
+    auto [ec] = co_await ws_.async_close(
+        beast::websocket::close_reason(static_cast<beast::websocket::close_code>(code), beast::string_view(reason)), use_tuple);
+    co_return ec;
+  }
+  std::uint16_t peer_close_code() const override { return ws_.reason().code; }
+  asio::any_io_executor executor() override { return ws_.get_executor(); }
+  std::string remote() const override { return remote_; }
+
+ private:
+  beast::websocket::stream<Stream&>& ws_;
+  beast::flat_buffer buffer_;
+  std::string remote_;
+};
+
 }  // namespace
+
+upgrade_decision request_handler::upgrade(const request&) {
+  upgrade_decision d;
+  response res{beast_http::status::not_found, 11};
+  res.set(beast_http::field::content_type, "application/json");
+  res.body() = error_body("Not Found", "not_found");
+  d.refusal = std::move(res);
+  return d;
+}
 
 server::server(asio::io_context& ioc, server_options options, request_handler& handler)
     : ioc_(ioc), options_(std::move(options)), handler_(handler), acceptor_(asio::make_strand(ioc)) {}
@@ -306,6 +354,30 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
     idle = false;
 
     request req = parser.release();
+    if (beast::websocket::is_upgrade(req)) {
+      upgrade_decision decision =
+          options_.streams != nullptr ? handler_.upgrade(req) : handler_.request_handler::upgrade(req);
+      body_bytes.release();
+      // A client sends nothing before the handshake's answer (RFC 6455, 4.1): bytes already here are not
+      // a WebSocket stream's.
+      if (!decision.refusal && buffer.size() > 0) {
+        co_await write_error(stream, beast_http::status::bad_request, "Data sent before the WebSocket handshake",
+                             "bad_request");
+        co_return;
+      }
+      if (decision.refusal) {
+        response& res = *decision.refusal;
+        res.version(req.version());
+        res.keep_alive(false);
+        res.set(beast_http::field::server, "aipbx");
+        res.prepare_payload();
+        lowest.expires_after(options_.request_timeout);
+        co_await beast_http::async_write(stream, res, use_tuple);
+        co_return;
+      }
+      co_await run_websocket(stream, std::move(req), std::move(decision));
+      co_return;
+    }
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
     const bool head_only = req.method() == beast_http::verb::head;
@@ -326,6 +398,30 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
     auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
     if (wec || !res.keep_alive()) co_return;
   }
+}
+
+template <class Stream>
+asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade_decision decision) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  boost::system::error_code ec;
+  const auto peer = lowest.socket().remote_endpoint(ec);
+  decision.stream.remote = ec ? std::string() : peer.address().to_string();
+  // The websocket stream keeps its own timers: the handshakes (opening and closing) get a request's time;
+  // the protocols watch for idle streams themselves.
+  lowest.expires_never();
+  beast::websocket::stream<Stream&> ws(stream);
+  ws.set_option(beast::websocket::stream_base::timeout{options_.request_timeout,
+                                                       beast::websocket::stream_base::none(), false});
+  ws.set_option(beast::websocket::stream_base::decorator([sub = decision.subprotocol](auto& res) {
+    res.set(beast_http::field::server, "aipbx");
+    if (!sub.empty()) res.set(beast_http::field::sec_websocket_protocol, sub);
+  }));
+  ws.read_message_max(options_.websocket_message_limit);
+  ws.auto_fragment(false);
+  auto [aec] = co_await ws.async_accept(req, use_tuple);
+  if (aec) co_return;
+  beast_channel<Stream> channel(ws, decision.stream.remote);
+  co_await options_.streams->run_websocket(channel, std::move(decision.stream));
 }
 
 void server::stop(std::function<void()> done) {

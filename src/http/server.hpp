@@ -19,11 +19,14 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "streams/stream_hub.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -35,11 +38,21 @@ namespace beast_http = boost::beast::http;
 using request = beast_http::request<beast_http::string_body>;
 using response = beast_http::response<beast_http::string_body>;
 
+// What a request handler decides for a WebSocket upgrade request: a response that refuses it (401, 404,
+// 426...; the connection then closes), or the stream to run once the handshake is done.
+struct upgrade_decision {
+  std::optional<response> refusal;
+  streams::stream_request stream;
+  std::string subprotocol;  // echoed in the handshake when not empty
+};
+
 // Turns a request into a response. Must not throw; runs on the connection's strand and may suspend.
 class request_handler {
  public:
   virtual ~request_handler() = default;
   virtual boost::asio::awaitable<response> handle(request req) = 0;
+  // A request that asks to become a WebSocket (`Upgrade: websocket`). Must not throw.
+  virtual upgrade_decision upgrade(const request& req);
 };
 
 struct server_options {
@@ -61,6 +74,9 @@ struct server_options {
   // TLS (see tls.hpp); owned by the caller, outlives the server. Null: plain HTTP. Each connection
   // takes the context in force when it is accepted (tls_credentials::reload() changes it for later ones).
   const tls_credentials* tls = nullptr;
+  // The stream protocols' hub: upgraded WebSocket connections run there. Null: upgrades are refused.
+  streams::stream_hub* streams = nullptr;
+  std::size_t websocket_message_limit = 64 * 1024;
 };
 
 class server {
@@ -87,6 +103,9 @@ class server {
   boost::asio::awaitable<void> run_registered(Stream& stream, boost::beast::tcp_stream& lowest);
   template <class Stream>
   boost::asio::awaitable<void> serve(Stream& stream, bool& idle);
+  // Completes the WebSocket handshake of `req` and runs the stream until it closes.
+  template <class Stream>
+  boost::asio::awaitable<void> run_websocket(Stream& stream, request req, upgrade_decision decision);
   void session_ended(std::uint64_t id);
 
   boost::asio::io_context& ioc_;

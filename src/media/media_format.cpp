@@ -9,8 +9,10 @@ std::optional<media_format> parse_media_format(std::string_view text) {
   if (iequals(text, "none")) return media_format::none();
   if (iequals(text, "pcmu/8000")) return media_format::pcmu();
   if (iequals(text, "pcma/8000")) return media_format::pcma();
-  if (iequals(text, "l16/8000")) return media_format::l16(8000);
-  if (iequals(text, "l16/16000")) return media_format::l16(16000);
+  if (text.size() > 4 && iequals(text.substr(0, 4), "l16/")) {
+    for (std::uint32_t rate : l16_rates)
+      if (text.substr(4) == std::to_string(rate)) return media_format::l16(rate);
+  }
   return std::nullopt;
 }
 

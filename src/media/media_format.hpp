@@ -1,7 +1,8 @@
 // How a call's packets carry audio: a codec and a sample rate. A value type; pure, thread-safe.
 //
-// Text form (flags, API, storage): `pcmu/8000` (G.711 mu-law), `pcma/8000` (G.711 A-law), `l16/8000` and
-// `l16/16000` (16-bit little-endian linear PCM), all mono and base64 in a packet's `data`; or `none`, the
+// Text form (flags, API, storage): `pcmu/8000` (G.711 mu-law), `pcma/8000` (G.711 A-law), `l16/<rate>`
+// (16-bit little-endian linear PCM at 8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000 or 192000 Hz:
+// the rates Asterisk's signed-linear formats use), all mono and base64 in a packet's `data`; or `none`, the
 // seed's opaque text, which carries no audio (only the mock engine reads it). Parsing ignores the case of
 // the codec name (SDP writes `PCMU/8000`); `to_string` writes the lower-case form parse accepts.
 #pragma once
@@ -35,7 +36,10 @@ struct media_format {
 inline constexpr std::int64_t default_packet_ms = 20;
 inline constexpr std::int64_t max_packet_ms = 1000;
 
-// nullopt for anything but the five forms above.
+// The rates `l16` is accepted at.
+inline constexpr std::uint32_t l16_rates[] = {8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000, 192000};
+
+// nullopt for anything but the forms above.
 std::optional<media_format> parse_media_format(std::string_view text);
 std::string to_string(media_format format);
 

@@ -18,9 +18,18 @@ TEST(MediaFormat, ParsesTheFiveFormsAndWritesThemBack) {
 }
 
 TEST(MediaFormat, RefusesOtherForms) {
-  for (const char* text : {"", "pcmu", "pcmu/16000", "pcma/16000", "l16/44100", "l16", "opus/48000", "pcmu/8000 ",
-                           "none/8000", "pcmu//8000"})
+  for (const char* text : {"", "pcmu", "pcmu/16000", "pcma/16000", "l16/44000", "l16/22050", "l16", "l16/", "l16/+8000",
+                           "l16/08000", "opus/48000", "pcmu/8000 ", "none/8000", "pcmu//8000"})
     EXPECT_FALSE(parse_media_format(text)) << text;
+}
+
+TEST(MediaFormat, TakesL16AtAsterisksSignedLinearRates) {
+  for (std::uint32_t rate : {8000u, 12000u, 16000u, 24000u, 32000u, 44100u, 48000u, 96000u, 192000u}) {
+    const auto f = parse_media_format("L16/" + std::to_string(rate));
+    ASSERT_TRUE(f) << rate;
+    EXPECT_EQ(*f, media_format::l16(rate));
+    EXPECT_EQ(to_string(*f), "l16/" + std::to_string(rate));
+  }
 }
 
 TEST(MediaFormat, SaysWhetherItCarriesAudio) {

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace aipbx::http {
+namespace aipbx::ingest {
 
 struct call_media_view {
   std::optional<media_declaration> declared;  // empty: the call declared nothing (the default applies)
@@ -50,4 +50,4 @@ class media_cache {
   mutable std::array<shard, 16> shards_;
 };
 
-}  // namespace aipbx::http
+}  // namespace aipbx::ingest

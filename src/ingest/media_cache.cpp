@@ -1,8 +1,8 @@
-#include "http/media_cache.hpp"
+#include "ingest/media_cache.hpp"
 
 #include <algorithm>
 
-namespace aipbx::http {
+namespace aipbx::ingest {
 
 media_cache::media_cache(std::size_t capacity) : per_shard_(std::max<std::size_t>(1, capacity / 16)) {}
 
@@ -30,4 +30,4 @@ void media_cache::put(std::string_view call_id, call_media_view view) {
   s.entries.emplace(std::string(call_id), std::move(view));
 }
 
-}  // namespace aipbx::http
+}  // namespace aipbx::ingest

@@ -1,0 +1,211 @@
+#include "streams/websocket_session.hpp"
+
+#include "domain/clock.hpp"
+#include "log/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/websocket/error.hpp>
+
+namespace aipbx::streams {
+
+namespace asio = boost::asio;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// A close frame's reason holds at most 123 bytes (RFC 6455, 5.5: 125 bytes of payload with the code).
+std::string close_text(std::string text) {
+  if (text.size() > 123) {
+    text.resize(120);
+    text += "...";
+  }
+  return text;
+}
+
+}  // namespace
+
+websocket_session::websocket_session(stream_hub& hub, message_channel& channel, protocol kind, stream_request request)
+    : hub_(hub),
+      channel_(channel),
+      kind_(kind),
+      request_(std::move(request)),
+      feed_(hub, kind, channel.executor()),
+      self_(std::make_shared<websocket_session*>(this)),
+      stats_(hub.stats().of(kind)),
+      idle_(channel.executor()),
+      writes_idle_(channel.executor(), std::chrono::steady_clock::time_point::max()),
+      tasks_done_(channel.executor(), std::chrono::steady_clock::time_point::max()) {}
+
+websocket_session::~websocket_session() { *self_ = nullptr; }
+
+void websocket_session::spawn(asio::awaitable<void> task) {
+  ++tasks_;
+  asio::co_spawn(channel_.executor(), std::move(task), [this](const std::exception_ptr& e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", ex.what()}});
+      }
+    }
+    --tasks_;
+    tasks_done_.cancel();
+  });
+}
+
+asio::awaitable<void> websocket_session::run() {
+  started_at_ = system_now();
+  last_message_ = std::chrono::steady_clock::now();
+  // The hub may call the stop hook from any thread until this session leaves: it posts to the strand and
+  // finds the session through `self_`, which the destructor clears (on the strand).
+  auto entry = hub_.enter(kind_, [self = self_, ex = channel_.executor()] {
+    asio::post(ex, [self] {
+      if (*self != nullptr) (*self)->stop_requested();
+    });
+  });
+  if (!entry) {
+    const bool stopping = hub_.stopping();
+    stats_.closed(stopping ? close_reason::shutdown : close_reason::limit);
+    log::warn("stream refused", {{"protocol", to_string(kind_)}, {"remote", request_.remote},
+                                 {"reason", stopping ? "server shutting down" : "too many streams"}});
+    co_await close_with(stopping ? close_code::going_away : close_code::try_again_later,
+                        stopping ? "server shutting down" : "too many streams; retry shortly");
+    co_return;
+  }
+  stats_.open.fetch_add(1, std::memory_order_relaxed);
+  try {
+    co_await read_loop();
+    co_await feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
+    if (reason_ == close_reason::stopped) {
+      co_await feed_.end(std::string("stream stopped (") + std::string(to_string(kind_)) + ")");
+      before_close();
+      co_await close_with(close_code::normal, "stream stopped");
+    }
+  } catch (const std::exception& e) {
+    log::error("stream failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", e.what()}});
+    reason_ = close_reason::internal;
+  }
+  idle_.cancel();
+  writes_idle_.cancel();
+  while (tasks_ > 0) co_await tasks_done_.async_wait(use_tuple);
+  const close_reason reason = reason_.value_or(close_reason::closed);
+  stats_.closed(reason);
+  stats_.open.fetch_sub(1, std::memory_order_relaxed);
+  hub_.leave(*entry);
+  if (feed_.opened())
+    log::info("stream closed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"reason", to_string(reason)},
+                                {"detail", feed_.failure() ? feed_.failure()->text : std::string()},
+                                {"seconds", system_now() - started_at_}});
+}
+
+asio::awaitable<void> websocket_session::read_loop() {
+  spawn(watch_idle());
+  auto connected_op = on_connected();
+  co_await std::move(connected_op);
+  while (!feed_.failure()) {
+    auto read_op = channel_.read();
+    const auto ec = co_await std::move(read_op);
+    if (ec) {
+      if (!reason_) reason_ = reason_for_read_error(ec);
+      break;
+    }
+    last_message_ = std::chrono::steady_clock::now();
+    auto handle_op = on_message(channel_.message(), channel_.is_text());
+    const step s = co_await std::move(handle_op);
+    if (feed_.failure()) break;
+    if (s == step::stopped) {
+      reason_ = close_reason::stopped;
+      break;
+    }
+  }
+  done_ = true;
+  idle_.cancel();
+  if (const auto& f = feed_.failure()) {
+    reason_ = f->reason;
+    log::warn("stream refused", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"remote", request_.remote},
+                                 {"reason", to_string(f->reason)}, {"detail", f->text}});
+    co_await close_with(f->code, f->text);
+  }
+}
+
+close_reason websocket_session::reason_for_read_error(const boost::system::error_code& ec) const {
+  if (ec == websocket::error::closed) return close_reason::closed;
+  if (ec == websocket::error::message_too_big) return close_reason::bad_message;
+  // Beast fails the connection on a protocol violation (bad framing, a text message that is not UTF-8...).
+  if (ec.category() == boost::system::error_code(websocket::error::closed).category() ||
+      ec == websocket::condition::protocol_violation)
+    return close_reason::bad_message;
+  return close_reason::broken;
+}
+
+asio::awaitable<void> websocket_session::watch_idle() {
+  const auto limit = hub_.options().idle_timeout;
+  while (!done_ && limit.count() > 0) {
+    idle_.expires_at(last_message_ + limit);
+    co_await idle_.async_wait(use_tuple);
+    if (done_ || closing_) break;
+    if (std::chrono::steady_clock::now() >= last_message_ + limit) {
+      reason_ = close_reason::idle;
+      co_await close_with(close_code::policy_violation,
+                          "idle: nothing received for " + std::to_string(limit.count()) + " ms");
+      break;
+    }
+  }
+}
+
+void websocket_session::send_text(std::string text) {
+  if (closing_) return;
+  outbox_.push_back(std::move(text));
+  if (writing_) return;
+  writing_ = true;
+  spawn(flush_writes());
+}
+
+asio::awaitable<void> websocket_session::flush_writes() {
+  while (!outbox_.empty() && !closing_) {
+    std::string text = std::move(outbox_.front());
+    outbox_.pop_front();
+    auto op = channel_.write_text(std::move(text));
+    if (co_await std::move(op)) break;
+  }
+  outbox_.clear();
+  writing_ = false;
+  writes_idle_.cancel();
+}
+
+asio::awaitable<void> websocket_session::close_with(close_code code, std::string text) {
+  while (writing_) co_await writes_idle_.async_wait(use_tuple);
+  if (closing_) co_return;
+  closing_ = true;
+  auto op = channel_.close(code, close_text(std::move(text)));
+  co_await std::move(op);
+}
+
+void websocket_session::stop_requested() {
+  if (done_ || stopping_) return;
+  stopping_ = true;
+  spawn(shut_down());
+}
+
+asio::awaitable<void> websocket_session::shut_down() {
+  // What was read is made durable (and acknowledged) before the close, so a sender that reconnects to
+  // another node resends nothing that was stored.
+  co_await feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
+  if (done_ || closing_) co_return;
+  before_close();
+  reason_ = close_reason::shutdown;
+  co_await close_with(close_code::going_away, "server shutting down");
+}
+
+void websocket_session::event(std::string_view kind, std::string_view detail) {
+  stats_.events.fetch_add(1, std::memory_order_relaxed);
+  log::info("call event", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"kind", kind}, {"detail", detail}});
+}
+
+}  // namespace aipbx::streams
