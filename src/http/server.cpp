@@ -375,7 +375,8 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
         co_await beast_http::async_write(stream, res, use_tuple);
         co_return;
       }
-      co_await run_websocket(stream, std::move(req), std::move(decision));
+      auto op = run_websocket(stream, std::move(req), std::move(decision));
+      co_await std::move(op);
       co_return;
     }
     const unsigned version = req.version();
@@ -421,7 +422,8 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
   auto [aec] = co_await ws.async_accept(req, use_tuple);
   if (aec) co_return;
   beast_channel<Stream> channel(ws, decision.stream.remote);
-  co_await options_.streams->run_websocket(channel, std::move(decision.stream));
+  auto op = options_.streams->run_websocket(channel, std::move(decision.stream));
+  co_await std::move(op);
 }
 
 void server::stop(std::function<void()> done) {

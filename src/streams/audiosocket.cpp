@@ -154,11 +154,16 @@ class session {
       if (reason_ == close_reason::stopped && frames_) {
         std::vector<std::string> last;
         frames_->flush(last);
-        for (auto& data : last) co_await feed_.push(0, std::nullopt, std::move(data), false, system_now(),
-                                                    std::chrono::steady_clock::now());
+        for (auto& data : last) {
+          auto op = feed_.push(0, std::nullopt, std::move(data), false, system_now(), std::chrono::steady_clock::now());
+          co_await std::move(op);
+        }
       }
       co_await feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
-      if (reason_ == close_reason::stopped && feed_.opened() && !feed_.failure()) co_await feed_.end("stream stopped (audiosocket)");
+      if (reason_ == close_reason::stopped && feed_.opened() && !feed_.failure()) {
+        auto op = feed_.end("stream stopped (audiosocket)");
+        co_await std::move(op);
+      }
     } catch (const std::exception& e) {
       log::error("stream failed", {{"protocol", "audiosocket"}, {"call_id", call_id_}, {"error", e.what()}});
       reason_ = close_reason::internal;
@@ -282,7 +287,10 @@ class session {
     frames_->feed({reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}, packets_);
     const auto received = std::chrono::steady_clock::now();
     const double now = system_now();
-    for (auto& data : packets_) co_await feed_.push(0, std::nullopt, std::move(data), false, now, received);
+    for (auto& data : packets_) {
+      auto op = feed_.push(0, std::nullopt, std::move(data), false, now, received);
+      co_await std::move(op);
+    }
   }
 
   void stop_requested() {
@@ -311,7 +319,8 @@ class session {
 
 asio::awaitable<void> run_session(stream_hub& hub, tcp::socket socket, const listener_options& options) {
   session s(hub, std::move(socket), options);
-  co_await s.run();
+  auto op = s.run();
+  co_await std::move(op);
 }
 
 }  // namespace

@@ -74,8 +74,9 @@ asio::awaitable<void> websocket_session::run() {
     stats_.closed(stopping ? close_reason::shutdown : close_reason::limit);
     log::warn("stream refused", {{"protocol", to_string(kind_)}, {"remote", request_.remote},
                                  {"reason", stopping ? "server shutting down" : "too many streams"}});
-    co_await close_with(stopping ? close_code::going_away : close_code::try_again_later,
-                        stopping ? "server shutting down" : "too many streams; retry shortly");
+    auto op = close_with(stopping ? close_code::going_away : close_code::try_again_later,
+                         stopping ? "server shutting down" : "too many streams; retry shortly");
+    co_await std::move(op);
     co_return;
   }
   stats_.open.fetch_add(1, std::memory_order_relaxed);
@@ -83,9 +84,11 @@ asio::awaitable<void> websocket_session::run() {
     co_await read_loop();
     co_await feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
     if (reason_ == close_reason::stopped) {
-      co_await feed_.end(std::string("stream stopped (") + std::string(to_string(kind_)) + ")");
+      auto end_op = feed_.end("stream stopped (" + std::string(to_string(kind_)) + ")");
+      co_await std::move(end_op);
       before_close();
-      co_await close_with(close_code::normal, "stream stopped");
+      auto close_op = close_with(close_code::normal, "stream stopped");
+      co_await std::move(close_op);
     }
   } catch (const std::exception& e) {
     log::error("stream failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", e.what()}});
@@ -130,7 +133,8 @@ asio::awaitable<void> websocket_session::read_loop() {
     reason_ = f->reason;
     log::warn("stream refused", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"remote", request_.remote},
                                  {"reason", to_string(f->reason)}, {"detail", f->text}});
-    co_await close_with(f->code, f->text);
+    auto op = close_with(f->code, f->text);
+    co_await std::move(op);
   }
 }
 
@@ -152,8 +156,9 @@ asio::awaitable<void> websocket_session::watch_idle() {
     if (done_ || closing_) break;
     if (std::chrono::steady_clock::now() >= last_message_ + limit) {
       reason_ = close_reason::idle;
-      co_await close_with(close_code::policy_violation,
-                          "idle: nothing received for " + std::to_string(limit.count()) + " ms");
+      auto op = close_with(close_code::policy_violation,
+                           "idle: nothing received for " + std::to_string(limit.count()) + " ms");
+      co_await std::move(op);
       break;
     }
   }
@@ -200,7 +205,8 @@ asio::awaitable<void> websocket_session::shut_down() {
   if (done_ || closing_) co_return;
   before_close();
   reason_ = close_reason::shutdown;
-  co_await close_with(close_code::going_away, "server shutting down");
+  auto op = close_with(close_code::going_away, "server shutting down");
+  co_await std::move(op);
 }
 
 void websocket_session::event(std::string_view kind, std::string_view detail) {
