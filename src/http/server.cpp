@@ -88,12 +88,20 @@ class body_reservation {
 template <class Stream>
 class beast_channel final : public streams::message_channel {
  public:
-  beast_channel(beast::websocket::stream<Stream&>& ws, std::string remote) : ws_(ws), remote_(std::move(remote)) {}
+  beast_channel(beast::websocket::stream<Stream&>& ws, std::string remote, std::size_t limit)
+      : ws_(ws), remote_(std::move(remote)), limit_(limit) {}
 
+  // A message is read a part at a time, so one over the limit is noticed without holding it: the session
+  // then closes with 1009 and the closing handshake discards the rest (Beast's own limit would drop the
+  // connection at once, and the peer might never read the close frame).
   asio::awaitable<boost::system::error_code> read() override {
     buffer_.clear();
-    auto [ec, n] = co_await ws_.async_read(buffer_, use_tuple);
-    co_return ec;
+    for (;;) {
+      auto [ec, n] = co_await ws_.async_read_some(buffer_, 16 * 1024, use_tuple);
+      if (ec) co_return ec;
+      if (buffer_.size() > limit_) co_return beast::websocket::error::message_too_big;
+      if (ws_.is_message_done()) co_return boost::system::error_code{};
+    }
   }
   std::string_view message() const override {
     return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
@@ -117,6 +125,7 @@ class beast_channel final : public streams::message_channel {
   beast::websocket::stream<Stream&>& ws_;
   beast::flat_buffer buffer_;
   std::string remote_;
+  std::size_t limit_;
 };
 
 }  // namespace
@@ -417,11 +426,10 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
     res.set(beast_http::field::server, "aipbx");
     if (!sub.empty()) res.set(beast_http::field::sec_websocket_protocol, sub);
   }));
-  ws.read_message_max(options_.websocket_message_limit);
   ws.auto_fragment(false);
   auto [aec] = co_await ws.async_accept(req, use_tuple);
   if (aec) co_return;
-  beast_channel<Stream> channel(ws, decision.stream.remote);
+  beast_channel<Stream> channel(ws, decision.stream.remote, options_.websocket_message_limit);
   auto op = options_.streams->run_websocket(channel, std::move(decision.stream));
   co_await std::move(op);
 }

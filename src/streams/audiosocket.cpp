@@ -144,6 +144,11 @@ class session {
     }
     stats_.open.fetch_add(1, std::memory_order_relaxed);
     started_at_ = system_now();
+    // A refusal the store answered while the session waits on its socket ends the read now.
+    feed_.on_failed([this] {
+      boost::system::error_code ignored;
+      stream_.socket().cancel(ignored);
+    });
     try {
       co_await loop();
       if (feed_.failure()) {
@@ -204,6 +209,7 @@ class session {
       else stream_.expires_never();
       auto [ec, n] = co_await stream_.async_read_some(asio::buffer(chunk), use_tuple);
       if (ec) {
+        if (feed_.failure()) co_return;
         if (stopping_) reason_ = close_reason::shutdown;
         else if (ec == beast::error::timeout) reason_ = close_reason::idle;
         else if (ec == asio::error::eof) reason_ = parser_.inside_frame() ? close_reason::broken : close_reason::stopped;

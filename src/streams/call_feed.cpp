@@ -77,8 +77,10 @@ asio::awaitable<std::optional<stream_failure>> call_feed::open(std::vector<track
 }
 
 void call_feed::fail(stream_failure f) {
-  if (!failure_) failure_ = std::move(f);
+  if (failure_) return;
+  failure_ = std::move(f);
   wake();
+  if (on_failed_) on_failed_();
 }
 
 asio::awaitable<void> call_feed::push(std::size_t t, std::optional<std::int64_t> sequence, std::string data, bool check,

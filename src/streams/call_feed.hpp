@@ -84,6 +84,8 @@ class call_feed {
   // A refusal that ends the stream, if the store answered one.
   const std::optional<stream_failure>& failure() const { return failure_; }
   void fail(stream_failure f);
+  // Runs on the strand when the first failure is set, so that a session waiting on its socket closes now.
+  void on_failed(std::function<void()> f) { on_failed_ = std::move(f); }
 
   // Waits until every queued packet is answered. Past `give_up` packets still refused as overloaded or
   // unavailable are abandoned (logged and counted as lost); `give_up` is kept from the first call.
@@ -131,6 +133,7 @@ class call_feed {
   std::optional<clock::time_point> give_up_;
   std::uint64_t abandoned_ = 0;
   std::function<void()> on_acked_;
+  std::function<void()> on_failed_;
   // Frame-rate bucket.
   double tokens_ = 0;
   double rate_ = 0;

@@ -80,6 +80,12 @@ asio::awaitable<void> websocket_session::run() {
     co_return;
   }
   stats_.open.fetch_add(1, std::memory_order_relaxed);
+  // A refusal the store answered while the session waits on its socket closes the stream at once.
+  feed_.on_failed([this] {
+    if (done_ || closing_) return;
+    reason_ = feed_.failure()->reason;
+    spawn(close_with(feed_.failure()->code, feed_.failure()->text));
+  });
   try {
     co_await read_loop();
     co_await feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
@@ -114,6 +120,11 @@ asio::awaitable<void> websocket_session::read_loop() {
   while (!feed_.failure()) {
     auto read_op = channel_.read();
     const auto ec = co_await std::move(read_op);
+    if (ec == websocket::error::message_too_big) {
+      refuse(close_code::too_big, close_reason::bad_message,
+             "a message over the limit of " + std::to_string(hub_.options().message_limit) + " bytes");
+      break;
+    }
     if (ec) {
       if (!reason_) reason_ = reason_for_read_error(ec);
       break;
