@@ -311,6 +311,8 @@ TEST(AudioSocketNetwork, AV4MappedPeerIsItsIpv4Address) {
   EXPECT_TRUE(contains("10.0.0.0/8", "::ffff:10.1.2.3"));
   EXPECT_FALSE(contains("10.0.0.0/8", "::ffff:11.1.2.3"));
   EXPECT_TRUE(contains("127.0.0.1", "::ffff:127.0.0.1"));
+  // Being its IPv4 address, it is in no IPv6 network: allowing ::/0 does not allow IPv4 peers.
+  EXPECT_FALSE(contains("::/0", "::ffff:10.1.2.3"));
 }
 
 TEST(AudioSocketNetwork, AV4MappedNetworkIsItsIpv4Network) {
