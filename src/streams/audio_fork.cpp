@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <charconv>
+#include <limits>
 
 namespace aipbx::streams::audio_fork {
 
@@ -28,7 +29,8 @@ std::optional<std::int64_t> to_integer(std::string_view s) {
 std::optional<std::int64_t> to_rate(std::string_view s) {
   if (s.size() > 1 && (s.back() == 'k' || s.back() == 'K')) {
     auto n = to_integer(s.substr(0, s.size() - 1));
-    return n ? std::optional<std::int64_t>(*n * 1000) : std::nullopt;
+    if (!n || *n < 0 || *n > std::numeric_limits<std::int64_t>::max() / 1000) return std::nullopt;
+    return *n * 1000;
   }
   return to_integer(s);
 }

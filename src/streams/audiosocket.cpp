@@ -107,6 +107,12 @@ std::optional<network> parse_network(std::string_view text) {
     if (pec != std::errc{} || end != digits.data() + digits.size() || digits.empty() || prefix > max)
       return std::nullopt;
   }
+  // `contains` compares a v4-mapped peer as its IPv4 address, so a network written in that form is its
+  // IPv4 network (::ffff:10.0.0.0/104 is 10.0.0.0/8), and one wider than the mapped range means nothing.
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    if (prefix < 96) return std::nullopt;
+    return network{asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()), prefix - 96};
+  }
   return network{address, prefix};
 }
 
