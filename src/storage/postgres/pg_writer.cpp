@@ -43,6 +43,22 @@ void sort_unique(std::vector<std::string>& v) {
   v.erase(std::unique(v.begin(), v.end()), v.end());
 }
 
+// The call and sequence of each packet of a batch, as two arrays.
+struct packet_key_arrays {
+  std::vector<std::string> call_ids;
+  std::vector<std::int64_t> sequences;
+};
+packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
+  packet_key_arrays keys;
+  for (const auto& op : batch) {
+    if (const auto* in = std::get_if<ingest_op>(&op.v)) {
+      keys.call_ids.push_back(in->p.call_id);
+      keys.sequences.push_back(in->p.sequence);
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 writer::writer(const pg_options& options)
@@ -225,20 +241,12 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
   }
   // Stored packets with the sequences of this batch's packets: only sequences at or below a call's highest
   // can be (the call is locked, so no other transaction adds any meanwhile).
-  std::vector<std::string> ids;
-  std::vector<std::int64_t> seqs;
-  for (const auto& op : batch) {
-    if (const auto* in = std::get_if<ingest_op>(&op.v)) {
-      ids.push_back(in->p.call_id);
-      seqs.push_back(in->p.sequence);
-    }
-  }
-  if (!ids.empty())
+  if (auto keys = packet_keys(batch); !keys.call_ids.empty())
     existing_at = add(
         "SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
         "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
         "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
-        params{}.add_texts(ids).add_ints(seqs));
+        params{}.add_texts(keys.call_ids).add_ints(keys.sequences));
   // The jobs' rows are locked after the calls, as a claim, finish or release has always done.
   if (!p.job_ids.empty())
     jobs_at = add(std::string("SELECT ") + job_columns +
@@ -516,80 +524,84 @@ void insert_jobs(statements& out, const std::vector<job_row>& rows, int max_atte
     last.push_back(r.range.last);
   }
   out.push_back(
-      {"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, "
-       "updated_at) "
+      {"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
        "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
        params{}.add_texts(call).add_ints(first).add_ints(last).add(std::int64_t{max_attempts}).add(now)});
 }
 
-// The job rows the job ledger changed (one per job: see job_rows::put) and the results it decided on.
-void update_jobs(statements& out, const job_rows& rows) {
-  if (!rows.jobs.empty()) {
-    std::vector<std::int64_t> id, attempts;
-    std::vector<std::string> state;
-    std::vector<std::optional<std::string>> owner, error;
-    std::vector<double> run_at, updated_at;
-    std::vector<std::optional<double>> expires, started, finished;
-    for (const auto& j : rows.jobs) {
-      id.push_back(j.id);
-      state.emplace_back(to_string(j.state));
-      attempts.push_back(j.attempts);
-      run_at.push_back(j.run_at);
-      owner.push_back(j.lease_owner);
-      expires.push_back(j.lease_expires_at);
-      error.push_back(j.last_error);
-      updated_at.push_back(j.updated_at);
-      started.push_back(j.started_at);
-      finished.push_back(j.finished_at);
-    }
-    out.push_back(
-        {"UPDATE jobs SET state = u.state, attempts = u.attempts, run_at = u.run_at, lease_owner = u.owner, "
-         "lease_expires_at = u.expires, last_error = u.error, updated_at = u.updated, started_at = "
-         "u.started, "
-         "finished_at = u.finished FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::float8[], "
-         "$5::text[], $6::float8[], $7::text[], $8::float8[], $9::float8[], $10::float8[]) "
-         "AS u(id, state, attempts, run_at, owner, expires, error, updated, started, finished) "
-         "WHERE jobs.id = u.id",
-         params{}
-             .add_ints(id)
-             .add_texts(state)
-             .add_ints(attempts)
-             .add_doubles(run_at)
-             .add_optional_texts(owner)
-             .add_optional_doubles(expires)
-             .add_optional_texts(error)
-             .add_doubles(updated_at)
-             .add_optional_doubles(started)
-             .add_optional_doubles(finished)});
+// The job rows the job ledger changed (one per job: see job_rows::put), whole.
+void update_jobs(statements& out, const std::vector<job>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::int64_t> id, attempts;
+  std::vector<std::string> state;
+  std::vector<std::optional<std::string>> owner, error;
+  std::vector<double> run_at, updated_at;
+  std::vector<std::optional<double>> expires, started, finished;
+  for (const auto& j : rows) {
+    id.push_back(j.id);
+    state.emplace_back(to_string(j.state));
+    attempts.push_back(j.attempts);
+    run_at.push_back(j.run_at);
+    owner.push_back(j.lease_owner);
+    expires.push_back(j.lease_expires_at);
+    error.push_back(j.last_error);
+    updated_at.push_back(j.updated_at);
+    started.push_back(j.started_at);
+    finished.push_back(j.finished_at);
   }
-  if (!rows.results.empty()) {
-    std::vector<std::int64_t> job_id, first, last;
-    std::vector<std::string> call, text, engine;
-    std::vector<double> latency, at;
-    for (const auto& r : rows.results) {
-      job_id.push_back(r.job_id);
-      call.push_back(r.call_id);
-      first.push_back(r.range.first);
-      last.push_back(r.range.last);
-      text.push_back(r.text);
-      engine.push_back(r.engine);
-      latency.push_back(r.latency_ms);
-      at.push_back(r.created_at);
-    }
-    out.push_back(
-        {"INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, text, engine, "
-         "latency_ms, created_at) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], "
-         "$4::bigint[], $5::text[], $6::text[], $7::float8[], $8::float8[])",
-         params{}
-             .add_ints(job_id)
-             .add_texts(call)
-             .add_ints(first)
-             .add_ints(last)
-             .add_texts(text)
-             .add_texts(engine)
-             .add_doubles(latency)
-             .add_doubles(at)});
+  out.push_back({"UPDATE jobs SET state = u.state, attempts = u.attempts, run_at = u.run_at, "
+                 "lease_owner = u.owner, lease_expires_at = u.expires, last_error = u.error, "
+                 "updated_at = u.updated, started_at = u.started, finished_at = u.finished "
+                 "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::float8[], "
+                 "$7::text[], $8::float8[], $9::float8[], $10::float8[]) "
+                 "AS u(id, state, attempts, run_at, owner, expires, error, updated, started, finished) "
+                 "WHERE jobs.id = u.id",
+                 params{}
+                     .add_ints(id)
+                     .add_texts(state)
+                     .add_ints(attempts)
+                     .add_doubles(run_at)
+                     .add_optional_texts(owner)
+                     .add_optional_doubles(expires)
+                     .add_optional_texts(error)
+                     .add_doubles(updated_at)
+                     .add_optional_doubles(started)
+                     .add_optional_doubles(finished)});
+}
+
+void insert_results(statements& out, const std::vector<result_row>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::int64_t> job_id, first, last;
+  std::vector<std::string> call, text, engine;
+  std::vector<double> latency, at;
+  for (const auto& r : rows) {
+    job_id.push_back(r.job_id);
+    call.push_back(r.call_id);
+    first.push_back(r.range.first);
+    last.push_back(r.range.last);
+    text.push_back(r.text);
+    engine.push_back(r.engine);
+    latency.push_back(r.latency_ms);
+    at.push_back(r.created_at);
   }
+  out.push_back({"INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, text, engine, "
+                 "latency_ms, created_at) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], "
+                 "$4::bigint[], $5::text[], $6::text[], $7::float8[], $8::float8[])",
+                 params{}
+                     .add_ints(job_id)
+                     .add_texts(call)
+                     .add_ints(first)
+                     .add_ints(last)
+                     .add_texts(text)
+                     .add_texts(engine)
+                     .add_doubles(latency)
+                     .add_doubles(at)});
+}
+
+// What the job ledger changed: the jobs' rows, and the results of those that succeeded.
+void write_job_rows(statements& out, const job_rows& rows) {
+  update_jobs(out, rows.jobs);
+  insert_results(out, rows.results);
 }
 
 void insert_transitions(statements& out, const std::vector<transition_row>& rows) {
@@ -610,82 +622,84 @@ void insert_transitions(statements& out, const std::vector<transition_row>& rows
        params{}.add_texts(call).add_optional_texts(from).add_texts(to).add_texts(reason).add_doubles(at)});
 }
 
+// The calls columns of the changed records, one array per column.
+struct call_columns {
+  std::vector<std::string> id, state;
+  std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
+      succeeded, dead;
+  std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
+  std::vector<std::optional<std::string>> end_reason;
+  std::vector<double> changed_at;
+
+  void add(const std::string& call_id, const call_record& rec) {
+    const auto& t = rec.seq.tracker();
+    id.push_back(call_id);
+    state.emplace_back(to_string(rec.state));
+    last.push_back(t.highest());
+    expected.push_back(t.expected());
+    received.push_back(rec.packets_received);
+    dup.push_back(rec.duplicate_packets);
+    ooo.push_back(rec.out_of_order_packets);
+    gaps.push_back(rec.gaps_opened);
+    missing.push_back(t.missing_count());
+    next_segment.push_back(rec.seq.next_segment());
+    late.push_back(rec.late_packets);
+    lost.push_back(rec.seq.lost_packets());
+    total.push_back(rec.jobs_total);
+    succeeded.push_back(rec.jobs_succeeded);
+    dead.push_back(rec.jobs_dead);
+    first_ts.push_back(rec.first_timestamp);
+    last_ts.push_back(rec.last_timestamp);
+    last_packet_at.push_back(rec.last_packet_at);
+    ended_at.push_back(rec.ended_at);
+    end_reason.push_back(rec.end_reason);
+    changed_at.push_back(rec.state_changed_at);
+  }
+};
+
 template <class Calls>
 void update_calls(statements& out, const Calls& calls, double now) {
-  struct {
-    std::vector<std::string> id, state;
-    std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
-        succeeded, dead;
-    std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
-    std::vector<std::optional<std::string>> end_reason;
-    std::vector<double> changed_at;
-  } u;
-  for (const auto& [id, rec] : calls) {
-    if (!rec->dirty) continue;
-    const auto& t = rec->seq.tracker();
-    u.id.push_back(id);
-    u.state.emplace_back(to_string(rec->state));
-    u.last.push_back(t.highest());
-    u.expected.push_back(t.expected());
-    u.received.push_back(rec->packets_received);
-    u.dup.push_back(rec->duplicate_packets);
-    u.ooo.push_back(rec->out_of_order_packets);
-    u.gaps.push_back(rec->gaps_opened);
-    u.missing.push_back(t.missing_count());
-    u.next_segment.push_back(rec->seq.next_segment());
-    u.late.push_back(rec->late_packets);
-    u.lost.push_back(rec->seq.lost_packets());
-    u.total.push_back(rec->jobs_total);
-    u.succeeded.push_back(rec->jobs_succeeded);
-    u.dead.push_back(rec->jobs_dead);
-    u.first_ts.push_back(rec->first_timestamp);
-    u.last_ts.push_back(rec->last_timestamp);
-    u.last_packet_at.push_back(rec->last_packet_at);
-    u.ended_at.push_back(rec->ended_at);
-    u.end_reason.push_back(rec->end_reason);
-    u.changed_at.push_back(rec->state_changed_at);
-  }
+  call_columns u;
+  for (const auto& [id, rec] : calls)
+    if (rec->dirty) u.add(id, *rec);
   if (u.id.empty()) return;
-  out.push_back(
-      {"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
-       "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
-       "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, late_packets = "
-       "u.late, "
-       "lost_packets = u.lost, jobs_total = u.total, jobs_succeeded = u.succeeded, jobs_dead = u.dead, "
-       "first_timestamp = u.first_ts, last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, "
-       "ended_at = u.ended_at, end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
-       "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
-       "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
-       "$13::bigint[], "
-       "$14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], $19::float8[], "
-       "$20::text[], "
-       "$21::float8[]) AS u(id, state, last, expected, received, dup, ooo, gaps, missing, next_segment, "
-       "late, "
-       "lost, total, succeeded, dead, first_ts, last_ts, last_packet_at, ended_at, end_reason, changed_at) "
-       "WHERE calls.id = u.id",
-       params{}
-           .add_texts(u.id)
-           .add_texts(u.state)
-           .add_ints(u.last)
-           .add_ints(u.expected)
-           .add_ints(u.received)
-           .add_ints(u.dup)
-           .add_ints(u.ooo)
-           .add_ints(u.gaps)
-           .add_ints(u.missing)
-           .add_ints(u.next_segment)
-           .add_ints(u.late)
-           .add_ints(u.lost)
-           .add_ints(u.total)
-           .add_ints(u.succeeded)
-           .add_ints(u.dead)
-           .add_optional_doubles(u.first_ts)
-           .add_optional_doubles(u.last_ts)
-           .add_optional_doubles(u.last_packet_at)
-           .add_optional_doubles(u.ended_at)
-           .add_optional_texts(u.end_reason)
-           .add_doubles(u.changed_at)
-           .add(now)});
+  out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
+                 "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
+                 "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, "
+                 "late_packets = u.late, lost_packets = u.lost, jobs_total = u.total, "
+                 "jobs_succeeded = u.succeeded, jobs_dead = u.dead, first_timestamp = u.first_ts, "
+                 "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, ended_at = u.ended_at, "
+                 "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
+                 "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
+                 "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
+                 "$13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], "
+                 "$19::float8[], $20::text[], $21::float8[]) AS u(id, state, last, expected, received, dup, ooo, "
+                 "gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, last_ts, "
+                 "last_packet_at, ended_at, end_reason, changed_at) "
+                 "WHERE calls.id = u.id",
+                 params{}
+                     .add_texts(u.id)
+                     .add_texts(u.state)
+                     .add_ints(u.last)
+                     .add_ints(u.expected)
+                     .add_ints(u.received)
+                     .add_ints(u.dup)
+                     .add_ints(u.ooo)
+                     .add_ints(u.gaps)
+                     .add_ints(u.missing)
+                     .add_ints(u.next_segment)
+                     .add_ints(u.late)
+                     .add_ints(u.lost)
+                     .add_ints(u.total)
+                     .add_ints(u.succeeded)
+                     .add_ints(u.dead)
+                     .add_optional_doubles(u.first_ts)
+                     .add_optional_doubles(u.last_ts)
+                     .add_optional_doubles(u.last_packet_at)
+                     .add_optional_doubles(u.ended_at)
+                     .add_optional_texts(u.end_reason)
+                     .add_doubles(u.changed_at)
+                     .add(now)});
 }
 
 template <class Calls>
@@ -709,7 +723,7 @@ void update_media(statements& out, const Calls& calls) {
 
 result_set writer::read_jobs_table(connection& c, connection::statement read) {
   std::vector<connection::statement> pipeline;
-  update_jobs(pipeline, jobs_.rows());
+  write_job_rows(pipeline, jobs_.rows());
   jobs_.rows().clear();
   pipeline.push_back(std::move(read));
   auto results = c.exec_pipeline(pipeline);
@@ -722,7 +736,7 @@ std::vector<connection::statement> writer::flush(double now, const std::string& 
   insert_packets(out, rows.packets, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, options_.max_attempts, now);
-  update_jobs(out, jobs_.rows());
+  write_job_rows(out, jobs_.rows());
   insert_transitions(out, rows.transitions);
   update_calls(out, calls_, now);
   update_media(out, calls_);
