@@ -247,7 +247,8 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
         "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
         "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
         params{}.add_texts(keys.call_ids).add_ints(keys.sequences));
-  // The jobs' rows are locked after the calls, as a claim, finish or release has always done.
+  // Job rows are locked after call rows, in every transaction (claims, too, take jobs after the batch's
+  // calls), so that two writers never wait on each other in a cycle.
   if (!p.job_ids.empty())
     jobs_at = add(std::string("SELECT ") + job_columns +
                       " FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
@@ -414,7 +415,8 @@ result<call_state> writer::apply_archive(const std::string& call_id, double now)
 }
 
 result<claim_result> writer::apply_claim(connection& c, const claim_op& op, double now) {
-  // SKIP LOCKED passes over the rows another node is claiming (or finishing) right now.
+  // SKIP LOCKED passes over the rows another transaction holds (a claim, renewal or outcome on another
+  // writer or node): they are not free to take now.
   const auto before_now = [&](const char* where, std::size_t limit) {
     return keep_jobs(read_jobs_table(c, {std::string("SELECT ") + job_columns + " FROM jobs WHERE " + where +
                                              " LIMIT $2 FOR UPDATE SKIP LOCKED",
