@@ -13,7 +13,6 @@
 #include "storage/database_url.hpp"
 #include "storage/postgres/pg_call_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
-#include "storage/sqlite/sqlite_db.hpp"
 #include "streams/audiosocket.hpp"
 #include "streams/stream_hub.hpp"
 
@@ -303,9 +302,7 @@ int serve(const serve_config& config) {
   store->stop();
   blocking.join();
   const auto s = store->stats();
-  const auto checkpoints = s.checkpoints + s.writer_checkpoints + s.waiting_checkpoints;
-  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch},
-                        {"syncs", s.syncs}, {"checkpoints", checkpoints}});
+  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch}});
   store.reset();
   log::shutdown();
   return 0;

@@ -647,6 +647,7 @@ asio::awaitable<response> api::scrape() {
   auto jobs = co_await std::move(jobs_op);
   if (jobs) st.jobs = *jobs;
   st.writer = store_.stats();
+  st.backend = store_.backend_metrics();
   if (options_.worker_stats) st.workers = options_.worker_stats();
   st.engine = options_.engine;
   st.configured_workers = options_.workers;

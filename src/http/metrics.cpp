@@ -87,6 +87,21 @@ void render_streams(const streams::stream_stats& st, std::vector<MetricFamily>& 
   for (auto* f : {&open, &opened, &frames, &bytes, &packets, &events, &closes, &lag}) out.push_back(std::move(*f));
 }
 
+// The backend's figures, a family for each run of one name.
+void add_backend_metrics(std::vector<MetricFamily>& out, const std::vector<backend_metric>& figures) {
+  const std::string* current = nullptr;
+  for (const auto& m : figures) {
+    if (!current || *current != m.name) {
+      out.push_back(family(
+          m.name, m.help, m.type == backend_metric::kind::counter ? MetricType::Counter : MetricType::Gauge));
+      current = &m.name;
+    }
+    std::vector<ClientMetric::Label> labels;
+    for (const auto& [name, value] : m.labels) labels.push_back({name, value});
+    add_value(out.back(), m.value, std::move(labels));
+  }
+}
+
 }  // namespace
 
 metrics::metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -228,16 +243,7 @@ std::string metrics::render(const state& s) const {
   add_value(queue, static_cast<double>(s.writer.queued), {{"kind", "queued"}});
   add_value(queue, static_cast<double>(s.writer.queue_limit), {{"kind", "limit"}});
   out.push_back(std::move(queue));
-  auto syncs = family("aipbx_log_syncs_total", "fdatasync calls on the write-ahead log by the syncer",
-                      MetricType::Counter);
-  add_value(syncs, static_cast<double>(s.writer.syncs));
-  out.push_back(std::move(syncs));
-  auto checkpoints = family("aipbx_checkpoints_total", "Write-ahead log checkpoints, by who ran them",
-                            MetricType::Counter);
-  add_value(checkpoints, static_cast<double>(s.writer.checkpoints), {{"by", "checkpointer"}});
-  add_value(checkpoints, static_cast<double>(s.writer.writer_checkpoints), {{"by", "writer"}});
-  add_value(checkpoints, static_cast<double>(s.writer.waiting_checkpoints), {{"by", "writer_waiting"}});
-  out.push_back(std::move(checkpoints));
+  add_backend_metrics(out, s.backend);
 
   if (s.workers) {
     const std::vector<ClientMetric::Label> engine{{"engine", s.engine}};

@@ -5,9 +5,10 @@
 //  - events the HTTP layer sees, counted as they happen: requests by route and status, transport
 //    refusals, ingest latency;
 //  - state read when scraped: ingest outcomes and packet arrival kinds (the ingest path's counters),
-//    calls by state and packet totals (a scan of the calls table), jobs by
-//    state and the age of the oldest due job, the writer's commits, batch sizes, queue, log syncs and
-//    checkpoints, the AI workers' attempts, retries, dead jobs and latency (a histogram per engine).
+//    calls by state and packet totals (a scan of the calls table), jobs by state and the age of the
+//    oldest due job, the writer's commits, batch sizes and queue, whatever the store's backend measures
+//    of itself (the embedded store's log syncs and checkpoints), the stream protocols' counters, the AI
+//    workers' attempts, retries, dead jobs and latency (a histogram per engine).
 //
 // Metric names and their meaning are listed in docs/operations.md. Thread-safe: counting is lock-free
 // after a label set's first use.
@@ -58,6 +59,7 @@ class metrics {
     std::optional<call_counts> calls;  // empty when the store could not be read
     std::optional<job_counts> jobs;
     writer_stats writer;
+    std::vector<backend_metric> backend;        // the store backend's own figures, exported as they are
     std::optional<jobs::worker_stats> workers;  // empty on a node without AI workers
     std::string engine;
     unsigned configured_workers = 0;

@@ -1,20 +1,22 @@
 // call_store: the contract between aipbx and the database that keeps calls and packets.
 //
-// Implementations: sqlite/sqlite_call_store (embedded, default); PostgreSQL implements the same contract.
-// Nothing above this header may assume a particular database. tests/unit/storage/call_store_contract_test.cpp
+// Implementations: the backend libraries (storage/sqlite, storage/postgres). Nothing above this header may
+// assume a particular database; what a backend measures of itself alone reaches /metrics as
+// `backend_metrics`, named by the backend. tests/unit/storage/call_store_contract_test.cpp
 // checks every implementation against the same cases.
 //
 // Threading: every member is thread-safe. `ingest` never blocks: it queues the packet for the store's
 // writer, which commits many packets in one transaction (group commit) and then runs each packet's
 // handler on a store thread, exactly once; a packet refused at once (overloaded, stopping) has its
-// handler run on the calling thread before `ingest` returns. The read calls block on the database and must be called off
-// the HTTP I/O threads.
+// handler run on the calling thread before `ingest` returns. The read calls block on the database and must be
+// called off the HTTP I/O threads.
 //
 // Errors (`result` holds an errc): ingest fails with `sequence_conflict` (same sequence, different data;
-// nothing changed), `media_changed` (see Media below; nothing changed), `call_ended` (the call takes no more packets), `overloaded` (the writer's queue is
-// full; nothing changed), `unavailable` (stopping, or the database is unreachable; nothing changed) or
-// `store_failure`. A success means the packet is durable: it survives a crash of the process and the OS.
-// Reads fail with `not_found` for an unknown call, or `unavailable` / `store_failure`.
+// nothing changed), `media_changed` (see Media below; nothing changed), `call_ended` (the call takes no more
+// packets), `overloaded` (the writer's queue is full; nothing changed), `unavailable` (stopping, or the
+// database is unreachable; nothing changed) or `store_failure`. A success means the packet is durable: it
+// survives a crash of the process and the OS. Reads fail with `not_found` for an unknown call, or
+// `unavailable` / `store_failure`.
 //
 // Media: a call may declare how its packets carry audio (`declare_media`) before its first packet; the
 // declaration creates the call if needed and never changes afterwards. Ingest refuses a packet whose
@@ -27,6 +29,7 @@
 #include "domain/histogram.hpp"
 #include "domain/job.hpp"
 #include "domain/sequence_tracker.hpp"
+#include "storage/backend_metric.hpp"
 
 #include <array>
 #include <cstddef>
@@ -139,10 +142,6 @@ struct writer_stats {
   std::uint64_t packets = 0;        // packets committed (new and duplicate)
   std::uint64_t largest_batch = 0;
   std::uint64_t failed_batches = 0;
-  std::uint64_t syncs = 0;          // flushes of the log to disk done apart from commits (0 if none)
-  std::uint64_t checkpoints = 0;    // log checkpoints by the checkpointer thread (embedded store)
-  std::uint64_t writer_checkpoints = 0;   // by the writer, copying what a last pass left (the WAL's limit)
-  std::uint64_t waiting_checkpoints = 0;  // by the writer, waiting for readers (twice the limit)
   histogram_snapshot batch_sizes;   // writes per committed transaction
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;
@@ -191,6 +190,8 @@ class call_store {
   // True when the database answers a trivial query.
   [[nodiscard]] virtual bool ping() = 0;
   virtual writer_stats stats() const = 0;
+  // What this backend measures of itself beyond writer_stats (none by default), read when scraped.
+  virtual std::vector<backend_metric> backend_metrics() const { return {}; }
 
   // Commits what is queued, answers it, then fails further ingests with `unavailable`. Idempotent.
   virtual void stop() = 0;

@@ -38,27 +38,41 @@ constexpr const char* record_columns =
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
     "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms";
 
-std::string fenced(const char* set) {
-  return std::string("UPDATE jobs SET ") + set +
-         " WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND attempts = $3 RETURNING call_id";
-}
-
 void sort_unique(std::vector<std::string>& v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+// The call and sequence of each packet of a batch, as two arrays.
+struct packet_key_arrays {
+  std::vector<std::string> call_ids;
+  std::vector<std::int64_t> sequences;
+};
+packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
+  packet_key_arrays keys;
+  for (const auto& op : batch) {
+    if (const auto* in = std::get_if<ingest_op>(&op.v)) {
+      keys.call_ids.push_back(in->p.call_id);
+      keys.sequences.push_back(in->p.sequence);
+    }
+  }
+  return keys;
 }
 
 }  // namespace
 
 writer::writer(const pg_options& options)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}) {}
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }) {}
 
 writer::~writer() = default;
 
 void writer::reset() {
   ledger_.begin();
+  jobs_.begin();
   calls_.clear();
+  job_rows_.clear();
   created_.clear();
   existing_.clear();
   inserted_.clear();
@@ -98,158 +112,168 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
     }
   }
   ledger_.log_committed();
+  jobs_.log_committed();
   return jobs_queued_;
 }
 
+// A batch of packets alone costs two round trips: BEGIN, creating, locking and reading its calls in one
+// pipeline; its writes and COMMIT in another. Job operations, claims and sweeps first look up the calls
+// they will touch. Every call is locked up front in id order (the same order on every node), and the
+// jobs the batch names after them.
 void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sweep_now, const std::string& token) {
-  // Every call this batch may touch, locked up front in id order (the same order on every node).
-  std::vector<std::string> new_ids, lock_ids;
-  std::vector<std::int64_t> job_ids;
-  bool claims = false;
-  for (auto& op : batch) {
-    std::visit(
-        [&](auto& o) {
-          using T = std::decay_t<decltype(o)>;
-          // Only a packet checked against no declaration may create its call (see apply_ingest).
-          if constexpr (std::is_same_v<T, ingest_op>) (o.p.media ? lock_ids : new_ids).push_back(o.p.call_id);
-          else if constexpr (std::is_same_v<T, declare_op>) new_ids.push_back(o.call_id);
-          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>) lock_ids.push_back(o.call_id);
-          else if constexpr (std::is_same_v<T, finish_op> || std::is_same_v<T, replay_op>) job_ids.push_back(o.id);
-          else if constexpr (std::is_same_v<T, claim_op>) claims = true;
-        },
-        op.v);
-  }
-  const auto add_ids = [&](const result_set& r) {
-    for (int i = 0; i < r.rows(); ++i) lock_ids.push_back(r.text(i, 0));
-  };
-  // A batch of packets alone costs two round trips: BEGIN, creating, locking and reading its calls in one
-  // pipeline; its writes and COMMIT in another. Job operations and sweeps first look up the calls they
-  // will touch.
-  bool begun = false;
-  if (!job_ids.empty() || claims || sweep_now) {
-    c.exec("BEGIN");
-    begun = true;
-  }
-  if (!job_ids.empty())
-    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])", params{}.add_ints(job_ids)));
-  if (claims)
-    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
-                   "AND attempts >= max_attempts LIMIT 1000",
-                   params{}.add(now)));
-  if (sweep_now) {
-    // One node sweeps at a time; the lock is the transaction's and goes with its end.
-    sweeping_ = c.exec("SELECT pg_try_advisory_xact_lock($1::int, $2::int)",
-                       params{}.add(std::int64_t{lock_space}).add(std::int64_t{sweep_lock}))
-                    .boolean(0, 0);
-    if (sweeping_) {
-      const auto collect = [&](const char* sql, double before, std::vector<std::string>& out) {
-        auto r = c.exec(sql, params{}.add(before));
-        for (int i = 0; i < r.rows(); ++i) {
-          out.push_back(r.text(i, 0));
-          lock_ids.push_back(out.back());
-        }
-      };
-      if (options_.window.seconds > 0)
-        collect("SELECT DISTINCT call_id FROM call_gaps WHERE NOT lost AND opened_at <= $1 LIMIT 1000",
-                now - options_.window.seconds, sweep_.expired_gaps);
-      if (options_.idle_timeout > 0)
-        collect("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= $1 "
-                "ORDER BY last_packet_at LIMIT 1000",
-                now - options_.idle_timeout, sweep_.timed_out);
-      collect("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS' AND "
-              "last_packet_at <= $1 ORDER BY last_packet_at LIMIT 1000",
-              now - options_.segment_idle, sweep_.idle);
-    }
-  }
-
-  sort_unique(new_ids);
-  // A call this writer saw committed exists for good (no call is ever deleted): it is only locked.
-  std::erase_if(new_ids, [&](const std::string& id) {
-    if (!known_.contains(id)) return false;
-    lock_ids.push_back(id);
-    return true;
-  });
-  lock_ids.insert(lock_ids.end(), new_ids.begin(), new_ids.end());
-  sort_unique(lock_ids);
-  load_calls(c, begun, new_ids, lock_ids, batch, now);
-
-  for (auto& op : batch) {
-    std::visit(
-        [&](auto& o) {
-          using T = std::decay_t<decltype(o)>;
-          if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
-          else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
-          else if constexpr (std::is_same_v<T, renew_op>) o.r = apply_renew(c, o, now);
-          else if constexpr (std::is_same_v<T, finish_op>) o.r = apply_finish(c, o, now);
-          else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(c, o, now);
-          else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(c, o, now);
-          else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
-          else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
-          else o.r = apply_archive(o.call_id, now);
-        },
-        op.v);
-  }
+  conn_ = &c;
+  batch_plan p = plan(batch);
+  const bool begun = find_calls(c, p, now, sweep_now);
+  order_locks(p);
+  load(c, begun, p, batch, now);
+  for (auto& op : batch) apply(c, op, now);
   if (sweeping_) sweep(now);
   auto writes = flush(now, token);
   writes.push_back({"COMMIT", {}});
   c.exec_pipeline(writes);
 }
 
-void writer::load_calls(connection& c, bool begun, const std::vector<std::string>& new_ids,
-                        const std::vector<std::string>& lock_ids, const std::deque<write_op>& batch, double now) {
+writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
+  batch_plan p;
+  for (const auto& op : batch) {
+    std::visit(
+        [&](const auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          // Only a packet checked against no declaration may create its call (see apply_ingest).
+          if constexpr (std::is_same_v<T, ingest_op>)
+            (o.p.media ? p.lock_ids : p.new_ids).push_back(o.p.call_id);
+          else if constexpr (std::is_same_v<T, declare_op>)
+            p.new_ids.push_back(o.call_id);
+          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>)
+            p.lock_ids.push_back(o.call_id);
+          else if constexpr (std::is_same_v<T, claim_op>)
+            p.claims = true;
+          else {
+            // Job operations: finish and replay change their call's counters, renew and release do not.
+            p.job_ids.push_back(o.id);
+            if constexpr (std::is_same_v<T, finish_op> || std::is_same_v<T, replay_op>)
+              p.job_call_ids.push_back(o.id);
+          }
+        },
+        op.v);
+  }
+  return p;
+}
+
+bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now) {
+  if (p.job_call_ids.empty() && !p.claims && !sweep_now) return false;
+  c.exec("BEGIN");
+  const auto add_ids = [&](const result_set& r) {
+    for (int i = 0; i < r.rows(); ++i) p.lock_ids.push_back(r.text(i, 0));
+  };
+  if (!p.job_call_ids.empty())
+    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])",
+                   params{}.add_ints(p.job_call_ids)));
+  // The calls of jobs a claim may find dead (a lease expired on their last attempt).
+  if (p.claims)
+    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
+                   "AND attempts >= max_attempts LIMIT 1000",
+                   params{}.add(now)));
+  if (sweep_now) collect_sweep(c, p, now);
+  return true;
+}
+
+void writer::collect_sweep(connection& c, batch_plan& p, double now) {
+  // One node sweeps at a time; the lock is the transaction's and goes with its end.
+  sweeping_ = c.exec("SELECT pg_try_advisory_xact_lock($1::int, $2::int)",
+                     params{}.add(std::int64_t{lock_space}).add(std::int64_t{sweep_lock}))
+                  .boolean(0, 0);
+  if (!sweeping_) return;
+  const auto collect = [&](const char* sql, double before, std::vector<std::string>& out) {
+    auto r = c.exec(sql, params{}.add(before));
+    for (int i = 0; i < r.rows(); ++i) {
+      out.push_back(r.text(i, 0));
+      p.lock_ids.push_back(out.back());
+    }
+  };
+  if (options_.window.seconds > 0)
+    collect("SELECT DISTINCT call_id FROM call_gaps WHERE NOT lost AND opened_at <= $1 LIMIT 1000",
+            now - options_.window.seconds, sweep_.expired_gaps);
+  if (options_.idle_timeout > 0)
+    collect(
+        "SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= $1 "
+        "ORDER BY last_packet_at LIMIT 1000",
+        now - options_.idle_timeout, sweep_.timed_out);
+  collect(
+      "SELECT id FROM calls WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS' AND "
+      "last_packet_at <= $1 ORDER BY last_packet_at LIMIT 1000",
+      now - options_.segment_idle, sweep_.idle);
+}
+
+void writer::order_locks(batch_plan& p) const {
+  sort_unique(p.new_ids);
+  // A call this writer saw committed exists for good (no call is ever deleted): it is only locked.
+  std::erase_if(p.new_ids, [&](const std::string& id) {
+    if (!known_.contains(id)) return false;
+    p.lock_ids.push_back(id);
+    return true;
+  });
+  p.lock_ids.insert(p.lock_ids.end(), p.new_ids.begin(), p.new_ids.end());
+  sort_unique(p.lock_ids);
+}
+
+void writer::load(connection& c, bool begun, const batch_plan& p, const std::deque<write_op>& batch,
+                  double now) {
   std::vector<connection::statement> reads;
   if (!begun) reads.push_back({"BEGIN", {}});
-  const std::size_t created_at = reads.size();
-  if (!new_ids.empty())
-    reads.push_back({"INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
-                     "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
-                     params{}.add_texts(new_ids).add(now)});
-  const std::size_t locked_at = reads.size();
-  if (!lock_ids.empty()) {
-    reads.push_back({std::string("SELECT ") + record_columns +
-                         " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                     params{}.add_texts(lock_ids)});
-    reads.push_back({"SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
-                     "ANY($1::text[]) ORDER BY call_id, first_sequence",
-                     params{}.add_texts(lock_ids)});
+  const auto add = [&](std::string sql, params values) {
+    reads.push_back({std::move(sql), std::move(values)});
+    return reads.size() - 1;
+  };
+  std::optional<std::size_t> created_at, locked_at, existing_at, jobs_at;
+  if (!p.new_ids.empty())
+    created_at =
+        add("INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
+            "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
+            params{}.add_texts(p.new_ids).add(now));
+  if (!p.lock_ids.empty()) {
+    locked_at = add(std::string("SELECT ") + record_columns +
+                        " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                    params{}.add_texts(p.lock_ids));
+    add("SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
+        "ANY($1::text[]) ORDER BY call_id, first_sequence",
+        params{}.add_texts(p.lock_ids));
   }
   // Stored packets with the sequences of this batch's packets: only sequences at or below a call's highest
   // can be (the call is locked, so no other transaction adds any meanwhile).
-  std::vector<std::string> ids;
-  std::vector<std::int64_t> seqs;
-  for (const auto& op : batch) {
-    if (const auto* in = std::get_if<ingest_op>(&op.v)) {
-      ids.push_back(in->p.call_id);
-      seqs.push_back(in->p.sequence);
-    }
-  }
-  const std::size_t existing_at = reads.size();
-  if (!ids.empty())
-    reads.push_back({"SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
-                     "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
-                     "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
-                     params{}.add_texts(ids).add_ints(seqs)});
+  if (auto keys = packet_keys(batch); !keys.call_ids.empty())
+    existing_at = add(
+        "SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
+        "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
+        "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
+        params{}.add_texts(keys.call_ids).add_ints(keys.sequences));
+  // Job rows are locked after call rows, in every transaction (claims, too, take jobs after the batch's
+  // calls), so that two writers never wait on each other in a cycle.
+  if (!p.job_ids.empty())
+    jobs_at = add(std::string("SELECT ") + job_columns +
+                      " FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                  params{}.add_ints(p.job_ids));
   if (reads.empty()) return;
   auto results = c.exec_pipeline(reads);
-  if (!new_ids.empty()) {
-    // The first write of the batch that names a call it creates gives the creation's reason.
-    std::map<std::string, const char*, std::less<>> creation_reason;
-    for (const auto& op : batch) {
-      if (const auto* in = std::get_if<ingest_op>(&op.v); in && !in->p.media)
-        creation_reason.try_emplace(in->p.call_id, "first packet");
-      if (const auto* d = std::get_if<declare_op>(&op.v)) creation_reason.try_emplace(d->call_id, "media declared");
-    }
-    const auto& r = results[created_at];
-    for (int i = 0; i < r.rows(); ++i) {
-      std::string id = r.text(i, 0);
-      ledger_.created(id, creation_reason.at(id), now);
-      created_.insert(std::move(id));
-    }
+  if (created_at) read_created(results[*created_at], batch, now);
+  if (locked_at) read_records(results[*locked_at], results[*locked_at + 1]);
+  if (existing_at) read_existing(results[*existing_at]);
+  if (jobs_at) keep_jobs(results[*jobs_at]);
+}
+
+void writer::read_created(const result_set& r, const std::deque<write_op>& batch, double now) {
+  // The first write of the batch that names a call it creates gives the creation's reason.
+  std::map<std::string, const char*, std::less<>> creation_reason;
+  for (const auto& op : batch) {
+    if (const auto* in = std::get_if<ingest_op>(&op.v); in && !in->p.media)
+      creation_reason.try_emplace(in->p.call_id, "first packet");
+    if (const auto* d = std::get_if<declare_op>(&op.v))
+      creation_reason.try_emplace(d->call_id, "media declared");
   }
-  if (!lock_ids.empty()) read_records(results[locked_at], results[locked_at + 1]);
-  if (!ids.empty()) {
-    const auto& r = results[existing_at];
-    for (int i = 0; i < r.rows(); ++i) existing_.emplace(std::pair{r.text(i, 0), r.int64(i, 1)}, r.bytes(i, 2));
+  for (int i = 0; i < r.rows(); ++i) {
+    std::string id = r.text(i, 0);
+    ledger_.created(id, creation_reason.at(id), now);
+    created_.insert(std::move(id));
   }
 }
 
@@ -296,6 +320,10 @@ void writer::read_records(const result_set& r, const result_set& g) {
   }
 }
 
+void writer::read_existing(const result_set& r) {
+  for (int i = 0; i < r.rows(); ++i) existing_.emplace(std::pair{r.text(i, 0), r.int64(i, 1)}, r.bytes(i, 2));
+}
+
 void writer::lock_call(connection& c, const std::string& id) {
   auto results = c.exec_pipeline(
       {{std::string("SELECT ") + record_columns + " FROM calls WHERE id = $1 FOR UPDATE", params{}.add(std::string_view(id))},
@@ -310,6 +338,20 @@ call_record* writer::locked(connection& c, const std::string& id) {
   lock_call(c, id);
   auto it = calls_.find(id);
   return it == calls_.end() ? nullptr : it->second.get();
+}
+
+void writer::apply(connection& c, write_op& op, double now) {
+  if (jobs_.apply(op, [this](std::int64_t id) { return find_job(id); }, now)) return;
+  std::visit(
+      [&](auto& o) {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
+        else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
+        else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
+        else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
+        else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o.call_id, now);
+      },
+      op.v);
 }
 
 result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
@@ -372,297 +414,335 @@ result<call_state> writer::apply_archive(const std::string& call_id, double now)
   return ledger_.archive(*it->second, now);
 }
 
-void writer::job_changed(connection& c, const std::string& call_id, job_state from, job_state to, double now) {
-  if (call_record* rec = locked(c, call_id)) ledger_.job_changed(*rec, from, to, now);
+result<claim_result> writer::apply_claim(connection& c, const claim_op& op, double now) {
+  // SKIP LOCKED passes over the rows another transaction holds (a claim, renewal or outcome on another
+  // writer or node): they are not free to take now.
+  const auto before_now = [&](const char* where, std::size_t limit) {
+    return keep_jobs(read_jobs_table(c, {std::string("SELECT ") + job_columns + " FROM jobs WHERE " + where +
+                                             " LIMIT $2 FOR UPDATE SKIP LOCKED",
+                                         params{}.add(now).add(static_cast<std::int64_t>(limit))}));
+  };
+  const claim_reads reads{
+      [&](std::size_t limit) {
+        return before_now("state = 'queued' AND run_at <= $1 ORDER BY run_at, id", limit);
+      },
+      [&](std::size_t limit) {
+        return before_now("state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at", limit);
+      },
+      [&] { return read_queue_times(c); },
+  };
+  return jobs_.claim(reads, op.owner, op.limit, op.lease, now);
 }
 
-result<claim_result> writer::apply_claim(connection& c, const claim_op& op, double now) {
-  claim_result out;
-  const auto limit = static_cast<std::int64_t>(op.limit);
-  // Due jobs nobody else is taking right now: SKIP LOCKED passes over rows another node is claiming.
-  auto due = c.exec(std::string("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, "
-                                "lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 "
-                                "WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 "
-                                "ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ") +
-                        job_columns,
-                    params{}.add(std::string_view(op.owner)).add(now + op.lease).add(now).add(limit));
-  for (int i = 0; i < due.rows(); ++i) out.jobs.push_back(read_job(due, i));
-  std::sort(out.jobs.begin(), out.jobs.end(),
-            [](const job& a, const job& b) { return a.run_at != b.run_at ? a.run_at < b.run_at : a.id < b.id; });
-  if (static_cast<std::int64_t>(out.jobs.size()) < limit) {
-    // Leases that expired: their worker (or its node) died or hung. The interrupted attempt counts.
-    auto expired = c.exec(
-        "SELECT id, attempts, max_attempts, call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
-        "ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        params{}.add(now).add(limit - static_cast<std::int64_t>(out.jobs.size())));
-    std::vector<std::int64_t> take;
-    for (int i = 0; i < expired.rows(); ++i) {
-      const std::int64_t id = expired.int64(i, 0);
-      if (expired.int64(i, 1) < expired.int64(i, 2)) {
-        take.push_back(id);
-        continue;
-      }
-      const std::string call = expired.text(i, 3);
-      c.exec("UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, last_error = $1, "
-             "finished_at = $2, updated_at = $2 WHERE id = $3",
-             params{}.add(std::string_view("lease expired on the last attempt")).add(now).add(id));
-      job_changed(c, call, job_state::running, job_state::dead, now);
-      log::error("ai job dead", {{"job_id", id}, {"error", "lease expired on the last attempt"}});
-    }
-    if (!take.empty()) {
-      auto leased = c.exec(std::string("UPDATE jobs SET attempts = attempts + 1, lease_owner = $1, "
-                                       "lease_expires_at = $2, updated_at = $3 WHERE id = ANY($4::bigint[]) "
-                                       "RETURNING ") +
-                               job_columns,
-                           params{}.add(std::string_view(op.owner)).add(now + op.lease).add(now).add_ints(take));
-      for (int i = 0; i < leased.rows(); ++i) out.jobs.push_back(read_job(leased, i));
-    }
-  }
-  if (static_cast<std::int64_t>(out.jobs.size()) < limit) {
-    auto next = c.exec(
-        "SELECT (SELECT MIN(run_at) FROM jobs WHERE state = 'queued'), "
-        "(SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running')");
-    std::optional<double> at = next.optional_float8(0, 0);
-    if (auto lease = next.optional_float8(0, 1); lease && (!at || *lease < *at)) at = lease;
-    out.next_run_at = at;
+job* writer::find_job(std::int64_t id) {
+  auto it = job_rows_.find(id);
+  return it == job_rows_.end() ? nullptr : &it->second;
+}
+
+std::vector<job*> writer::keep_jobs(const result_set& r) {
+  std::vector<job*> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    job j = read_job(r, i);
+    const auto id = j.id;
+    out.push_back(&(job_rows_[id] = std::move(j)));
   }
   return out;
 }
 
-result<bool> writer::apply_renew(connection& c, const renew_op& op, double now) {
-  auto r = c.exec(fenced("lease_expires_at = $4, updated_at = $5"),
-                  params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}).add(now + op.lease)
-                      .add(now));
-  return r.rows() > 0;
+queue_times writer::read_queue_times(connection& c) {
+  auto r = read_jobs_table(c, {"SELECT (SELECT MIN(run_at) FROM jobs WHERE state = 'queued'), "
+                               "(SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running')",
+                               {}});
+  return {r.optional_float8(0, 0), r.optional_float8(0, 1)};
 }
 
-result<bool> writer::apply_finish(connection& c, const finish_op& op, double now) {
-  // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
-  const auto fence = [&] { return params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}); };
-  job_state to;
-  std::string call;
-  if (const auto* ok = std::get_if<job_succeeded>(&op.outcome)) {
-    auto r = c.exec(fenced("state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, finished_at = $4, "
-                           "updated_at = $4"),
-                    fence().add(now));
-    if (r.rows() == 0) return false;
-    call = r.text(0, 0);
-    c.exec("INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, text, engine, "
-           "latency_ms, created_at) SELECT id, call_id, first_sequence, last_sequence, $1, $2, $3, $4 FROM jobs "
-           "WHERE id = $5",
-           params{}.add(std::string_view(ok->text)).add(std::string_view(ok->engine)).add(ok->latency_ms).add(now)
-               .add(op.id));
-    to = job_state::succeeded;
-  } else if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
-    auto r = c.exec(fenced("state = 'queued', lease_owner = NULL, lease_expires_at = NULL, last_error = $4, "
-                           "run_at = $5, updated_at = $6"),
-                    fence().add(std::string_view(retry->error)).add(retry->run_at).add(now));
-    return r.rows() > 0;
-  } else {
-    auto r = c.exec(fenced("state = 'dead', lease_owner = NULL, lease_expires_at = NULL, last_error = $4, "
-                           "finished_at = $5, updated_at = $5"),
-                    fence().add(std::string_view(std::get<job_dead>(op.outcome).error)).add(now));
-    if (r.rows() == 0) return false;
-    call = r.text(0, 0);
-    to = job_state::dead;
+namespace {
+
+using statements = std::vector<connection::statement>;
+
+void insert_packets(statements& out, const std::vector<packet_row>& rows, double now) {
+  if (rows.empty()) return;
+  std::vector<std::string> call_id;
+  std::vector<std::int64_t> sequence;
+  std::vector<std::string_view> data;
+  std::vector<double> timestamp;
+  std::vector<bool> late;
+  for (const auto& r : rows) {
+    call_id.push_back(r.call_id);
+    sequence.push_back(r.sequence);
+    data.push_back(r.data);
+    timestamp.push_back(r.timestamp);
+    late.push_back(r.late);
   }
-  job_changed(c, call, job_state::running, to, now);
-  return true;
+  out.push_back(
+      {"INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
+       "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
+       params{}
+           .add_texts(call_id)
+           .add_ints(sequence)
+           .add_bytes_array(data)
+           .add_doubles(timestamp)
+           .add(now)
+           .add_bools(late)});
 }
 
-result<bool> writer::apply_release(connection& c, const release_op& op, double now) {
-  auto r = c.exec(fenced("state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL, "
-                         "run_at = $4, updated_at = $4"),
-                  params{}.add(op.id).add(std::string_view(op.owner)).add(std::int64_t{op.attempt}).add(now));
-  const bool released = r.rows() > 0;
-  if (released) jobs_queued_ = true;
-  return released;
-}
-
-result<job> writer::apply_replay(connection& c, const replay_op& op, double now) {
-  auto r = c.exec(std::string("UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, finished_at = NULL, "
-                              "updated_at = $1 WHERE id = $2 AND state = 'dead' RETURNING ") +
-                      job_columns,
-                  params{}.add(now).add(op.id));
-  if (r.rows() > 0) {
-    job j = read_job(r, 0);
-    jobs_queued_ = true;
-    job_changed(c, j.call_id, job_state::dead, job_state::queued, now);
-    return j;
+// Calls whose gaps changed have their rows written again from the sequencer's state.
+template <class Calls>
+void rewrite_gaps(statements& out, const Calls& calls, double now) {
+  std::vector<std::string> gap_calls, call_id;
+  std::vector<std::int64_t> first, last;
+  std::vector<double> opened_at;
+  std::vector<bool> lost;
+  const auto add = [&](const std::string& id, const seq_range& r, double at, bool is_lost) {
+    call_id.push_back(id);
+    first.push_back(r.first);
+    last.push_back(r.last);
+    opened_at.push_back(at);
+    lost.push_back(is_lost);
+  };
+  for (const auto& [id, rec] : calls) {
+    if (!rec->gaps_dirty) continue;
+    gap_calls.push_back(id);
+    for (const auto& r : rec->seq.tracker().missing())
+      add(id, r, rec->seq.gap_opened_at(r.first).value_or(now), false);
+    for (const auto& r : rec->seq.lost()) add(id, r, now, true);
   }
-  auto exists = c.exec("SELECT 1 FROM jobs WHERE id = $1", params{}.add(op.id));
-  return exists.rows() > 0 ? errc::job_not_dead : errc::not_found;
+  if (gap_calls.empty()) return;
+  out.push_back({"DELETE FROM call_gaps WHERE call_id = ANY($1::text[])", params{}.add_texts(gap_calls)});
+  if (!call_id.empty())
+    out.push_back(
+        {"INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at, lost) SELECT * FROM "
+         "unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bool[])",
+         params{}.add_texts(call_id).add_ints(first).add_ints(last).add_doubles(opened_at).add_bools(lost)});
+}
+
+void insert_jobs(statements& out, const std::vector<job_row>& rows, int max_attempts, double now) {
+  if (rows.empty()) return;
+  std::vector<std::string> call;
+  std::vector<std::int64_t> first, last;
+  for (const auto& r : rows) {
+    call.push_back(r.call_id);
+    first.push_back(r.range.first);
+    last.push_back(r.range.last);
+  }
+  out.push_back(
+      {"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
+       "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
+       params{}.add_texts(call).add_ints(first).add_ints(last).add(std::int64_t{max_attempts}).add(now)});
+}
+
+// The job rows the job ledger changed (one per job: see job_rows::put), whole.
+void update_jobs(statements& out, const std::vector<job>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::int64_t> id, attempts;
+  std::vector<std::string> state;
+  std::vector<std::optional<std::string>> owner, error;
+  std::vector<double> run_at, updated_at;
+  std::vector<std::optional<double>> expires, started, finished;
+  for (const auto& j : rows) {
+    id.push_back(j.id);
+    state.emplace_back(to_string(j.state));
+    attempts.push_back(j.attempts);
+    run_at.push_back(j.run_at);
+    owner.push_back(j.lease_owner);
+    expires.push_back(j.lease_expires_at);
+    error.push_back(j.last_error);
+    updated_at.push_back(j.updated_at);
+    started.push_back(j.started_at);
+    finished.push_back(j.finished_at);
+  }
+  out.push_back({"UPDATE jobs SET state = u.state, attempts = u.attempts, run_at = u.run_at, "
+                 "lease_owner = u.owner, lease_expires_at = u.expires, last_error = u.error, "
+                 "updated_at = u.updated, started_at = u.started, finished_at = u.finished "
+                 "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::float8[], "
+                 "$7::text[], $8::float8[], $9::float8[], $10::float8[]) "
+                 "AS u(id, state, attempts, run_at, owner, expires, error, updated, started, finished) "
+                 "WHERE jobs.id = u.id",
+                 params{}
+                     .add_ints(id)
+                     .add_texts(state)
+                     .add_ints(attempts)
+                     .add_doubles(run_at)
+                     .add_optional_texts(owner)
+                     .add_optional_doubles(expires)
+                     .add_optional_texts(error)
+                     .add_doubles(updated_at)
+                     .add_optional_doubles(started)
+                     .add_optional_doubles(finished)});
+}
+
+void insert_results(statements& out, const std::vector<result_row>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::int64_t> job_id, first, last;
+  std::vector<std::string> call, text, engine;
+  std::vector<double> latency, at;
+  for (const auto& r : rows) {
+    job_id.push_back(r.job_id);
+    call.push_back(r.call_id);
+    first.push_back(r.range.first);
+    last.push_back(r.range.last);
+    text.push_back(r.text);
+    engine.push_back(r.engine);
+    latency.push_back(r.latency_ms);
+    at.push_back(r.created_at);
+  }
+  out.push_back({"INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, text, engine, "
+                 "latency_ms, created_at) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], "
+                 "$4::bigint[], $5::text[], $6::text[], $7::float8[], $8::float8[])",
+                 params{}
+                     .add_ints(job_id)
+                     .add_texts(call)
+                     .add_ints(first)
+                     .add_ints(last)
+                     .add_texts(text)
+                     .add_texts(engine)
+                     .add_doubles(latency)
+                     .add_doubles(at)});
+}
+
+// What the job ledger changed: the jobs' rows, and the results of those that succeeded.
+void write_job_rows(statements& out, const job_rows& rows) {
+  update_jobs(out, rows.jobs);
+  insert_results(out, rows.results);
+}
+
+void insert_transitions(statements& out, const std::vector<transition_row>& rows) {
+  if (rows.empty()) return;
+  std::vector<std::string> call, to, reason;
+  std::vector<std::optional<std::string>> from;
+  std::vector<double> at;
+  for (const auto& r : rows) {
+    call.push_back(r.call_id);
+    from.push_back(r.from ? std::optional<std::string>(to_string(*r.from)) : std::nullopt);
+    to.emplace_back(to_string(r.to));
+    reason.push_back(r.reason);
+    at.push_back(r.at);
+  }
+  out.push_back(
+      {"INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
+       "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])",
+       params{}.add_texts(call).add_optional_texts(from).add_texts(to).add_texts(reason).add_doubles(at)});
+}
+
+// The calls columns of the changed records, one array per column.
+struct call_columns {
+  std::vector<std::string> id, state;
+  std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
+      succeeded, dead;
+  std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
+  std::vector<std::optional<std::string>> end_reason;
+  std::vector<double> changed_at;
+
+  void add(const std::string& call_id, const call_record& rec) {
+    const auto& t = rec.seq.tracker();
+    id.push_back(call_id);
+    state.emplace_back(to_string(rec.state));
+    last.push_back(t.highest());
+    expected.push_back(t.expected());
+    received.push_back(rec.packets_received);
+    dup.push_back(rec.duplicate_packets);
+    ooo.push_back(rec.out_of_order_packets);
+    gaps.push_back(rec.gaps_opened);
+    missing.push_back(t.missing_count());
+    next_segment.push_back(rec.seq.next_segment());
+    late.push_back(rec.late_packets);
+    lost.push_back(rec.seq.lost_packets());
+    total.push_back(rec.jobs_total);
+    succeeded.push_back(rec.jobs_succeeded);
+    dead.push_back(rec.jobs_dead);
+    first_ts.push_back(rec.first_timestamp);
+    last_ts.push_back(rec.last_timestamp);
+    last_packet_at.push_back(rec.last_packet_at);
+    ended_at.push_back(rec.ended_at);
+    end_reason.push_back(rec.end_reason);
+    changed_at.push_back(rec.state_changed_at);
+  }
+};
+
+template <class Calls>
+void update_calls(statements& out, const Calls& calls, double now) {
+  call_columns u;
+  for (const auto& [id, rec] : calls)
+    if (rec->dirty) u.add(id, *rec);
+  if (u.id.empty()) return;
+  out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
+                 "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
+                 "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, "
+                 "late_packets = u.late, lost_packets = u.lost, jobs_total = u.total, "
+                 "jobs_succeeded = u.succeeded, jobs_dead = u.dead, first_timestamp = u.first_ts, "
+                 "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, ended_at = u.ended_at, "
+                 "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
+                 "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
+                 "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
+                 "$13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], "
+                 "$19::float8[], $20::text[], $21::float8[]) AS u(id, state, last, expected, received, dup, ooo, "
+                 "gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, last_ts, "
+                 "last_packet_at, ended_at, end_reason, changed_at) "
+                 "WHERE calls.id = u.id",
+                 params{}
+                     .add_texts(u.id)
+                     .add_texts(u.state)
+                     .add_ints(u.last)
+                     .add_ints(u.expected)
+                     .add_ints(u.received)
+                     .add_ints(u.dup)
+                     .add_ints(u.ooo)
+                     .add_ints(u.gaps)
+                     .add_ints(u.missing)
+                     .add_ints(u.next_segment)
+                     .add_ints(u.late)
+                     .add_ints(u.lost)
+                     .add_ints(u.total)
+                     .add_ints(u.succeeded)
+                     .add_ints(u.dead)
+                     .add_optional_doubles(u.first_ts)
+                     .add_optional_doubles(u.last_ts)
+                     .add_optional_doubles(u.last_packet_at)
+                     .add_optional_doubles(u.ended_at)
+                     .add_optional_texts(u.end_reason)
+                     .add_doubles(u.changed_at)
+                     .add(now)});
+}
+
+template <class Calls>
+void update_media(statements& out, const Calls& calls) {
+  std::vector<std::string> ids, formats;
+  std::vector<std::int64_t> packet_ms;
+  for (const auto& [id, rec] : calls) {
+    if (!rec->media_dirty) continue;
+    ids.push_back(id);
+    formats.push_back(rec->media->format);
+    packet_ms.push_back(rec->media->packet_ms);
+  }
+  if (ids.empty()) return;
+  out.push_back(
+      {"UPDATE calls SET media_format = u.f, media_packet_ms = u.ms FROM unnest($1::text[], $2::text[], "
+       "$3::bigint[]) AS u(id, f, ms) WHERE calls.id = u.id",
+       params{}.add_texts(ids).add_texts(formats).add_ints(packet_ms)});
+}
+
+}  // namespace
+
+result_set writer::read_jobs_table(connection& c, connection::statement read) {
+  std::vector<connection::statement> pipeline;
+  write_job_rows(pipeline, jobs_.rows());
+  jobs_.rows().clear();
+  pipeline.push_back(std::move(read));
+  auto results = c.exec_pipeline(pipeline);
+  return std::move(results.back());
 }
 
 std::vector<connection::statement> writer::flush(double now, const std::string& token) {
-  std::vector<connection::statement> out;
   const auto& rows = ledger_.rows();
-  if (!rows.packets.empty()) {
-    struct {
-      std::vector<std::string> call_id;
-      std::vector<std::int64_t> sequence;
-      std::vector<std::string_view> data;
-      std::vector<double> timestamp;
-      std::vector<bool> late;
-    } p;
-    for (const auto& r : rows.packets) {
-      p.call_id.push_back(r.call_id);
-      p.sequence.push_back(r.sequence);
-      p.data.push_back(r.data);
-      p.timestamp.push_back(r.timestamp);
-      p.late.push_back(r.late);
-    }
-    out.push_back({"INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
-           "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
-           params{}.add_texts(p.call_id).add_ints(p.sequence).add_bytes_array(p.data)
-               .add_doubles(p.timestamp).add(now).add_bools(p.late)});
-  }
-
-  // Calls whose gaps changed: their rows are written again from the sequencer's state.
-  std::vector<std::string> gap_calls, gc;
-  std::vector<std::int64_t> gf, gl;
-  std::vector<double> go;
-  std::vector<bool> glost;
-  for (auto& [id, rec] : calls_) {
-    if (!rec->gaps_dirty) continue;
-    gap_calls.push_back(id);
-    for (const auto& r : rec->seq.tracker().missing()) {
-      gc.push_back(id);
-      gf.push_back(r.first);
-      gl.push_back(r.last);
-      go.push_back(rec->seq.gap_opened_at(r.first).value_or(now));
-      glost.push_back(false);
-    }
-    for (const auto& r : rec->seq.lost()) {
-      gc.push_back(id);
-      gf.push_back(r.first);
-      gl.push_back(r.last);
-      go.push_back(now);
-      glost.push_back(true);
-    }
-  }
-  if (!gap_calls.empty()) {
-    out.push_back({"DELETE FROM call_gaps WHERE call_id = ANY($1::text[])", params{}.add_texts(gap_calls)});
-    if (!gc.empty())
-      out.push_back({"INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at, lost) SELECT * FROM "
-             "unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::bool[])",
-             params{}.add_texts(gc).add_ints(gf).add_ints(gl).add_doubles(go).add_bools(glost)});
-  }
-
-  if (!rows.jobs.empty()) {
-    jobs_queued_ = true;
-    std::vector<std::string> call;
-    std::vector<std::int64_t> first, last;
-    for (const auto& r : rows.jobs) {
-      call.push_back(r.call_id);
-      first.push_back(r.range.first);
-      last.push_back(r.range.last);
-    }
-    out.push_back({"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
-           "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
-           params{}.add_texts(call).add_ints(first).add_ints(last)
-               .add(std::int64_t{options_.max_attempts}).add(now)});
-  }
-
-  if (!rows.transitions.empty()) {
-    std::vector<std::string> call, to, reason;
-    std::vector<std::optional<std::string>> from;
-    std::vector<double> at;
-    for (const auto& r : rows.transitions) {
-      call.push_back(r.call_id);
-      from.push_back(r.from ? std::optional<std::string>(to_string(*r.from)) : std::nullopt);
-      to.emplace_back(to_string(r.to));
-      reason.push_back(r.reason);
-      at.push_back(r.at);
-    }
-    out.push_back({"INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) SELECT * FROM "
-           "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])",
-           params{}.add_texts(call).add_optional_texts(from).add_texts(to).add_texts(reason).add_doubles(at)});
-  }
-
-  struct {
-    std::vector<std::string> id, state;
-    std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
-        succeeded, dead;
-    std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
-    std::vector<std::optional<std::string>> end_reason;
-    std::vector<double> changed_at;
-  } u;
-  for (auto& [id, rec] : calls_) {
-    if (!rec->dirty) continue;
-    const auto& t = rec->seq.tracker();
-    u.id.push_back(id);
-    u.state.emplace_back(to_string(rec->state));
-    u.last.push_back(t.highest());
-    u.expected.push_back(t.expected());
-    u.received.push_back(rec->packets_received);
-    u.dup.push_back(rec->duplicate_packets);
-    u.ooo.push_back(rec->out_of_order_packets);
-    u.gaps.push_back(rec->gaps_opened);
-    u.missing.push_back(t.missing_count());
-    u.next_segment.push_back(rec->seq.next_segment());
-    u.late.push_back(rec->late_packets);
-    u.lost.push_back(rec->seq.lost_packets());
-    u.total.push_back(rec->jobs_total);
-    u.succeeded.push_back(rec->jobs_succeeded);
-    u.dead.push_back(rec->jobs_dead);
-    u.first_ts.push_back(rec->first_timestamp);
-    u.last_ts.push_back(rec->last_timestamp);
-    u.last_packet_at.push_back(rec->last_packet_at);
-    u.ended_at.push_back(rec->ended_at);
-    u.end_reason.push_back(rec->end_reason);
-    u.changed_at.push_back(rec->state_changed_at);
-  }
-  if (!u.id.empty())
-    out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
-           "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
-           "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, late_packets = u.late, "
-           "lost_packets = u.lost, jobs_total = u.total, jobs_succeeded = u.succeeded, jobs_dead = u.dead, "
-           "first_timestamp = u.first_ts, last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, "
-           "ended_at = u.ended_at, end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
-           "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
-           "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], "
-           "$14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], $19::float8[], $20::text[], "
-           "$21::float8[]) AS u(id, state, last, expected, received, dup, ooo, gaps, missing, next_segment, late, "
-           "lost, total, succeeded, dead, first_ts, last_ts, last_packet_at, ended_at, end_reason, changed_at) "
-           "WHERE calls.id = u.id",
-           params{}
-               .add_texts(u.id)
-               .add_texts(u.state)
-               .add_ints(u.last)
-               .add_ints(u.expected)
-               .add_ints(u.received)
-               .add_ints(u.dup)
-               .add_ints(u.ooo)
-               .add_ints(u.gaps)
-               .add_ints(u.missing)
-               .add_ints(u.next_segment)
-               .add_ints(u.late)
-               .add_ints(u.lost)
-               .add_ints(u.total)
-               .add_ints(u.succeeded)
-               .add_ints(u.dead)
-               .add_optional_doubles(u.first_ts)
-               .add_optional_doubles(u.last_ts)
-               .add_optional_doubles(u.last_packet_at)
-               .add_optional_doubles(u.ended_at)
-               .add_optional_texts(u.end_reason)
-               .add_doubles(u.changed_at)
-               .add(now)});
-
-  std::vector<std::string> media_ids, media_formats;
-  std::vector<std::int64_t> media_ms;
-  for (auto& [id, rec] : calls_) {
-    if (!rec->media_dirty) continue;
-    media_ids.push_back(id);
-    media_formats.push_back(rec->media->format);
-    media_ms.push_back(rec->media->packet_ms);
-  }
-  if (!media_ids.empty())
-    out.push_back({"UPDATE calls SET media_format = u.f, media_packet_ms = u.ms FROM unnest($1::text[], $2::text[], "
-                   "$3::bigint[]) AS u(id, f, ms) WHERE calls.id = u.id",
-                   params{}.add_texts(media_ids).add_texts(media_formats).add_ints(media_ms)});
-
+  std::vector<connection::statement> out;
+  insert_packets(out, rows.packets, now);
+  rewrite_gaps(out, calls_, now);
+  insert_jobs(out, rows.jobs, options_.max_attempts, now);
+  write_job_rows(out, jobs_.rows());
+  insert_transitions(out, rows.transitions);
+  update_calls(out, calls_, now);
+  update_media(out, calls_);
+  jobs_queued_ = !rows.jobs.empty() || jobs_.queued_now();
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});
   return out;

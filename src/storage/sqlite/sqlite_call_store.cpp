@@ -369,6 +369,9 @@ void sqlite_call_store::stop() {
   }
   checkpoint_wake_.notify_all();
   if (checkpointer_thread_.joinable()) checkpointer_thread_.join();
+  const sqlite_wal_stats s = wal_stats();
+  const auto checkpoints = s.checkpoints + s.writer_checkpoints + s.waiting_checkpoints;
+  log::info("store stopped", {{"backend", "sqlite"}, {"syncs", s.syncs}, {"checkpoints", checkpoints}});
 }
 
 template <class F>
@@ -608,12 +611,33 @@ writer_stats sqlite_call_store::stats() const {
   s.failed_batches = failed_batches_.load(std::memory_order_relaxed);
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
+  s.batch_sizes = batch_sizes_.snapshot();
+  return s;
+}
+
+sqlite_wal_stats sqlite_call_store::wal_stats() const {
+  sqlite_wal_stats s;
   s.syncs = syncs_.load(std::memory_order_relaxed);
   s.checkpoints = checkpoints_.load(std::memory_order_relaxed);
   s.writer_checkpoints = writer_checkpoints_.load(std::memory_order_relaxed);
   s.waiting_checkpoints = waiting_checkpoints_.load(std::memory_order_relaxed);
-  s.batch_sizes = batch_sizes_.snapshot();
   return s;
+}
+
+std::vector<backend_metric> sqlite_call_store::backend_metrics() const {
+  const sqlite_wal_stats s = wal_stats();
+  const auto counter = [](const char* name, const char* help, std::uint64_t value,
+                          std::vector<std::pair<std::string, std::string>> labels = {}) {
+    return backend_metric{name, help, backend_metric::kind::counter, std::move(labels),
+                          static_cast<double>(value)};
+  };
+  constexpr const char* checkpoints_help = "Write-ahead log checkpoints, by who ran them";
+  return {
+      counter("aipbx_log_syncs_total", "fdatasync calls on the write-ahead log by the syncer", s.syncs),
+      counter("aipbx_checkpoints_total", checkpoints_help, s.checkpoints, {{"by", "checkpointer"}}),
+      counter("aipbx_checkpoints_total", checkpoints_help, s.writer_checkpoints, {{"by", "writer"}}),
+      counter("aipbx_checkpoints_total", checkpoints_help, s.waiting_checkpoints, {{"by", "writer_waiting"}}),
+  };
 }
 
 }  // namespace aipbx

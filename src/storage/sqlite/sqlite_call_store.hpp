@@ -99,6 +99,14 @@ struct sqlite_options {
   std::function<int(int fd)> sync_file;
 };
 
+// What the embedded store measures of its write-ahead log (exported as backend_metrics).
+struct sqlite_wal_stats {
+  std::uint64_t syncs = 0;                // fdatasync calls on the WAL by the syncer (pipelined mode)
+  std::uint64_t checkpoints = 0;          // background checkpoints by the checkpointer thread
+  std::uint64_t writer_checkpoints = 0;   // by the writer, copying what a last pass left (the WAL's limit)
+  std::uint64_t waiting_checkpoints = 0;  // by the writer, waiting for readers (twice the limit)
+};
+
 class sqlite_call_store final : public storage_backend {
  public:
   explicit sqlite_call_store(sqlite_options options);
@@ -118,6 +126,8 @@ class sqlite_call_store final : public storage_backend {
   [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;
+  // aipbx_log_syncs_total and aipbx_checkpoints_total{by}, from wal_stats.
+  std::vector<backend_metric> backend_metrics() const override;
   void stop() override;
 
   // job_store
@@ -137,6 +147,7 @@ class sqlite_call_store final : public storage_backend {
   [[nodiscard]] result<job_counts> count_jobs() override;
 
   int schema_version() const { return schema_version_; }
+  sqlite_wal_stats wal_stats() const;
 
  private:
   template <class F>

@@ -28,82 +28,71 @@ job read_job(const statement& s) {
   return j;
 }
 
-namespace {
-std::string fenced(const char* set) {
-  return std::string("UPDATE jobs SET ") + set +
-         " WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?";
-}
-}  // namespace
-
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
       ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      jobs_(ledger_, [this](const std::string& call_id) { return load(call_id); }),
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id, sequence) DO NOTHING")),
       select_packet_data_(db_->prepare("SELECT data FROM packets WHERE call_id = ? AND sequence = ?")),
-      select_call_(db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
-                                "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
-                                "next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
-                                "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms "
-                                "FROM calls WHERE id = ?")),
+      select_call_(
+          db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
+                       "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
+                       "next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
+                       "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms "
+                       "FROM calls WHERE id = ?")),
       select_gaps_(db_->prepare("SELECT first_sequence, last_sequence, opened_at, lost FROM call_gaps "
                                 "WHERE call_id = ? ORDER BY first_sequence")),
-      insert_call_(db_->prepare("INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES (?, ?, ?, ?)")),
-      update_call_(db_->prepare("UPDATE calls SET last_sequence = ?, expected_sequence = ?, packets_received = ?, "
-                                "duplicate_packets = ?, out_of_order_packets = ?, gaps_opened = ?, "
-                                "missing_packets = ?, first_timestamp = ?, last_timestamp = ?, updated_at = ?, "
-                                "next_segment = ?, last_packet_at = ?, late_packets = ?, lost_packets = ?, "
-                                "jobs_total = ?, jobs_succeeded = ?, jobs_dead = ? WHERE id = ?")),
+      insert_call_(db_->prepare(
+          "INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES (?, ?, ?, ?)")),
+      update_call_(
+          db_->prepare("UPDATE calls SET last_sequence = ?, expected_sequence = ?, packets_received = ?, "
+                       "duplicate_packets = ?, out_of_order_packets = ?, gaps_opened = ?, "
+                       "missing_packets = ?, first_timestamp = ?, last_timestamp = ?, updated_at = ?, "
+                       "next_segment = ?, last_packet_at = ?, late_packets = ?, lost_packets = ?, "
+                       "jobs_total = ?, jobs_succeeded = ?, jobs_dead = ? WHERE id = ?")),
       // Apart, so that the index on state is only touched when the state changes.
-      update_call_state_(db_->prepare("UPDATE calls SET state = ?, ended_at = ?, end_reason = ?, state_changed_at = ? "
-                                      "WHERE id = ?")),
+      update_call_state_(
+          db_->prepare("UPDATE calls SET state = ?, ended_at = ?, end_reason = ?, state_changed_at = ? "
+                       "WHERE id = ?")),
       insert_gap_(db_->prepare("INSERT INTO call_gaps(call_id, first_sequence, last_sequence, opened_at) "
                                "VALUES (?, ?, ?, ?)")),
       delete_gap_(db_->prepare("DELETE FROM call_gaps WHERE call_id = ? AND first_sequence = ?")),
-      insert_job_(db_->prepare("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, "
-                               "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")),
+      insert_job_(
+          db_->prepare("INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, "
+                       "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")),
+      select_job_(db_->prepare(std::string("SELECT ") + job_columns + " FROM jobs WHERE id = ?")),
       // INDEXED BY: without statistics SQLite 3.40 prefers jobs_state and sorts the whole queue, which
       // makes every claim slower as the backlog grows; the partial indexes hold exactly the rows wanted.
-      select_due_(db_->prepare("SELECT id FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ? "
+      select_due_(db_->prepare(std::string("SELECT ") + job_columns +
+                               " FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ? "
                                "ORDER BY run_at, id LIMIT ?")),
-      select_expired_(db_->prepare("SELECT id, attempts, max_attempts FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running' "
+      select_expired_(db_->prepare(std::string("SELECT ") + job_columns +
+                                   " FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running' "
                                    "AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?")),
-      lease_job_(db_->prepare(std::string("UPDATE jobs SET state = 'running', attempts = attempts + 1, "
-                                          "lease_owner = ?, lease_expires_at = ?, started_at = "
-                                          "COALESCE(started_at, ?), updated_at = ? WHERE id = ? RETURNING ") +
-                              job_columns)),
-      expire_job_(db_->prepare("UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
-                               "last_error = ?, finished_at = ?, updated_at = ? WHERE id = ?")),
-      next_due_(db_->prepare("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued'")),
-      next_lease_(db_->prepare("SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running'")),
-      renew_(db_->prepare(fenced("lease_expires_at = ?, updated_at = ?"))),
-      finish_success_(db_->prepare(fenced("state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, "
-                                          "finished_at = ?1, updated_at = ?1"))),
-      insert_segment_(db_->prepare("INSERT INTO transcript_segments(job_id, call_id, first_sequence, "
-                                   "last_sequence, text, engine, latency_ms, created_at) SELECT id, call_id, "
-                                   "first_sequence, last_sequence, ?, ?, ?, ? FROM jobs WHERE id = ?")),
-      finish_retry_(db_->prepare(fenced("state = 'queued', lease_owner = NULL, lease_expires_at = NULL, "
-                                        "last_error = ?1, run_at = ?2, updated_at = ?3"))),
-      finish_dead_(db_->prepare(fenced("state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
-                                       "last_error = ?1, finished_at = ?2, updated_at = ?2"))),
-      release_job_(db_->prepare(fenced("state = 'queued', attempts = attempts - 1, lease_owner = NULL, "
-                                       "lease_expires_at = NULL, run_at = ?1, updated_at = ?1"))),
-      replay_job_(db_->prepare(std::string("UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?1, "
-                                           "finished_at = NULL, updated_at = ?1 WHERE id = ?2 AND state = "
-                                           "'dead' RETURNING ") +
-                               job_columns)),
-      job_exists_(db_->prepare("SELECT state FROM jobs WHERE id = ?")),
+      next_due_(
+          db_->prepare("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued'")),
+      next_lease_(db_->prepare(
+          "SELECT MIN(lease_expires_at) FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running'")),
+      update_job_(db_->prepare(
+          "UPDATE jobs SET state = ?, attempts = ?, run_at = ?, lease_owner = ?, lease_expires_at = ?, "
+          "last_error = ?, updated_at = ?, started_at = ?, finished_at = ? WHERE id = ?")),
+      insert_result_(
+          db_->prepare("INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, "
+                       "text, engine, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")),
       select_idle_(db_->prepare("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = "
                                 "'IN_PROGRESS' AND last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")),
-      select_expired_gaps_(db_->prepare("SELECT DISTINCT call_id FROM call_gaps WHERE lost = 0 AND opened_at <= ? "
-                                        "LIMIT 1000")),
-      select_timed_out_(db_->prepare("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= ? "
-                                     "ORDER BY last_packet_at LIMIT 1000")),
+      select_expired_gaps_(
+          db_->prepare("SELECT DISTINCT call_id FROM call_gaps WHERE lost = 0 AND opened_at <= ? "
+                       "LIMIT 1000")),
+      select_timed_out_(
+          db_->prepare("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= ? "
+                       "ORDER BY last_packet_at LIMIT 1000")),
       mark_lost_(db_->prepare("UPDATE call_gaps SET lost = 1 WHERE call_id = ? AND first_sequence = ?")),
-      insert_transition_(db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
-                                      "VALUES (?, ?, ?, ?, ?)")),
-      job_call_(db_->prepare("SELECT call_id, state FROM jobs WHERE id = ?")),
+      insert_transition_(
+          db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
+                       "VALUES (?, ?, ?, ?, ?)")),
       flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")),
       set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")) {}
 
@@ -112,6 +101,8 @@ writer::~writer() = default;
 bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   if (cache_.size() > options_.cache_limit) cache_.clear();
   ledger_.begin();
+  jobs_.begin();
+  job_rows_.clear();
   jobs_queued_ = false;
   try {
     transaction tx(*db_);
@@ -133,11 +124,13 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     const auto code = make_error_code(e.transient() ? errc::unavailable : errc::store_failure);
     for (auto& op : batch) op.fail(code);
     ledger_.begin();
+    jobs_.begin();
     jobs_queued_ = false;
     return false;
   }
   ledger_.log_committed();
-  return jobs_queued_;
+  jobs_.log_committed();
+  return jobs_queued_ || jobs_.queued_now();
 }
 
 void writer::write_rows(double now) {
@@ -179,6 +172,36 @@ void writer::write_rows(double now) {
         .run();
   }
   rows.clear();
+  write_job_rows();
+}
+
+void writer::write_job_rows() {
+  auto& rows = jobs_.rows();
+  for (const auto& j : rows.jobs) {
+    update_job_.bind(1, to_string(j.state))
+        .bind(2, std::int64_t{j.attempts})
+        .bind(3, j.run_at)
+        .bind(4, j.lease_owner ? std::optional<std::string_view>(*j.lease_owner) : std::nullopt)
+        .bind(5, j.lease_expires_at)
+        .bind(6, j.last_error ? std::optional<std::string_view>(*j.last_error) : std::nullopt)
+        .bind(7, j.updated_at)
+        .bind(8, j.started_at)
+        .bind(9, j.finished_at)
+        .bind(10, j.id)
+        .run();
+  }
+  for (const auto& r : rows.results) {
+    insert_result_.bind(1, r.job_id)
+        .bind(2, std::string_view(r.call_id))
+        .bind(3, r.range.first)
+        .bind(4, r.range.last)
+        .bind(5, std::string_view(r.text))
+        .bind(6, std::string_view(r.engine))
+        .bind(7, r.latency_ms)
+        .bind(8, r.created_at)
+        .run();
+  }
+  rows.clear();
 }
 
 void writer::notify_jobs_queued() const {
@@ -191,18 +214,15 @@ void writer::answer(std::deque<write_op>& batch, bool jobs_queued) const {
 }
 
 void writer::apply(write_op& op, double now) {
+  if (jobs_.apply(op, [this](std::int64_t id) { return load_job(id); }, now)) return;
   std::visit(
       [&](auto& o) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(o, now);
-        else if constexpr (std::is_same_v<T, renew_op>) o.r = apply_renew(o, now);
-        else if constexpr (std::is_same_v<T, finish_op>) o.r = apply_finish(o, now);
-        else if constexpr (std::is_same_v<T, release_op>) o.r = apply_release(o, now);
-        else if constexpr (std::is_same_v<T, replay_op>) o.r = apply_replay(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
-        else o.r = apply_archive(o, now);
+        else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o, now);
       },
       op.v);
 }
@@ -285,110 +305,48 @@ result<call_state> writer::apply_archive(const archive_op& op, double now) {
   return ledger_.archive(*rec, now);
 }
 
-void writer::job_changed(const std::string& call_id, job_state from, job_state to, double now) {
-  if (call_record* rec = load(call_id)) ledger_.job_changed(*rec, from, to, now);
+result<claim_result> writer::apply_claim(const claim_op& op, double now) {
+  const auto before_now = [&](statement& query, std::size_t limit) {
+    return read_jobs(query.bind(1, now).bind(2, static_cast<std::int64_t>(limit)));
+  };
+  const claim_reads reads{
+      [&](std::size_t limit) { return before_now(select_due_, limit); },
+      [&](std::size_t limit) { return before_now(select_expired_, limit); },
+      [&] { return read_queue_times(); },
+  };
+  return jobs_.claim(reads, op.owner, op.limit, op.lease, now);
 }
 
-result<claim_result> writer::apply_claim(const claim_op& op, double now) {
-  claim_result out;
-  std::vector<std::int64_t> ids;
-  select_due_.bind(1, now).bind(2, static_cast<std::int64_t>(op.limit));
-  while (select_due_.step()) ids.push_back(select_due_.column_int(0));
-  select_due_.reset();
-  if (ids.size() < op.limit) {
-    // Leases that expired: their worker died or hung. The interrupted attempt counts.
-    select_expired_.bind(1, now).bind(2, static_cast<std::int64_t>(op.limit - ids.size()));
-    std::vector<std::int64_t> exhausted;
-    while (select_expired_.step()) {
-      if (select_expired_.column_int(1) >= select_expired_.column_int(2)) exhausted.push_back(select_expired_.column_int(0));
-      else ids.push_back(select_expired_.column_int(0));
-    }
-    select_expired_.reset();
-    for (auto id : exhausted) {
-      expire_job_.bind(1, std::string_view("lease expired on the last attempt")).bind(2, now).bind(3, now).bind(4, id).run();
-      if (auto call = call_of_job(id)) job_changed(*call, job_state::running, job_state::dead, now);
-      log::error("ai job dead", {{"job_id", id}, {"error", "lease expired on the last attempt"}});
-    }
+job* writer::load_job(std::int64_t id) {
+  // Read again even when this batch read it before: the database holds what the ledger changed since.
+  select_job_.bind(1, id);
+  job* j = nullptr;
+  if (select_job_.step()) j = &(job_rows_[id] = read_job(select_job_));
+  select_job_.reset();
+  return j;
+}
+
+std::vector<job*> writer::read_jobs(statement& query) {
+  std::vector<job*> out;
+  // The statement is bound already; writing first does not disturb it (another statement).
+  write_job_rows();
+  while (query.step()) {
+    job j = read_job(query);
+    const auto id = j.id;
+    out.push_back(&(job_rows_[id] = std::move(j)));
   }
-  for (auto id : ids) {
-    lease_job_.bind(1, std::string_view(op.owner)).bind(2, now + op.lease).bind(3, now).bind(4, now).bind(5, id);
-    if (lease_job_.step()) out.jobs.push_back(read_job(lease_job_));
-    lease_job_.reset();
-  }
-  // When the claim was filled, the caller comes back as soon as a slot frees: when the next job is due
-  // only matters to a caller that found the queue short.
-  if (ids.size() < op.limit) {
-    std::optional<double> next;
-    if (next_due_.step()) next = next_due_.column_optional_double(0);
-    next_due_.reset();
-    if (next_lease_.step()) {
-      if (auto lease = next_lease_.column_optional_double(0); lease && (!next || *lease < *next)) next = lease;
-    }
-    next_lease_.reset();
-    out.next_run_at = next;
-  }
+  query.reset();
   return out;
 }
 
-result<bool> writer::apply_renew(const renew_op& op, double now) {
-  renew_.bind(1, now + op.lease).bind(2, now).bind(3, op.id).bind(4, std::string_view(op.owner))
-      .bind(5, std::int64_t{op.attempt}).run();
-  return db_->changes() > 0;
-}
-
-result<bool> writer::apply_finish(const finish_op& op, double now) {
-  // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
-  const auto fence = [&](statement& s, int first) -> statement& {
-    return s.bind(first, op.id).bind(first + 1, std::string_view(op.owner)).bind(first + 2, std::int64_t{op.attempt});
-  };
-  job_state to;
-  if (const auto* ok = std::get_if<job_succeeded>(&op.outcome)) {
-    fence(finish_success_.bind(1, now), 2).run();
-    if (db_->changes() == 0) return false;
-    insert_segment_.bind(1, std::string_view(ok->text)).bind(2, std::string_view(ok->engine)).bind(3, ok->latency_ms)
-        .bind(4, now).bind(5, op.id).run();
-    to = job_state::succeeded;
-  } else if (const auto* retry = std::get_if<job_retry>(&op.outcome)) {
-    fence(finish_retry_.bind(1, std::string_view(retry->error)).bind(2, retry->run_at).bind(3, now), 4).run();
-    return db_->changes() > 0;
-  } else {
-    fence(finish_dead_.bind(1, std::string_view(std::get<job_dead>(op.outcome).error)).bind(2, now), 3).run();
-    if (db_->changes() == 0) return false;
-    to = job_state::dead;
-  }
-  if (auto call = call_of_job(op.id)) job_changed(*call, job_state::running, to, now);
-  return true;
-}
-
-std::optional<std::string> writer::call_of_job(std::int64_t job_id) {
-  job_call_.bind(1, job_id);
-  std::optional<std::string> call;
-  if (job_call_.step()) call = job_call_.column_text(0);
-  job_call_.reset();
-  return call;
-}
-
-result<bool> writer::apply_release(const release_op& op, double now) {
-  release_job_.bind(1, now).bind(2, op.id).bind(3, std::string_view(op.owner)).bind(4, std::int64_t{op.attempt}).run();
-  const bool released = db_->changes() > 0;
-  if (released) jobs_queued_ = true;
-  return released;
-}
-
-result<job> writer::apply_replay(const replay_op& op, double now) {
-  replay_job_.bind(1, now).bind(2, op.id);
-  if (replay_job_.step()) {
-    job j = read_job(replay_job_);
-    replay_job_.reset();
-    jobs_queued_ = true;
-    job_changed(j.call_id, job_state::dead, job_state::queued, now);
-    return j;
-  }
-  replay_job_.reset();
-  job_exists_.bind(1, op.id);
-  const bool exists = job_exists_.step();
-  job_exists_.reset();
-  return exists ? errc::job_not_dead : errc::not_found;
+queue_times writer::read_queue_times() {
+  write_job_rows();
+  queue_times t;
+  if (next_due_.step()) t.next_due = next_due_.column_optional_double(0);
+  next_due_.reset();
+  if (next_lease_.step()) t.next_expiry = next_lease_.column_optional_double(0);
+  next_lease_.reset();
+  return t;
 }
 
 call_record* writer::load(const std::string& id) {

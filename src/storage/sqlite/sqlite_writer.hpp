@@ -4,6 +4,7 @@
 
 #include "storage/call_ledger.hpp"
 #include "storage/call_store.hpp"
+#include "storage/job_ledger.hpp"
 #include "storage/job_store.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
@@ -60,10 +61,6 @@ class writer {
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(const claim_op& op, double now);
-  result<bool> apply_renew(const renew_op& op, double now);
-  result<bool> apply_finish(const finish_op& op, double now);
-  result<bool> apply_release(const release_op& op, double now);
-  result<job> apply_replay(const replay_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
   result<declare_outcome> apply_declare(const declare_op& op, double now);
@@ -71,22 +68,29 @@ class writer {
 
   call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
   call_record* load(const std::string& id);
-  // Writes the rows the ledger decided on since the last call, in order.
+  // Writes the rows the ledgers decided on since the last call, in order.
   void write_rows(double now);
-  // A job of the call changed state: counters, and the state of an ended call settles.
-  void job_changed(const std::string& call_id, job_state from, job_state to, double now);
-  std::optional<std::string> call_of_job(std::int64_t job_id);
+  void write_job_rows();
   void write_call(call_record& rec, double now);
+
+  // The current row of job `id` (null if there is none), kept until the batch ends.
+  job* load_job(std::int64_t id);
+  // Runs `query` (bound) and keeps the job rows it returns; what the job ledger changed is written first,
+  // so the query sees it.
+  std::vector<job*> read_jobs(statement& query);
+  queue_times read_queue_times();
 
   const sqlite_options& options_;
   call_ledger ledger_;
+  job_ledger jobs_;
   std::unique_ptr<connection> db_;
-  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_, update_call_state_,
-      insert_gap_, delete_gap_, insert_job_, select_due_, select_expired_, lease_job_, expire_job_,
-      next_due_, next_lease_, renew_, finish_success_, insert_segment_, finish_retry_, finish_dead_,
-      release_job_, replay_job_, job_exists_, select_idle_, select_expired_gaps_, select_timed_out_,
-      mark_lost_, insert_transition_, job_call_, flag_late_, set_media_;
+  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
+      update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
+      next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_;
   cache_map cache_;
+  // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
+  std::unordered_map<std::int64_t, job> job_rows_;
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;

@@ -66,7 +66,7 @@ TEST_F(SqliteStore, PipelinedSyncAnswersAfterTheFlushThatCoversIt) {
     ASSERT_TRUE(ingest_sync(store, make_packet("c", i)).has_value());
     EXPECT_GT(syncs.load(), before) << "answered before any flush, packet " << i;
   }
-  EXPECT_EQ(store.stats().syncs, static_cast<std::uint64_t>(syncs.load()));
+  EXPECT_EQ(store.wal_stats().syncs, static_cast<std::uint64_t>(syncs.load()));
 }
 
 TEST_F(SqliteStore, AFailedFlushFailsItsBatchAndEveryLaterWrite) {
@@ -104,7 +104,7 @@ TEST_F(SqliteStore, CommitSyncAnswersWithoutASyncer) {
   o.sync_file = [](int) { return EIO; };  // never called in this mode
   sqlite_call_store store(o);
   for (int i = 1; i <= 5; ++i) ASSERT_TRUE(ingest_sync(store, make_packet("c", i)).has_value());
-  EXPECT_EQ(store.stats().syncs, 0u);
+  EXPECT_EQ(store.wal_stats().syncs, 0u);
   EXPECT_TRUE(store.ping());
 }
 
@@ -154,7 +154,7 @@ TEST_F(SqliteStore, TheWalStaysBoundedUnderWritesThatNeverPause) {
     reader.join();
     EXPECT_EQ(failures, 0);
     EXPECT_EQ(answered, calls * per_call);
-    const auto stats = store.stats();
+    const auto stats = store.wal_stats();
     EXPECT_GT(stats.checkpoints, 0u);
     // The background passes alone cannot let the WAL start over: the writer stepped in, by copying what a
     // last pass left (without waiting) or, when the reader held an old snapshot, by waiting for it.
