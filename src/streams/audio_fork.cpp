@@ -40,7 +40,10 @@ std::optional<std::string> text_field(const json::object* o, std::initializer_li
   for (auto k : keys) {
     auto it = o->find(k);
     if (it == o->end()) continue;
-    if (it->value().is_string()) return std::string(it->value().get_string());
+    if (it->value().is_string()) {
+      if (it->value().get_string().empty()) continue;  // an empty value says nothing
+      return std::string(it->value().get_string());
+    }
     if (it->value().is_int64()) return std::to_string(it->value().get_int64());
     if (it->value().is_bool()) return std::string(it->value().get_bool() ? "true" : "false");
   }

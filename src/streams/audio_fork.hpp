@@ -2,7 +2,8 @@
 // over a WebSocket at `/v1/audio-fork` or `/v1/audio-fork/{call_id}`.
 //
 // The first text message is the sender's metadata, any text (often JSON); it need not hold a call id, so
-// the call id and format may come from the URL instead (path and query win over the metadata). Then
+// the call id and format may come from the URL instead: the call id is the path's, else the metadata's
+// (`call_id`, `callSid`, `uuid`), else the query's; for the format, the query wins over the metadata. Then
 // binary messages of raw audio: L16 little-endian (or G.711), one channel, or two interleaved (`stereo`:
 // the caller, then what is played to the caller). Messages are whatever the sender buffered: the stream is
 // cut into packets of `packet_ms` (20 ms by default), numbered in arrival order after what the call

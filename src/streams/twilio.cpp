@@ -95,8 +95,9 @@ message parse(std::string_view text) {
     }
     if (const auto* f = object_of(*s, "mediaFormat")) {
       out.encoding = string_of(*f, "encoding");
-      out.sample_rate = integer_of(*f, "sampleRate").value_or(0);
-      out.channels = integer_of(*f, "channels").value_or(0);
+      // Present but not a whole number: -1, which no format takes (rather than the 8000 Hz default).
+      out.sample_rate = member(*f, "sampleRate") ? integer_of(*f, "sampleRate").value_or(-1) : 0;
+      out.channels = member(*f, "channels") ? integer_of(*f, "channels").value_or(-1) : 0;
     }
     return out;
   }
@@ -118,7 +119,7 @@ message parse(std::string_view text) {
 }
 
 std::optional<media::media_format> format_of(const start& s) {
-  if (s.channels > 1) return std::nullopt;
+  if (s.channels > 1 || s.channels < 0 || s.sample_rate < 0) return std::nullopt;
   const std::int64_t rate = s.sample_rate == 0 ? 8000 : s.sample_rate;
   if (s.encoding.empty() || s.encoding == "audio/x-mulaw") {
     if (rate == 8000) return media::media_format::pcmu();

@@ -93,6 +93,12 @@ TEST(AudioForkResolve, TheQueryCallIdServesWhenNothingElseNamesTheCall) {
   EXPECT_EQ(resolved(r, "FreeSWITCH metadata, not JSON").call_id, "from-query");
 }
 
+TEST(AudioForkResolve, AnEmptyMetadataCallIdSaysNothing) {
+  const auto r = request_of(std::nullopt, {{"call_id", "from-query"}});
+  EXPECT_EQ(resolved(r, R"({"call_id":"","callSid":"CA9"})").call_id, "CA9");
+  EXPECT_EQ(resolved(r, R"({"call_id":""})").call_id, "from-query");
+}
+
 TEST(AudioForkResolve, MetadataThatIsNotAJsonObjectIsFine) {
   for (const char* metadata :
        {"", "hello from freeswitch", "{\"call_id\":", "[\"call_id\",\"x\"]", "\"x\"", "17"}) {

@@ -249,6 +249,15 @@ TEST(TwilioFormatOf, RefusesWhatItCannotStore) {
   EXPECT_EQ(format_text(with_format("audio/x-mulaw-ish", 8000)), "refused");
 }
 
+TEST(TwilioFormatOf, ARateOrChannelCountThatIsNoWholeNumberIsRefusedNotDefaulted) {
+  for (const char* f : {R"({"encoding":"audio/x-l16","sampleRate":16000.0,"channels":1})",
+                        R"({"encoding":"audio/x-mulaw","sampleRate":"8k","channels":1})",
+                        R"({"encoding":"audio/x-mulaw","sampleRate":8000,"channels":"abc"})"}) {
+    const auto s = as<start>(parse(std::string(R"({"event":"start","start":{"mediaFormat":)") + f + "}}"));
+    EXPECT_EQ(format_text(s), "refused") << f;
+  }
+}
+
 TEST(TwilioFormatOf, OfAParsedStart) {
   const auto s = as<start>(parse(
       R"({"event":"start","start":{"mediaFormat":{"encoding":"audio/x-alaw","sampleRate":8000,"channels":1}}})"));
