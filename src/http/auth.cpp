@@ -1,9 +1,10 @@
 #include "http/auth.hpp"
 
+#include "media/base64.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/core/string.hpp>
 
 namespace aipbx::http {
@@ -56,11 +57,11 @@ token_verifier::outcome token_verifier::check_stream(std::string_view authorizat
   if (authorization.size() > basic.size() && boost::beast::iequals(authorization.substr(0, basic.size()), basic)) {
     std::string_view encoded = authorization.substr(basic.size());
     while (!encoded.empty() && encoded.front() == ' ') encoded.remove_prefix(1);
-    std::string decoded(boost::beast::detail::base64::decoded_size(encoded.size()), '\0');
-    const auto [written, read] = boost::beast::detail::base64::decode(decoded.data(), encoded.data(), encoded.size());
-    decoded.resize(written);
+    const auto bytes = media::base64_decode(encoded);
+    if (!bytes) return outcome::invalid;
+    const std::string decoded(bytes->begin(), bytes->end());
     const auto colon = decoded.find(':');
-    if (read != encoded.size() || colon == std::string::npos) return outcome::invalid;
+    if (colon == std::string::npos) return outcome::invalid;
     return matches(std::string_view(decoded).substr(colon + 1)) ? outcome::ok : outcome::invalid;
   }
   if (!authorization.empty()) return check(authorization);

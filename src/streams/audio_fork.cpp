@@ -140,9 +140,18 @@ asio::awaitable<bool> session::open(std::optional<std::string_view> metadata) {
   }
   params_ = std::get<params>(std::move(resolved));
   if (!request_.authenticated) {
-    refuse(close_code::policy_violation, close_reason::unauthorized,
-           "unauthorized: send a bearer token, Basic auth with a token as password, or ?token=");
-    co_return false;
+    // No credentials came with the upgrade: the metadata may carry the token.
+    std::optional<std::string> token;
+    if (metadata) {
+      boost::system::error_code ec;
+      const json::value v = json::parse(*metadata, ec);
+      if (!ec && v.is_object()) token = text_field(&v.get_object(), {"token"});
+    }
+    if (!token || !hub_.token_ok(*token)) {
+      refuse(close_code::policy_violation, close_reason::unauthorized,
+             "unauthorized: send a bearer token, Basic auth with a token as password, ?token=, or the metadata's token");
+      co_return false;
+    }
   }
   const auto& p = *params_;
   call_id_ = p.call_id;

@@ -272,6 +272,33 @@ TEST_F(StreamTest, TwilioNeedsATokenWhenTokensAreConfigured) {
   EXPECT_EQ(c.request("GET", "/v1/media-streams", {}, auth).status, 426);
 }
 
+TEST_F(StreamTest, AudioForkTakesATokenByBasicAuthQueryOrMetadata) {
+  const std::string token = "fork-test-token-0123456789";
+  start({{"--api-token", token}});
+  const auto stream_one_packet = [&](const std::string& target, const header_list& headers, const std::string& metadata) {
+    auto ws = fork(target, headers);
+    if (ws.refused()) return ws_close{static_cast<std::uint16_t>(ws.refused()->status), "refused"};
+    if (!metadata.empty()) ws.send_text(metadata);
+    ws.send_binary(l16_bytes(tone(1)));
+    ws.send_binary("");
+    return ws.wait_close();
+  };
+  // FreeSWITCH and jambonz send Basic auth; the token is its password.
+  const std::string basic = "Basic " + base64("aipbx:" + token);
+  EXPECT_EQ(stream_one_packet("/v1/audio-fork/f-basic", {{"Authorization", basic}}, "").code, 1000);
+  EXPECT_EQ(stream_one_packet("/v1/audio-fork/f-query?token=" + token, {}, "").code, 1000);
+  EXPECT_EQ(stream_one_packet("/v1/audio-fork", {}, R"({"callSid":"f-meta","token":")" + token + R"("})").code, 1000);
+  const auto anonymous = stream_one_packet("/v1/audio-fork/f-anon", {}, "");
+  EXPECT_EQ(anonymous.code, 1008);
+  EXPECT_NE(anonymous.reason.find("unauthorized"), std::string::npos);
+  EXPECT_EQ(stream_one_packet("/v1/audio-fork/f-wrong", {{"Authorization", "Basic " + base64("aipbx:wrong-token-123456789")}}, "").code, 401);
+  auto c = connect();
+  const header_list auth{{"Authorization", "Bearer " + token}};
+  for (const char* id : {"f-basic", "f-query", "f-meta"})
+    EXPECT_EQ(c.request("GET", std::string("/v1/calls/") + id, {}, auth).status, 200) << id;
+  EXPECT_EQ(c.request("GET", "/v1/calls/f-anon", {}, auth).status, 404);
+}
+
 TEST_F(StreamTest, AudioForkPlainStreamIsCutInto20msPacketsInArrivalOrder) {
   start();
   auto ws = fork("/v1/audio-fork/fork-1", {}, {"audio.drachtio.org"});

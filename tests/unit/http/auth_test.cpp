@@ -28,6 +28,25 @@ TEST(TokenVerifier, AnyConfiguredTokenMatchesExactly) {
     EXPECT_EQ(v.check(bad), outcome::invalid) << bad;
 }
 
+TEST(TokenVerifier, AStreamMayBringItsTokenByBearerBasicAuthOrQuery) {
+  const token_verifier v({"first-token-0123456789"});
+  using outcome = token_verifier::outcome;
+  // Basic auth: any user name, the token as password ("aipbx:first-token-0123456789", base64).
+  EXPECT_EQ(v.check_stream("Basic YWlwYng6Zmlyc3QtdG9rZW4tMDEyMzQ1Njc4OQ==", ""), outcome::ok);
+  EXPECT_EQ(v.check_stream("basic  YWlwYng6Zmlyc3QtdG9rZW4tMDEyMzQ1Njc4OQ==", ""), outcome::ok);
+  EXPECT_EQ(v.check_stream("Basic YWlwYng6d3Jvbmc=", ""), outcome::invalid);  // aipbx:wrong
+  EXPECT_EQ(v.check_stream("Basic not base64!", ""), outcome::invalid);
+  EXPECT_EQ(v.check_stream("Basic Zmlyc3QtdG9rZW4tMDEyMzQ1Njc4OQ==", ""), outcome::invalid);  // no colon
+  EXPECT_EQ(v.check_stream("Bearer first-token-0123456789", ""), outcome::ok);
+  EXPECT_EQ(v.check_stream("Bearer other", "first-token-0123456789"), outcome::invalid);  // the header decides
+  EXPECT_EQ(v.check_stream("", "first-token-0123456789"), outcome::ok);
+  EXPECT_EQ(v.check_stream("", "first-token-012345678"), outcome::invalid);
+  EXPECT_EQ(v.check_stream("", ""), outcome::missing);
+  EXPECT_TRUE(v.matches("first-token-0123456789"));
+  EXPECT_FALSE(v.matches("first-token-012345678"));
+  EXPECT_EQ(token_verifier().check_stream("", ""), outcome::ok);
+}
+
 TEST(TokenProblem, ShapeOfAToken) {
   EXPECT_FALSE(token_problem("0123456789abcdef"));
   EXPECT_FALSE(token_problem("AbC-._~+/0123456789=="));
