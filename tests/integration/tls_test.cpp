@@ -88,6 +88,41 @@ TEST_F(TlsTest, ServesHttpsWithTheConfiguredCertificate) {
   EXPECT_NE(r.out.find("aipbx_http_refused_total{reason=\"tls_handshake\"}"), std::string::npos) << r.out;
 }
 
+// Twilio connects only to wss:// URLs: a Twilio stream over TLS, from Debian's python3-websockets (a real
+// WebSocket client that verifies the certificate), with the token as Twilio sends it.
+TEST_F(TlsTest, StreamsSpeakWssOverTheSameCertificate) {
+  make_certificate("server");
+  start_server({{"--tls-cert", crt("server")}, {"--tls-key", key("server")}, {"--api-token", token}});
+  const std::string script = R"PY(
+import asyncio, base64, json, ssl, sys, websockets
+async def main(port, cafile, token):
+    ctx = ssl.create_default_context(cafile=cafile)
+    async with websockets.connect(f"wss://127.0.0.1:{port}/v1/media-streams", ssl=ctx) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(json.dumps({"event": "start", "start": {"callSid": "CA-wss", "tracks": ["inbound"],
+            "customParameters": {"token": token},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+        for chunk in range(1, 26):
+            await ws.send(json.dumps({"event": "media", "media": {"track": "inbound", "chunk": str(chunk),
+                "timestamp": str(chunk * 20), "payload": base64.b64encode(bytes([chunk]) * 160).decode()}}))
+        await ws.send(json.dumps({"event": "stop"}))
+        try:
+            await ws.recv()
+        except websockets.ConnectionClosed as e:
+            print("closed", e.code, e.reason)
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+)PY";
+  const auto script_path = dir_ / "wss_client.py";
+  std::ofstream(script_path) << script;
+  const auto r = shell("/usr/bin/python3 " + script_path.string() + " " + std::to_string(server().port()) + " " +
+                       crt("server") + " " + token);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("closed 1000 stream stopped"), std::string::npos) << r.out;
+  const auto call = curl("/v1/calls/CA-wss", std::string("--cacert ") + crt("server") + " -H 'Authorization: Bearer " + token + "'");
+  EXPECT_NE(call.out.find(R"("packets_received":25)"), std::string::npos) << call.out;
+  EXPECT_NE(call.out.find(R"x("end_reason":"stream stopped (twilio)")x"), std::string::npos) << call.out;
+}
+
 TEST_F(TlsTest, SighupPutsARenewedCertificateInForceAndKeepsItWhenTheRenewalIsBad) {
   make_certificate("first");
   make_certificate("second");
