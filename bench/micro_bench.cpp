@@ -7,6 +7,10 @@
 //                              sqlite_call_store (WAL, synchronous=FULL) and waiting for its durable
 //                              answer before sending the next. Throughput grows with K only through group
 //                              commit; `batch` is the average number of packets per committed transaction.
+//   BM_sqlite_stream_ingest/N  N live calls, as 20 ms streams deliver them: one packet of each call in
+//                              turn, handed to the store without waiting (the way a stream session
+//                              pipelines), 250 packets per call; `us/packet` is the writer's CPU time per
+//                              packet (the writer thread's own clock), `batch` packets per transaction.
 //
 // The SQLite benchmark writes to a fresh file under $AIPBX_BENCH_DIR (default: the system temp directory),
 // so it measures that directory's fsync. See docs/performance.md for figures and how to run.
@@ -22,6 +26,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -221,6 +227,78 @@ void BM_sqlite_ingest(benchmark::State& state) {
   if (failures) state.SkipWithError("ingest failures");
 }
 BENCHMARK(BM_sqlite_ingest)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The CPU time (user + system) of this process's thread named `name`, in seconds, from /proc.
+double thread_cpu_seconds(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i)
+      if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+  return 0;
+}
+
+// N calls, each a stream of 250 packets; packets arrive call after call (packet 1 of every call, then
+// packet 2...), never waiting for an answer, so the writer sees the batches a busy node sees.
+void BM_sqlite_stream_ingest(benchmark::State& state) {
+  const auto calls = static_cast<std::size_t>(state.range(0));
+  constexpr std::int64_t per_call = 250;
+  const auto dir = bench_dir() / ("aipbx-micro-stream-" + std::to_string(::getpid()) + "-" + std::to_string(calls));
+  double writer_cpu = 0;
+  std::uint64_t packets = 0, batches = 0, failures = 0;
+  int run = 0;
+  for (auto _ : state) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    sqlite_options options;
+    options.path = (dir / "bench.db").string();
+    options.segment_packets = 250;  // one AI job per 5 s of a call, as stream users configure
+    sqlite_call_store store(options);
+    const auto writer_clock = [] { return thread_cpu_seconds("aipbx-writer"); };
+    const double before = writer_clock();
+    std::atomic<std::uint64_t> answered{0}, errors{0};
+    const std::string payload = frame_payload(static_cast<std::uint64_t>(++run));
+    std::vector<std::string> ids;
+    for (std::size_t c = 0; c < calls; ++c) ids.push_back("stream-" + std::to_string(run) + "-" + std::to_string(c));
+    const std::uint64_t total = calls * static_cast<std::uint64_t>(per_call);
+    for (std::int64_t seq = 1; seq <= per_call; ++seq) {
+      for (const auto& id : ids) {
+        // Bounded like the streams' windows: the writer's queue never holds more than a few batches.
+        while (static_cast<std::uint64_t>((seq - 1) * static_cast<std::int64_t>(calls)) > answered.load() + 20'000)
+          std::this_thread::yield();
+        store.ingest({id, seq, payload, 1'700'000'000.0 + 0.02 * static_cast<double>(seq), std::nullopt},
+                     [&](result<ingest_outcome> r) {
+                       if (!r) errors.fetch_add(1, std::memory_order_relaxed);
+                       answered.fetch_add(1, std::memory_order_relaxed);
+                     });
+      }
+    }
+    while (answered.load() < total) std::this_thread::yield();
+    writer_cpu += writer_clock() - before;
+    store.stop();
+    const auto st = store.stats();
+    packets += st.packets;
+    batches += st.batches;
+    failures += errors.load();
+  }
+  std::filesystem::remove_all(dir);
+  const double n = static_cast<double>(state.iterations()) * static_cast<double>(calls) * per_call;
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+  state.counters["us/packet"] = writer_cpu / n * 1e6;
+  state.counters["batch"] = batches ? static_cast<double>(packets) / static_cast<double>(batches) : 0.0;
+  if (failures) state.SkipWithError("ingest failures");
+}
+BENCHMARK(BM_sqlite_stream_ingest)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(2);
 
 }  // namespace
 

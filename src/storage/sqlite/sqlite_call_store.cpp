@@ -102,7 +102,15 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
   configure(*db, options_.busy_timeout_ms);
   db->exec("PRAGMA journal_mode = WAL");
   db->exec(options_.sync == sqlite_sync::pipelined ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
+  // Live calls insert at as many places of the packets' (call_id, sequence) index as there are calls: the
+  // writer keeps those index pages in its own cache (SQLite's default is 2 MiB) instead of reading them
+  // back from the file at every batch.
+  db->exec(("PRAGMA cache_size = -" + std::to_string(options_.writer_cache_kib)).c_str());
   schema_version_ = sqlite::migrate(*db, options_.clock());
+  // The writer is the only one that writes, and it creates a call before its packets, jobs and events:
+  // checking every packet's call again (a second index seek per packet) adds nothing. (The migrations
+  // above ran with the checks on.)
+  db->exec("PRAGMA foreign_keys = OFF");
   {
     // One node owns this file: whatever is `running` was its previous process's, interrupted.
     sqlite::transaction tx(*db);

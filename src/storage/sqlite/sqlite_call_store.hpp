@@ -86,6 +86,7 @@ struct sqlite_options {
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
+  std::int64_t writer_cache_kib = 65536;  // the writer connection's page cache (index pages of live calls)
   int busy_timeout_ms = 5000;       // how long a statement waits for a lock held by another process
   std::int64_t segment_packets = 1; // packets per AI job
   double segment_idle = 2.0;        // seconds without a packet before a call's remaining packets are cut
