@@ -419,7 +419,20 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
   // The websocket stream keeps its own timers: the handshakes (opening and closing) get a request's time;
   // the protocols watch for idle streams themselves.
   lowest.expires_never();
-  beast::websocket::stream<Stream&> ws(stream);
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    // A plain connection's frames go straight to its socket: the tcp_stream's timeout and rate machinery
+    // would cost every read of a stream that sends fifty messages a second, and is not used here.
+    auto op = run_websocket_on(lowest.socket(), std::move(req), std::move(decision));
+    co_await std::move(op);
+  } else {
+    auto op = run_websocket_on(stream, std::move(req), std::move(decision));
+    co_await std::move(op);
+  }
+}
+
+template <class NextLayer>
+asio::awaitable<void> server::run_websocket_on(NextLayer& next, request req, upgrade_decision decision) {
+  beast::websocket::stream<NextLayer&> ws(next);
   ws.set_option(beast::websocket::stream_base::timeout{options_.request_timeout,
                                                        beast::websocket::stream_base::none(), false});
   ws.set_option(beast::websocket::stream_base::decorator([sub = decision.subprotocol](auto& res) {
@@ -429,7 +442,7 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
   ws.auto_fragment(false);
   auto [aec] = co_await ws.async_accept(req, use_tuple);
   if (aec) co_return;
-  beast_channel<Stream> channel(ws, decision.stream.remote, options_.websocket_message_limit);
+  beast_channel<NextLayer> channel(ws, decision.stream.remote, options_.websocket_message_limit);
   auto op = options_.streams->run_websocket(channel, std::move(decision.stream));
   co_await std::move(op);
 }

@@ -106,6 +106,8 @@ class server {
   // Completes the WebSocket handshake of `req` and runs the stream until it closes.
   template <class Stream>
   boost::asio::awaitable<void> run_websocket(Stream& stream, request req, upgrade_decision decision);
+  template <class NextLayer>
+  boost::asio::awaitable<void> run_websocket_on(NextLayer& next, request req, upgrade_decision decision);
   void session_ended(std::uint64_t id);
 
   boost::asio::io_context& ioc_;

@@ -64,6 +64,7 @@ asio::awaitable<std::optional<stream_failure>> call_feed::open(std::vector<track
     if (!call) co_return refusal(spec.call_id, static_cast<errc>(call.error().value()));
     if (has_ended(call->state)) co_return refusal(spec.call_id, errc::call_ended);
     track_state t;
+    t.media_text = media.format;
     t.spec = std::move(spec);
     t.start_highest = call->last_sequence;
     t.next = call->last_sequence + 1;
@@ -90,9 +91,8 @@ asio::awaitable<void> call_feed::push(std::size_t t, std::optional<std::int64_t>
   auto& track = tracks_[t];
   const std::int64_t seq = sequence ? *sequence : track.next;
   track.next = std::max(track.next, seq + 1);
-  queue_.emplace_back(pending{packet{track.spec.call_id, seq, std::move(data), timestamp,
-                                     media::to_string(track.spec.format)},
-                              t, received, 0, check});
+  queue_.emplace_back(pending{packet{track.spec.call_id, seq, std::move(data), timestamp, track.media_text}, t,
+                              received, 0, check});
   ++in_flight_;
   submit(first_id_ + queue_.size() - 1);
 }

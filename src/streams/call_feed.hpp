@@ -72,6 +72,7 @@ class call_feed {
     std::int64_t start_highest = 0;  // the call's highest sequence when the stream opened
     std::int64_t next = 1;           // the next sequence in arrival order
     std::int64_t acked = 0;          // every sequence <= acked of this call is durable
+    std::string media_text;          // the declaration's format, as each packet names it
   };
   std::size_t track_count() const { return tracks_.size(); }
   const track_state& track(std::size_t t) const { return tracks_[t]; }

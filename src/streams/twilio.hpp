@@ -55,7 +55,10 @@ struct malformed {
 };
 using message = std::variant<connected, start, media_event, dtmf, mark, stop, malformed>;
 
+// A media message in one pass without a document; anything else (and anything unusual) through
+// `parse_checked`, which gives the same result for every input.
 message parse(std::string_view text);
+message parse_checked(std::string_view text);
 
 // The call's media format for a Twilio `mediaFormat` (audio/x-mulaw at 8000 Hz, one channel; A-law and
 // 16-bit linear are taken too); nullopt for anything else.

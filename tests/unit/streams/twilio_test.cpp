@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "domain/call_state.hpp"
 
@@ -262,6 +264,49 @@ TEST(TwilioFormatOf, OfAParsedStart) {
   const auto s = as<start>(parse(
       R"({"event":"start","start":{"mediaFormat":{"encoding":"audio/x-alaw","sampleRate":8000,"channels":1}}})"));
   EXPECT_EQ(format_text(s), "pcma/8000");
+}
+
+}  // namespace
+}  // namespace aipbx::streams::twilio
+
+namespace aipbx::streams::twilio {
+namespace {
+
+// What a media message's fields are, to compare the two parsers' answers.
+std::string described(const message& m) {
+  if (const auto* x = std::get_if<media_event>(&m))
+    return "media " + x->track + " " + std::to_string(x->chunk) + " " + std::to_string(x->timestamp_ms) + " " + x->payload;
+  if (const auto* x = std::get_if<malformed>(&m)) return std::string("malformed ") + (x->unknown_event ? "unknown " : "") + x->reason;
+  return "alternative " + std::to_string(m.index());
+}
+
+TEST(TwilioParse, TheOnePassReadingOfMediaAgreesWithTheCheckedParserOnMutatedMessages) {
+  const std::vector<std::string> seeds = {
+      R"({"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"/////w=="},"streamSid":"MZ1"})",
+      R"({"event":"media","media":{"chunk":2,"timestamp":40,"payload":"AAAA"}})",
+      R"({ "event" : "media" , "media" : { "payload" : "AA==" , "chunk" : "7" , "track" : "outbound" } })",
+      R"({"streamSid":"MZ","media":{"timestamp":"-20","chunk":"9007199254740991","payload":""},"event":"media"})",
+  };
+  const std::string alphabet = R"({}[]":,. -+0123456789eEtrufalsn\\abc)";
+  std::mt19937_64 random(20261207);
+  int fast_taken = 0;
+  for (int i = 0; i < 50'000; ++i) {
+    std::string text = seeds[random() % seeds.size()];
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const std::size_t at = random() % text.size();
+      switch (random() % 3) {
+        case 0: text.erase(at, 1); break;
+        case 1: text.insert(at, 1, alphabet[random() % alphabet.size()]); break;
+        default: text[at] = alphabet[random() % alphabet.size()]; break;
+      }
+    }
+    const auto fast = parse(text), checked = parse_checked(text);
+    ASSERT_EQ(described(fast), described(checked)) << text;
+    if (std::holds_alternative<media_event>(fast)) ++fast_taken;
+  }
+  EXPECT_GT(fast_taken, 1000);  // the mutations keep many messages valid
+  for (const auto& seed : seeds) EXPECT_EQ(described(parse(seed)), described(parse_checked(seed))) << seed;
 }
 
 }  // namespace
