@@ -55,9 +55,16 @@ asio::awaitable<std::optional<stream_failure>> call_feed::open(std::vector<track
     auto declared = co_await std::move(declare_op);
     if (!declared) co_return refusal(spec.call_id, static_cast<errc>(declared.error().value()));
     hub_.ingest().declared(spec.call_id, media);
-    if (!hub_.claim_call(spec.call_id))
-      co_return stream_failure{close_code::policy_violation, close_reason::limit,
-                               "call " + spec.call_id + " is already streaming to this node"};
+    // A sender that reconnects may come back before its old session has stored what it read and let go
+    // of the call: it waits for that, a little.
+    const auto give_up = clock::now() + std::chrono::seconds(2);
+    while (!hub_.claim_call(spec.call_id)) {
+      if (clock::now() >= give_up)
+        co_return stream_failure{close_code::policy_violation, close_reason::limit,
+                                 "call " + spec.call_id + " is already streaming to this node"};
+      asio::steady_timer pause(strand_, std::chrono::milliseconds(20));
+      co_await pause.async_wait(use_tuple);
+    }
     claimed_.push_back(spec.call_id);
     auto read_op = run_blocking(hub_.blocking(), [&store, id = spec.call_id] { return store.get_call(id); });
     auto call = co_await std::move(read_op);

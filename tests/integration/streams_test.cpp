@@ -536,6 +536,26 @@ TEST_F(StreamTest, AudioSocketAllowListRefusesOtherAddresses) {
             std::string::npos);
 }
 
+TEST_F(StreamTest, ASecondStreamOfALiveCallIsRefusedWhileTheFirstStreams) {
+  start();
+  auto first = twilio();
+  first.send_text(twilio_start("CA-twice"));
+  first.send_text(twilio_media("inbound", 1, pcmu(1)));
+  auto c = connect();
+  ASSERT_TRUE(wait_until([&] { return call_exists(c, "CA-twice"); }, 5s));
+  // Both would number packets after the same stored ones: the second waits a little for the first to
+  // let go of the call, then gives up.
+  auto second = twilio();
+  second.send_text(twilio_start("CA-twice"));
+  const auto refused = second.wait_close();
+  EXPECT_EQ(refused.code, 1008);
+  EXPECT_NE(refused.reason.find("already streaming"), std::string::npos) << refused.reason;
+  first.send_text(twilio_media("inbound", 2, pcmu(2)));
+  first.send_text(twilio_stop);
+  EXPECT_EQ(first.wait_close().code, 1000);
+  EXPECT_EQ(packets_of(c, "CA-twice").size(), 2u);
+}
+
 TEST_F(StreamTest, StreamCapAndIdleStreamsAreClosed) {
   start({{"--max-streams", "2"}, {"--stream-idle-timeout", "500ms"}});
   auto a = twilio();
