@@ -363,7 +363,7 @@ asio::awaitable<response> api::ingest(const request& req, const std::string& cal
                                        " is already stored with different data");
     co_return error_response(ec);
   }
-  co_return json_response(status::accepted, to_json(*outcome, call_id, sequence));
+  co_return json_response(status::accepted, ingest_body(*outcome, call_id, sequence));
 }
 
 asio::awaitable<response> api::list_calls(const request& req) {

@@ -574,4 +574,25 @@ json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int
   };
 }
 
+std::string ingest_body(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence) {
+  std::string out;
+  out.reserve(256);
+  const auto number = [&out](const char* key, std::int64_t n) {
+    out += key;
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, static_cast<std::size_t>(end - buf));
+  };
+  out += R"({"message":"Packet accepted","call_id":)";
+  append_json_string(out, call_id);
+  number(R"(,"sequence":)", sequence);
+  out += o.duplicate ? R"(,"status":"duplicate","duplicate":true,"arrival":)" : R"(,"status":"stored","duplicate":false,"arrival":)";
+  append_json_string(out, to_string(o.kind));
+  number(R"(,"expected_sequence":)", o.expected);
+  number(R"(,"last_sequence":)", o.last_sequence);
+  number(R"(,"missing_packets":)", o.missing);
+  out += '}';
+  return out;
+}
+
 }  // namespace aipbx::http

@@ -77,6 +77,8 @@ boost::json::object to_json(const call_summary& c, media::media_format default_m
 boost::json::object to_json(const stored_packet& p);
 boost::json::object to_json(const seq_range& r);
 boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
+// The same object as JSON text, written without a document (the body of every 202 of ingest).
+std::string ingest_body(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);
 boost::json::object to_json(const job& j);
 // With the segment's place in the call's audio when the call carries audio (`start`/`end` in seconds:
 // sequence s starts at (s - 1) x packet_ms, as in GET /v1/calls/{id}/audio); null times otherwise.

@@ -11,6 +11,8 @@
 namespace aipbx {
 
 void append_json(std::string& out, const boost::json::value& v);
+// A JSON string (quoted and escaped as boost::json::serialize does), for bodies written without a document.
+void append_json_string(std::string& out, std::string_view s);
 std::string to_json_text(const boost::json::value& v);
 
 }  // namespace aipbx

@@ -460,5 +460,24 @@ TEST(ParsePacketBody, OnePassAndCheckedPathsAgree) {
   }
 }
 
+TEST(JsonCodec, TheIngestBodyIsTheOutcomeObjectAsText) {
+  for (bool duplicate : {false, true}) {
+    for (auto kind : {arrival::in_order, arrival::gap, arrival::late, arrival::before_start, arrival::after_lost}) {
+      ingest_outcome o;
+      o.duplicate = duplicate;
+      o.kind = kind;
+      o.expected = 42;
+      o.last_sequence = 9007199254740991;
+      o.missing = 3;
+      for (std::string id : {"call-1", "weird\"id\\"}) {
+        const std::string text = ingest_body(o, id, 17);
+        EXPECT_EQ(boost::json::parse(text), boost::json::value(to_json(o, id, 17))) << text;
+        // Seed clients read "message" first.
+        EXPECT_TRUE(text.starts_with(R"({"message":"Packet accepted",)")) << text;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace aipbx::http
