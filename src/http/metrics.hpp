@@ -6,7 +6,8 @@
 //    refusals, ingest outcomes, packet arrival kinds, ingest latency;
 //  - state read when scraped: calls by state and packet totals (a scan of the calls table), jobs by
 //    state and the age of the oldest due job, the writer's commits, batch sizes, queue, log syncs and
-//    checkpoints, the AI workers' attempts, retries, dead jobs and latency (a histogram per engine).
+//    checkpoints, the AI workers' attempts, retries, dead jobs and latency (a histogram per engine), and
+//    their coroutines that ended by an exception.
 //
 // Metric names and their meaning are listed in docs/operations.md. Thread-safe: counting is lock-free
 // after a label set's first use.
