@@ -64,7 +64,7 @@ attempt_result failed_attempt(const std::exception_ptr& failure) {
 }  // namespace
 
 struct worker_pool::running_job {
-  running_job(asio::any_io_executor ex, job jb) : j(std::move(jb)), stop(ex), renew_timer(ex) {
+  running_job(const asio::any_io_executor& ex, job jb) : j(std::move(jb)), stop(ex), renew_timer(ex) {
     stop.expires_at(asio::steady_timer::time_point::max());
   }
   job j;
@@ -77,13 +77,13 @@ struct worker_pool::running_job {
 
 worker_pool::worker_pool(asio::any_io_executor executor, job_store& store, attempt_fn attempt,
                          worker_options options, std::function<double()> clock, random_source& random)
-    : executor_(executor),
+    : executor_(std::move(executor)),
       store_(store),
       attempt_(std::move(attempt)),
       options_(std::move(options)),
       clock_(std::move(clock)),
       random_(random),
-      wakeup_(executor) {}
+      wakeup_(executor_) {}
 
 worker_pool::~worker_pool() = default;
 
@@ -128,7 +128,7 @@ void worker_pool::maybe_done() {
 // Completion handlers run on executor_ (co_spawn dispatches them to the spawning executor).
 
 void worker_pool::spawn_dispatcher(std::chrono::milliseconds pause) {
-  asio::co_spawn(executor_, dispatch(pause), [this](std::exception_ptr failure) {
+  asio::co_spawn(executor_, dispatch(pause), [this](const std::exception_ptr& failure) {
     if (!failure) return;
     count_failure(unit::dispatcher, failure, nullptr);
     if (!stopping_) return spawn_dispatcher(dispatcher_restart_pause);
@@ -137,12 +137,13 @@ void worker_pool::spawn_dispatcher(std::chrono::milliseconds pause) {
   });
 }
 
-void worker_pool::spawn_attempt(std::shared_ptr<running_job> r) {
-  asio::co_spawn(executor_, run(r), [this, r](std::exception_ptr failure) { attempt_ended(r, failure); });
+void worker_pool::spawn_attempt(const std::shared_ptr<running_job>& r) {
+  asio::co_spawn(executor_, run(r),
+                 [this, r](const std::exception_ptr& failure) { attempt_ended(r, failure); });
 }
 
-void worker_pool::spawn_renewal(std::shared_ptr<running_job> r) {
-  asio::co_spawn(executor_, renew_lease(r), [this, r](std::exception_ptr failure) {
+void worker_pool::spawn_renewal(const std::shared_ptr<running_job>& r) {
+  asio::co_spawn(executor_, renew_lease(r), [this, r](const std::exception_ptr& failure) {
     if (failure) count_failure(unit::lease_renewal, failure, &r->j);
   });
 }
@@ -178,7 +179,7 @@ asio::awaitable<void> worker_pool::dispatch(std::chrono::milliseconds pause) {
           active_.push_back(r);
           ++running_;
           running_count_.store(running_);
-          spawn_attempt(std::move(r));
+          spawn_attempt(r);
         }
         if (!claimed->jobs.empty() && claimed->jobs.size() < free) continue;  // maybe more are due now
       }
@@ -322,14 +323,14 @@ void worker_pool::log_outcome(const job& j, const job_outcome& outcome, const ai
 
 // The failure rule: an attempt that ended by an exception is a failed attempt (the retry policy applies)
 // unless its outcome already reached the store; either way its slot is freed.
-void worker_pool::attempt_ended(const std::shared_ptr<running_job>& r, std::exception_ptr failure) {
+void worker_pool::attempt_ended(const std::shared_ptr<running_job>& r, const std::exception_ptr& failure) {
   if (!failure) return free_slot(r);
   count_failure(unit::attempt, failure, &r->j);
   r->finished = true;
   r->renew_timer.cancel();
   if (r->settled) return free_slot(r);
   r->settled = true;
-  asio::co_spawn(executor_, record(r, failed_attempt(failure)), [this, r](std::exception_ptr again) {
+  asio::co_spawn(executor_, record(r, failed_attempt(failure)), [this, r](const std::exception_ptr& again) {
     if (again) count_failure(unit::attempt, again, &r->j);  // the lease expires and the job runs again
     free_slot(r);
   });

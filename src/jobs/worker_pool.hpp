@@ -88,8 +88,8 @@ class worker_pool {
   enum class unit { dispatcher, attempt, lease_renewal };
 
   void spawn_dispatcher(std::chrono::milliseconds pause);
-  void spawn_attempt(std::shared_ptr<running_job> r);
-  void spawn_renewal(std::shared_ptr<running_job> r);
+  void spawn_attempt(const std::shared_ptr<running_job>& r);
+  void spawn_renewal(const std::shared_ptr<running_job>& r);
   boost::asio::awaitable<void> dispatch(std::chrono::milliseconds pause);
   boost::asio::awaitable<void> run(std::shared_ptr<running_job> r);
   boost::asio::awaitable<std::optional<attempt_result>> attempt_or_stop(std::shared_ptr<running_job> r);
@@ -98,7 +98,7 @@ class worker_pool {
   boost::asio::awaitable<void> record(std::shared_ptr<running_job> r, attempt_result result);
   boost::asio::awaitable<void> renew_lease(std::shared_ptr<running_job> r);
   void log_outcome(const job& j, const job_outcome& outcome, const result<bool>& recorded, double now);
-  void attempt_ended(const std::shared_ptr<running_job>& r, std::exception_ptr failure);
+  void attempt_ended(const std::shared_ptr<running_job>& r, const std::exception_ptr& failure);
   void free_slot(const std::shared_ptr<running_job>& r);
   void count_failure(unit u, const std::exception_ptr& failure, const job* j);
   void maybe_done();
