@@ -22,6 +22,8 @@ packages=(
   postgresql
   # fuzzing: clang with libFuzzer and the sanitizer runtimes (scripts/fuzz.sh, the fuzz preset)
   clang-14 libclang-rt-14-dev
+  # static analysis in CI (scripts/tidy.sh)
+  clang-tidy-14
   # the browser test of /docs (driven by playwright-core from web/)
   chromium
   # benchmarks: wrk, and the seed's Python stack to compare against
