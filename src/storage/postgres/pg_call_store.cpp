@@ -167,14 +167,14 @@ result<std::optional<media_declaration>> pg_call_store::call_media(std::string_v
 }
 
 void pg_call_store::on_jobs_queued(std::function<void()> listener) {
-  std::lock_guard lock(listener_mutex_);
+  aipbx::lock_guard lock(listener_mutex_);
   listener_ = std::move(listener);
 }
 
 void pg_call_store::notify_listener() const {
   std::function<void()> l;
   {
-    std::lock_guard lock(listener_mutex_);
+    aipbx::lock_guard lock(listener_mutex_);
     l = listener_;
   }
   if (l) l();
