@@ -42,15 +42,15 @@ std::string describe(const std::exception_ptr& failure) {
 template <class R, class Start>
 asio::awaitable<R> store_call(Start start) {
   std::exception_ptr thrown;
-  auto answer =
-      co_await async_call<std::optional<R>>([&start, &thrown](std::function<void(std::optional<R>)> done) {
-        try {
-          start([done](R r) { done(std::move(r)); });
-        } catch (...) {
-          thrown = std::current_exception();
-          done(std::nullopt);
-        }
-      });
+  auto op = async_call<std::optional<R>>([&start, &thrown](std::function<void(std::optional<R>)> done) {
+    try {
+      start([done](R r) { done(std::move(r)); });
+    } catch (...) {
+      thrown = std::current_exception();
+      done(std::nullopt);
+    }
+  });
+  auto answer = co_await std::move(op);
   if (thrown) std::rethrow_exception(thrown);
   co_return std::move(*answer);
 }
@@ -227,20 +227,22 @@ asio::awaitable<void> worker_pool::run(std::shared_ptr<running_job> r) {
                                    {"attempt", j.attempts},
                                    {"max_attempts", j.max_attempts}});
   spawn_renewal(r);
-  auto result = co_await attempt_or_stop(r);
+  // Awaited operations are bound to a name first: GCC 12 may destroy the temporaries of a co_await
+  // expression (here a copy of `r`) twice.
+  auto attempt = attempt_or_stop(r);
+  auto result = co_await std::move(attempt);
   r->finished = true;
   r->renew_timer.cancel();
-  if (result)
-    co_await record(r, std::move(*result));
-  else
-    co_await release(r);
+  auto settle = result ? record(r, std::move(*result)) : release(r);
+  co_await std::move(settle);
 }
 
 // The attempt's result, or nothing when stop() interrupted it first.
 asio::awaitable<std::optional<attempt_result>> worker_pool::attempt_or_stop(std::shared_ptr<running_job> r) {
   auto attempt = guarded_attempt(r->j);
   auto interrupted = r->stop.async_wait(use_tuple);
-  auto first = co_await (std::move(attempt) || std::move(interrupted));
+  auto either = std::move(attempt) || std::move(interrupted);
+  auto first = co_await std::move(either);
   if (first.index() == 0) co_return std::move(std::get<0>(first));
   co_return std::nullopt;
 }
@@ -251,7 +253,8 @@ asio::awaitable<std::optional<attempt_result>> worker_pool::attempt_or_stop(std:
 asio::awaitable<attempt_result> worker_pool::guarded_attempt(job j) {
   std::exception_ptr failure;
   try {
-    co_return co_await attempt_(j);
+    auto attempt = attempt_(j);
+    co_return co_await std::move(attempt);
   } catch (...) {
     failure = std::current_exception();
   }
