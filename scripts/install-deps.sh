@@ -24,6 +24,8 @@ packages=(
   clang-14 libclang-rt-14-dev
   # a real WebSocket client for the stream tests over TLS (Debian's python3-websockets, under /usr/bin/python3)
   python3-websockets
+  # static analysis in CI (scripts/tidy.sh)
+  clang-tidy-14
   # the browser test of /docs (driven by playwright-core from web/)
   chromium
   # benchmarks: wrk, and the seed's Python stack to compare against

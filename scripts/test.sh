@@ -2,7 +2,8 @@
 # Installs what is missing, builds, and runs the whole test suite with CTest.
 #   scripts/test.sh            the release preset
 #   scripts/test.sh asan-ubsan another preset: debug, release, asan-ubsan, tsan
-#   scripts/test.sh ci         what CI runs (.ci/run): the presets of ci_presets below, in turn
+#   scripts/test.sh ci         what CI runs (.ci/run): the presets of ci_presets below, in turn, and
+#                              clang-tidy (scripts/tidy.sh) after the release build
 # Under the sanitizer presets the `soak` and `web` labels are left out: the soak test measures a steady
 # load for minutes (slowed 5-15x it tests the sanitizer, not aipbx) and the web tests check the OpenAPI
 # document and /docs page with npm tools and a browser, which no sanitizer instruments. Every other test,
@@ -18,6 +19,10 @@ if [ "$preset" = ci ]; then
   for p in "${ci_presets[@]}"; do
     echo "test.sh: preset $p" >&2
     "$0" "$p"
+    if [ "$p" = release ]; then
+      echo "test.sh: clang-tidy" >&2
+      scripts/tidy.sh build/release
+    fi
   done
   exit 0
 fi

@@ -166,7 +166,7 @@ std::string effective_toml(cli& parsed, const std::vector<std::string>& args, co
     const bool flag = is_flag(*opt);
     std::vector<std::string> values;
     if (flag) {
-      values.push_back(opt->count() > 0 && opt->as<bool>() ? "true" : "false");
+      values.emplace_back(opt->count() > 0 && opt->as<bool>() ? "true" : "false");
     } else if (opt->count() > 0) {
       values = opt->results();
     } else if (!opt->get_default_str().empty()) {

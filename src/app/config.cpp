@@ -10,7 +10,10 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 namespace aipbx::app {
 
@@ -84,9 +87,26 @@ CLI::Option* add_duration(CLI::App& cmd, const std::string& name, std::chrono::m
       ->default_str(format_duration(target));
 }
 
-}  // namespace
+std::string format_reorder_window(const reorder_window& w) {
+  if (!w.enabled()) return "0";
+  return std::to_string(w.packets) + "," +
+         format_duration(std::chrono::milliseconds(std::llround(w.seconds * 1000)));
+}
 
-void add_serve_options(CLI::App& cmd, serve_config& c) {
+// "MIN:MAX" milliseconds, MIN <= MAX.
+std::optional<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> parse_delay_range(
+    const std::string& text) {
+  const auto colon = text.find(':');
+  std::int64_t lo = 0, hi = 0;
+  const bool ok = colon != std::string::npos &&
+                  std::from_chars(text.data(), text.data() + colon, lo).ec == std::errc{} &&
+                  std::from_chars(text.data() + colon + 1, text.data() + text.size(), hi).ec == std::errc{} &&
+                  lo >= 0 && hi >= lo;
+  if (!ok) return std::nullopt;
+  return std::pair{std::chrono::milliseconds(lo), std::chrono::milliseconds(hi)};
+}
+
+void add_server_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--host", c.host, "Address to listen on")->envname("AIPBX_HOST")->capture_default_str();
   cmd.add_option("--port", c.port, "TCP port to listen on (0 picks a free port)")
       ->envname("AIPBX_PORT")
@@ -103,6 +123,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_BLOCKING_THREADS")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
+}
+
+void add_request_limits(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--body-limit", c.body_limit, "Largest request body in bytes (larger: 413)")
       ->envname("AIPBX_BODY_LIMIT")
       ->check(CLI::Range(std::size_t{64}, std::size_t{1} << 30))
@@ -128,6 +151,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MAX_CONNECTIONS")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
       ->capture_default_str();
+}
+
+void add_store_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--writer-queue", c.writer_queue,
                  "Packets waiting for the database writer at most; beyond it ingest answers 503")
       ->envname("AIPBX_WRITER_QUEUE")
@@ -167,6 +193,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_WAL_LIMIT_PAGES")
       ->check(CLI::Range(16, 100'000'000))
       ->capture_default_str();
+}
+
+void add_worker_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--engine", c.engine,
                  "Speech-to-text engine: mock (the seed's), http (an OpenAI-compatible transcription service) or "
                  "pocketsphinx (offline recognizer)")
@@ -184,6 +213,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--job-poll", c.job_poll,
                "Longest wait between two looks at the queue when nothing signals new work (default 1s)",
                "AIPBX_JOB_POLL");
+}
+
+void add_segment_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--segment-packets", c.segment_packets, "Packets per AI job (a segment)")
       ->envname("AIPBX_SEGMENT_PACKETS")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000'000}))
@@ -195,20 +227,22 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "--reorder-window",
          [&c](const std::string& text) {
            auto w = parse_reorder_window(text);
-           if (!w) throw CLI::ValidationError("--reorder-window", "expected packets (50), a duration (1s) or both (50,1s)");
+           if (!w)
+             throw CLI::ValidationError("--reorder-window",
+                                        "expected packets (50), a duration (1s) or both (50,1s)");
            c.window = *w;
          },
          "How long a gap may still be filled before it is declared lost and skipped: packets past it, a "
          "duration, or both (whichever comes first); 0 waits for the call to end (default 50,1s)")
       ->envname("AIPBX_REORDER_WINDOW")
       ->type_name("WINDOW")
-      ->default_str(c.window.enabled() ? std::to_string(c.window.packets) + "," +
-                                             format_duration(std::chrono::milliseconds(
-                                                 std::llround(c.window.seconds * 1000)))
-                                       : "0");
+      ->default_str(format_reorder_window(c.window));
   add_duration(cmd, "--idle-timeout", c.call_idle_timeout,
                "A call with no packet for this long ends (0: only POST /v1/calls/{id}/end ends calls; default 60s)",
                "AIPBX_IDLE_TIMEOUT");
+}
+
+void add_retry_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--retry-base-delay", c.retry_base_delay,
                "Wait after the first failed attempt; doubles after each (default 1s)", "AIPBX_RETRY_BASE_DELAY");
   add_duration(cmd, "--retry-max-delay", c.retry_max_delay, "Longest wait between attempts (default 10m)",
@@ -222,23 +256,23 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_RETRY_JITTER")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+}
+
+void add_mock_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option_function<std::string>(
          "--mock-delay-ms",
          [&c](const std::string& text) {
-           const auto colon = text.find(':');
-           std::int64_t lo = 0, hi = 0;
-           const bool ok = colon != std::string::npos &&
-                           std::from_chars(text.data(), text.data() + colon, lo).ec == std::errc{} &&
-                           std::from_chars(text.data() + colon + 1, text.data() + text.size(), hi).ec == std::errc{} &&
-                           lo >= 0 && hi >= lo;
-           if (!ok) throw CLI::ValidationError("--mock-delay-ms", "expected MIN:MAX in milliseconds, e.g. 1000:3000");
-           c.mock_min_delay = std::chrono::milliseconds(lo);
-           c.mock_max_delay = std::chrono::milliseconds(hi);
+           auto range = parse_delay_range(text);
+           if (!range)
+             throw CLI::ValidationError("--mock-delay-ms",
+                                        "expected MIN:MAX in milliseconds, e.g. 1000:3000");
+           std::tie(c.mock_min_delay, c.mock_max_delay) = *range;
          },
          "Mock engine: processing delay drawn from MIN:MAX milliseconds (default 1000:3000)")
       ->envname("AIPBX_MOCK_DELAY_MS")
       ->type_name("MIN:MAX")
-      ->default_str(std::to_string(c.mock_min_delay.count()) + ":" + std::to_string(c.mock_max_delay.count()));
+      ->default_str(std::to_string(c.mock_min_delay.count()) + ":" +
+                    std::to_string(c.mock_max_delay.count()));
   cmd.add_option("--mock-failure-rate", c.mock_failure_rate, "Mock engine: probability 0..1 that an attempt fails")
       ->envname("AIPBX_MOCK_FAILURE_RATE")
       ->check(CLI::Range(0.0, 1.0))
@@ -247,6 +281,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "--mock-seed", [&c](const std::uint64_t& seed) { c.mock_seed = seed; },
          "Mock engine: seed of its random choices (default: a fresh seed per run)")
       ->envname("AIPBX_MOCK_SEED");
+}
+
+void add_media_option(CLI::App& cmd, serve_config& c) {
   cmd.add_option_function<std::string>(
          "--media",
          [&c](const std::string& text) {
@@ -260,6 +297,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MEDIA")
       ->type_name("FORMAT")
       ->default_str(media::to_string(c.media));
+}
+
+void add_http_engine_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--http-engine-url", c.http_engine_url,
                  "http engine: base URL of the service; aipbx posts to {url}/v1/audio/transcriptions")
       ->envname("AIPBX_HTTP_ENGINE_URL");
@@ -272,6 +312,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--http-engine-timeout", c.http_engine_timeout,
                "http engine: time one attempt may take, upload and answer (default 60s)",
                "AIPBX_HTTP_ENGINE_TIMEOUT");
+}
+
+void add_pocketsphinx_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--pocketsphinx-hmm", c.pocketsphinx_hmm,
                  "pocketsphinx engine: acoustic model directory (default "
                  "/usr/share/pocketsphinx/model/en-us/en-us)")
@@ -291,6 +334,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
                  "phrases are spotted")
       ->envname("AIPBX_POCKETSPHINX_KEYWORDS")
       ->excludes(grammar);
+}
+
+void add_node_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--node-name", c.node_name, "This node's name in job leases (default: hostname-pid)")
       ->envname("AIPBX_NODE_NAME");
   cmd.add_option_function<std::string>(
@@ -302,6 +348,9 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
          "Log level: debug, info, warning, error, off (default info)")
       ->envname("AIPBX_LOG_LEVEL")
       ->default_str("info");
+}
+
+void add_access_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--api-token", c.api_tokens,
                  "Bearer token accepted on every route but /healthz, /readyz and /metrics; repeat it (or separate "
                  "tokens with commas) to accept several while rotating (prefer the variable or the token file: "
@@ -323,7 +372,6 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   cmd.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert")
       ->envname("AIPBX_TLS_KEY")
       ->type_name("PATH");
-  add_stream_options(cmd, c);
 }
 
 void add_stream_options(CLI::App& cmd, serve_config& c) {
@@ -368,6 +416,25 @@ void add_stream_options(CLI::App& cmd, serve_config& c) {
                "Asterisk AudioSocket: accept a stream only for a call declared beforehand through the API "
                "(POST /v1/calls/{uuid})")
       ->envname("AIPBX_AUDIOSOCKET_REGISTERED");
+}
+
+}  // namespace
+
+// The steps' order is the order of --help and of `aipbx config`.
+void add_serve_options(CLI::App& cmd, serve_config& c) {
+  add_server_options(cmd, c);
+  add_request_limits(cmd, c);
+  add_store_options(cmd, c);
+  add_worker_options(cmd, c);
+  add_segment_options(cmd, c);
+  add_retry_options(cmd, c);
+  add_mock_options(cmd, c);
+  add_media_option(cmd, c);
+  add_http_engine_options(cmd, c);
+  add_pocketsphinx_options(cmd, c);
+  add_node_options(cmd, c);
+  add_access_options(cmd, c);
+  add_stream_options(cmd, c);
 }
 
 namespace {

@@ -120,7 +120,6 @@ std::optional<reorder_window> parse_reorder_window(std::string_view text);
 
 // Adds the `serve` options to `cmd`, bound to `config`.
 void add_serve_options(CLI::App& cmd, serve_config& config);
-// The streaming ingest options (part of add_serve_options).
-void add_stream_options(CLI::App& cmd, serve_config& config);
+
 
 }  // namespace aipbx::app

@@ -86,165 +86,264 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
   return store;
 }
 
-}  // namespace
+// Everything `serve` runs, started in steps. A step that fails logs why and returns false; the destructor
+// is the one teardown for every way out (a failed step, or the end of a run): it stops what started, the
+// workers first (they release their leases through the store), then the store, then the logger.
+class service {
+ public:
+  explicit service(const serve_config& config);
+  ~service();
+  service(const service&) = delete;
+  service& operator=(const service&) = delete;
 
-int serve(const serve_config& config) {
-  log::init(config.log_level);
-  // Before anything starts: check_config loaded the files once, but they may have changed since.
-  std::unique_ptr<http::tls_credentials> tls;
-  if (!config.tls_cert.empty()) {
-    try {
-      tls = std::make_unique<http::tls_credentials>(config.tls_cert, config.tls_key);
-    } catch (const std::exception& e) {
-      log::error("cannot set up TLS", {{"error", e.what()}});
-      log::shutdown();
-      return 1;
-    }
-  }
-  const std::string node = config.node_name.empty() ? default_node_name() : config.node_name;
-  std::unique_ptr<storage_backend> store;
-  try {
-    store = open_store(config, node);
-  } catch (const std::exception& e) {
-    log::error("cannot open the store", {{"db", mask_secret_parts(config.db)}, {"error", e.what()}});
-    log::shutdown();
-    return 1;
-  }
+  bool load_tls();
+  bool open_store();
+  bool start_ai();
+  bool listen();
+  void run_until_signal();
 
-  const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
-  asio::io_context ioc(static_cast<int>(threads));
-  asio::thread_pool blocking(config.blocking_threads);
-  http::metrics metrics;
+ private:
+  http::api_options api_options();
+  http::server_options server_options();
+  streams::stream_options stream_options() const;
+  std::unique_ptr<streams::audiosocket::listener> audiosocket_listener();
+  void shut_down_on_signal(asio::signal_set& signals, asio::steady_timer& deadline,
+                           asio::executor_work_guard<asio::io_context::executor_type>& work,
+                           asio::signal_set& reload);
+  void reload_on_sighup(asio::signal_set& reload);
+  void run_io_threads();
+  void stop_ai();
+
+  const serve_config& config_;
+  const std::string node_;
+  const unsigned threads_;
+  std::unique_ptr<http::tls_credentials> tls_;
+  std::unique_ptr<storage_backend> store_;
+  asio::io_context ioc_;
+  asio::thread_pool blocking_;
+  http::metrics metrics_;
+  http::token_store tokens_;
 
   // The AI pipeline: its own thread, never on the HTTP threads' path.
-  asio::io_context ai_ioc(1);
-  auto ai_work = asio::make_work_guard(ai_ioc);
-  seeded_random random(config.mock_seed.value_or(seeded_random::fresh_seed()));
-  std::unique_ptr<engines::ai_engine> engine;
+  asio::io_context ai_ioc_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> ai_work_;
+  seeded_random random_;
+  std::unique_ptr<engines::ai_engine> engine_;
+  std::unique_ptr<jobs::worker_pool> workers_;
+  std::thread ai_thread_;
+
+  // Ingest: the one path every entry point uses, and the stream protocols on it.
+  std::unique_ptr<ingest::ingest_path> ingest_;
+  std::unique_ptr<streams::stream_hub> streams_;
+  std::unique_ptr<streams::audiosocket::listener> audiosocket_;
+  std::unique_ptr<http::api> api_;
+  std::unique_ptr<http::server> server_;
+  bool served_ = false;
+};
+
+service::service(const serve_config& config)
+    : config_(config),
+      node_(config.node_name.empty() ? default_node_name() : config.node_name),
+      threads_(config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency())),
+      ioc_(static_cast<int>(threads_)),
+      blocking_(config.blocking_threads),
+      tokens_(http::token_verifier(all_api_tokens(config))),
+      ai_work_(asio::make_work_guard(ai_ioc_)),
+      random_(config.mock_seed.value_or(seeded_random::fresh_seed())) {}
+
+service::~service() {
+  stop_ai();
+  if (store_) store_->stop();
+  blocking_.join();
+  if (served_) {
+    const auto s = store_->stats();
+    log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch}});
+  }
+  store_.reset();
+  log::shutdown();
+}
+
+// Before anything starts: check_config loaded the files once, but they may have changed since.
+bool service::load_tls() {
+  if (config_.tls_cert.empty()) return true;
   try {
-    engine = make_engine(config, random);
+    tls_ = std::make_unique<http::tls_credentials>(config_.tls_cert, config_.tls_key);
+    return true;
   } catch (const std::exception& e) {
-    log::error("cannot start the engine", {{"engine", config.engine}, {"error", e.what()}});
-    store->stop();
-    log::shutdown();
-    return 1;
+    log::error("cannot set up TLS", {{"error", e.what()}});
+    return false;
+  }
+}
+
+bool service::open_store() {
+  try {
+    store_ = app::open_store(config_, node_);
+    return true;
+  } catch (const std::exception& e) {
+    log::error("cannot open the store", {{"db", mask_secret_parts(config_.db)}, {"error", e.what()}});
+    return false;
+  }
+}
+
+bool service::start_ai() {
+  try {
+    engine_ = make_engine(config_, random_);
+  } catch (const std::exception& e) {
+    log::error("cannot start the engine", {{"engine", config_.engine}, {"error", e.what()}});
+    return false;
   }
   jobs::worker_options wopts;
-  wopts.workers = config.workers;
-  wopts.lease = config.lease_timeout;
-  wopts.poll = config.job_poll;
-  wopts.owner = node;
-  wopts.retry.base = config.retry_base_delay;
-  wopts.retry.max_delay = config.retry_max_delay;
-  wopts.retry.max_attempts = config.retry_max_attempts;
-  wopts.retry.jitter = config.retry_jitter;
-  jobs::worker_pool workers(ai_ioc.get_executor(), *store, engines::make_segment_attempt(*store, *store, *engine, blocking, config.media),
-                            wopts, system_now, random);
-  if (config.workers > 0) {
-    store->on_jobs_queued([&workers] { workers.notify(); });
-    workers.start();
+  wopts.workers = config_.workers;
+  wopts.lease = config_.lease_timeout;
+  wopts.poll = config_.job_poll;
+  wopts.owner = node_;
+  wopts.retry.base = config_.retry_base_delay;
+  wopts.retry.max_delay = config_.retry_max_delay;
+  wopts.retry.max_attempts = config_.retry_max_attempts;
+  wopts.retry.jitter = config_.retry_jitter;
+  workers_ = std::make_unique<jobs::worker_pool>(
+      ai_ioc_.get_executor(), *store_,
+      engines::make_segment_attempt(*store_, *store_, *engine_, blocking_, config_.media), wopts, system_now,
+      random_);
+  if (config_.workers > 0) {
+    store_->on_jobs_queued([this] { workers_->notify(); });
+    workers_->start();
   }
-  std::thread ai_thread([&] {
+  ai_thread_ = std::thread([this] {
     log::name_thread("aipbx-ai");
-    ai_ioc.run();
+    ai_ioc_.run();
   });
-  log::info("ai workers started", {{"engine", engine->name()}, {"workers", config.workers}, {"node", wopts.owner},
-                                   {"segment_packets", config.segment_packets}});
+  log::info("ai workers started", {{"engine", engine_->name()},
+                                   {"workers", config_.workers},
+                                   {"node", node_},
+                                   {"segment_packets", config_.segment_packets}});
+  return true;
+}
+
+// Workers release their leases through the store, so they stop before it.
+void service::stop_ai() {
+  if (!ai_thread_.joinable()) return;
+  if (config_.workers > 0)
+    workers_->stop([this] { ai_work_.reset(); });
+  else
+    ai_work_.reset();
+  ai_thread_.join();
+}
+
+http::api_options service::api_options() {
   http::api_options aopts;
-  aopts.body_limit = config.body_limit;
-  aopts.metrics = &metrics;
-  if (config.workers > 0) aopts.worker_stats = [&workers] { return std::optional(workers.stats()); };
-  aopts.engine = std::string(engine->name());
-  aopts.workers = config.workers;
-  http::token_store tokens{http::token_verifier(all_api_tokens(config))};
-  aopts.auth = &tokens;
-  const http::server* transport = nullptr;  // set once the server exists, before it accepts anything
-  aopts.open_connections = [&transport] { return transport != nullptr ? transport->connections() : 0; };
-  aopts.connection_limit = config.max_connections;
-  aopts.default_media = config.media;
-  ingest::ingest_path ingest(*store, blocking, config.media);
-  streams::stream_options stream_opts;
-  stream_opts.window = config.stream_window;
-  stream_opts.max_fps = config.stream_max_fps;
-  stream_opts.idle_timeout = config.stream_idle_timeout;
-  stream_opts.message_limit = config.stream_message_limit;
-  stream_opts.max_streams = config.max_streams;
-  stream_opts.drain_timeout = config.shutdown_timeout;
-  std::function<bool(std::string_view)> stream_token_ok;
-  if (!all_api_tokens(config).empty())
-    stream_token_ok = [&tokens](std::string_view token) { return tokens.current()->matches(token); };
-  streams::stream_hub hub(*store, ingest, blocking, stream_opts, stream_token_ok);
-  aopts.streams = &hub;
-  http::api api(*store, *store, ingest, blocking, aopts);
+  aopts.body_limit = config_.body_limit;
+  aopts.metrics = &metrics_;
+  if (config_.workers > 0) aopts.worker_stats = [this] { return std::optional(workers_->stats()); };
+  aopts.engine = std::string(engine_->name());
+  aopts.workers = config_.workers;
+  aopts.auth = &tokens_;
+  // server_ is set before it accepts anything.
+  aopts.open_connections = [this] { return server_ != nullptr ? server_->connections() : 0; };
+  aopts.connection_limit = config_.max_connections;
+  aopts.default_media = config_.media;
+  aopts.streams = streams_.get();
+  return aopts;
+}
 
+http::server_options service::server_options() {
   http::server_options sopts;
-  sopts.host = config.host;
-  sopts.port = config.port;
-  sopts.body_limit = config.body_limit;
-  sopts.body_memory = config.body_memory;
-  sopts.header_limit = config.header_limit;
-  sopts.request_timeout = config.request_timeout;
-  sopts.idle_timeout = config.keepalive_timeout;
-  sopts.max_connections = config.max_connections;
-  sopts.on_refused = [&metrics](std::string_view reason) { metrics.refused(reason); };
-  sopts.tls = tls.get();
-  sopts.streams = &hub;
-  sopts.websocket_message_limit = config.stream_message_limit;
-  http::server server(ioc, sopts, api);
-  std::unique_ptr<streams::audiosocket::listener> audiosocket;
-  if (config.audiosocket_port) {
-    streams::audiosocket::listener_options lopts;
-    lopts.host = config.audiosocket_host;
-    lopts.port = *config.audiosocket_port;
-    for (const auto& n : config.audiosocket_allow) lopts.allow.push_back(*streams::audiosocket::parse_network(n));
-    lopts.registered_only = config.audiosocket_registered;
-    audiosocket = std::make_unique<streams::audiosocket::listener>(ioc, hub, lopts);
-  }
-  transport = &server;
+  sopts.host = config_.host;
+  sopts.port = config_.port;
+  sopts.body_limit = config_.body_limit;
+  sopts.body_memory = config_.body_memory;
+  sopts.header_limit = config_.header_limit;
+  sopts.request_timeout = config_.request_timeout;
+  sopts.idle_timeout = config_.keepalive_timeout;
+  sopts.max_connections = config_.max_connections;
+  sopts.on_refused = [this](std::string_view reason) { metrics_.refused(reason); };
+  sopts.tls = tls_.get();
+  sopts.streams = streams_.get();
+  sopts.websocket_message_limit = config_.stream_message_limit;
+  return sopts;
+}
 
+streams::stream_options service::stream_options() const {
+  streams::stream_options o;
+  o.window = config_.stream_window;
+  o.max_fps = config_.stream_max_fps;
+  o.idle_timeout = config_.stream_idle_timeout;
+  o.message_limit = config_.stream_message_limit;
+  o.max_streams = config_.max_streams;
+  o.drain_timeout = config_.shutdown_timeout;
+  return o;
+}
+
+std::unique_ptr<streams::audiosocket::listener> service::audiosocket_listener() {
+  if (!config_.audiosocket_port) return nullptr;
+  streams::audiosocket::listener_options o;
+  o.host = config_.audiosocket_host;
+  o.port = *config_.audiosocket_port;
+  for (const auto& n : config_.audiosocket_allow) o.allow.push_back(*streams::audiosocket::parse_network(n));
+  o.registered_only = config_.audiosocket_registered;
+  return std::make_unique<streams::audiosocket::listener>(ioc_, *streams_, o);
+}
+
+bool service::listen() {
+  ingest_ = std::make_unique<ingest::ingest_path>(*store_, blocking_, config_.media);
+  std::function<bool(std::string_view)> token_ok;
+  if (!all_api_tokens(config_).empty())
+    token_ok = [this](std::string_view token) { return tokens_.current()->matches(token); };
+  streams_ = std::make_unique<streams::stream_hub>(*store_, *ingest_, blocking_, stream_options(), token_ok);
+  api_ = std::make_unique<http::api>(*store_, *store_, *ingest_, blocking_, api_options());
+  server_ = std::make_unique<http::server>(ioc_, server_options(), *api_);
+  audiosocket_ = audiosocket_listener();
   try {
-    const auto endpoint = server.listen();
+    const auto endpoint = server_->listen();
     log::info("listening", {{"address", endpoint.address().to_string()},
                             {"port", endpoint.port()},
-                            {"threads", threads},
-                            {"db", mask_secret_parts(config.db)},
-                            {"api_tokens", config.api_tokens.size() + config.api_file_tokens.size()},
-                            {"tls", sopts.tls != nullptr}});
-    if (audiosocket) {
-      const auto as = audiosocket->listen();
+                            {"threads", threads_},
+                            {"db", mask_secret_parts(config_.db)},
+                            {"api_tokens", config_.api_tokens.size() + config_.api_file_tokens.size()},
+                            {"tls", tls_ != nullptr}});
+    if (audiosocket_) {
+      const auto as = audiosocket_->listen();
       log::info("listening", {{"protocol", "audiosocket"}, {"address", as.address().to_string()}, {"port", as.port()}});
     }
+    return true;
   } catch (const std::exception& e) {
-    log::error("cannot listen", {{"host", config.host}, {"port", config.port}, {"error", e.what()}});
-    ai_work.reset();
-    ai_ioc.stop();
-    ai_thread.join();
-    store->stop();
-    log::shutdown();
-    return 1;
+    log::error("cannot listen", {{"host", config_.host}, {"port", config_.port}, {"error", e.what()}});
+    return false;
   }
-  server.start();
-  if (audiosocket) audiosocket->start();
+}
 
-  auto work = asio::make_work_guard(ioc);
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  asio::signal_set reload(ioc, SIGHUP);
-  asio::steady_timer deadline(ioc);
+// Serves until SIGTERM or SIGINT and the end of the requests and streams in flight (or --shutdown-timeout).
+void service::run_until_signal() {
+  server_->start();
+  if (audiosocket_) audiosocket_->start();
+  auto work = asio::make_work_guard(ioc_);
+  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
+  asio::signal_set reload(ioc_, SIGHUP);
+  asio::steady_timer deadline(ioc_);
+  shut_down_on_signal(signals, deadline, work, reload);
+  reload_on_sighup(reload);
+  run_io_threads();
+  served_ = true;
+}
+
+void service::shut_down_on_signal(asio::signal_set& signals, asio::steady_timer& deadline,
+                                  asio::executor_work_guard<asio::io_context::executor_type>& work,
+                                  asio::signal_set& reload) {
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
-    log::info("shutting down", {{"signal", signal}, {"connections", server.connections()}});
-    deadline.expires_after(config.shutdown_timeout);
+    log::info("shutting down", {{"signal", signal}, {"connections", server_->connections()}});
+    deadline.expires_after(config_.shutdown_timeout);
     deadline.async_wait([&](const boost::system::error_code& tec) {
       if (tec) return;
       log::warn("shutdown timeout: closing connections with requests in flight",
-                {{"connections", server.connections()}});
-      ioc.stop();
+                {{"connections", server_->connections()}});
+      ioc_.stop();
     });
     // The HTTP connections and the streams end apart (a WebSocket stream is both): the process goes on
     // once both are done. Streams close with "going away" once what they read is durable.
     auto pending = std::make_shared<int>(2);
-    auto one_done = [&, pending] {
-      asio::post(ioc, [&, pending] {
+    const auto one_done = [&, pending] {
+      asio::post(ioc_, [&, pending] {
         if (--*pending > 0) return;
         deadline.cancel();
         work.reset();
@@ -252,59 +351,60 @@ int serve(const serve_config& config) {
         reload.cancel();
       });
     };
-    if (audiosocket) audiosocket->stop();
-    hub.stop(one_done);
-    server.stop(one_done);
+    if (audiosocket_) audiosocket_->stop();
+    streams_->stop(one_done);
+    server_->stop(one_done);
   });
+}
 
-  // SIGHUP reads --api-token-file and the TLS certificate and key again: tokens and certificates are
-  // rotated without a restart. A file that cannot be read, a bad token or a key that does not match its
-  // certificate leaves what is in force.
-  std::function<void(const boost::system::error_code&, int)> on_reload = [&](const boost::system::error_code& ec, int) {
+// SIGHUP reads --api-token-file and the TLS certificate and key again: tokens and certificates are
+// rotated without a restart. A file that cannot be read, a bad token or a key that does not match its
+// certificate leaves what is in force.
+void service::reload_on_sighup(asio::signal_set& reload) {
+  reload.async_wait([this, &reload](const boost::system::error_code& ec, int) {
     if (ec) return;
-    if (config.api_token_file.empty() && tls == nullptr) log::info("SIGHUP: nothing to reload");
-    if (!config.api_token_file.empty()) {
+    if (config_.api_token_file.empty() && tls_ == nullptr) log::info("SIGHUP: nothing to reload");
+    if (!config_.api_token_file.empty()) {
       try {
-        serve_config next = config;
-        next.api_file_tokens = read_token_file(config.api_token_file);
+        serve_config next = config_;
+        next.api_file_tokens = read_token_file(config_.api_token_file);
         const auto all = all_api_tokens(next);
-        tokens.replace(http::token_verifier(all));
-        log::info("api tokens reloaded", {{"file", config.api_token_file}, {"api_tokens", all.size()}});
+        tokens_.replace(http::token_verifier(all));
+        log::info("api tokens reloaded", {{"file", config_.api_token_file}, {"api_tokens", all.size()}});
       } catch (const std::exception& e) {
         log::error("api tokens not reloaded; the tokens in force stay", {{"error", e.what()}});
       }
     }
-    if (tls != nullptr) {
+    if (tls_ != nullptr) {
       try {
-        tls->reload();
-        log::info("tls certificate reloaded", {{"cert", tls->cert_file()}, {"key", tls->key_file()}});
+        tls_->reload();
+        log::info("tls certificate reloaded", {{"cert", tls_->cert_file()}, {"key", tls_->key_file()}});
       } catch (const std::exception& e) {
         log::error("tls certificate not reloaded; the certificate in force stays", {{"error", e.what()}});
       }
     }
-    reload.async_wait(on_reload);
-  };
-  reload.async_wait(on_reload);
+    reload_on_sighup(reload);
+  });
+}
 
+void service::run_io_threads() {
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i)
-    pool.emplace_back([&] {
+  for (unsigned i = 1; i < threads_; ++i)
+    pool.emplace_back([this] {
       log::name_thread("aipbx-http");
-      ioc.run();
+      ioc_.run();
     });
-  ioc.run();
+  ioc_.run();
   for (auto& t : pool) t.join();
+}
 
-  // Workers release their leases through the store, so they stop first.
-  if (config.workers > 0) workers.stop([&] { ai_work.reset(); });
-  else ai_work.reset();
-  ai_thread.join();
-  store->stop();
-  blocking.join();
-  const auto s = store->stats();
-  log::info("stopped", {{"batches", s.batches}, {"packets", s.packets}, {"largest_batch", s.largest_batch}});
-  store.reset();
-  log::shutdown();
+}  // namespace
+
+int serve(const serve_config& config) {
+  log::init(config.log_level);
+  service s(config);
+  if (!s.load_tls() || !s.open_store() || !s.start_ai() || !s.listen()) return 1;
+  s.run_until_signal();
   return 0;
 }
 

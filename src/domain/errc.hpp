@@ -3,7 +3,7 @@
 // Expected failures (bad input, a missing call, a conflicting packet, an overloaded or unreachable store)
 // are values: functions return `aipbx::result<T>` holding either a T or an error_code in aipbx's category.
 // Exceptions are kept for start-up failures and bugs. The HTTP layer maps each errc to one status code
-// (http/error_mapping.hpp); nothing below it knows about HTTP.
+// (`http::error_response`, http/api.hpp); nothing below it knows about HTTP.
 #pragma once
 
 #include <boost/system/error_code.hpp>

@@ -2,8 +2,9 @@
 // and failures), so tests can seed it or script it. Implementations say whether they are thread-safe.
 #pragma once
 
+#include "domain/thread_annotations.hpp"
+
 #include <cstdint>
-#include <mutex>
 #include <random>
 
 namespace aipbx {
@@ -22,13 +23,13 @@ class seeded_random final : public random_source {
   static std::uint64_t fresh_seed() { return std::random_device{}(); }
 
   double uniform01() override {
-    std::lock_guard lock(mutex_);
+    lock_guard lock(mutex_);
     return std::uniform_real_distribution<double>(0.0, 1.0)(engine_);
   }
 
  private:
-  std::mutex mutex_;
-  std::mt19937_64 engine_;
+  mutex mutex_;
+  std::mt19937_64 engine_ GUARDED_BY(mutex_);
 };
 
 }  // namespace aipbx

@@ -16,7 +16,8 @@ struct attempt_context {
   media::media_format default_media;
 };
 
-jobs::attempt_result read_failure(const attempt_context& ctx, std::string what, const boost::system::error_code& ec) {
+jobs::attempt_result read_failure(const attempt_context& ctx, const std::string& what,
+                                  const boost::system::error_code& ec) {
   jobs::attempt_result failed;
   failed.engine = std::string(ctx.engine.name());
   failed.error = "cannot read the segment's " + what + ": " + ec.message();

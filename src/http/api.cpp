@@ -166,7 +166,7 @@ response error_response(const boost::system::error_code& ec, std::string_view de
 
 api::api(call_store& store, job_store& jobs, ingest::ingest_path& ingest, asio::thread_pool& blocking,
          api_options options)
-    : store_(store), jobs_(jobs), ingest_(ingest), blocking_(blocking), options_(options) {}
+    : store_(store), jobs_(jobs), ingest_(ingest), blocking_(blocking), options_(std::move(options)) {}
 
 asio::awaitable<response> api::handle(request req) {
   const auto started = std::chrono::steady_clock::now();

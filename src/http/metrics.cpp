@@ -268,6 +268,15 @@ std::string metrics::render(const state& s) const {
                           MetricType::Histogram);
     add_histogram(latency, s.workers->latency_seconds, engine);
     out.push_back(std::move(latency));
+    auto failures =
+        family("aipbx_coroutine_failures_total",
+               "Coroutines that ended by an exception (a bug), by unit of work; each ended only its unit",
+               MetricType::Counter);
+    add_value(failures, static_cast<double>(s.workers->failures.dispatcher), {{"unit", "ai_dispatcher"}});
+    add_value(failures, static_cast<double>(s.workers->failures.attempt), {{"unit", "ai_attempt"}});
+    add_value(failures, static_cast<double>(s.workers->failures.lease_renewal),
+              {{"unit", "ai_lease_renewal"}});
+    out.push_back(std::move(failures));
   }
   return prometheus::TextSerializer().Serialize(out);
 }

@@ -8,7 +8,8 @@
 //    calls by state and packet totals (a scan of the calls table), jobs by state and the age of the
 //    oldest due job, the writer's commits, batch sizes and queue, whatever the store's backend measures
 //    of itself (the embedded store's log syncs and checkpoints), the stream protocols' counters, the AI
-//    workers' attempts, retries, dead jobs and latency (a histogram per engine).
+//    workers' attempts, retries, dead jobs and latency (a histogram per engine), and their coroutines
+//    that ended by an exception.
 //
 // Metric names and their meaning are listed in docs/operations.md. Thread-safe: counting is lock-free
 // after a label set's first use.

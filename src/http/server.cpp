@@ -183,7 +183,7 @@ asio::awaitable<void> server::accept_loop() {
   }
   std::function<void()> drained;
   {
-    std::lock_guard lock(mutex_);
+    aipbx::lock_guard lock(mutex_);
     accept_loop_done_ = true;
     if (stopping_ && sessions_.empty()) drained = std::move(on_drained_);
   }
@@ -207,7 +207,7 @@ asio::awaitable<void> server::run_registered(Stream& stream, beast::tcp_stream& 
   bool idle = true;
   std::uint64_t id = 0;
   {
-    std::lock_guard lock(mutex_);
+    aipbx::lock_guard lock(mutex_);
     if (stopping_.load()) co_return;
     id = next_id_++;
     sessions_.emplace(id, connection_entry{&lowest, &idle});
@@ -240,7 +240,7 @@ asio::awaitable<void> server::run_registered(Stream& stream, beast::tcp_stream& 
 void server::session_ended(std::uint64_t id) {
   std::function<void()> drained;
   {
-    std::lock_guard lock(mutex_);
+    aipbx::lock_guard lock(mutex_);
     sessions_.erase(id);
     if (stopping_ && sessions_.empty() && accept_loop_done_) drained = std::move(on_drained_);
   }
@@ -450,7 +450,7 @@ asio::awaitable<void> server::run_websocket_on(NextLayer& next, request req, upg
 void server::stop(std::function<void()> done) {
   std::vector<std::pair<std::uint64_t, asio::any_io_executor>> targets;
   {
-    std::lock_guard lock(mutex_);
+    aipbx::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
     on_drained_ = std::move(done);
@@ -463,7 +463,7 @@ void server::stop(std::function<void()> done) {
   // Connections waiting for a request are closed now; those with a request in flight finish it first.
   for (auto& [id, executor] : targets) {
     asio::post(executor, [this, id = id] {
-      std::lock_guard lock(mutex_);
+      aipbx::lock_guard lock(mutex_);
       auto it = sessions_.find(id);
       boost::system::error_code ignored;
       if (it != sessions_.end() && *it->second.idle) it->second.stream->socket().cancel(ignored);

@@ -12,6 +12,8 @@
 // idle connections, lets requests in flight finish, then calls `done` once every connection has ended.
 #pragma once
 
+#include "domain/thread_annotations.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -25,7 +27,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -115,12 +116,12 @@ class server {
   request_handler& handler_;
   boost::asio::ip::tcp::acceptor acceptor_;
 
-  std::mutex mutex_;
+  aipbx::mutex mutex_;
   std::atomic<bool> stopping_{false};  // written under mutex_; read without it on every request
-  std::uint64_t next_id_ = 0;
-  std::unordered_map<std::uint64_t, connection_entry> sessions_;
-  std::function<void()> on_drained_;
-  bool accept_loop_done_ = false;
+  std::uint64_t next_id_ GUARDED_BY(mutex_) = 0;
+  std::unordered_map<std::uint64_t, connection_entry> sessions_ GUARDED_BY(mutex_);
+  std::function<void()> on_drained_ GUARDED_BY(mutex_);
+  bool accept_loop_done_ GUARDED_BY(mutex_) = false;
   std::atomic<std::size_t> open_{0};
   std::atomic<std::size_t> body_bytes_{0};  // held against options_.body_memory
 };

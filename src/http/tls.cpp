@@ -62,13 +62,13 @@ tls_credentials::tls_credentials(std::string cert_file, std::string key_file)
       current_(make_tls_context(cert_file_, key_file_)) {}
 
 std::shared_ptr<ssl::context> tls_credentials::current() const {
-  std::lock_guard lock(mutex_);
+  aipbx::lock_guard lock(mutex_);
   return current_;
 }
 
 void tls_credentials::reload() {
   std::shared_ptr<ssl::context> next = make_tls_context(cert_file_, key_file_);
-  std::lock_guard lock(mutex_);
+  aipbx::lock_guard lock(mutex_);
   current_ = std::move(next);
 }
 

@@ -7,8 +7,9 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include "domain/thread_annotations.hpp"
+
 #include <memory>
-#include <mutex>
 #include <string>
 
 namespace aipbx::http {
@@ -36,8 +37,8 @@ class tls_credentials {
  private:
   std::string cert_file_;
   std::string key_file_;
-  mutable std::mutex mutex_;
-  std::shared_ptr<boost::asio::ssl::context> current_;
+  mutable aipbx::mutex mutex_;
+  std::shared_ptr<boost::asio::ssl::context> current_ GUARDED_BY(mutex_);
 };
 
 }  // namespace aipbx::http

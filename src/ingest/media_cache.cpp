@@ -12,7 +12,7 @@ media_cache::shard& media_cache::shard_of(std::string_view call_id) const {
 
 std::optional<call_media_view> media_cache::find(std::string_view call_id) const {
   shard& s = shard_of(call_id);
-  std::lock_guard lock(s.mutex);
+  aipbx::lock_guard lock(s.mutex);
   auto it = s.entries.find(call_id);
   if (it == s.entries.end()) return std::nullopt;
   return it->second;
@@ -20,7 +20,7 @@ std::optional<call_media_view> media_cache::find(std::string_view call_id) const
 
 void media_cache::put(std::string_view call_id, call_media_view view) {
   shard& s = shard_of(call_id);
-  std::lock_guard lock(s.mutex);
+  aipbx::lock_guard lock(s.mutex);
   auto it = s.entries.find(call_id);
   if (it != s.entries.end()) {
     it->second = std::move(view);

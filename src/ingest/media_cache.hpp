@@ -10,12 +10,12 @@
 // emptied, which only costs a read per call on its next packet. Thread-safe.
 #pragma once
 
+#include "domain/thread_annotations.hpp"
 #include "media/media_format.hpp"
 #include "storage/call_store.hpp"
 
 #include <array>
 #include <cstddef>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,8 +41,8 @@ class media_cache {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   struct shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::string, call_media_view, hash, std::equal_to<>> entries;  // guarded by mutex
+    mutable aipbx::mutex mutex;
+    std::unordered_map<std::string, call_media_view, hash, std::equal_to<>> entries GUARDED_BY(mutex);
   };
   shard& shard_of(std::string_view call_id) const;
 

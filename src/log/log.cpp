@@ -1,5 +1,6 @@
 #include "log/log.hpp"
 
+#include "domain/thread_annotations.hpp"
 #include "log/json_text.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -11,7 +12,6 @@
 #include <atomic>
 #include <memory>
 #include <pthread.h>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -43,15 +43,15 @@ std::shared_ptr<spdlog::logger> make_sync_logger() {
   return logger;
 }
 
-std::shared_ptr<spdlog::logger>& current() {
+aipbx::mutex logger_mutex;
+
+std::shared_ptr<spdlog::logger>& current() REQUIRES(logger_mutex) {
   static std::shared_ptr<spdlog::logger> logger = make_sync_logger();
   return logger;
 }
 
-std::mutex logger_mutex;
-
 std::shared_ptr<spdlog::logger> get() {
-  std::lock_guard lock(logger_mutex);
+  aipbx::lock_guard lock(logger_mutex);
   return current();
 }
 
@@ -59,7 +59,7 @@ std::shared_ptr<spdlog::logger> get() {
 
 void init(level l) {
   min_level.store(static_cast<int>(l));
-  std::lock_guard lock(logger_mutex);
+  aipbx::lock_guard lock(logger_mutex);
   if (!spdlog::thread_pool()) spdlog::init_thread_pool(16384, 1);
   auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   auto logger = std::make_shared<spdlog::async_logger>("aipbx-async", sink, spdlog::thread_pool(),
@@ -73,7 +73,7 @@ void init(level l) {
 void shutdown() {
   std::shared_ptr<spdlog::logger> async;
   {
-    std::lock_guard lock(logger_mutex);
+    aipbx::lock_guard lock(logger_mutex);
     async = std::exchange(current(), make_sync_logger());
   }
   async->flush();

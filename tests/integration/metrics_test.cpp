@@ -128,6 +128,9 @@ TEST_F(MetricsTest, AiAttemptsRetriesDeadJobsAndLostPacketsAreCounted) {
   EXPECT_EQ(at(m, R"(aipbx_ai_attempts_total{engine="mock",outcome="succeeded"})"), 0);
   EXPECT_EQ(at(m, R"(aipbx_ai_latency_seconds_count{engine="mock"})"), 12);
   EXPECT_EQ(at(m, R"(aipbx_ai_running{engine="mock",kind="workers"})"), 2);
+  // Failed attempts are values, not exceptions: no unit of work ended by one.
+  for (const char* unit : {"ai_dispatcher", "ai_attempt", "ai_lease_renewal"})
+    EXPECT_EQ(at(m, std::string("aipbx_coroutine_failures_total{unit=\"") + unit + "\"}"), 0) << unit;
   EXPECT_EQ(at(m, R"(aipbx_calls{state="FAILED"})"), 1);
   EXPECT_EQ(at(m, R"(aipbx_call_packets_total{kind="lost"})"), 2);
   EXPECT_EQ(at(m, "aipbx_job_queue_oldest_due_seconds"), 0);

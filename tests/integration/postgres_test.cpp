@@ -46,6 +46,12 @@ class acknowledged {
     std::lock_guard lock(mutex_);
     return packets_;
   }
+  std::size_t size() const {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& [call, packets] : packets_) n += packets.size();
+    return n;
+  }
 
  private:
   mutable std::mutex mutex_;
@@ -377,7 +383,9 @@ TEST(PostgresRestart, NodesRideOutADatabaseRestartAndLoseNothing) {
       }
     });
   }
-  std::this_thread::sleep_for(1s);
+  // Load runs on both nodes, then the database stops under it.
+  EXPECT_TRUE(wait_until([&] { return acked.size() >= 200; }, 60s, 5ms))
+      << "only " << acked.size() << " acknowledged";
   cluster.run("stop-server");
   connection probe(nodes[0]->port());
   // Down: answers come at once (no hanging on the dead database).
@@ -387,13 +395,17 @@ TEST(PostgresRestart, NodesRideOutADatabaseRestartAndLoseNothing) {
   EXPECT_LT(std::chrono::steady_clock::now() - before, 2s);
   EXPECT_EQ(refused.status, 503);
   EXPECT_FALSE(refused.header("Retry-After").empty());
-  std::this_thread::sleep_for(1s);
+  // The clients meet the outage before the database comes back.
+  EXPECT_TRUE(wait_until([&] { return unavailable.load() > 0; }, 60s, 5ms)) << "no client met the outage";
   cluster.run("start-server");
   for (auto& n : nodes) {
     connection c(n->port());
-    EXPECT_TRUE(wait_until([&] { return c.get("/readyz").status == 200; }, 20s)) << n->tail(20);
+    EXPECT_TRUE(wait_until([&] { return c.get("/readyz").status == 200; }, 60s)) << n->tail(20);
   }
-  std::this_thread::sleep_for(1s);
+  // The load goes on after the restart.
+  const auto after_restart = acked.size();
+  EXPECT_TRUE(wait_until([&] { return acked.size() >= after_restart + 200; }, 60s, 5ms))
+      << "only " << acked.size() - after_restart << " acknowledged since the restart";
   stop = true;
   for (auto& th : threads) th.join();
   EXPECT_EQ(failed.load(), 0);

@@ -167,14 +167,14 @@ result<std::optional<media_declaration>> pg_call_store::call_media(std::string_v
 }
 
 void pg_call_store::on_jobs_queued(std::function<void()> listener) {
-  std::lock_guard lock(listener_mutex_);
+  aipbx::lock_guard lock(listener_mutex_);
   listener_ = std::move(listener);
 }
 
 void pg_call_store::notify_listener() const {
   std::function<void()> l;
   {
-    std::lock_guard lock(listener_mutex_);
+    aipbx::lock_guard lock(listener_mutex_);
     l = listener_;
   }
   if (l) l();
@@ -436,6 +436,7 @@ result<std::vector<transcript_segment>> pg_call_store::transcript(std::string_vi
         "transcript_segments WHERE call_id = $1 ORDER BY first_sequence",
         params{}.add(call_id));
     std::vector<transcript_segment> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i)
       out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.text(i, 4), r.float8(i, 5),
                      r.float8(i, 6)});
@@ -451,6 +452,7 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
         "AND $3 AND NOT late ORDER BY sequence",
         params{}.add(call_id).add(first).add(last));
     std::vector<stored_packet> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_packet(r, i));
     return out;
   });

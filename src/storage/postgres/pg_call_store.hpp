@@ -37,6 +37,7 @@
 #pragma once
 
 #include "domain/call_sequencer.hpp"
+#include "domain/thread_annotations.hpp"
 #include "storage/storage_backend.hpp"
 
 #include <atomic>
@@ -138,8 +139,8 @@ class pg_call_store final : public storage_backend {
   std::vector<std::thread> writer_threads_;
   std::vector<std::unique_ptr<pg::writer>> writers_;
 
-  mutable std::mutex listener_mutex_;
-  std::function<void()> listener_;
+  mutable aipbx::mutex listener_mutex_;
+  std::function<void()> listener_ GUARDED_BY(listener_mutex_);
   std::atomic<bool> listener_stop_{false};
   std::atomic<bool> listening_{false};
   std::thread listener_thread_;

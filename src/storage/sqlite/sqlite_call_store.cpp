@@ -387,7 +387,7 @@ auto sqlite_call_store::with_reader(F&& f) -> decltype(f(std::declval<connection
   std::unique_ptr<connection> c;
   try {
     {
-      std::lock_guard lock(readers_mutex_);
+      aipbx::lock_guard lock(readers_mutex_);
       if (!idle_readers_.empty()) {
         c = std::move(idle_readers_.back());
         idle_readers_.pop_back();
@@ -399,7 +399,7 @@ auto sqlite_call_store::with_reader(F&& f) -> decltype(f(std::declval<connection
     }
     auto r = f(*c);
     c->reset_cached();
-    std::lock_guard lock(readers_mutex_);
+    aipbx::lock_guard lock(readers_mutex_);
     idle_readers_.push_back(std::move(c));
     return r;
   } catch (const sqlite_error& e) {

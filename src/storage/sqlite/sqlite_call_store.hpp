@@ -46,6 +46,7 @@
 #pragma once
 
 #include "domain/call_sequencer.hpp"
+#include "domain/thread_annotations.hpp"
 #include "storage/call_store.hpp"
 #include "storage/job_store.hpp"
 #include "storage/storage_backend.hpp"
@@ -194,8 +195,8 @@ class sqlite_call_store final : public storage_backend {
   std::thread checkpointer_thread_;
   std::atomic<std::uint64_t> checkpoints_{0}, writer_checkpoints_{0}, waiting_checkpoints_{0}, syncs_{0};
 
-  std::mutex readers_mutex_;
-  std::vector<std::unique_ptr<sqlite::connection>> idle_readers_;
+  aipbx::mutex readers_mutex_;
+  std::vector<std::unique_ptr<sqlite::connection>> idle_readers_ GUARDED_BY(readers_mutex_);
 
   std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0};
   std::atomic<std::size_t> queued_{0};

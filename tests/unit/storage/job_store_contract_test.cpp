@@ -42,7 +42,10 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     o.segment_idle = 5.0;
     o.sweep_interval = std::chrono::milliseconds(5);
     o.max_attempts = 3;
-    o.clock = [this] { return now_.load(); };
+    o.clock = [this] {
+      ++clock_reads_;
+      return now_.load();
+    };
     o.node = "w";
     store_ = GetParam().make(dir_.string(), o);
   }
@@ -68,6 +71,20 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     EXPECT_TRUE(r.has_value());
     return r.value();
   }
+  // Moves the clock to `t` and returns once the store has swept at `t`. With nothing else queued, the
+  // writer commits only to sweep, and reads the clock once per commit: the first read after the move is
+  // a sweep at `t`, and a write queued after that read is answered after that sweep has committed.
+  void sweep_at(double t) {
+    now_ = t;
+    const int reads = clock_reads_.load();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (clock_reads_.load() == reads && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GT(clock_reads_.load(), reads) << "the store never swept";
+    job nobody;
+    nobody.id = -1;
+    EXPECT_FALSE(renew(nobody, "nobody"));  // a round trip through the writer, behind that sweep
+  }
   std::vector<job> jobs_of(const std::string& call) {
     job_query q;
     q.call_id = call;
@@ -77,6 +94,7 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
 
   fs::path dir_;
   std::atomic<double> now_{1000.0};
+  std::atomic<int> clock_reads_{0};
   std::unique_ptr<storage_backend> store_;
 };
 
@@ -233,13 +251,9 @@ TEST_P(JobStore, IdleCallGetsItsLastPartialSegment) {
   open(3);
   for (std::int64_t s : {1, 2, 3, 4, 6}) put("c1", s);
   ASSERT_EQ(jobs_of("c1").size(), 1u);
-  now_ = 1004.0;  // idle for 4 s: not yet (segment_idle is 5 s)
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  sweep_at(1004.0);  // idle for 4 s: not yet (segment_idle is 5 s)
   EXPECT_EQ(jobs_of("c1").size(), 1u);
-  now_ = 1006.0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (jobs_of("c1").size() < 2 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  sweep_at(1006.0);
   auto js = jobs_of("c1");
   ASSERT_EQ(js.size(), 2u);
   EXPECT_EQ(js[1].first_sequence, 4);

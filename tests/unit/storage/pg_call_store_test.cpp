@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <map>
 #include <memory>
@@ -30,6 +31,25 @@ result<ingest_outcome> ingest_sync(call_store& store, packet p) {
   auto future = promise.get_future();
   store.ingest(std::move(p), [&promise](result<ingest_outcome> r) { promise.set_value(std::move(r)); });
   return future.get();
+}
+
+result<bool> renew_sync(job_store& store, std::int64_t job_id) {
+  std::promise<result<bool>> promise;
+  auto future = promise.get_future();
+  store.renew(job_id, "nobody", 1, 30, [&promise](result<bool> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// Polls `done` until it holds, for up to a minute (a loaded machine may be slow; a healthy one never waits
+// that long).
+template <class F>
+bool eventually(F&& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 std::int64_t scalar(const std::string& url, const char* sql) {
@@ -122,11 +142,15 @@ TEST(PgCallStore, AnIdleCallIsEndedOnceWhateverTheNodes) {
   for (int c = 0; c < 10; ++c)
     ASSERT_TRUE(ingest_sync(*nodes[static_cast<std::size_t>(c % 3)], packet{"idle-" + std::to_string(c), 1, "d", 1.0, std::nullopt}));
   now = 1010.0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'") > 0 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // more sweeps by every node
+  ASSERT_TRUE(
+      eventually([&] { return scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'") == 0; }));
+  // A node whose sweep was under way while another ended the calls could end them again: let every
+  // node's writer finish what it was doing (a write queued to it now is answered after that).
+  for (auto& node : nodes) {
+    const auto renewed = renew_sync(*node, -1);
+    ASSERT_TRUE(renewed.has_value());
+    EXPECT_FALSE(*renewed);
+  }
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM calls WHERE state = 'IN_PROGRESS'"), 0);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_transitions WHERE reason = 'idle timeout'"), 10);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_transitions WHERE reason = 'idle timeout' AND to_state = "
@@ -141,21 +165,20 @@ TEST(PgCallStore, OtherNodesHearOfNewJobs) {
   o.url = url;
   pg_call_store a(o), b(o);
   std::atomic<int> heard_a{0}, heard_b{0};
-  const auto until = [](auto done) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!done() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return done();
-  };
   // The listener threads connect and LISTEN in the background.
-  ASSERT_TRUE(until([&] { return a.listening() && b.listening(); }));
+  ASSERT_TRUE(eventually([&] { return a.listening() && b.listening(); }));
   b.on_jobs_queued([&] { ++heard_b; });
   a.on_jobs_queued([&] { ++heard_a; });
   const int b_before = heard_b.load(), a_before = heard_a.load();
   ASSERT_TRUE(ingest_sync(a, packet{"notify-1", 1, "d", 1.0, std::nullopt}));
-  EXPECT_TRUE(until([&] { return heard_b.load() > b_before; })) << "b heard nothing of a's job";
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(heard_a.load(), a_before + 1) << "a is told once, by its own writer, not again by NOTIFY";
+  EXPECT_TRUE(eventually([&] { return heard_b.load() > b_before; })) << "b heard nothing of a's job";
+  // PostgreSQL delivers notifications in commit order: once a has heard of b's next job, its listener has
+  // read its own notification before it (and must have let it pass).
+  const int a_after_own = heard_a.load();
+  ASSERT_TRUE(ingest_sync(b, packet{"notify-2", 1, "d", 1.0, std::nullopt}));
+  EXPECT_TRUE(eventually([&] { return heard_a.load() > a_after_own; })) << "a heard nothing of b's job";
+  EXPECT_EQ(heard_a.load(), a_before + 2)
+      << "a is told of its own job once, by its own writer, not again by NOTIFY; and once of b's";
 }
 
 TEST(PgCallStore, AnUnreachableServerFailsStartUp) {
