@@ -165,7 +165,6 @@ void pg_call_store::declare_media(std::string call_id, media_declaration media,
 
 void pg_call_store::record_event(call_event e, event_handler done) {
   if (!call_ledger::valid_event(e)) return done(errc::invalid_input);
-  e.id = 0;
   submit({event_op{std::move(e), std::move(done), std::nullopt}}, true);
 }
 

@@ -495,7 +495,6 @@ void sqlite_call_store::declare_media(std::string call_id, media_declaration med
 
 void sqlite_call_store::record_event(call_event e, event_handler done) {
   if (!call_ledger::valid_event(e)) return done(errc::invalid_input);
-  e.id = 0;
   submit({sqlite::event_op{std::move(e), std::move(done), std::nullopt}}, true);
 }
 

@@ -2,9 +2,9 @@
 // contracts).
 //
 // Durability: the database runs in WAL mode. One writer thread owns the only write connection: it takes
-// every write queued since its last commit (packets, job claims, renewals, outcomes; up to `max_batch`),
-// applies them in one transaction and commits once (group commit). No write is answered before the WAL
-// holding it is on stable storage, in one of two ways (`sync`):
+// every write queued since its last commit (packets, call events, job claims, renewals, outcomes; up to
+// `max_batch`), applies them in one transaction and commits once (group commit). No write is answered
+// before the WAL holding it is on stable storage, in one of two ways (`sync`):
 //
 //  - pipelined (default): commits do not sync (synchronous=NORMAL); the writer hands each committed batch
 //    to a syncer thread, which calls fdatasync on the WAL and only then runs the batch's handlers, while
