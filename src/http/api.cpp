@@ -30,6 +30,9 @@ namespace {
 
 std::atomic<std::uint64_t> request_counter{0};
 
+// Events shown in the view of a call (GET /v1/calls/{call_id}); the rest are paged at .../events.
+constexpr std::size_t first_events = 100;
+
 response json_response(status s, std::string body) {
   response res{s, 11};
   res.set(beast_http::field::content_type, "application/json");
@@ -227,6 +230,7 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::list_packets: res = co_await list_packets(req, m.params[0]); break;
           case route_id::get_gaps: res = co_await get_gaps(m.params[0]); break;
           case route_id::get_transcript: res = co_await get_transcript(m.params[0]); break;
+          case route_id::list_events: res = co_await list_events(req, m.params[0]); break;
           case route_id::end_call: res = co_await change_call(m.params[0], true); break;
           case route_id::archive_call: res = co_await change_call(m.params[0], false); break;
           case route_id::list_jobs: res = co_await list_jobs(req); break;
@@ -399,7 +403,29 @@ asio::awaitable<response> api::get_call(const std::string& call_id) {
   auto op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(op);
   if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
-  co_return json_response(status::ok, to_json(*call, options_.default_media));
+  json::object out = to_json(*call, options_.default_media);
+  if (auto tracks = tracks_json(*call)) out["tracks"] = std::move(*tracks);
+  // The first page of events is shown; the DTMF digits are those of every event, a page at a time.
+  json::array events;
+  std::string dtmf;
+  std::int64_t after = 0;
+  for (bool first = true;; first = false) {
+    const std::size_t limit = first ? first_events : 1000;
+    auto events_op = run_blocking(
+        blocking_, [this, call_id, after, limit] { return store_.list_events(call_id, after, limit); });
+    auto page = co_await std::move(events_op);
+    if (!page)
+      co_return error_response(page.error(), page.error() == errc::not_found ? "Call not found" : "");
+    for (const auto& e : page->events) {
+      if (first) events.push_back(to_json(e));
+      if (auto digit = dtmf_digit(e)) dtmf += *digit;
+    }
+    if (!page->next_after) break;
+    after = *page->next_after;
+  }
+  out["events"] = std::move(events);
+  out["dtmf"] = std::move(dtmf);
+  co_return json_response(status::ok, json::value(std::move(out)));
 }
 
 asio::awaitable<response> api::declare_media(const request& req, const std::string& call_id) {
@@ -504,6 +530,21 @@ asio::awaitable<response> api::list_packets(const request& req, const std::strin
   auto page = co_await std::move(op);
   if (!page) co_return error_response(page.error(), page.error() == errc::not_found ? "Call not found" : "");
   co_return page_response("packets", page->packets, page->next_after, {{"call_id", call_id}});
+}
+
+asio::awaitable<response> api::list_events(const request& req, const std::string& call_id) {
+  validation_errors errors;
+  if (auto e = check_call_id(call_id)) errors.push_back(std::move(*e));
+  auto target = boost::urls::parse_origin_form(req.target());
+  const auto params = target->params();
+  const auto limit = static_cast<std::size_t>(query_int(params, "limit", 100, 1, 1000, errors));
+  const auto after = query_int(params, "after", 0, 0, std::numeric_limits<std::int64_t>::max(), errors);
+  if (!errors.empty()) co_return unprocessable(errors);
+  auto op = run_blocking(blocking_,
+                         [this, call_id, after, limit] { return store_.list_events(call_id, after, limit); });
+  auto page = co_await std::move(op);
+  if (!page) co_return error_response(page.error(), page.error() == errc::not_found ? "Call not found" : "");
+  co_return page_response("events", page->events, page->next_after, {{"call_id", call_id}});
 }
 
 asio::awaitable<response> api::get_gaps(const std::string& call_id) {

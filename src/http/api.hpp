@@ -64,6 +64,7 @@ class api final : public request_handler {
   boost::asio::awaitable<response> list_packets(const request& req, const std::string& call_id);
   boost::asio::awaitable<response> get_gaps(const std::string& call_id);
   boost::asio::awaitable<response> get_transcript(const std::string& call_id);
+  boost::asio::awaitable<response> list_events(const request& req, const std::string& call_id);
   // POST .../end (end == true) or .../archive.
   boost::asio::awaitable<response> change_call(const std::string& call_id, bool end);
   boost::asio::awaitable<response> list_jobs(const request& req);

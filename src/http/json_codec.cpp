@@ -478,6 +478,8 @@ json::object to_json(const call_summary& c, media::media_format default_media) {
       {"lost_ranges", c.lost_ranges},
       {"ended_at", optional_number(c.ended_at)},
       {"end_reason", c.end_reason ? json::value(*c.end_reason) : json::value(nullptr)},
+      {"track", c.track ? json::value(*c.track) : json::value(nullptr)},
+      {"primary_call", c.primary_call ? json::value(*c.primary_call) : json::value(nullptr)},
       {"ai",
        {{"status", ai_status(c)},
         {"next_segment", c.next_segment},
@@ -501,6 +503,47 @@ json::object to_json(const call_summary& c, media::media_format default_media) {
     out["transitions"] = std::move(transitions);
   }
   return out;
+}
+
+std::optional<json::object> tracks_json(const call_summary& c) {
+  if (!c.track && c.tracks.empty()) return std::nullopt;
+  json::object out;
+  if (c.track) out[*c.track] = c.id;
+  for (const auto& [name, id] : c.tracks) out[name] = id;
+  return out;
+}
+
+namespace {
+// The event's data as stored, parsed; nullopt when it is not JSON.
+std::optional<json::value> event_data(const call_event& e) {
+  boost::system::error_code ec;
+  json::value v = json::parse(e.data, ec);
+  if (ec) return std::nullopt;
+  return v;
+}
+}  // namespace
+
+json::object to_json(const call_event& e) {
+  auto data = event_data(e);
+  json::value shown;
+  if (data && data->is_object())
+    shown = std::move(*data);
+  else
+    shown = json::object{{"value", data ? std::move(*data) : json::value(sanitized(e.data))}};
+  return {{"id", e.id},
+          {"kind", e.kind},
+          {"at", e.at},
+          {"sequence", e.sequence ? json::value(*e.sequence) : json::value(nullptr)},
+          {"data", std::move(shown)}};
+}
+
+std::optional<std::string> dtmf_digit(const call_event& e) {
+  if (e.kind != "dtmf") return std::nullopt;
+  auto data = event_data(e);
+  if (!data || !data->is_object()) return std::nullopt;
+  const json::value* digit = data->get_object().if_contains("digit");
+  if (!digit || !digit->is_string()) return std::nullopt;
+  return std::string(digit->get_string());
 }
 
 std::string_view ai_status(const call_summary& c) {

@@ -1,5 +1,5 @@
 // JSON in and out of the HTTP API: the packet body parser and validator, the FastAPI-shaped error bodies,
-// and the JSON form of calls, packets and gaps.
+// and the JSON form of calls, packets, gaps and call events.
 //
 // Validation follows FastAPI/pydantic 2, so seed clients see the errors they know:
 //   {"detail": [{"type": "missing", "loc": ["body", "sequence"], "msg": "Field required", "input": {...}}]}
@@ -73,7 +73,16 @@ std::string validation_body(const validation_errors& errors);
 // {"detail": "...", "error": "..."} for every other 4xx/5xx.
 std::string error_body(std::string_view detail, std::string_view code);
 
+// With `track` and `primary_call` (null when the call is no track of a stream).
 boost::json::object to_json(const call_summary& c, media::media_format default_media);
+// The call's tracks as GET /v1/calls/{call_id} shows them: its own track's name -> its id, and the tracks
+// whose primary it is (`c.tracks`); nullopt when it has neither.
+std::optional<boost::json::object> tracks_json(const call_summary& c);
+// {"id", "kind", "at", "sequence" (null when unknown), "data"}. `data` is the stored JSON object; text that
+// is not one (the store does not check) is shown as {"value": <it, parsed if it is JSON, else a string>}.
+boost::json::object to_json(const call_event& e);
+// The key a "dtmf" event's data holds (`{"digit": "5"}`); nullopt for any other event.
+std::optional<std::string> dtmf_digit(const call_event& e);
 boost::json::object to_json(const stored_packet& p);
 boost::json::object to_json(const seq_range& r);
 boost::json::object to_json(const ingest_outcome& o, std::string_view call_id, std::int64_t sequence);

@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 23> routes{{
+constexpr std::array<route, 24> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -29,6 +29,7 @@ constexpr std::array<route, 23> routes{{
     {verb::get, "/v1/calls/{call_id}/packets", route_id::list_packets},
     {verb::get, "/v1/calls/{call_id}/gaps", route_id::get_gaps},
     {verb::get, "/v1/calls/{call_id}/transcript", route_id::get_transcript},
+    {verb::get, "/v1/calls/{call_id}/events", route_id::list_events},
     {verb::post, "/v1/calls/{call_id}/end", route_id::end_call},
     {verb::post, "/v1/calls/{call_id}/archive", route_id::archive_call},
     {verb::get, "/v1/jobs", route_id::list_jobs},

@@ -31,6 +31,7 @@ enum class route_id {
   list_packets,
   get_gaps,
   get_transcript,
+  list_events,
   end_call,
   archive_call,
   list_jobs,

@@ -9,6 +9,7 @@ void ledger_rows::clear() {
   gaps.clear();
   jobs.clear();
   transitions.clear();
+  events.clear();
 }
 
 void call_ledger::begin() {
@@ -18,6 +19,7 @@ void call_ledger::begin() {
   state_changes_.clear();
   created_.clear();
   declared_.clear();
+  linked_.clear();
 }
 
 call_record call_ledger::fresh(std::string id, double now) const {
@@ -156,20 +158,87 @@ result<call_state> call_ledger::archive(call_record& rec, double now) {
   return rec.state;
 }
 
-result<declare_outcome> call_ledger::declare(call_record& rec, const media_declaration& media) {
+result<declare_outcome> call_ledger::declare(call_record& rec, const media_declaration& media,
+                                             const std::optional<track_link>& track) {
   declare_outcome out;
   if (rec.media) {
     if (*rec.media != media) return errc::media_conflict;
     out.repeated = true;
-    return out;
+  } else {
+    if (rec.state != call_state::in_progress) return errc::call_ended;
+    if (rec.packets_received > 0) return errc::media_too_late;
+    rec.media = media;
+    rec.media_dirty = true;
+    mark_dirty(rec);
+    declared_.emplace_back(rec.id, media);
   }
-  if (rec.state != call_state::in_progress) return errc::call_ended;
-  if (rec.packets_received > 0) return errc::media_too_late;
-  rec.media = media;
-  rec.media_dirty = true;
-  mark_dirty(rec);
-  declared_.emplace_back(rec.id, media);
+  // Set once: the first declaration that names a track decides (a call declared before its stream named
+  // its tracks gets its link from the stream's repeat of the same media).
+  if (track && !rec.track) {
+    rec.track = track->name;
+    rec.primary = track->primary;
+    rec.track_dirty = true;
+    out.repeated = false;
+    linked_.emplace_back(rec.id, *track);
+  }
   return out;
+}
+
+namespace {
+
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF) without NUL bytes.
+bool storable_text(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The lead byte gives the length and, for a few, a narrower range of the next byte.
+    struct lead {
+      unsigned char first, last;
+      std::size_t continuation;
+      unsigned char lo, hi;
+    };
+    static constexpr lead leads[] = {{0xC2, 0xDF, 1, 0x80, 0xBF}, {0xE0, 0xE0, 2, 0xA0, 0xBF},
+                                     {0xE1, 0xEC, 2, 0x80, 0xBF}, {0xED, 0xED, 2, 0x80, 0x9F},
+                                     {0xEE, 0xEF, 2, 0x80, 0xBF}, {0xF0, 0xF0, 3, 0x90, 0xBF},
+                                     {0xF1, 0xF3, 3, 0x80, 0xBF}, {0xF4, 0xF4, 3, 0x80, 0x8F}};
+    const lead* l = nullptr;
+    for (const auto& candidate : leads)
+      if (c >= candidate.first && c <= candidate.last) l = &candidate;
+    if (!l) return false;
+    const std::size_t n = l->continuation;
+    const unsigned char lo = l->lo, hi = l->hi;
+    if (s.size() - i <= n) return false;  // truncated
+    for (std::size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool call_ledger::valid_track(std::string_view call_id, const track_link& track) {
+  if (track.name.empty() || track.name.size() > 128 || !storable_text(track.name)) return false;
+  return !track.primary ||
+         (!track.primary->empty() && *track.primary != call_id && storable_text(*track.primary));
+}
+
+bool call_ledger::valid_event(const call_event& e) {
+  return !e.kind.empty() && storable_text(e.kind) && storable_text(e.data) && storable_text(e.call_id);
+}
+
+result<void> call_ledger::record_event(const call_record* rec, call_event& e, double now) {
+  if (!rec) return errc::not_found;
+  if (e.at <= 0) e.at = now;
+  rows_.events.push_back({&e});
+  return {};
 }
 
 void call_ledger::transition(call_record& rec, call_state to, const std::string& reason, double now) {
@@ -236,6 +305,13 @@ void call_ledger::log_committed() const {
   for (const auto& id : created_) log::info("call created", {{"call_id", id}});
   for (const auto& [id, media] : declared_)
     log::info("call media declared", {{"call_id", id}, {"format", media.format}, {"packet_ms", media.packet_ms}});
+  for (const auto& [id, link] : linked_) {
+    if (link.primary)
+      log::info("call track linked",
+                {{"call_id", id}, {"track", link.name}, {"primary_call", *link.primary}});
+    else
+      log::info("call track linked", {{"call_id", id}, {"track", link.name}});
+  }
   for (const auto& t : state_changes_)
     log::info("call state changed", {{"call_id", t.call_id}, {"from", t.from}, {"to", t.to}, {"reason", t.reason}});
   for (const auto& w : warnings_) {

@@ -5,9 +5,9 @@
 // the ledger decided on in its own SQL dialect. The ledger owns what a call's record means: the arrival
 // counters (in order, gaps, late, out of order, after a lost gap, duplicates), the idempotent answer to a
 // repeated packet, the reorder window and idle cut (through the call's sequencer), the lifecycle
-// (IN_PROGRESS -> PROCESSING_AI -> COMPLETED | FAILED -> ARCHIVED, replay) and which packet, gap, job and
-// transition rows to write. It runs no SQL, reads no clock (`now` arguments) and logs only in
-// `log_committed`, which the writer calls once its transaction committed.
+// (IN_PROGRESS -> PROCESSING_AI -> COMPLETED | FAILED -> ARCHIVED, replay), the media declaration and track
+// link, and which packet, gap, job, transition and event rows to write. It runs no SQL, reads no clock (`now`
+// arguments) and logs only in `log_committed`, which the writer calls once its transaction committed.
 //
 // Not thread-safe: one writer thread owns a ledger and the records it is given.
 #pragma once
@@ -45,12 +45,15 @@ struct call_record {
   std::optional<double> ended_at;
   std::optional<std::string> end_reason;
   std::optional<media_declaration> media;
+  std::optional<std::string> track;    // its track of a stream, set once
+  std::optional<std::string> primary;  // the call of its stream's first track
   double state_changed_at = 0;
   // What changed since the writer last wrote the record (the writer clears the flags it wrote).
   bool dirty = false;        // the calls row
   bool state_dirty = false;  // of which state, ended_at, end_reason or state_changed_at
   bool gaps_dirty = false;   // its call_gaps rows
   bool media_dirty = false;  // its declaration
+  bool track_dirty = false;  // its track and primary
 
   std::int64_t outstanding() const { return jobs_total - jobs_succeeded - jobs_dead; }
 };
@@ -86,12 +89,18 @@ struct transition_row {  // a call_transitions row
   std::string reason;
   double at = 0;
 };
+struct event_row {                    // a call_events row; the database numbers it
+  const call_event* event = nullptr;  // the operation's own event: valid while its operation is
+};
 struct ledger_rows {
   std::vector<packet_row> packets;
   std::vector<gap_row> gaps;
   std::vector<job_row> jobs;
   std::vector<transition_row> transitions;
-  bool empty() const { return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty(); }
+  std::vector<event_row> events;
+  bool empty() const {
+    return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty() && events.empty();
+  }
   void clear();
 };
 
@@ -125,8 +134,20 @@ class call_ledger {
   result<call_state> end(call_record& rec, const std::string& reason, double now);
   // Puts a COMPLETED or FAILED call away.
   result<call_state> archive(call_record& rec, double now);
-  // Declares the call's media (a repeat of the same declaration is `repeated`). `created` is left to the writer.
-  result<declare_outcome> declare(call_record& rec, const media_declaration& media);
+  // Declares the call's media (a repeat of the same declaration is `repeated`), and records its track when
+  // `track` names one and the call has none yet (a call keeps the track it has; another link is ignored).
+  // A failed declaration records no track. `created` is left to the writer.
+  result<declare_outcome> declare(call_record& rec, const media_declaration& media,
+                                  const std::optional<track_link>& track = std::nullopt);
+  // Whether `track` may be recorded on call `call_id` (see track_link). Checked before a declaration is
+  // queued, so that a refused one changes nothing.
+  static bool valid_track(std::string_view call_id, const track_link& track);
+  // Whether `e` can be stored: a kind, and kind and data UTF-8 without NUL bytes (what every backend's text
+  // columns hold). Checked before an event is queued.
+  static bool valid_event(const call_event& e);
+  // Records event `e` of the call `rec` holds (null: no such call, `not_found`), whatever the call's state.
+  // Fills in `e.at` with `now` when it is 0, and yields an event row that refers to `e`.
+  result<void> record_event(const call_record* rec, call_event& e, double now);
   // A job of the call changed state: its counters, and an ended call settles.
   void job_changed(call_record& rec, job_state from, job_state to, double now);
 
@@ -170,6 +191,7 @@ class call_ledger {
   std::vector<state_change> state_changes_;
   std::vector<std::string> created_;
   std::vector<std::pair<std::string, media_declaration>> declared_;
+  std::vector<std::pair<std::string, track_link>> linked_;
 };
 
 }  // namespace aipbx

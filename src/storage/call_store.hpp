@@ -22,6 +22,16 @@
 // declaration creates the call if needed and never changes afterwards. Ingest refuses a packet whose
 // `packet::media` (the declaration it was checked against, empty for none) is not the call's declaration
 // with `media_changed`, so a packet checked against a stale view of the call is never stored.
+//
+// Tracks: a stream with two tracks stores each as a call of its own; the declaration of each names its
+// track and, for a track other than the stream's first, the call of the first track (its primary). The
+// link is set once, with the call's first declaration that names one.
+//
+// Events: what happened in a call besides its audio (DTMF, a stream's start and stop, marks, text), kept
+// per call in the order recorded. Recording one is a write like ingest; it fails with `not_found` for an
+// unknown call (an event never creates one), `invalid_input` for an event that cannot be stored (empty kind,
+// text that is not UTF-8 or holds NUL bytes; refused at once, nothing changed), or as ingest does when the
+// writer is full, stopping or failing.
 #pragma once
 
 #include "domain/call_state.hpp"
@@ -38,6 +48,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aipbx {
@@ -62,6 +73,33 @@ struct media_declaration {
 struct declare_outcome {
   bool created = false;   // the declaration created the call
   bool repeated = false;  // the call had declared exactly this before; nothing changed
+};
+
+// A call that is one track of a stream: its track's name, and for a track other than the stream's first,
+// the call of the first track. A name is 1-128 bytes of UTF-8 without NUL bytes, and a call is not its own
+// primary (`invalid_input` otherwise).
+struct track_link {
+  std::string name;
+  std::optional<std::string> primary;
+  friend bool operator==(const track_link&, const track_link&) = default;
+};
+
+// A call event, kept in the order it was recorded. `id` is durable and increasing over every call of the
+// store (0 until stored); `data` is a JSON object as text (the store does not interpret it). A "dtmf"
+// event's data holds the key as `{"digit": "5"}`.
+struct call_event {
+  std::int64_t id = 0;
+  std::string call_id;
+  std::string kind;                      // "dtmf", "stream_started", "stream_stopped", "mark", "text"...
+  double at = 0;                         // unix seconds, server clock (0: when the writer stores it)
+  std::optional<std::int64_t> sequence;  // where in the call's packets it happened, when known
+  std::string data = "{}";
+  friend bool operator==(const call_event&, const call_event&) = default;
+};
+
+struct event_page {
+  std::vector<call_event> events;
+  std::optional<std::int64_t> next_after;  // pass as `after` for the next page; empty on the last page
 };
 
 struct call_transition {
@@ -98,7 +136,11 @@ struct call_summary {
   std::int64_t jobs_succeeded = 0;
   std::int64_t jobs_dead = 0;
   std::optional<media_declaration> media;  // empty when the call declared nothing
+  std::optional<std::string> track;        // the call's track of its stream, when it declared one
+  std::optional<std::string> primary_call;   // the call of its stream's first track, for another track
   std::vector<call_transition> transitions;  // filled by get_call only, oldest first
+  // Track name -> call id of the calls whose primary is this one, by track name; filled by get_call only.
+  std::vector<std::pair<std::string, std::string>> tracks;
 };
 
 struct stored_packet {
@@ -181,9 +223,26 @@ class call_store {
   // another one, `media_too_late` when it has packets and no declaration, `call_ended` when it has ended.
   // A write: queued to the writer like ingest.
   using declare_handler = std::function<void(result<declare_outcome>)>;
-  virtual void declare_media(std::string call_id, media_declaration media, declare_handler done) = 0;
+  // Like the declaration without a track, and the call records its track (set once: a call that has a
+  // track keeps it; a repeat with the same link or none changes nothing; another link is ignored, not an
+  // error). A declaration that fails records no track either; an invalid link fails with `invalid_input`
+  // at once (nothing changed, the handler runs on the calling thread).
+  virtual void declare_media(std::string call_id, media_declaration media, std::optional<track_link> track,
+                             declare_handler done) = 0;
+  void declare_media(std::string call_id, media_declaration media, declare_handler done) {
+    declare_media(std::move(call_id), std::move(media), std::nullopt, std::move(done));
+  }
   // The call's declaration (empty if none): a light read for the ingest path's cache and the AI workers.
   [[nodiscard]] virtual result<std::optional<media_declaration>> call_media(std::string_view call_id) = 0;
+
+  // Records an event of an existing call (`not_found` otherwise; an event never creates a call), whatever
+  // its state: a late DTMF of a call that just ended is still a fact. A write, queued to the writer like
+  // ingest, durable when answered with the event's id.
+  using event_handler = std::function<void(result<std::int64_t>)>;
+  virtual void record_event(call_event e, event_handler done) = 0;
+  // The call's events in id order, after `after` (0: from the first); `not_found` for an unknown call.
+  [[nodiscard]] virtual result<event_page> list_events(std::string_view call_id, std::int64_t after,
+                                                       std::size_t limit) = 0;
 
   // Totals over every call (a scan of the calls: for /metrics, not for the ingest path).
   [[nodiscard]] virtual result<call_counts> count_calls() = 0;

@@ -1,6 +1,6 @@
-// The writes a store queues for its writer (ingest, the job queue's operations, call lifecycle): their
-// arguments, their handler, and the result the writer sets. Shared by every backend. Not thread-safe: an op
-// belongs to one thread at a time (the caller, then the writer, then whoever answers it).
+// The writes a store queues for its writer (ingest, the job queue's operations, call lifecycle, call
+// events): their arguments, their handler, and the result the writer sets. Shared by every backend. Not
+// thread-safe: an op belongs to one thread at a time (the caller, then the writer, then whoever answers it).
 #pragma once
 
 #include "storage/call_store.hpp"
@@ -69,12 +69,20 @@ struct archive_op {
 struct declare_op {
   std::string call_id;
   media_declaration media;
+  std::optional<track_link> track;
   call_store::declare_handler done;
   std::optional<result<declare_outcome>> r;
 };
+struct event_op {
+  call_event e;
+  call_store::event_handler done;
+  std::optional<result<std::int64_t>> r;
+};
 
 struct write_op {
-  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op, declare_op> v;
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op,
+               declare_op, event_op>
+      v;
   // Runs the handler with the stored result, or with `failure` when the transaction failed.
   void complete();
   void fail(const boost::system::error_code& failure);

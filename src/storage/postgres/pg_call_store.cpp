@@ -30,7 +30,8 @@ constexpr const char* call_columns =
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND NOT g.lost), "
     "last_packet_at, next_segment, late_packets, lost_packets, "
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost), "
-    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms";
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms, track, "
+    "primary_id";
 
 call_summary read_call(const result_set& r, int i) {
   call_summary c;
@@ -60,6 +61,8 @@ call_summary read_call(const result_set& r, int i) {
   c.jobs_succeeded = r.int64(i, 23);
   c.jobs_dead = r.int64(i, 24);
   if (!r.is_null(i, 25)) c.media = media_declaration{r.text(i, 25), r.int64(i, 26)};
+  c.track = r.optional_text(i, 27);
+  c.primary_call = r.optional_text(i, 28);
   return c;
 }
 
@@ -153,8 +156,36 @@ void pg_call_store::archive_call(std::string call_id, state_handler done) {
   submit({archive_op{std::move(call_id), std::move(done), std::nullopt}}, false);
 }
 
-void pg_call_store::declare_media(std::string call_id, media_declaration media, declare_handler done) {
-  submit({declare_op{std::move(call_id), std::move(media), std::move(done), std::nullopt}}, false);
+void pg_call_store::declare_media(std::string call_id, media_declaration media,
+                                  std::optional<track_link> track, declare_handler done) {
+  if (track && !call_ledger::valid_track(call_id, *track)) return done(errc::invalid_input);
+  submit({declare_op{std::move(call_id), std::move(media), std::move(track), std::move(done), std::nullopt}},
+         false);
+}
+
+void pg_call_store::record_event(call_event e, event_handler done) {
+  if (!call_ledger::valid_event(e)) return done(errc::invalid_input);
+  submit({event_op{std::move(e), std::move(done), std::nullopt}}, true);
+}
+
+result<event_page> pg_call_store::list_events(std::string_view call_id, std::int64_t after,
+                                              std::size_t limit) {
+  return with_reader([&](connection& c) -> result<event_page> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT id, kind, at, sequence, data FROM call_events WHERE call_id = $1 AND id > $2 ORDER BY id "
+        "LIMIT $3",
+        params{}.add(call_id).add(after).add(static_cast<std::int64_t>(limit + 1)));
+    event_page page;
+    for (int i = 0; i < r.rows(); ++i) {
+      std::optional<std::int64_t> sequence;
+      if (!r.is_null(i, 3)) sequence = r.int64(i, 3);
+      page.events.push_back(
+          {r.int64(i, 0), std::string(call_id), r.text(i, 1), r.float8(i, 2), sequence, r.text(i, 4)});
+    }
+    page.next_after = trim_page(page.events, limit, [](const call_event& e) { return e.id; });
+    return page;
+  });
 }
 
 result<std::optional<media_declaration>> pg_call_store::call_media(std::string_view call_id) {
@@ -367,6 +398,9 @@ result<call_summary> pg_call_store::get_call(std::string_view call_id) {
       tr.at = t.float8(i, 3);
       call.transitions.push_back(std::move(tr));
     }
+    auto k =
+        c.exec("SELECT track, id FROM calls WHERE primary_id = $1 ORDER BY track, id", params{}.add(call_id));
+    for (int i = 0; i < k.rows(); ++i) call.tracks.emplace_back(k.text(i, 0), k.text(i, 1));
     return call;
   });
 }

@@ -92,8 +92,13 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<gap_ranges> gaps(std::string_view call_id) override;
   void end_call(std::string call_id, std::string reason, state_handler done) override;
   void archive_call(std::string call_id, state_handler done) override;
-  void declare_media(std::string call_id, media_declaration media, declare_handler done) override;
+  using call_store::declare_media;
+  void declare_media(std::string call_id, media_declaration media, std::optional<track_link> track,
+                     declare_handler done) override;
   [[nodiscard]] result<std::optional<media_declaration>> call_media(std::string_view call_id) override;
+  void record_event(call_event e, event_handler done) override;
+  [[nodiscard]] result<event_page> list_events(std::string_view call_id, std::int64_t after,
+                                               std::size_t limit) override;
   [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;

@@ -144,6 +144,22 @@ params& params::add_ints(const std::vector<std::int64_t>& v) {
   return *this;
 }
 
+params& params::add_optional_ints(const std::vector<std::optional<std::int64_t>>& v) {
+  bool has_null = false;
+  for (const auto& x : v) has_null = has_null || !x;
+  auto& out = push(true).bytes;
+  out = array_header(v.size(), has_null, int8_oid);
+  for (const auto& x : v) {
+    if (!x) {
+      put_null(out);
+      continue;
+    }
+    put32(out, 8);
+    put64(out, static_cast<std::uint64_t>(*x));
+  }
+  return *this;
+}
+
 params& params::add_doubles(const std::vector<double>& v) {
   auto& out = push(true).bytes;
   out = array_header(v.size(), false, float8_oid);

@@ -49,6 +49,7 @@ class params {
   params& add_optional_texts(const std::vector<std::optional<std::string>>& v);
   params& add_bytes_array(const std::vector<std::string_view>& v);
   params& add_ints(const std::vector<std::int64_t>& v);
+  params& add_optional_ints(const std::vector<std::optional<std::int64_t>>& v);
   params& add_doubles(const std::vector<double>& v);
   params& add_optional_doubles(const std::vector<std::optional<double>>& v);
   params& add_bools(const std::vector<bool>& v);

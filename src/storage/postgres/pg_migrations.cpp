@@ -155,13 +155,34 @@ ALTER TABLE transcript_segments DROP CONSTRAINT transcript_segments_call_id_fkey
 ALTER TABLE packets DROP CONSTRAINT packets_pkey;
 )sql";
 
-constexpr std::array<migration, 6> all{{
+// Calls' events (DTMF, a stream's start and stop, marks, text) and the link between the calls that are the
+// tracks of one stream. As for the tables of version 6, call_events has no foreign key: the writer holds
+// the call's row lock when it inserts one. The index on primary_id is partial (only a stream's other tracks
+// have one), and the column is set once, so the calls row's updates with each batch stay HOT.
+constexpr const char* v7_events_and_tracks = R"sql(
+ALTER TABLE calls ADD COLUMN track text COLLATE "C";
+ALTER TABLE calls ADD COLUMN primary_id text COLLATE "C";
+CREATE INDEX calls_primary ON calls(primary_id) WHERE primary_id IS NOT NULL;
+
+CREATE TABLE call_events (
+  id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  call_id  text COLLATE "C" NOT NULL,
+  kind     text NOT NULL,
+  at       double precision NOT NULL,
+  sequence bigint,
+  data     text NOT NULL
+);
+CREATE INDEX call_events_call ON call_events(call_id, id);
+)sql";
+
+constexpr std::array<migration, 7> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
+    {7, "call events and tracks", v7_events_and_tracks},
 }};
 
 }  // namespace

@@ -35,8 +35,9 @@ namespace {
 
 constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
-    "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
-    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms";
+    "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, "
+    "jobs_succeeded, "
+    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, track, primary_id";
 
 void sort_unique(std::vector<std::string>& v) {
   std::sort(v.begin(), v.end());
@@ -76,6 +77,8 @@ void writer::reset() {
   created_.clear();
   existing_.clear();
   inserted_.clear();
+  event_ops_.clear();
+  events_at_.reset();
   sweep_ = {};
   sweeping_ = false;
   jobs_queued_ = false;
@@ -130,7 +133,8 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   if (sweeping_) sweep(now);
   auto writes = flush(now, token);
   writes.push_back({"COMMIT", {}});
-  c.exec_pipeline(writes);
+  auto results = c.exec_pipeline(writes);
+  if (events_at_) assign_event_ids(results[*events_at_]);
 }
 
 writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
@@ -146,6 +150,8 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
             p.new_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>)
             p.lock_ids.push_back(o.call_id);
+          else if constexpr (std::is_same_v<T, event_op>)
+            p.lock_ids.push_back(o.e.call_id);  // an event never creates its call
           else if constexpr (std::is_same_v<T, claim_op>)
             p.claims = true;
           else {
@@ -297,6 +303,8 @@ void writer::read_records(const result_set& r, const result_set& g) {
     rec->end_reason = r.optional_text(i, 16);
     rec->state_changed_at = r.float8(i, 17);
     if (!r.is_null(i, 18)) rec->media = media_declaration{r.text(i, 18), r.int64(i, 19)};
+    rec->track = r.optional_text(i, 20);
+    rec->primary = r.optional_text(i, 21);
     // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
     rec->seq = ledger_.sequencer(r.int64(i, 2), {}, {}, r.int64(i, 9));
     calls_.emplace(rec->id, std::move(rec));
@@ -350,6 +358,8 @@ void writer::apply(connection& c, write_op& op, double now) {
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o.call_id, now);
+        else if constexpr (std::is_same_v<T, event_op>)
+          apply_event(o, now);
       },
       op.v);
 }
@@ -403,9 +413,42 @@ result<declare_outcome> writer::apply_declare(const declare_op& op) {
     created = true;
     created_.erase(c);
   }
-  auto out = ledger_.declare(*it->second, op.media);
+  auto out = ledger_.declare(*it->second, op.media, op.track);
   if (out) out->created = created;
   return out;
+}
+
+void writer::apply_event(event_op& op, double now) {
+  op.r.reset();  // from an earlier run of the batch
+  auto it = calls_.find(op.e.call_id);
+  // A call this batch creates exists from the write that creates it on: the embedded store applies a
+  // batch's writes in order, and both answer alike.
+  const call_record* rec = it == calls_.end() || created_.contains(op.e.call_id) ? nullptr : it->second.get();
+  if (auto recorded = ledger_.record_event(rec, op.e, now); !recorded) {
+    op.r = recorded.error();
+    return;
+  }
+  event_ops_.push_back(&op);
+}
+
+void writer::assign_event_ids(const result_set& r) {
+  // One sequence numbers the rows in the order they were inserted, which is the order of event_ops_ (see
+  // insert_events); RETURNING itself promises no order, so the ids are sorted.
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < r.rows(); ++i) ids.push_back(r.int64(i, 0));
+  std::sort(ids.begin(), ids.end());
+  if (ids.size() != event_ops_.size())
+    log::error("event ids do not match the events inserted",
+               {{"ids", ids.size()}, {"events", event_ops_.size()}});
+  for (std::size_t i = 0; i < event_ops_.size(); ++i) {
+    event_op& op = *event_ops_[i];
+    if (i < ids.size()) {
+      op.e.id = ids[i];
+      op.r = ids[i];
+    } else {
+      op.r = make_error_code(errc::store_failure);
+    }
+  }
 }
 
 result<call_state> writer::apply_archive(const std::string& call_id, double now) {
@@ -606,6 +649,29 @@ void write_job_rows(statements& out, const job_rows& rows) {
   insert_results(out, rows.results);
 }
 
+// The batch's events, numbered by the table's identity in the order of `rows` (WITH ORDINALITY ... ORDER BY:
+// the rows reach the insert, and draw their ids, in that order). Returns the statement's index: its
+// RETURNING gives the ids.
+std::optional<std::size_t> insert_events(statements& out, const std::vector<event_row>& rows) {
+  if (rows.empty()) return std::nullopt;
+  std::vector<std::string> call, kind, data;
+  std::vector<double> at;
+  std::vector<std::optional<std::int64_t>> sequence;
+  for (const auto& r : rows) {
+    call.push_back(r.event->call_id);
+    kind.push_back(r.event->kind);
+    at.push_back(r.event->at);
+    sequence.push_back(r.event->sequence);
+    data.push_back(r.event->data);
+  }
+  out.push_back(
+      {"INSERT INTO call_events(call_id, kind, at, sequence, data) SELECT c, k, a, s, d FROM "
+       "unnest($1::text[], $2::text[], $3::float8[], $4::bigint[], $5::text[]) WITH ORDINALITY "
+       "AS u(c, k, a, s, d, n) ORDER BY n RETURNING id",
+       params{}.add_texts(call).add_texts(kind).add_doubles(at).add_optional_ints(sequence).add_texts(data)});
+  return out.size() - 1;
+}
+
 void insert_transitions(statements& out, const std::vector<transition_row>& rows) {
   if (rows.empty()) return;
   std::vector<std::string> call, to, reason;
@@ -721,6 +787,23 @@ void update_media(statements& out, const Calls& calls) {
        params{}.add_texts(ids).add_texts(formats).add_ints(packet_ms)});
 }
 
+template <class Calls>
+void update_tracks(statements& out, const Calls& calls) {
+  std::vector<std::string> ids;
+  std::vector<std::optional<std::string>> tracks, primaries;
+  for (const auto& [id, rec] : calls) {
+    if (!rec->track_dirty) continue;
+    ids.push_back(id);
+    tracks.push_back(rec->track);
+    primaries.push_back(rec->primary);
+  }
+  if (ids.empty()) return;
+  out.push_back(
+      {"UPDATE calls SET track = u.t, primary_id = u.p FROM unnest($1::text[], $2::text[], $3::text[]) "
+       "AS u(id, t, p) WHERE calls.id = u.id",
+       params{}.add_texts(ids).add_optional_texts(tracks).add_optional_texts(primaries)});
+}
+
 }  // namespace
 
 result_set writer::read_jobs_table(connection& c, connection::statement read) {
@@ -742,6 +825,8 @@ std::vector<connection::statement> writer::flush(double now, const std::string& 
   insert_transitions(out, rows.transitions);
   update_calls(out, calls_, now);
   update_media(out, calls_);
+  update_tracks(out, calls_);
+  events_at_ = insert_events(out, rows.events);
   jobs_queued_ = !rows.jobs.empty() || jobs_.queued_now();
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});

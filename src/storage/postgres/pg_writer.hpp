@@ -77,6 +77,10 @@ class writer {
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const std::string& call_id, double now);
   result<declare_outcome> apply_declare(const declare_op& op);
+  // Sets `op.r` when the event is refused; otherwise the id its row gets answers it (assign_event_ids).
+  void apply_event(event_op& op, double now);
+  // The ids the batch's event rows got (RETURNING), to their operations.
+  void assign_event_ids(const result_set& ids);
   void sweep(double now);
 
   // The row of job `id` as this transaction holds it (null if the batch did not read one).
@@ -105,6 +109,8 @@ class writer {
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
   std::map<std::pair<std::string, std::int64_t>, std::string> existing_;  // stored before, for this batch
   std::map<packet_key, std::string_view> inserted_;  // stored by this batch
+  std::vector<event_op*> event_ops_;      // the operations of the ledger's event rows, in the same order
+  std::optional<std::size_t> events_at_;  // the statement of flush() that inserts them
   struct sweep_candidates {
     std::vector<std::string> expired_gaps, timed_out, idle;
   } sweep_;

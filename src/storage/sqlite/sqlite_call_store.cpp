@@ -29,7 +29,8 @@ constexpr const char* call_columns =
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 0), "
     "last_packet_at, next_segment, late_packets, lost_packets, "
     "(SELECT COUNT(*) FROM call_gaps g WHERE g.call_id = calls.id AND g.lost = 1), "
-    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms";
+    "ended_at, end_reason, jobs_total, jobs_succeeded, jobs_dead, media_format, media_packet_ms, track, "
+    "primary_id";
 
 call_summary read_call(const statement& s) {
   call_summary c;
@@ -59,6 +60,8 @@ call_summary read_call(const statement& s) {
   c.jobs_succeeded = s.column_int(23);
   c.jobs_dead = s.column_int(24);
   if (!s.is_null(25)) c.media = media_declaration{s.column_text(25), s.column_int(26)};
+  c.track = s.column_optional_text(27);
+  c.primary_call = s.column_optional_text(28);
   return c;
 }
 
@@ -450,6 +453,9 @@ result<call_summary> sqlite_call_store::get_call(std::string_view call_id) {
       tr.at = t.column_double(3);
       call.transitions.push_back(std::move(tr));
     }
+    auto& k = c.cached("SELECT track, id FROM calls WHERE primary_id = ? ORDER BY track, id");
+    k.bind(1, call_id);
+    while (k.step()) call.tracks.emplace_back(k.column_text(0), k.column_text(1));
     return call;
   });
 }
@@ -487,8 +493,34 @@ void sqlite_call_store::end_call(std::string call_id, std::string reason, state_
   submit({sqlite::end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
 }
 
-void sqlite_call_store::declare_media(std::string call_id, media_declaration media, declare_handler done) {
-  submit({sqlite::declare_op{std::move(call_id), std::move(media), std::move(done), std::nullopt}}, false);
+void sqlite_call_store::declare_media(std::string call_id, media_declaration media,
+                                      std::optional<track_link> track, declare_handler done) {
+  if (track && !call_ledger::valid_track(call_id, *track)) return done(errc::invalid_input);
+  submit({sqlite::declare_op{std::move(call_id), std::move(media), std::move(track), std::move(done),
+                             std::nullopt}},
+         false);
+}
+
+void sqlite_call_store::record_event(call_event e, event_handler done) {
+  if (!call_ledger::valid_event(e)) return done(errc::invalid_input);
+  submit({sqlite::event_op{std::move(e), std::move(done), std::nullopt}}, true);
+}
+
+result<event_page> sqlite_call_store::list_events(std::string_view call_id, std::int64_t after,
+                                                  std::size_t limit) {
+  return with_reader([&](connection& c) -> result<event_page> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto& s = c.cached(
+        "SELECT id, kind, at, sequence, data FROM call_events WHERE call_id = ? AND id > ? ORDER BY id LIMIT "
+        "?");
+    s.bind(1, call_id).bind(2, after).bind(3, static_cast<std::int64_t>(limit + 1));
+    event_page page;
+    while (s.step())
+      page.events.push_back({s.column_int(0), std::string(call_id), s.column_text(1), s.column_double(2),
+                             s.column_optional_int(3), s.column_text(4)});
+    page.next_after = trim_page(page.events, limit, [](const call_event& e) { return e.id; });
+    return page;
+  });
 }
 
 result<std::optional<media_declaration>> sqlite_call_store::call_media(std::string_view call_id) {

@@ -2,9 +2,9 @@
 // contracts).
 //
 // Durability: the database runs in WAL mode. One writer thread owns the only write connection: it takes
-// every write queued since its last commit (packets, job claims, renewals, outcomes; up to `max_batch`),
-// applies them in one transaction and commits once (group commit). No write is answered before the WAL
-// holding it is on stable storage, in one of two ways (`sync`):
+// every write queued since its last commit (packets, call events, job claims, renewals, outcomes; up to
+// `max_batch`), applies them in one transaction and commits once (group commit). No write is answered
+// before the WAL holding it is on stable storage, in one of two ways (`sync`):
 //
 //  - pipelined (default): commits do not sync (synchronous=NORMAL); the writer hands each committed batch
 //    to a syncer thread, which calls fdatasync on the WAL and only then runs the batch's handlers, while
@@ -123,8 +123,13 @@ class sqlite_call_store final : public storage_backend {
   [[nodiscard]] result<gap_ranges> gaps(std::string_view call_id) override;
   void end_call(std::string call_id, std::string reason, state_handler done) override;
   void archive_call(std::string call_id, state_handler done) override;
-  void declare_media(std::string call_id, media_declaration media, declare_handler done) override;
+  using call_store::declare_media;
+  void declare_media(std::string call_id, media_declaration media, std::optional<track_link> track,
+                     declare_handler done) override;
   [[nodiscard]] result<std::optional<media_declaration>> call_media(std::string_view call_id) override;
+  void record_event(call_event e, event_handler done) override;
+  [[nodiscard]] result<event_page> list_events(std::string_view call_id, std::int64_t after,
+                                               std::size_t limit) override;
   [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;

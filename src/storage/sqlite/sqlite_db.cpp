@@ -66,6 +66,10 @@ statement connection::prepare(std::string_view sql) { return statement(*this, sq
 
 std::int64_t connection::changes() const { return sqlite3_changes64(db_); }
 
+std::int64_t connection::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+
 statement::statement(connection& c, std::string_view sql) : conn_(&c) {
   const int rc = sqlite3_prepare_v3(c.handle(), sql.data(), static_cast<int>(sql.size()),
                                     SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
@@ -112,6 +116,10 @@ statement& statement::bind(int index, const std::optional<double>& value) {
   return value ? bind(index, *value) : bind(index, std::nullopt);
 }
 
+statement& statement::bind(int index, const std::optional<std::int64_t>& value) {
+  return value ? bind(index, *value) : bind(index, std::nullopt);
+}
+
 statement& statement::bind(int index, const std::optional<std::string_view>& value) {
   return value ? bind(index, *value) : bind(index, std::nullopt);
 }
@@ -142,6 +150,16 @@ double statement::column_double(int index) const { return sqlite3_column_double(
 std::optional<double> statement::column_optional_double(int index) const {
   if (sqlite3_column_type(stmt_, index) == SQLITE_NULL) return std::nullopt;
   return sqlite3_column_double(stmt_, index);
+}
+
+std::optional<std::int64_t> statement::column_optional_int(int index) const {
+  if (sqlite3_column_type(stmt_, index) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_int64(stmt_, index);
+}
+
+std::optional<std::string> statement::column_optional_text(int index) const {
+  if (sqlite3_column_type(stmt_, index) == SQLITE_NULL) return std::nullopt;
+  return column_text(index);
 }
 
 std::string statement::column_text(int index) const { return std::string(column_text_view(index)); }

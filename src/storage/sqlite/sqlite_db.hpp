@@ -48,6 +48,8 @@ class connection {
   statement& cached(std::string_view sql);
   void reset_cached();
   std::int64_t changes() const;
+  // The rowid of the last row this connection inserted.
+  std::int64_t last_insert_rowid() const;
   sqlite3* handle() const { return db_; }
   [[noreturn]] void fail(int code, std::string_view context) const;
 
@@ -69,6 +71,7 @@ class statement {
   statement& bind(int index, std::string_view text);
   statement& bind(int index, std::nullopt_t);
   statement& bind(int index, const std::optional<double>& value);
+  statement& bind(int index, const std::optional<std::int64_t>& value);
   statement& bind(int index, const std::optional<std::string_view>& value);
 
   // Steps once: true when a row is available, false when done.
@@ -81,6 +84,8 @@ class statement {
   std::int64_t column_int(int index) const;
   double column_double(int index) const;
   std::optional<double> column_optional_double(int index) const;
+  std::optional<std::int64_t> column_optional_int(int index) const;
+  std::optional<std::string> column_optional_text(int index) const;
   std::string column_text(int index) const;
   std::string_view column_text_view(int index) const;
 

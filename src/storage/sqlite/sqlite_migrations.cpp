@@ -209,13 +209,34 @@ ALTER TABLE calls ADD COLUMN media_packet_ms INTEGER;
 // redundant; the embedded tables need no change, and the version is recorded so both backends number alike.
 constexpr const char* v6_ingest_keys = "SELECT 1";
 
-constexpr std::array<migration, 6> all{{
+// Calls' events (DTMF, a stream's start and stop, marks, text) and the link between the calls that are the
+// tracks of one stream. AUTOINCREMENT: an id once committed is never given again, whatever becomes of its
+// row (a plain rowid may reuse the largest one), so a reader's cursor stays valid. The primary is no foreign
+// key: a track may name the call of its stream's first track before that call exists.
+constexpr const char* v7_events_and_tracks = R"sql(
+ALTER TABLE calls ADD COLUMN track TEXT;
+ALTER TABLE calls ADD COLUMN primary_id TEXT;
+CREATE INDEX calls_primary ON calls(primary_id) WHERE primary_id IS NOT NULL;
+
+CREATE TABLE call_events (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  call_id  TEXT NOT NULL REFERENCES calls(id),
+  kind     TEXT NOT NULL,
+  at       REAL NOT NULL,
+  sequence INTEGER,
+  data     TEXT NOT NULL
+);
+CREATE INDEX call_events_call ON call_events(call_id, id);
+)sql";
+
+constexpr std::array<migration, 7> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
     {4, "state checks as plain comparisons", v4_plain_checks},
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
+    {7, "call events and tracks", v7_events_and_tracks},
 }};
 
 }  // namespace

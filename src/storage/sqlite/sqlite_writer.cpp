@@ -40,8 +40,8 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
           db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
                        "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
                        "next_segment, last_packet_at, late_packets, jobs_total, jobs_succeeded, "
-                       "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms "
-                       "FROM calls WHERE id = ?")),
+                       "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, "
+                       "track, primary_id FROM calls WHERE id = ?")),
       select_gaps_(db_->prepare("SELECT first_sequence, last_sequence, opened_at, lost FROM call_gaps "
                                 "WHERE call_id = ? ORDER BY first_sequence")),
       insert_call_(db_->prepare(
@@ -94,7 +94,11 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
           db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
                        "VALUES (?, ?, ?, ?, ?)")),
       flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")),
-      set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")) {}
+      set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")),
+      set_track_(db_->prepare("UPDATE calls SET track = ?, primary_id = ? WHERE id = ?")),
+      insert_event_(
+          db_->prepare("INSERT INTO call_events(call_id, kind, at, sequence, data) VALUES (?, ?, ?, ?, ?)")) {
+}
 
 writer::~writer() = default;
 
@@ -135,7 +139,8 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
 
 void writer::write_rows(double now) {
   auto& rows = ledger_.rows();
-  // The packets themselves were inserted by apply_ingest; a late one is flagged.
+  // The packets and events themselves were inserted by apply_ingest and apply_event; a late packet is
+  // flagged.
   for (const auto& p : rows.packets)
     if (p.late) flag_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
   for (const auto& g : rows.gaps) {
@@ -223,6 +228,8 @@ void writer::apply(write_op& op, double now) {
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o, now);
+        else if constexpr (std::is_same_v<T, event_op>)
+          o.r = apply_event(o, now);
       },
       op.v);
 }
@@ -289,14 +296,36 @@ result<call_state> writer::apply_end(const std::string& call_id, const std::stri
 result<declare_outcome> writer::apply_declare(const declare_op& op, double now) {
   bool created = false;
   call_record& rec = load_or_create(op.call_id, now, created, "media declared");
-  auto out = ledger_.declare(rec, op.media);
+  auto out = ledger_.declare(rec, op.media, op.track);
   if (out && rec.media_dirty) {
     set_media_.bind(1, std::string_view(op.media.format)).bind(2, op.media.packet_ms)
         .bind(3, std::string_view(op.call_id)).run();
     rec.media_dirty = false;
   }
+  if (out && rec.track_dirty) {
+    set_track_.bind(1, rec.track ? std::optional<std::string_view>(*rec.track) : std::nullopt)
+        .bind(2, rec.primary ? std::optional<std::string_view>(*rec.primary) : std::nullopt)
+        .bind(3, std::string_view(op.call_id))
+        .run();
+    rec.track_dirty = false;
+  }
   if (out) out->created = created;
   return out;
+}
+
+result<std::int64_t> writer::apply_event(event_op& op, double now) {
+  auto recorded = ledger_.record_event(load(op.e.call_id), op.e, now);
+  if (!recorded) return recorded.error();
+  // Inserted at once, like a packet: the database numbers it, and the number is the answer.
+  const call_event& e = op.e;
+  insert_event_.bind(1, std::string_view(e.call_id))
+      .bind(2, std::string_view(e.kind))
+      .bind(3, e.at)
+      .bind(4, e.sequence)
+      .bind(5, std::string_view(e.data))
+      .run();
+  op.e.id = db_->last_insert_rowid();
+  return op.e.id;
 }
 
 result<call_state> writer::apply_archive(const archive_op& op, double now) {
@@ -377,6 +406,8 @@ call_record* writer::load(const std::string& id) {
   if (!q.is_null(15)) rec->end_reason = q.column_text(15);
   rec->state_changed_at = q.column_double(16);
   if (!q.is_null(17)) rec->media = media_declaration{q.column_text(17), q.column_int(18)};
+  rec->track = q.column_optional_text(19);
+  rec->primary = q.column_optional_text(20);
   q.reset();
   std::vector<open_gap> open;
   std::vector<seq_range> lost;

@@ -27,6 +27,7 @@ using aipbx::archive_op;
 using aipbx::claim_op;
 using aipbx::declare_op;
 using aipbx::end_op;
+using aipbx::event_op;
 using aipbx::finish_op;
 using aipbx::ingest_op;
 using aipbx::release_op;
@@ -64,6 +65,7 @@ class writer {
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
   result<declare_outcome> apply_declare(const declare_op& op, double now);
+  result<std::int64_t> apply_event(event_op& op, double now);
   void sweep(double now);
 
   call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
@@ -87,7 +89,7 @@ class writer {
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
-      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_;
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;

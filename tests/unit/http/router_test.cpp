@@ -56,6 +56,11 @@ TEST(Router, EveryRoute) {
       {verb::get, "/v1/calls/c9/audio", route_id::get_audio, "/v1/calls/{call_id}/audio", {"c9"}},
       {verb::get, "/v1/calls/c9/packets", route_id::list_packets, "/v1/calls/{call_id}/packets", {"c9"}},
       {verb::get, "/v1/calls/c9/gaps", route_id::get_gaps, "/v1/calls/{call_id}/gaps", {"c9"}},
+      {verb::get,
+       "/v1/calls/c9:outbound/events",
+       route_id::list_events,
+       "/v1/calls/{call_id}/events",
+       {"c9:outbound"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.path);
@@ -77,17 +82,19 @@ TEST(Router, CapturesDecodedSegmentVerbatim) {
 }
 
 TEST(Router, PathsTheSameAsRouteNamesAreCalls) {
-  // A call named "packets" or "gaps" is still a call.
-  const route_match m = get_route("/v1/calls/packets");
-  ASSERT_EQ(m.outcome, kind::found);
-  EXPECT_EQ(m.id, route_id::get_call);
-  EXPECT_EQ(m.params, (std::vector<std::string>{"packets"}));
+  // A call named "packets", "gaps" or "events" is still a call.
+  for (const char* name : {"packets", "gaps", "events"}) {
+    const route_match m = get_route(std::string("/v1/calls/") + name);
+    ASSERT_EQ(m.outcome, kind::found);
+    EXPECT_EQ(m.id, route_id::get_call);
+    EXPECT_EQ(m.params, (std::vector<std::string>{name}));
+  }
 }
 
 TEST(Router, UnknownPathsAre404) {
-  for (const char* path : {"/nope", "/v1", "/v1/call", "/v1/call/stream", "/v1/calls/c1/packets/extra",
-                           "/v1/calls/c1/unknown", "/V1/calls", "/HEALTHZ", "/healthz.json", "/v2/calls",
-                           "/docs/a/b"}) {
+  for (const char* path :
+       {"/nope", "/v1", "/v1/call", "/v1/call/stream", "/v1/calls/c1/packets/extra", "/v1/calls/c1/events/1",
+        "/v1/calls/c1/unknown", "/V1/calls", "/HEALTHZ", "/healthz.json", "/v2/calls", "/docs/a/b"}) {
     SCOPED_TRACE(path);
     const route_match m = get_route(path);
     EXPECT_EQ(m.outcome, kind::not_found);
@@ -125,6 +132,7 @@ TEST(Router, WrongMethodIs405WithAllow) {
            {verb::post, "/v1/calls/c1/audio", "GET, HEAD"},
            {verb::post, "/v1/calls/c1/packets", "GET, HEAD"},
            {verb::patch, "/v1/calls/c1/gaps", "GET, HEAD"},
+           {verb::post, "/v1/calls/c1/events", "GET, HEAD"},
            {verb::post, "/healthz", "GET, HEAD"},
            {verb::post, "/readyz", "GET, HEAD"},
            {verb::post, "/", "GET, HEAD"},

@@ -270,6 +270,104 @@ TEST(CallLedger, MediaIsDeclaredOnceBeforeThePackets) {
   EXPECT_EQ(after_end.error(), make_error_code(errc::call_ended));
 }
 
+TEST(CallLedger, TrackIsRecordedOnceWithTheDeclaration) {
+  call_ledger ledger(opts());
+  ledger.begin();
+  const media_declaration ulaw{"pcmu/8000", 20};
+  call_record rec = ledger.fresh("X:outbound", 0);
+  auto d = ledger.declare(rec, ulaw, track_link{"outbound", "X"});
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->repeated);
+  EXPECT_TRUE(rec.track_dirty);
+  EXPECT_EQ(rec.track, "outbound");
+  EXPECT_EQ(rec.primary, "X");
+  rec.track_dirty = false;
+
+  // The same link, none, or another: nothing changes, and the call keeps its first.
+  for (const auto& link :
+       {std::optional<track_link>(track_link{"outbound", "X"}), std::optional<track_link>(),
+        std::optional<track_link>(track_link{"inbound", std::nullopt})}) {
+    auto again = ledger.declare(rec, ulaw, link);
+    ASSERT_TRUE(again);
+    EXPECT_TRUE(again->repeated);
+    EXPECT_FALSE(rec.track_dirty);
+    EXPECT_EQ(rec.track, "outbound");
+    EXPECT_EQ(rec.primary, "X");
+  }
+
+  // A call declared before any track gets it from a repeat of its declaration that names one.
+  call_record plain = ledger.fresh("X", 0);
+  ASSERT_TRUE(ledger.declare(plain, ulaw));
+  EXPECT_FALSE(plain.track);
+  auto linked = ledger.declare(plain, ulaw, track_link{"inbound", std::nullopt});
+  ASSERT_TRUE(linked);
+  EXPECT_FALSE(linked->repeated);
+  EXPECT_EQ(plain.track, "inbound");
+  EXPECT_FALSE(plain.primary);
+
+  // A refused declaration records no track.
+  call_record other = ledger.fresh("Y", 0);
+  ASSERT_TRUE(ledger.declare(other, ulaw));
+  auto conflict = ledger.declare(other, {"pcma/8000", 20}, track_link{"inbound", std::nullopt});
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error(), make_error_code(errc::media_conflict));
+  EXPECT_FALSE(other.track);
+  EXPECT_FALSE(other.track_dirty);
+}
+
+TEST(CallLedger, TrackLinksAreChecked) {
+  EXPECT_TRUE(call_ledger::valid_track("X", {"inbound", std::nullopt}));
+  EXPECT_TRUE(call_ledger::valid_track("X:outbound", {"outbound", "X"}));
+  EXPECT_TRUE(call_ledger::valid_track("X", {std::string(128, 't'), std::nullopt}));
+  EXPECT_FALSE(call_ledger::valid_track("X", {"", std::nullopt}));
+  EXPECT_FALSE(call_ledger::valid_track("X", {std::string(129, 't'), std::nullopt}));
+  EXPECT_FALSE(call_ledger::valid_track("X", {"outbound", "X"})) << "its own primary";
+  EXPECT_FALSE(call_ledger::valid_track("X", {"outbound", ""}));
+  EXPECT_FALSE(call_ledger::valid_track("X", {"out\xff"
+                                              "bound",
+                                              std::nullopt}));
+}
+
+TEST(CallLedger, EventsOfExistingCallsBecomeRowsWhateverTheirState) {
+  call_ledger ledger(opts());
+  ledger.begin();
+  call_event e{0, "c1", "dtmf", 0, 3, R"({"digit":"5"})"};
+  auto missing = ledger.record_event(nullptr, e, 10);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error(), make_error_code(errc::not_found));
+  EXPECT_TRUE(ledger.rows().empty());
+
+  call_record rec = ledger.fresh("c1", 0);
+  ASSERT_TRUE(ledger.record_event(&rec, e, 10));
+  EXPECT_EQ(e.at, 10) << "stamped by the writer's clock";
+  call_event timed{0, "c1", "mark", 7.5, std::nullopt, "{}"};
+  ASSERT_TRUE(ledger.end(rec, "hangup", 11));
+  ASSERT_TRUE(ledger.record_event(&rec, timed, 12)) << "an ended call still takes events";
+  EXPECT_EQ(timed.at, 7.5);
+  const auto& rows = ledger.rows().events;
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].event, &e);
+  EXPECT_EQ(rows[1].event, &timed);
+  EXPECT_FALSE(rec.track_dirty);
+  ledger.begin();
+  EXPECT_TRUE(ledger.rows().events.empty());
+}
+
+TEST(CallLedger, EventsAreChecked) {
+  EXPECT_TRUE(call_ledger::valid_event({0, "c1", "dtmf", 0, std::nullopt, R"({"digit":"#"})"}));
+  EXPECT_TRUE(call_ledger::valid_event(
+      {0, "c1", "text", 0, 1, "{\"text\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\x9e\"}"}));
+  EXPECT_FALSE(call_ledger::valid_event({0, "c1", "", 0, std::nullopt, "{}"})) << "no kind";
+  EXPECT_FALSE(call_ledger::valid_event({0, "c1", "text", 0, std::nullopt, std::string("{\"a\":\"\0\"}", 9)}))
+      << "NUL";
+  for (const char* bad :
+       {"\xff", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\xc3"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(call_ledger::valid_event({0, "c1", "text", 0, std::nullopt, bad}));
+    EXPECT_FALSE(call_ledger::valid_event({0, "c1", bad, 0, std::nullopt, "{}"}));
+  }
+}
+
 TEST(CallLedger, SweepActsOnlyOnCallsStillDue) {
   call_ledger ledger(opts(2, {0, 5}, 2.0, 30));
   ledger.begin();

@@ -680,6 +680,355 @@ TEST_P(CallStoreContract, IngestRefusesAPacketCheckedAgainstAnotherDeclaration) 
   EXPECT_EQ(call("plain").packets_received, 1);
 }
 
+// ---- call tracks ------------------------------------------------------------------------------------------
+
+result<declare_outcome> declare_track_sync(call_store& store, std::string call_id, media_declaration media,
+                                           std::optional<track_link> track) {
+  auto promise = std::make_shared<std::promise<result<declare_outcome>>>();
+  auto future = promise->get_future();
+  store.declare_media(std::move(call_id), std::move(media), std::move(track),
+                      [promise](result<declare_outcome> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+using track_list = std::vector<std::pair<std::string, std::string>>;
+
+TEST_P(CallStoreContract, TrackLinksAreSetOnceAndShownBothWays) {
+  const media_declaration ulaw{"pcmu/8000", 20};
+  auto first = declare_track_sync(store(), "X", ulaw, track_link{"inbound", std::nullopt});
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_TRUE(first->created);
+  EXPECT_FALSE(first->repeated);
+  // Declared in another order than their names sort in.
+  for (const char* name : {"zeta", "outbound", "alpha"}) {
+    auto other = declare_track_sync(store(), std::string("X:") + name, ulaw, track_link{name, "X"});
+    ASSERT_TRUE(other.has_value()) << name << ": " << other.error().message();
+    EXPECT_TRUE(other->created);
+    EXPECT_FALSE(other->repeated);
+  }
+
+  const auto check = [&] {
+    const call_summary x = call("X");
+    EXPECT_EQ(x.track, "inbound");
+    EXPECT_EQ(x.primary_call, std::nullopt);
+    EXPECT_EQ(x.tracks, (track_list{{"alpha", "X:alpha"}, {"outbound", "X:outbound"}, {"zeta", "X:zeta"}}));
+    const call_summary out = call("X:outbound");
+    EXPECT_EQ(out.track, "outbound");
+    EXPECT_EQ(out.primary_call, "X");
+    EXPECT_TRUE(out.tracks.empty());
+    EXPECT_EQ(out.media, ulaw);
+    // Listings show each call's own link, not the others'.
+    const auto page = store().list_calls({}).value();
+    ASSERT_EQ(page.calls.size(), 4u);
+    EXPECT_EQ(page.calls[0].id, "X");
+    EXPECT_EQ(page.calls[0].track, "inbound");
+    EXPECT_TRUE(page.calls[0].tracks.empty());
+    EXPECT_EQ(page.calls[2].id, "X:outbound");
+    EXPECT_EQ(page.calls[2].track, "outbound");
+    EXPECT_EQ(page.calls[2].primary_call, "X");
+  };
+  check();
+
+  // A repeat with the same link, with none, or with another link: `repeated`, nothing changes.
+  for (const auto& link :
+       {std::optional<track_link>(track_link{"outbound", "X"}), std::optional<track_link>(),
+        std::optional<track_link>(track_link{"inbound", "Y"})}) {
+    auto again = declare_track_sync(store(), "X:outbound", ulaw, link);
+    ASSERT_TRUE(again.has_value()) << again.error().message();
+    EXPECT_FALSE(again->created);
+    EXPECT_TRUE(again->repeated);
+  }
+  check();
+  reopen();
+  check();
+}
+
+TEST_P(CallStoreContract, TrackLinkComesWithTheFirstDeclarationThatNamesOne) {
+  const media_declaration l16{"l16/8000", 20};
+  ASSERT_TRUE(declare_sync(store(), "plain", l16).has_value());
+  EXPECT_EQ(call("plain").track, std::nullopt);
+  // The stream declares the call it finds declared already, naming its track: the link is recorded.
+  auto linked = declare_track_sync(store(), "plain", l16, track_link{"inbound", std::nullopt});
+  ASSERT_TRUE(linked.has_value()) << linked.error().message();
+  EXPECT_FALSE(linked->created);
+  EXPECT_FALSE(linked->repeated);
+  EXPECT_EQ(call("plain").track, "inbound");
+
+  // A declaration that fails records no link.
+  EXPECT_EQ(
+      declare_track_sync(store(), "plain:b", {"pcmu/8000", 20}, track_link{"b", "plain"}).value().created,
+      true);
+  ASSERT_TRUE(ingest_sync(store(), media_packet("plain:b", 1, "pcmu/8000")).has_value());
+  ASSERT_TRUE(declare_sync(store(), "other", l16).has_value());
+  EXPECT_EQ(declare_track_sync(store(), "other", {"pcmu/8000", 20}, track_link{"c", "plain"}).error(),
+            errc::media_conflict);
+  ingest_all("late", {1});
+  EXPECT_EQ(declare_track_sync(store(), "late", l16, track_link{"d", "plain"}).error(), errc::media_too_late);
+  EXPECT_EQ(call("other").track, std::nullopt);
+  EXPECT_EQ(call("late").track, std::nullopt);
+  EXPECT_EQ(call("plain").tracks, (track_list{{"b", "plain:b"}}));
+
+  // A primary that does not exist (yet) is recorded as named.
+  ASSERT_TRUE(declare_track_sync(store(), "orphan:b", l16, track_link{"b", "orphan"}).has_value());
+  EXPECT_EQ(call("orphan:b").primary_call, "orphan");
+  EXPECT_EQ(store().get_call("orphan").error(), errc::not_found);
+}
+
+TEST_P(CallStoreContract, InvalidTrackLinkIsRefusedAndChangesNothing) {
+  const media_declaration ulaw{"pcmu/8000", 20};
+  for (const auto& link :
+       {track_link{"", std::nullopt}, track_link{std::string(129, 'n'), std::nullopt},
+        track_link{"self", "bad"}, track_link{"x", ""}, track_link{"\xff", std::nullopt}}) {
+    SCOPED_TRACE(link.name);
+    EXPECT_EQ(declare_track_sync(store(), "bad", ulaw, link).error(), errc::invalid_input);
+    EXPECT_EQ(store().get_call("bad").error(), errc::not_found);
+  }
+}
+
+// ---- call events ------------------------------------------------------------------------------------------
+
+result<std::int64_t> record_sync(call_store& store, call_event e) {
+  auto promise = std::make_shared<std::promise<result<std::int64_t>>>();
+  auto future = promise->get_future();
+  store.record_event(std::move(e), [promise](result<std::int64_t> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+
+call_event make_event(std::string call_id, std::string kind, std::string data = "{}",
+                      std::optional<std::int64_t> sequence = std::nullopt, double at = 1'700'000'000.5) {
+  return call_event{0, std::move(call_id), std::move(kind), at, sequence, std::move(data)};
+}
+
+std::vector<call_event> all_events(call_store& store, std::string_view id) {
+  std::vector<call_event> out;
+  std::int64_t after = 0;
+  for (int pages = 0; pages < 10'000; ++pages) {
+    auto r = store.list_events(id, after, 1000);
+    EXPECT_TRUE(r.has_value()) << id;
+    if (!r) break;
+    out.insert(out.end(), r->events.begin(), r->events.end());
+    if (!r->next_after) break;
+    after = *r->next_after;
+  }
+  return out;
+}
+
+TEST_P(CallStoreContract, EventsAreKeptInOrderWithIdsIncreasingOverEveryCall) {
+  ingest_all("a", {1});
+  ingest_all("b", {1});
+  std::vector<call_event> a, b;
+  std::int64_t last = 0;
+  for (int i = 0; i < 6; ++i) {
+    // Alternating calls: the ids increase over both.
+    const bool to_a = i % 2 == 0;
+    call_event e =
+        make_event(to_a ? "a" : "b", i == 4 ? "mark" : "dtmf", R"({"digit":")" + std::to_string(i) + R"("})",
+                   i == 2 ? std::nullopt : std::optional<std::int64_t>(i + 1), 1'700'000'000.25 + i);
+    auto id = record_sync(store(), e);
+    ASSERT_TRUE(id.has_value()) << id.error().message();
+    EXPECT_GT(*id, last);
+    last = *id;
+    e.id = *id;
+    (to_a ? a : b).push_back(e);
+  }
+  EXPECT_EQ(all_events(store(), "a"), a);
+  EXPECT_EQ(all_events(store(), "b"), b);
+  // An event does not touch the call's packets or counters.
+  EXPECT_EQ(call("a").packets_received, 1);
+  EXPECT_EQ(sequences_of(all_packets("a")), (std::vector<std::int64_t>{1}));
+}
+
+TEST_P(CallStoreContract, EventsPageInIdOrder) {
+  ingest_all("paged", {1});
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 7; ++i) ids.push_back(record_sync(store(), make_event("paged", "mark")).value());
+  std::vector<std::int64_t> seen;
+  std::int64_t after = 0;
+  int pages = 0;
+  for (;; ++pages) {
+    ASSERT_LT(pages, 10);
+    auto page = store().list_events("paged", after, 3);
+    ASSERT_TRUE(page.has_value());
+    EXPECT_LE(page->events.size(), 3u);
+    for (const auto& e : page->events) {
+      seen.push_back(e.id);
+      EXPECT_EQ(e.call_id, "paged");
+    }
+    if (!page->next_after) break;
+    EXPECT_EQ(*page->next_after, page->events.back().id);
+    after = *page->next_after;
+  }
+  EXPECT_EQ(pages + 1, 3);
+  EXPECT_EQ(seen, ids);
+  // From the middle, and past the end.
+  auto rest = store().list_events("paged", ids[4], 100).value();
+  ASSERT_EQ(rest.events.size(), 2u);
+  EXPECT_EQ(rest.events[0].id, ids[5]);
+  EXPECT_FALSE(rest.next_after);
+  auto end = store().list_events("paged", ids.back(), 100).value();
+  EXPECT_TRUE(end.events.empty());
+  EXPECT_FALSE(end.next_after);
+  // A call without events lists none.
+  ingest_all("quiet", {1});
+  auto none = store().list_events("quiet", 0, 100).value();
+  EXPECT_TRUE(none.events.empty());
+  EXPECT_FALSE(none.next_after);
+}
+
+TEST_P(CallStoreContract, EventOfAnUnknownCallIsNotFoundAndCreatesNothing) {
+  auto r = record_sync(store(), make_event("ghost", "dtmf", R"({"digit":"1"})"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), errc::not_found);
+  EXPECT_EQ(store().get_call("ghost").error(), errc::not_found);
+  EXPECT_EQ(store().list_events("ghost", 0, 10).error(), errc::not_found);
+  EXPECT_TRUE(store().list_calls({}).value().calls.empty());
+  // Ids compare exactly.
+  ingest_all("known", {1});
+  EXPECT_EQ(record_sync(store(), make_event("KNOWN", "mark")).error(), errc::not_found);
+  EXPECT_TRUE(all_events(store(), "known").empty());
+}
+
+TEST_P(CallStoreContract, EventsOfEndedAndArchivedCallsAreRecorded) {
+  ingest_all("ended", {1, 2});
+  const call_state settled = end_sync(store(), "ended").value();  // its jobs are outstanding
+  EXPECT_TRUE(record_sync(store(), make_event("ended", "dtmf", R"({"digit":"9"})")).has_value());
+
+  // A declared call without packets settles COMPLETED when it ends; then it can be archived.
+  ASSERT_TRUE(declare_sync(store(), "archived", {"pcmu/8000", 20}).has_value());
+  ASSERT_EQ(end_sync(store(), "archived").value(), call_state::completed);
+  auto promise = std::make_shared<std::promise<result<call_state>>>();
+  store().archive_call("archived", [promise](result<call_state> r) { promise->set_value(std::move(r)); });
+  ASSERT_EQ(promise->get_future().get().value(), call_state::archived);
+  EXPECT_TRUE(record_sync(store(), make_event("archived", "stream_stopped")).has_value());
+
+  EXPECT_EQ(all_events(store(), "ended").size(), 1u);
+  EXPECT_EQ(all_events(store(), "archived").size(), 1u);
+  EXPECT_EQ(call("ended").state, settled) << "an event changes no state";
+  EXPECT_EQ(call("ended").packets_received, 2);
+}
+
+TEST_P(CallStoreContract, EventWithoutATimeIsStampedByTheStore) {
+  ingest_all("stamped", {1});
+  const double before = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  auto id = record_sync(store(), make_event("stamped", "stream_started", "{}", std::nullopt, 0));
+  ASSERT_TRUE(id.has_value());
+  const auto events = all_events(store(), "stamped");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_GE(events[0].at, before - 1);
+  EXPECT_LT(events[0].at, before + 3600);
+}
+
+TEST_P(CallStoreContract, EventsAreStoredVerbatimAndSurviveARestart) {
+  ingest_all("kept", {1});
+  const std::string data =
+      R"({"protocol":"twilio","stream_sid":"MZ1","custom":{"text":"café ☎ \u00e9","n":[1,2.5,null]}})";
+  call_event started = make_event("kept", "stream_started", data, std::nullopt, 1'700'000'000.125);
+  call_event digit = make_event("kept", "dtmf", R"({"digit":"#"})", 9'007'199'254'740'991, 1'700'000'001.0);
+  started.id = record_sync(store(), started).value();
+  digit.id = record_sync(store(), digit).value();
+
+  reopen();
+  EXPECT_EQ(all_events(store(), "kept"), (std::vector<call_event>{started, digit}));
+  // Numbering continues after the restart.
+  auto next = record_sync(store(), make_event("kept", "stream_stopped"));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_GT(*next, digit.id);
+}
+
+TEST_P(CallStoreContract, InvalidEventIsRefusedAndChangesNothing) {
+  ingest_all("strict", {1});
+  EXPECT_EQ(record_sync(store(), make_event("strict", "")).error(), errc::invalid_input);
+  EXPECT_EQ(record_sync(store(), make_event("strict", "text", "{\"t\":\"\xff\"}")).error(),
+            errc::invalid_input);
+  EXPECT_EQ(record_sync(store(), make_event("strict", "text", std::string("{\"t\":\"\0\"}", 9))).error(),
+            errc::invalid_input);
+  EXPECT_EQ(record_sync(store(), make_event("strict", "te\xc3")).error(), errc::invalid_input);
+  EXPECT_TRUE(all_events(store(), "strict").empty());
+  EXPECT_TRUE(record_sync(store(), make_event("strict", "text", R"({"t":"ok"})")).has_value());
+}
+
+// Events and packets of many calls, from many threads at once: every write answered once, the ids unique,
+// each call's events in the order its thread recorded them.
+TEST_P(CallStoreContract, ConcurrentEventsAndPacketsAreAnsweredOnceAndInOrder) {
+  constexpr int threads = 6;
+  constexpr int per_thread = 40;
+  std::vector<std::vector<std::int64_t>> ids(threads);
+  std::vector<std::thread> pool;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      const std::string id = "ev-" + std::to_string(t);
+      for (int i = 1; i <= per_thread; ++i) {
+        if (!ingest_sync(store(), make_packet(id, i)).has_value()) ++failures;
+        auto r =
+            record_sync(store(), make_event(id, "mark", R"({"name":"m)" + std::to_string(i) + R"("})", i));
+        if (r)
+          ids[static_cast<std::size_t>(t)].push_back(*r);
+        else
+          ++failures;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  std::set<std::int64_t> unique;
+  for (int t = 0; t < threads; ++t) {
+    const auto& mine = ids[static_cast<std::size_t>(t)];
+    EXPECT_TRUE(std::is_sorted(mine.begin(), mine.end()));
+    unique.insert(mine.begin(), mine.end());
+    const auto stored = all_events(store(), "ev-" + std::to_string(t));
+    ASSERT_EQ(stored.size(), static_cast<std::size_t>(per_thread));
+    for (int i = 0; i < per_thread; ++i) {
+      EXPECT_EQ(stored[static_cast<std::size_t>(i)].id, mine[static_cast<std::size_t>(i)]);
+      EXPECT_EQ(stored[static_cast<std::size_t>(i)].sequence, i + 1);
+    }
+    EXPECT_EQ(call("ev-" + std::to_string(t)).packets_received, per_thread);
+  }
+  EXPECT_EQ(unique.size(), static_cast<std::size_t>(threads * per_thread));
+}
+
+// Events queued at once share batches: each answer is the id of its own event's row.
+TEST_P(CallStoreContract, EventsQueuedTogetherAreEachAnsweredWithTheirOwnId) {
+  constexpr int calls = 4;
+  constexpr int n = 400;
+  for (int c = 0; c < calls; ++c) ingest_all("burst-" + std::to_string(c), {1});
+  std::mutex mutex;
+  std::condition_variable done;
+  std::map<int, result<std::int64_t>> answers;
+  for (int i = 0; i < n; ++i) {
+    store().record_event(
+        make_event("burst-" + std::to_string(i % calls), "mark", R"({"i":)" + std::to_string(i) + "}", i),
+        [&, i](result<std::int64_t> r) {
+          std::lock_guard lock(mutex);
+          answers.emplace(i, std::move(r));
+          done.notify_all();
+        });
+  }
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(done.wait_for(lock, std::chrono::seconds(60), [&] { return answers.size() == n; }));
+  }
+  std::map<std::int64_t, int> by_id;
+  for (const auto& [i, r] : answers) {
+    ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message();
+    EXPECT_TRUE(by_id.emplace(*r, i).second) << "id " << *r << " given twice";
+  }
+  for (int c = 0; c < calls; ++c) {
+    const auto stored = all_events(store(), "burst-" + std::to_string(c));
+    ASSERT_EQ(stored.size(), static_cast<std::size_t>(n / calls));
+    for (const auto& e : stored) {
+      ASSERT_TRUE(by_id.contains(e.id)) << e.id;
+      const int i = by_id.at(e.id);
+      EXPECT_EQ(e.data, R"({"i":)" + std::to_string(i) + "}") << "id " << e.id;
+      EXPECT_EQ(e.sequence, i);
+      EXPECT_EQ(e.call_id, "burst-" + std::to_string(i % calls));
+    }
+  }
+  EXPECT_GT(store().stats().largest_batch, 1u) << "the events were committed one by one";
+}
+
 TEST_P(CallStoreContract, TimestampsAreMinAndMax) {
   ASSERT_TRUE(ingest("c-ts", 1, "a", 100.5).has_value());
   EXPECT_EQ(call("c-ts").first_timestamp, 100.5);
