@@ -1,7 +1,10 @@
 // pocketsphinx_engine: offline speech-to-text by CMU PocketSphinx as Debian ships it (5prealpha, the
 // `cmd_ln_t` API), with the pocketsphinx-en-us model by default. Each attempt decodes the segment's audio
 // in the media format, resamples 8 kHz audio to the model's 16 kHz (speexdsp), and runs one utterance
-// through a decoder; the hypothesis is the transcript (empty when nothing was recognized).
+// through a decoder; the hypothesis is the transcript (empty when nothing was recognized). The transcript
+// is a function of the segment's audio and the options only: every decode starts from the same decoder
+// state (a new stream, one whole utterance), whichever pooled decoder runs it and whatever it decoded
+// before, in this process or another.
 //
 // Vocabulary: the language model (`lm`) by default; a JSGF grammar file (`grammar`) or a keyword list
 // (`keywords`, pocketsphinx's -kws format: one phrase per line with its /threshold/) replaces it for
