@@ -6,15 +6,16 @@
 // `check_config` then checks what spans options or files (tokens, TLS, the listening address).
 #pragma once
 
-#include "domain/call_sequencer.hpp"
-#include "log/log.hpp"
-#include "media/media_format.hpp"
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "domain/call_sequencer.hpp"
+#include "log/log.hpp"
+#include "media/media_format.hpp"
 
 // CLI11 is declared only: its header is large and all inline, and most files that include this one (main,
 // serve, the engine factory) never touch the command line. Files that do include <CLI/CLI.hpp> themselves.
@@ -75,6 +76,9 @@ struct serve_config {
   std::string pocketsphinx_lm;
   std::string pocketsphinx_grammar;                  // JSGF file, replaces the language model
   std::string pocketsphinx_keywords;                 // keyword list file, replaces the language model
+  // pocketsphinx's search settings given (--pocketsphinx-ds, -topn, ...), as (its flag, value); the
+  // others stay at pocketsphinx's defaults.
+  std::vector<std::pair<std::string, std::string>> pocketsphinx_settings;
   std::string node_name;  // empty: hostname-pid
 
   // Access: bearer tokens for every route but health and metrics (none: no authentication), from

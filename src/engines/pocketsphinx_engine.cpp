@@ -104,14 +104,23 @@ pocketsphinx_engine::decoder_ptr pocketsphinx_engine::load() const {
     search_flag = "-kws";
     search_path = &options_.keywords;
   }
+  std::vector<const char*> args{"-hmm",      options_.hmm.c_str(), "-dict",     options_.dict.c_str(),
+                                search_flag, search_path->c_str(), "-samprate", "16000"};
+  for (const auto& [flag, value] : options_.settings) {
+    args.push_back(flag.c_str());
+    args.push_back(value.c_str());
+  }
   decoder_ptr d(new decoder);
-  d->config = cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", options_.hmm.c_str(), "-dict", options_.dict.c_str(),
-                          search_flag, search_path->c_str(), "-samprate", "16000", nullptr);
+  d->config = cmd_ln_parse_r(nullptr, ps_args(), static_cast<int>(args.size()),
+                             const_cast<char**>(args.data()), TRUE);
   if (d->config) d->ps = ps_init(d->config);
-  if (!d->ps)
-    throw std::runtime_error("cannot load the pocketsphinx model (hmm " + options_.hmm + ", dict " + options_.dict +
-                             ", " + (search_flag + 1) + " " + *search_path + ")" +
+  if (!d->ps) {
+    std::string settings;
+    for (const auto& [flag, value] : options_.settings) settings += ", " + flag + " " + value;
+    throw std::runtime_error("cannot load the pocketsphinx model (hmm " + options_.hmm + ", dict " +
+                             options_.dict + ", " + (search_flag + 1) + " " + *search_path + settings + ")" +
                              (last_sphinx_error.empty() ? "" : ": " + last_sphinx_error));
+  }
   return d;
 }
 

@@ -21,19 +21,19 @@
 // written to aipbx's log; its informational chatter is dropped.
 #pragma once
 
-#include "engines/ai_engine.hpp"
-#include "media/media_format.hpp"
-
-#include <boost/asio/thread_pool.hpp>
-
 #include <atomic>
+#include <boost/asio/thread_pool.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "engines/ai_engine.hpp"
+#include "media/media_format.hpp"
 
 namespace aipbx::engines {
 
@@ -44,6 +44,10 @@ struct pocketsphinx_options {
   std::string lm = "/usr/share/pocketsphinx/model/en-us/en-us.lm.bin";
   std::string grammar;   // JSGF file; replaces lm
   std::string keywords;  // keyword list file; replaces lm
+  // pocketsphinx's own settings over its defaults, as (flag, value), e.g. {"-ds", "2"}: the search's
+  // trade of accuracy for speed (docs/performance.md measures each). A flag pocketsphinx does not know, or
+  // a value it cannot read, fails the load.
+  std::vector<std::pair<std::string, std::string>> settings;
   unsigned decoders = 4;  // decoders and decode threads at most (>= 1): the worker count
 };
 

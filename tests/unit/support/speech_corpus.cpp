@@ -88,6 +88,16 @@ std::vector<recording> librivox_recordings() {
   return out;
 }
 
+std::vector<std::int16_t> benchmark_speech() {
+  std::vector<std::int16_t> speech = read_raw16(speech_data + "goforward.raw");
+  for (const auto& list : {cards_recordings(), librivox_recordings()})
+    for (const auto& r : list) {
+      const auto samples = read_wav16(r.path);
+      speech.insert(speech.end(), samples.begin(), samples.end());
+    }
+  return speech;
+}
+
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k) {
   const auto narrow = media::resample(samples_16k, 16000, 8000).value();
   std::vector<std::string> out;

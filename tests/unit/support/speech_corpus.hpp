@@ -29,6 +29,10 @@ std::vector<recording> cards_recordings();
 // The librivox set: (recording path, reference text) in transcription order.
 std::vector<recording> librivox_recordings();
 
+// What the speech benchmarks stream, 16 kHz: goforward, the cards set and the librivox set one after the
+// other (41 s of speech with pauses between the recordings).
+std::vector<std::int16_t> benchmark_speech();
+
 // 16 kHz speech as a call carries it: resampled to 8 kHz (speexdsp), mu-law, one base64 `data` per 20 ms.
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k);
 // What aipbx's engines hear of such packets: decoded and resampled back to 16 kHz, the way the
