@@ -174,6 +174,17 @@ TEST(PocketsphinxEngine, TranscriptDependsOnTheAudioAlone) {
             << word_error_rate(librivox[1].reference, first.text) << "\n";
 }
 
+// The search settings reach the decoder: a tight cap on the HMMs searched per frame still recognizes the
+// recording (it is how --pocketsphinx-maxhmmpf trades accuracy for speed; docs/performance.md).
+TEST(PocketsphinxEngine, SearchSettingsReachTheDecoder) {
+  auto options = options_with();
+  options.settings = {{"-maxhmmpf", "3000"}, {"-wbeam", "1e-20"}};
+  pocketsphinx_engine engine(options);
+  auto r = engine.recognize(read_raw(test_data + "goforward.raw"));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_LE(word_error_rate(reference, r.text), 0.25) << r.text;
+}
+
 TEST(PocketsphinxEngine, GrammarRestrictsTheVocabulary) {
   auto options = options_with();
   options.grammar = test_data + "goforward.gram";
@@ -263,6 +274,9 @@ TEST(PocketsphinxEngine, BadOptionsStopTheStart) {
   auto bad_grammar = options_with();
   bad_grammar.grammar = test_data + "defective.gram";  // a word the dictionary does not have
   EXPECT_THROW(pocketsphinx_engine{bad_grammar}, std::runtime_error);
+  auto unknown_setting = options_with();
+  unknown_setting.settings = {{"-no_such_flag", "1"}};
+  EXPECT_THROW(pocketsphinx_engine{unknown_setting}, std::runtime_error);
   auto both = options_with();
   both.grammar = test_data + "goforward.gram";
   both.keywords = test_data + "goforward.kws";
