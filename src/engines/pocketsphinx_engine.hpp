@@ -16,8 +16,8 @@
 // decoder, never on the workers' executor; a decoder is used by one thread at a time.
 //
 // Outcomes: undecodable packet data is permanent (stored data cannot change); a decoder failure is
-// retryable and the decoder is dropped from the pool. `transcribe` stops at asio cancellation (checked
-// between chunks of a quarter of a second of audio). Thread-safe. sphinxbase's warnings and errors are
+// retryable and the decoder is dropped from the pool. At asio cancellation `transcribe` completes at once
+// ("interrupted"); the decode in progress finishes on the pool and its result is dropped. Thread-safe. sphinxbase's warnings and errors are
 // written to aipbx's log; its informational chatter is dropped.
 #pragma once
 
