@@ -24,10 +24,9 @@
 # job queue without recognition.
 #
 # Prints one line per measurement and a table: CPU s per audio s of each, aipbx over bare (all of it, and
-# less the mock run: recognition alone), the live calls
-# per box that aipbx's figure allows (cores / CPU s per audio s), the word error rate, the wall-clock lag
-# of the transcripts, and the 1-minute load average before and after. CPU time, not wall time: other load
-# on a shared machine changes it much less.
+# less the mock run: recognition alone), the live calls per box that aipbx's figure allows (cores / CPU s
+# per audio s), the word error rate, the wall-clock lag of the transcripts, and the 1-minute load average
+# before and after. CPU time, not wall time: other load on a shared machine changes it much less.
 #
 # Builds nothing: BUILD_DIR (default build/release) must hold src/app/aipbx, bench/aipbx_speech_load and
 # bench/aipbx_bare_decode. Loopback only; every process it starts is stopped on exit.
@@ -51,7 +50,7 @@ while [ $# -gt 0 ]; do
     --segment-packets) segment_packets="$2"; shift 2 ;;
     --wait) wait_s="$2"; shift 2 ;;
     --config) configs+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) positional+=("$1"); shift ;;
   esac
 done
