@@ -25,13 +25,18 @@
 //   load_cpu_s                 CPU of loading the decoders (not in the figures above)
 //   wer, ref_words             corpus: word error rate over all references, and their word count
 // With --print, each segment's transcript as well.
-#include <err.h>
-#include <pocketsphinx.h>
+#include "engines/pocketsphinx_engine.hpp"
+#include "media/media_format.hpp"
+#include "support/speech_corpus.hpp"
 
-#include <atomic>
+#include <pocketsphinx.h>
+#include <err.h>  // sphinxbase's logging
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -40,10 +45,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "engines/pocketsphinx_engine.hpp"
-#include "media/media_format.hpp"
-#include "support/speech_corpus.hpp"
 
 namespace {
 

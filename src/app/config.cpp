@@ -1,15 +1,16 @@
 #include "app/config.hpp"
 
+#include "http/auth.hpp"
+#include "http/tls.hpp"
+
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <fstream>
 #include <stdexcept>
-
-#include "http/auth.hpp"
-#include "http/tls.hpp"
 
 namespace aipbx::app {
 

@@ -6,16 +6,16 @@
 // `check_config` then checks what spans options or files (tokens, TLS, the listening address).
 #pragma once
 
+#include "domain/call_sequencer.hpp"
+#include "log/log.hpp"
+#include "media/media_format.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "domain/call_sequencer.hpp"
-#include "log/log.hpp"
-#include "media/media_format.hpp"
 
 // CLI11 is declared only: its header is large and all inline, and most files that include this one (main,
 // serve, the engine factory) never touch the command line. Files that do include <CLI/CLI.hpp> themselves.

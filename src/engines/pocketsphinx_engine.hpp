@@ -17,12 +17,16 @@
 //
 // Outcomes: undecodable packet data is permanent (stored data cannot change); a decoder failure is
 // retryable and the decoder is dropped from the pool. At asio cancellation `transcribe` completes at once
-// ("interrupted"); the decode in progress finishes on the pool and its result is dropped. Thread-safe. sphinxbase's warnings and errors are
-// written to aipbx's log; its informational chatter is dropped.
+// ("interrupted"); the decode in progress finishes on the pool and its result is dropped. Thread-safe.
+// sphinxbase's warnings and errors are written to aipbx's log; its informational chatter is dropped.
 #pragma once
 
-#include <atomic>
+#include "engines/ai_engine.hpp"
+#include "media/media_format.hpp"
+
 #include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -31,9 +35,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include "engines/ai_engine.hpp"
-#include "media/media_format.hpp"
 
 namespace aipbx::engines {
 

@@ -1,7 +1,10 @@
 // The engine options of `aipbx serve` and the engine they build.
-#include <gtest/gtest.h>
+#include "app/config.hpp"
+#include "app/engine_factory.hpp"
 
 #include <CLI/CLI.hpp>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -9,28 +12,16 @@
 #include <utility>
 #include <vector>
 
-#include "app/config.hpp"
-#include "app/engine_factory.hpp"
-
 namespace aipbx::app {
 namespace {
 
 class EngineOptions : public ::testing::Test {
  protected:
-  static constexpr const char* variables[] = {"AIPBX_ENGINE",
-                                              "AIPBX_MEDIA",
-                                              "AIPBX_HTTP_ENGINE_URL",
-                                              "AIPBX_HTTP_ENGINE_MODEL",
-                                              "AIPBX_HTTP_ENGINE_KEY",
-                                              "AIPBX_HTTP_ENGINE_TIMEOUT",
-                                              "AIPBX_POCKETSPHINX_HMM",
-                                              "AIPBX_POCKETSPHINX_DICT",
-                                              "AIPBX_POCKETSPHINX_LM",
-                                              "AIPBX_POCKETSPHINX_GRAMMAR",
-                                              "AIPBX_POCKETSPHINX_KEYWORDS",
-                                              "AIPBX_WORKERS",
-                                              "AIPBX_POCKETSPHINX_MAXHMMPF",
-                                              "AIPBX_POCKETSPHINX_WBEAM"};
+  static constexpr const char* variables[] = {
+      "AIPBX_ENGINE",           "AIPBX_MEDIA",           "AIPBX_HTTP_ENGINE_URL",  "AIPBX_HTTP_ENGINE_MODEL",
+      "AIPBX_HTTP_ENGINE_KEY",  "AIPBX_HTTP_ENGINE_TIMEOUT", "AIPBX_POCKETSPHINX_HMM", "AIPBX_POCKETSPHINX_DICT",
+      "AIPBX_POCKETSPHINX_LM",  "AIPBX_POCKETSPHINX_GRAMMAR", "AIPBX_POCKETSPHINX_KEYWORDS", "AIPBX_WORKERS",
+      "AIPBX_POCKETSPHINX_MAXHMMPF", "AIPBX_POCKETSPHINX_WBEAM"};
 
   void SetUp() override {
     for (const char* name : variables) {
