@@ -16,8 +16,9 @@
 // engine decodes. --through engine runs aipbx's pocketsphinx_engine::transcribe on the packets instead
 // (decode, resample and recognize behind its thread pool), with the flags as its settings.
 //
-// Time is CPU time (CLOCK_THREAD_CPUTIME_ID of the decoding threads; a shared machine does not change it
-// much, unlike wall time). It prints one line of key=value figures:
+// Time is CPU time, which a shared machine changes less than wall time: capi, CLOCK_THREAD_CPUTIME_ID of
+// the decoding threads; engine, the process's CPU time from the engine's construction to the last
+// transcript. It prints one line of key=value figures:
 //   segments, audio_s          what was decoded
 //   recognize_cpu_s            CPU of recognition (capi: pocketsphinx alone; engine: transcribe, all in)
 //   prepare_cpu_s              capi: CPU of the G.711 decode and resampling (not in recognize_cpu_s)
