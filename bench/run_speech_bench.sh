@@ -1,48 +1,71 @@
 #!/bin/bash
-# run_speech_bench.sh: real-time factor and live-call capacity of `aipbx serve --engine pocketsphinx`.
+# run_speech_bench.sh: CPU per second of call audio of `aipbx serve --engine pocketsphinx`, against the
+# recognizer alone on the same samples, its word error rate, and the live calls per box that follow.
 #
-#   bench/run_speech_bench.sh [--calls "1 2 4 8"] [--seconds 30] [--workers 2] [--segment-packets 250]
-#                             [--wait 120] [AIPBX_BINARY [SPEECH_LOAD_BINARY]]
+#   bench/run_speech_bench.sh [--calls 2] [--seconds 60] [--workers 2] [--segment-packets 250] [--wait 600]
+#                             [--config 'NAME|AIPBX_FLAGS|POCKETSPHINX_FLAGS']... [BUILD_DIR]
 #
-# For each number of calls K in --calls: start aipbx on 127.0.0.1 (a free port) with a fresh SQLite file,
-# --engine pocketsphinx, --workers decoders and --segment-packets per AI job; run aipbx_speech_load, which
-# streams K live calls of real speech (pocketsphinx-testdata, 8 kHz mu-law, 50 packets/s each) for
-# --seconds, ends them and reads their transcripts; stop aipbx. Prints one line per K: the engine's
-# real-time factor per segment (processing time / audio duration) and the transcript lag (how long after a
-# segment's last packet its text was stored). K calls are transcribed live when the lag stays near one
-# segment's duration plus its processing time; a growing lag (p50 far above that) means the box falls behind.
-# It also reads aipbx's CPU time (/proc/PID/stat) over the run: CPU seconds per second of call audio
-# (ingest, storage and recognition together), and the live calls that allows on every core of the machine
-# (cores / that), a figure other load on a shared machine does not change.
+# For each configuration (default: pocketsphinx's defaults, and the --pocketsphinx-maxhmmpf caps), in one
+# run:
+#   bare   aipbx_bare_decode decodes one call's audio (the looped speech aipbx_speech_load sends: goforward,
+#          the cards set and the librivox set of pocketsphinx-testdata, 8 kHz mu-law) cut into the same
+#          segments, with pocketsphinx's C API alone, on --workers threads as aipbx decodes (two decoders
+#          at once cost each other CPU time on a 2-core VM): CPU time of decoding, resampling and
+#          recognition over the audio's duration. Run before and after aipbx, and averaged, so that both
+#          see the same machine. Both ways of feeding it: the whole segment as one utterance (what aipbx
+#          does) and 20 ms chunks (a live recognizer's way; once).
+#   aipbx  aipbx serve (fresh SQLite file, --engine pocketsphinx, --workers decoders, the configuration's
+#          flags) takes --calls live calls of that speech for --seconds (aipbx_speech_load), ends them and
+#          transcribes them; the script reads aipbx's CPU time (/proc/PID/stat: ingest, storage and
+#          recognition together) from its readiness to the last transcript.
+#   wer    aipbx_bare_decode decodes each recording of the three sets whole, as aipbx does (its transcript
+#          is aipbx's: tests/integration/speech_test.cpp), and scores it against the references.
+# Then, once, aipbx with the mock engine answering at once under the same calls: ingest, storage and the
+# job queue without recognition.
 #
-# Builds nothing: pass the binaries (default build/release/src/app/aipbx and
-# build/release/bench/aipbx_speech_load). Loopback only; every process it starts is stopped on exit, and
-# each run ends by itself after --seconds + --wait.
+# Prints one line per measurement and a table: CPU s per audio s of each, aipbx over bare (all of it, and
+# less the mock run: recognition alone), the live calls per box that aipbx's figure allows (cores / CPU s
+# per audio s), the word error rate, the wall-clock lag of the transcripts, and the 1-minute load average
+# before and after. CPU time, not wall time: other load on a shared machine changes it much less.
+#
+# Builds nothing: BUILD_DIR (default build/release) must hold src/app/aipbx, bench/aipbx_speech_load and
+# bench/aipbx_bare_decode. Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-calls_list="1 2 4 8"
-seconds=30
+calls=2
+seconds=60
 workers=2
 segment_packets=250
-wait_s=120
+wait_s=600
+configs=()
 positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --calls) calls_list="$2"; shift 2 ;;
+    --calls) calls="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
     --segment-packets) segment_packets="$2"; shift 2 ;;
     --wait) wait_s="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --config) configs+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) positional+=("$1"); shift ;;
   esac
 done
-aipbx_bin="${positional[0]:-$root/build/release/src/app/aipbx}"
-load_bin="${positional[1]:-$root/build/release/bench/aipbx_speech_load}"
-for b in "$aipbx_bin" "$load_bin"; do
+if [ ${#configs[@]} -eq 0 ]; then
+  configs=(
+    "default||"
+    "maxhmmpf 10000|--pocketsphinx-maxhmmpf 10000|-maxhmmpf 10000"
+    "maxhmmpf 3000|--pocketsphinx-maxhmmpf 3000|-maxhmmpf 3000"
+  )
+fi
+build="${positional[0]:-$root/build/release}"
+aipbx_bin="$build/src/app/aipbx"
+load_bin="$build/bench/aipbx_speech_load"
+bare_bin="$build/bench/aipbx_bare_decode"
+for b in "$aipbx_bin" "$load_bin" "$bare_bin"; do
   [ -x "$b" ] || { echo "missing $b (build it first)" >&2; exit 2; }
 done
 
@@ -54,41 +77,84 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cores=$(nproc)
+load1() { cut -d' ' -f1 /proc/loadavg; }
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-echo "aipbx: $aipbx_bin"
-echo "cores: $(nproc), workers (decoders): $workers, segment: $segment_packets packets ($((segment_packets / 50)) s), calls of ${seconds} s"
-for k in $calls_list; do
+# aipbx serve with the given flags under the live calls; prints its CPU per audio second and the load's
+# figures.
+run_aipbx() {
   rm -f "$work"/aipbx.db*
+  local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/aipbx.db" --engine pocketsphinx --workers "$workers" \
-    --segment-packets "$segment_packets" --idle-timeout 0 --log-level warning >"$work/aipbx.log" 2>&1 &
+  # shellcheck disable=SC2086
+  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/aipbx.db" --workers "$workers" \
+    --segment-packets "$segment_packets" --idle-timeout 0 --log-level warning "$@" >"$work/aipbx.log" 2>&1 &
   pid=$!
-  ready=""
+  local ready=""
   for _ in $(seq 1 300); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { ready=1; break; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   [ -n "$ready" ] || { echo "aipbx did not start:" >&2; cat "$work/aipbx.log" >&2; exit 1; }
-  cpu_start=$(cpu_ticks "$pid")
-  load_start=$(cut -d' ' -f1 /proc/loadavg)
-  line=$(timeout $((seconds + wait_s + 60)) "$load_bin" --port "$port" --calls "$k" --seconds "$seconds" --wait "$wait_s" || true)
-  cpu_end=$(cpu_ticks "$pid")
-  # aipbx's own CPU time (ingest, storage and recognition) per second of call audio, and the live calls
-  # that many seconds allow on every core of this machine: a figure that other load on the machine
-  # does not change, unlike the wall-clock real-time factor and lag.
-  python3 - "$line" "$cpu_start" "$cpu_end" "$(getconf CLK_TCK)" "$k" "$seconds" "$(nproc)" "$load_start" \
-    "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
-import sys
-line, c0, c1, tck, k, secs, cores, l0, l1 = sys.argv[1:]
-cpu = (int(c1) - int(c0)) / int(tck)
-audio = int(k) * float(secs)
-per = cpu / audio
-print(f"{line} cpu_s={cpu:.1f} cpu_per_audio_s={per:.3f} calls_per_{cores}_cores={int(cores) / per:.1f} "
-      f"load1={l0}->{l1}")
-PY
+  local tck c0 c1 l0 line
+  tck=$(getconf CLK_TCK)
+  c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  l0=$(load1)
+  line=$(timeout $((seconds + wait_s + 60)) "$load_bin" --port "$port" --calls "$calls" --seconds "$seconds" \
+    --wait "$wait_s" || true)
+  c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   pid=""
+  python3 -c "import sys; c=($c1-$c0)/$tck; a=$calls*$seconds; print(f'cpu_s={c:.1f} cpu_per_audio_s={c/a:.4f}', end=' ')"
+  echo "$line load1=$l0->$(load1)"
+}
+
+echo "aipbx: $aipbx_bin"
+echo "cores: $cores, workers (decoders): $workers, segments: $segment_packets packets, $calls calls of ${seconds} s"
+echo "start: $(date -u +%FT%TZ), load $(load1), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?)"
+
+mock=$(run_aipbx --engine mock --mock-delay-ms 0:0 --mock-failure-rate 0)
+echo "[mock engine] aipbx: $mock"
+
+rows=()
+for cfg in "${configs[@]}"; do
+  IFS='|' read -r name aipbx_flags sphinx_flags <<<"$cfg"
+  l0=$(load1)
+  # shellcheck disable=SC2086
+  bare=$("$bare_bin" --seconds "$seconds" --segment-packets "$segment_packets" --threads "$workers" -- $sphinx_flags)
+  # shellcheck disable=SC2086
+  chunks=$("$bare_bin" --seconds "$seconds" --segment-packets "$segment_packets" --threads "$workers" \
+    --chunk-ms 20 -- $sphinx_flags)
+  # shellcheck disable=SC2086
+  served=$(run_aipbx --engine pocketsphinx $aipbx_flags)
+  # shellcheck disable=SC2086
+  bare_after=$("$bare_bin" --seconds "$seconds" --segment-packets "$segment_packets" --threads "$workers" -- \
+    $sphinx_flags)
+  # shellcheck disable=SC2086
+  wer=$("$bare_bin" --audio corpus -- $sphinx_flags)
+  echo "[$name] bare: $bare"
+  echo "[$name] bare, after aipbx: $bare_after"
+  echo "[$name] bare, 20 ms chunks: $chunks"
+  echo "[$name] aipbx: $served"
+  echo "[$name] corpus: $wer"
+  rows+=("$(python3 - "$name" "$bare" "$bare_after" "$chunks" "$served" "$mock" "$wer" "$cores" "$l0" "$(load1)" <<'PY'
+import re, sys
+name, bare, after, chunks, served, mock, wer, cores, l0, l1 = sys.argv[1:]
+f = lambda line, key: float(re.search(rf'\b{key}=([-0-9.e]+)', line).group(1))
+b0, b1, c = f(bare, 'cpu_per_audio_s'), f(after, 'cpu_per_audio_s'), f(chunks, 'cpu_per_audio_s')
+a, m = f(served, 'cpu_per_audio_s'), f(mock, 'cpu_per_audio_s')
+b = (b0 + b1) / 2
+print(f"| {name} | {b0:.3f} / {b1:.3f} | {c:.3f} | {a:.3f} | {a - m:.3f} | {100 * (a / b - 1):+.0f} % / "
+      f"{100 * ((a - m) / b - 1):+.0f} % | {int(cores) / a:.1f} | {f(wer, 'wer'):.3f} | "
+      f"{f(served, 'lag_p50'):.1f} / {f(served, 'lag_max'):.1f} s | {l0} → {l1} |")
+PY
+)")
 done
+
+echo
+echo "| configuration | bare, whole segments (before / after) | bare, 20 ms chunks | aipbx | aipbx less ingest | aipbx over bare (all / less ingest) | live calls per $cores cores | WER | lag p50 / max | load |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+printf '%s\n' "${rows[@]}"
+echo "(CPU s per audio s; mock engine, ingest and queue alone: $(field cpu_per_audio_s "$mock"))"

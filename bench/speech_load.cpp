@@ -3,10 +3,10 @@
 //   aipbx_speech_load --port P --calls K --seconds D [--host 127.0.0.1] [--wait S]
 //
 // Each of K calls (one thread and one connection each) declares pcmu/8000, then sends Debian's recorded
-// speech (pocketsphinx-testdata: goforward.raw and the five cards recordings, one after the other, in a
-// loop) as 20 ms mu-law packets at the pace of a live call (packet i at start + i x 20 ms) for D seconds,
-// and ends the call. Then it waits (at most --wait seconds) until every call is COMPLETED and reads the
-// transcripts. It prints one line of key=value figures:
+// speech (pocketsphinx-testdata: goforward.raw, the five cards recordings and the five librivox sentences,
+// one after the other, in a loop) as 20 ms mu-law packets at the pace of a live call (packet i at start + i x
+// 20 ms) for D seconds, and ends the call. Then it waits (at most --wait seconds) until every call is
+// COMPLETED and reads the transcripts. It prints one line of key=value figures:
 //   rtf_mean, rtf_p95    the engine's time per segment over the segment's audio duration (real-time factor)
 //   lag_p50, lag_max     how long after a segment's last packet was sent its transcript was stored, in s
 //   late_packets         packets sent later than 100 ms after their due time (the sender fell behind)
@@ -103,13 +103,9 @@ options parse(int argc, char** argv) {
 
 int main(int argc, char** argv) try {
   const options o = parse(argc, argv);
-  // The speech, as packets: goforward, then the cards set, looped.
-  std::vector<std::int16_t> speech = aipbx::test::read_raw16(aipbx::test::speech_data + "goforward.raw");
-  for (const auto& r : aipbx::test::cards_recordings()) {
-    const auto samples = aipbx::test::read_wav16(r.path);
-    speech.insert(speech.end(), samples.begin(), samples.end());
-  }
-  const auto packets = aipbx::test::pcmu_packets(speech);
+  // The speech, as packets: goforward, the cards set and the librivox set, looped (aipbx_bare_decode
+  // decodes the same).
+  const auto packets = aipbx::test::pcmu_packets(aipbx::test::benchmark_speech());
   const auto total = static_cast<std::size_t>(o.seconds * 50);
 
   const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000);

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -92,6 +93,42 @@ std::string format_reorder_window(const reorder_window& w) {
   return std::to_string(w.packets) + "," +
          format_duration(std::chrono::milliseconds(std::llround(w.seconds * 1000)));
 }
+
+// The pocketsphinx search's trades of accuracy for speed, one flag each over pocketsphinx's default; none is
+// set by default (docs/performance.md gives each one's CPU time and word error rate).
+void add_pocketsphinx_search_options(CLI::App& cmd, serve_config& c) {
+  auto add = [&](const std::string& name, const std::string& sphinx_flag, const std::string& type,
+                 const std::string& help, const CLI::Validator& check) {
+    std::string env = "AIPBX_POCKETSPHINX_" + name;
+    for (char& ch : env)
+      ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    cmd.add_option_function<std::string>(
+           "--pocketsphinx-" + name,
+           [&c, sphinx_flag](const std::string& value) {
+             std::erase_if(c.pocketsphinx_settings, [&](const auto& s) { return s.first == sphinx_flag; });
+             c.pocketsphinx_settings.emplace_back(sphinx_flag, value);
+           },
+           "pocketsphinx engine: " + help)
+        ->envname(env)
+        ->type_name(type)
+        ->check(check);
+  };
+  const auto yes_no = CLI::IsMember({"yes", "no"});
+  add("ds", "-ds", "N", "compute the acoustic model on every Nth frame only (default 1)", CLI::Range(1, 10));
+  add("topn", "-topn", "N", "Gaussians kept per codebook and frame (default 4)", CLI::Range(1, 16));
+  add("beam", "-beam", "RATIO", "HMM beam, a probability ratio: larger prunes more (default 1e-48)",
+      CLI::Range(1e-300, 1.0));
+  add("wbeam", "-wbeam", "RATIO", "word-exit beam: larger prunes more (default 7e-29)",
+      CLI::Range(1e-300, 1.0));
+  add("maxhmmpf", "-maxhmmpf", "N", "most HMMs searched per frame (default 30000)",
+      CLI::Range(100, 1'000'000));
+  add("pl-window", "-pl_window", "FRAMES", "frames of phone lookahead that prune words (0: none; default 5)",
+      CLI::Range(0, 30));
+  add("fwdflat", "-fwdflat", "yes|no", "second, flat-lexicon search pass: yes or no (default yes)", yes_no);
+  add("bestpath", "-bestpath", "yes|no", "best path through the word lattice: yes or no (default yes)",
+      yes_no);
+}
+
 
 // "MIN:MAX" milliseconds, MIN <= MAX.
 std::optional<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> parse_delay_range(
@@ -334,6 +371,7 @@ void add_pocketsphinx_options(CLI::App& cmd, serve_config& c) {
                  "phrases are spotted")
       ->envname("AIPBX_POCKETSPHINX_KEYWORDS")
       ->excludes(grammar);
+  add_pocketsphinx_search_options(cmd, c);
 }
 
 void add_node_options(CLI::App& cmd, serve_config& c) {

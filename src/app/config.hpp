@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 // CLI11 is declared only: its header is large and all inline, and most files that include this one (main,
@@ -75,6 +76,9 @@ struct serve_config {
   std::string pocketsphinx_lm;
   std::string pocketsphinx_grammar;                  // JSGF file, replaces the language model
   std::string pocketsphinx_keywords;                 // keyword list file, replaces the language model
+  // pocketsphinx's search settings given (--pocketsphinx-ds, -topn, ...), as (its flag, value); the
+  // others stay at pocketsphinx's defaults.
+  std::vector<std::pair<std::string, std::string>> pocketsphinx_settings;
   std::string node_name;  // empty: hostname-pid
 
   // Access: bearer tokens for every route but health and metrics (none: no authentication), from

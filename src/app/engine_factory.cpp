@@ -30,6 +30,7 @@ std::unique_ptr<engines::ai_engine> make_engine(const serve_config& config, rand
     if (!config.pocketsphinx_lm.empty()) o.lm = config.pocketsphinx_lm;
     o.grammar = config.pocketsphinx_grammar;
     o.keywords = config.pocketsphinx_keywords;
+    o.settings = config.pocketsphinx_settings;
     o.decoders = std::max(1u, config.workers);  // one decoder per attempt that can run at once
     return std::make_unique<engines::pocketsphinx_engine>(std::move(o));
   }

@@ -104,14 +104,23 @@ pocketsphinx_engine::decoder_ptr pocketsphinx_engine::load() const {
     search_flag = "-kws";
     search_path = &options_.keywords;
   }
+  std::vector<const char*> args{"-hmm",      options_.hmm.c_str(), "-dict",     options_.dict.c_str(),
+                                search_flag, search_path->c_str(), "-samprate", "16000"};
+  for (const auto& [flag, value] : options_.settings) {
+    args.push_back(flag.c_str());
+    args.push_back(value.c_str());
+  }
   decoder_ptr d(new decoder);
-  d->config = cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", options_.hmm.c_str(), "-dict", options_.dict.c_str(),
-                          search_flag, search_path->c_str(), "-samprate", "16000", nullptr);
+  d->config = cmd_ln_parse_r(nullptr, ps_args(), static_cast<int>(args.size()),
+                             const_cast<char**>(args.data()), TRUE);
   if (d->config) d->ps = ps_init(d->config);
-  if (!d->ps)
-    throw std::runtime_error("cannot load the pocketsphinx model (hmm " + options_.hmm + ", dict " + options_.dict +
-                             ", " + (search_flag + 1) + " " + *search_path + ")" +
+  if (!d->ps) {
+    std::string settings;
+    for (const auto& [flag, value] : options_.settings) settings += ", " + flag + " " + value;
+    throw std::runtime_error("cannot load the pocketsphinx model (hmm " + options_.hmm + ", dict " +
+                             options_.dict + ", " + (search_flag + 1) + " " + *search_path + settings + ")" +
                              (last_sphinx_error.empty() ? "" : ": " + last_sphinx_error));
+  }
   return d;
 }
 
@@ -174,11 +183,15 @@ jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t
     r.error = e.what();
     return r;
   }
-  // The segment is one whole utterance (full_utt): its cepstral mean is taken over all of it, so the
-  // transcript depends on the segment's audio alone. Fed in chunks, the decoder would normalize by a
-  // running mean carried over from the segments it decoded before, and a reused decoder would hear the
-  // same audio differently.
-  bool healthy = ps_start_utt(d->ps) >= 0;
+  // A transcript must depend on the segment's audio alone, not on what this pooled decoder heard before.
+  // Two states outlive an utterance. The front end's noise tracker (the noise floor that -remove_noise
+  // subtracts and -remove_silence's voice detector compares against) is reset only by ps_start_stream, so
+  // without it every decode starts from the noise estimate the previous segment left (a reused decoder then
+  // gives other words for the same audio). And the cepstral mean: the segment is one whole utterance
+  // (full_utt), so the model's batch CMN takes the mean over all of it; fed in chunks, sphinxbase would
+  // switch for good to a running mean carried from utterance to utterance.
+  bool healthy = ps_start_stream(d->ps) >= 0;
+  healthy = healthy && ps_start_utt(d->ps) >= 0;
   healthy = healthy && ps_process_raw(d->ps, samples.data(), samples.size(), FALSE, TRUE) >= 0;
   healthy = ps_end_utt(d->ps) >= 0 && healthy;
   if (!healthy) {

@@ -1,7 +1,10 @@
 // pocketsphinx_engine: offline speech-to-text by CMU PocketSphinx as Debian ships it (5prealpha, the
 // `cmd_ln_t` API), with the pocketsphinx-en-us model by default. Each attempt decodes the segment's audio
 // in the media format, resamples 8 kHz audio to the model's 16 kHz (speexdsp), and runs one utterance
-// through a decoder; the hypothesis is the transcript (empty when nothing was recognized).
+// through a decoder; the hypothesis is the transcript (empty when nothing was recognized). The transcript
+// is a function of the segment's audio and the options only: every decode starts from the same decoder
+// state (a new stream, one whole utterance), whichever pooled decoder runs it and whatever it decoded
+// before, in this process or another.
 //
 // Vocabulary: the language model (`lm`) by default; a JSGF grammar file (`grammar`) or a keyword list
 // (`keywords`, pocketsphinx's -kws format: one phrase per line with its /threshold/) replaces it for
@@ -13,9 +16,9 @@
 // decoder, never on the workers' executor; a decoder is used by one thread at a time.
 //
 // Outcomes: undecodable packet data is permanent (stored data cannot change); a decoder failure is
-// retryable and the decoder is dropped from the pool. `transcribe` stops at asio cancellation (checked
-// between chunks of a quarter of a second of audio). Thread-safe. sphinxbase's warnings and errors are
-// written to aipbx's log; its informational chatter is dropped.
+// retryable and the decoder is dropped from the pool. At asio cancellation `transcribe` completes at once
+// ("interrupted"); the decode in progress finishes on the pool and its result is dropped. Thread-safe.
+// sphinxbase's warnings and errors are written to aipbx's log; its informational chatter is dropped.
 #pragma once
 
 #include "engines/ai_engine.hpp"
@@ -30,6 +33,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace aipbx::engines {
@@ -41,6 +45,10 @@ struct pocketsphinx_options {
   std::string lm = "/usr/share/pocketsphinx/model/en-us/en-us.lm.bin";
   std::string grammar;   // JSGF file; replaces lm
   std::string keywords;  // keyword list file; replaces lm
+  // pocketsphinx's own settings over its defaults, as (flag, value), e.g. {"-ds", "2"}: the search's
+  // trade of accuracy for speed (docs/performance.md measures each). A flag pocketsphinx does not know, or
+  // a value it cannot read, fails the load.
+  std::vector<std::pair<std::string, std::string>> settings;
   unsigned decoders = 4;  // decoders and decode threads at most (>= 1): the worker count
 };
 

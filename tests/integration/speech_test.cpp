@@ -53,11 +53,16 @@ class SpeechTest : public integration_test {
     start_server(flags);
   }
 
-  // Declares pcmu/8000 and sends the packets (sequence i + 1), each block of 4 in a random order (so no
-  // packet is more than 3 away from its place, well inside the reorder window) and every 7th twice.
-  void stream(connection& c, const std::string& call_id, const std::vector<std::string>& packets, unsigned seed) {
-    auto declared = c.post_json("/v1/calls/" + call_id, R"({"media": {"format": "pcmu/8000", "packet_ms": 20}})");
-    ASSERT_EQ(declared.status, 201) << declared.body;
+  // Declares pcmu/8000 (unless `declare` is false: the call then has the node's --media) and sends the
+  // packets (sequence i + 1), each block of 4 in a random order (so no packet is more than 3 away from its
+  // place, well inside the reorder window) and every 7th twice.
+  void stream(connection& c, const std::string& call_id, const std::vector<std::string>& packets,
+              unsigned seed, bool declare = true) {
+    if (declare) {
+      auto declared =
+          c.post_json("/v1/calls/" + call_id, R"({"media": {"format": "pcmu/8000", "packet_ms": 20}})");
+      ASSERT_EQ(declared.status, 201) << declared.body;
+    }
     std::vector<std::int64_t> order(packets.size());
     std::iota(order.begin(), order.end(), 1);
     std::mt19937 random(seed);
@@ -90,6 +95,16 @@ class SpeechTest : public integration_test {
     EXPECT_EQ(as_int(call.at("lost_packets")), 0);
     EXPECT_GT(as_int(call.at("duplicate_packets")), 0);
     return get_ok(c, "/v1/calls/" + call_id + "/transcript");
+  }
+
+  // The transcript's text of a call that was streamed and ended, once complete.
+  std::string finished_text(connection& c, const std::string& call_id) {
+    return std::string(finished_transcript(c, call_id).at("text").as_string());
+  }
+  // The words of a call's transcript as it stands.
+  std::vector<std::string> transcript_words(connection& c, const std::string& call_id) {
+    return test::words_of(
+        std::string(get_ok(c, "/v1/calls/" + call_id + "/transcript").at("text").as_string()));
   }
 
   void report(const std::string& what, const std::string& reference, const std::string& text, double wer) {
@@ -143,6 +158,73 @@ TEST_F(SpeechTest, GoForwardInOneSecondSegmentsEqualsTheDirectDecodeOfTheSameSeg
   const std::string text(transcript.at("text").as_string());
   EXPECT_EQ(text, direct);
   report("goforward_1s_segments", test::goforward_reference, text, test::word_error_rate(test::goforward_reference, text));
+}
+
+// The transcript of a segment is a function of its audio and the configuration alone (issue 15). One
+// sentence of read speech (librivox 0880) is sent as a call, shuffled and duplicated differently each
+// time: as the first job of a fresh process; after other calls, twice at once on the two workers (each
+// with its own pooled decoder); as the first job after a restart; and by replay of a dead job. Every
+// transcript is the same, word for word, and the recognizer's own transcript of the audio. Before each
+// decode started a new stream, a reused decoder heard the sentence through the noise estimate of the call
+// it decoded before, and gave other words after other calls than as a first job.
+TEST_F(SpeechTest, SameAudioGivesTheSameWordsWhateverRanBefore) {
+  // The replayed call declares no format; with --media none its job is dead at once, on purpose.
+  allow_error_log("ai job dead");
+  const auto librivox = test::librivox_recordings();
+  ASSERT_EQ(librivox.size(), 5u);
+  const auto sentence = test::pcmu_packets(test::read_wav16(librivox[1].path));
+  start(1000, {}, 2);
+  auto c = connect(30s);
+
+  ASSERT_NO_FATAL_FAILURE(stream(c, "first", sentence, 21));
+  const std::string first = finished_text(c, "first");
+  const auto words = test::words_of(first);
+  ASSERT_FALSE(words.empty());
+  EXPECT_EQ(words, test::words_of(direct_transcript(test::heard_16k(sentence))));
+
+  // Other calls, then the sentence twice at once.
+  std::vector<std::pair<std::string, std::vector<std::string>>> calls{
+      {"goforward", test::pcmu_packets(test::read_raw16(test::speech_data + "goforward.raw"))},
+      {"cards-5", test::pcmu_packets(test::read_wav16(test::cards_recordings()[4].path))},
+      {"librivox-0870", test::pcmu_packets(test::read_wav16(librivox[0].path))}};
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_NO_FATAL_FAILURE(stream(c, calls[i].first, calls[i].second, static_cast<unsigned>(30 + i)));
+    finished_text(c, calls[i].first);
+  }
+  std::vector<std::thread> senders;
+  for (unsigned i = 0; i < 2; ++i)
+    senders.emplace_back([&, i] {
+      auto own = connect(30s);
+      stream(own, "again-" + std::to_string(i + 1), sentence, 40 + i);
+      auto ended = own.request("POST", "/v1/calls/again-" + std::to_string(i + 1) + "/end");
+      EXPECT_EQ(ended.status, 200) << ended.body;
+    });
+  for (auto& t : senders) t.join();
+  for (const char* id : {"again-1", "again-2"}) {
+    EXPECT_TRUE(wait_until([&] { return call_state(c, id) == "COMPLETED"; }, 60s, 50ms)) << id;
+    EXPECT_EQ(transcript_words(c, id), words) << id << ", after other calls";
+  }
+
+  // A call in no declared format: dead at once on a node without --media.
+  ASSERT_NO_FATAL_FAILURE(stream(c, "replayed", sentence, 50, false));
+  auto ended = c.request("POST", "/v1/calls/replayed/end");
+  ASSERT_EQ(ended.status, 200) << ended.body;
+  ASSERT_TRUE(wait_until([&] { return call_state(c, "replayed") == "FAILED"; }, 60s, 50ms));
+  const auto jobs = all_jobs(c, "call_id=replayed");
+  ASSERT_EQ(jobs.size(), 1u);
+  const auto job_id = std::to_string(as_int(jobs[0].at("id")));
+
+  // A new process on the same database, told how undeclared calls carry audio.
+  restart_server({{"--media", "pcmu/8000"}});
+  c = connect(30s);
+  ASSERT_NO_FATAL_FAILURE(stream(c, "restarted", sentence, 60));
+  EXPECT_EQ(test::words_of(finished_text(c, "restarted")), words) << "first job after a restart";
+  auto retried = c.request("POST", "/v1/jobs/" + job_id + "/retry");
+  ASSERT_EQ(retried.status, 202) << retried.body;
+  ASSERT_TRUE(wait_until([&] { return call_state(c, "replayed") == "COMPLETED"; }, 60s, 50ms))
+      << call_state(c, "replayed");
+  EXPECT_EQ(transcript_words(c, "replayed"), words) << "on replay";
+  report("librivox_0880", librivox[1].reference, first, test::word_error_rate(librivox[1].reference, first));
 }
 
 TEST_F(SpeechTest, CardsAsFiveConcurrentCallsEqualTheDirectDecodes) {

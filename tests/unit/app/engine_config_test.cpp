@@ -5,9 +5,12 @@
 #include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace aipbx::app {
 namespace {
@@ -17,7 +20,8 @@ class EngineOptions : public ::testing::Test {
   static constexpr const char* variables[] = {
       "AIPBX_ENGINE",           "AIPBX_MEDIA",           "AIPBX_HTTP_ENGINE_URL",  "AIPBX_HTTP_ENGINE_MODEL",
       "AIPBX_HTTP_ENGINE_KEY",  "AIPBX_HTTP_ENGINE_TIMEOUT", "AIPBX_POCKETSPHINX_HMM", "AIPBX_POCKETSPHINX_DICT",
-      "AIPBX_POCKETSPHINX_LM",  "AIPBX_POCKETSPHINX_GRAMMAR", "AIPBX_POCKETSPHINX_KEYWORDS", "AIPBX_WORKERS"};
+      "AIPBX_POCKETSPHINX_LM",  "AIPBX_POCKETSPHINX_GRAMMAR", "AIPBX_POCKETSPHINX_KEYWORDS", "AIPBX_WORKERS",
+      "AIPBX_POCKETSPHINX_MAXHMMPF", "AIPBX_POCKETSPHINX_WBEAM"};
 
   void SetUp() override {
     for (const char* name : variables) {
@@ -81,6 +85,21 @@ TEST_F(EngineOptions, PocketsphinxFlags) {
   EXPECT_EQ(config_.pocketsphinx_dict, "/m/d.dict");
   EXPECT_EQ(config_.pocketsphinx_lm, "/m/lm.bin");
   EXPECT_EQ(config_.pocketsphinx_grammar, "/m/g.gram");
+}
+
+// Each search setting becomes the pocketsphinx flag it names, once, with its last value; unset ones are
+// not passed (pocketsphinx's defaults).
+TEST_F(EngineOptions, PocketsphinxSearchSettings) {
+  ::setenv("AIPBX_POCKETSPHINX_WBEAM", "1e-20", 1);
+  parse("--pocketsphinx-maxhmmpf 3000 --pocketsphinx-fwdflat no --pocketsphinx-pl-window 0");
+  using setting = std::pair<std::string, std::string>;
+  std::vector<setting> got = config_.pocketsphinx_settings;
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<setting>{
+                     {"-fwdflat", "no"}, {"-maxhmmpf", "3000"}, {"-pl_window", "0"}, {"-wbeam", "1e-20"}}));
+  EXPECT_THROW(parse("--pocketsphinx-ds 0"), CLI::ValidationError);
+  EXPECT_THROW(parse("--pocketsphinx-fwdflat maybe"), CLI::ValidationError);
+  EXPECT_THROW(parse("--pocketsphinx-beam 2"), CLI::ValidationError);
 }
 
 TEST_F(EngineOptions, InvalidValuesAreRefused) {

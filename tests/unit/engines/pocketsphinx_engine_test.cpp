@@ -46,11 +46,36 @@ audio_segment packets_of(const std::vector<std::int16_t>& pcm, media::media_form
   return s;
 }
 
+// A call's packets as `pcmu_packets` makes them (8 kHz mu-law, 20 ms each), sequences 1..n.
+audio_segment pcmu_segment(const std::vector<std::string>& packets) {
+  audio_segment s;
+  s.call_id = "call-1";
+  s.first_sequence = 1;
+  s.last_sequence = static_cast<std::int64_t>(packets.size());
+  for (std::int64_t i = 0; i < s.last_sequence; ++i)
+    s.packets.push_back({i + 1, i + 1, packets[static_cast<std::size_t>(i)], 0, 0});
+  s.media = media::media_format::pcmu();
+  return s;
+}
+
 jobs::attempt_result run(ai_engine& engine, audio_segment segment) {
   boost::asio::io_context ioc;
   auto result = boost::asio::co_spawn(ioc, engine.transcribe(std::move(segment)), boost::asio::use_future);
   ioc.run();
   return result.get();
+}
+
+// All the segments at once, as that many workers would hand them over; in the order given.
+std::vector<jobs::attempt_result> run_together(ai_engine& engine,
+                                               const std::vector<audio_segment>& segments) {
+  boost::asio::io_context ioc;
+  std::vector<std::future<jobs::attempt_result>> futures;
+  for (const auto& s : segments)
+    futures.push_back(boost::asio::co_spawn(ioc, engine.transcribe(s), boost::asio::use_future));
+  ioc.run();
+  std::vector<jobs::attempt_result> out;
+  for (auto& f : futures) out.push_back(f.get());
+  return out;
 }
 
 pocketsphinx_options options_with(unsigned decoders = 1) {
@@ -107,6 +132,57 @@ TEST(PocketsphinxEngine, EightKilohertzMuLawCallAudio) {
   EXPECT_EQ(r.text, direct.text);
   EXPECT_LE(word_error_rate(reference, r.text), 0.5) << r.text;
   std::cout << "8 kHz mu-law: \"" << r.text << "\", WER " << word_error_rate(reference, r.text) << "\n";
+}
+
+// A segment's transcript is a function of its audio and the options alone: the first decode of a fresh
+// engine, the same audio on either pooled decoder after both decoded other calls, and a second engine (a
+// restarted process, another node) give the same words. A reused decoder used to carry the front end's
+// noise estimate from the segment before into the next one, and so heard this sentence differently
+// after other calls than as its first decode.
+TEST(PocketsphinxEngine, TranscriptDependsOnTheAudioAlone) {
+  const auto librivox = test::librivox_recordings();
+  ASSERT_EQ(librivox.size(), 5u);
+  auto call_of = [](const std::vector<std::int16_t>& samples) {
+    return pcmu_segment(test::pcmu_packets(samples));
+  };
+  const auto sentence =
+      call_of(test::read_wav16(librivox[1].path));  // "he was not an ill disposed young man"
+
+  pocketsphinx_engine engine(options_with(2));
+  const auto first = run(engine, sentence);
+  ASSERT_TRUE(first.ok) << first.error;
+  ASSERT_FALSE(first.text.empty());
+
+  // Other calls, two at a time, so that each decoder hears some of them.
+  std::vector<audio_segment> others{call_of(read_raw(test_data + "goforward.raw"))};
+  for (const auto& r : test::cards_recordings()) others.push_back(call_of(test::read_wav16(r.path)));
+  for (std::size_t i : {0u, 4u}) others.push_back(call_of(test::read_wav16(librivox[i].path)));
+  for (const auto& r : run_together(engine, others)) ASSERT_TRUE(r.ok) << r.error;
+  ASSERT_EQ(engine.decoders_loaded(), 2u);
+
+  // The sentence again, twice at once: one decode on each decoder.
+  for (const auto& r : run_together(engine, {sentence, sentence})) {
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(words_of(r.text), words_of(first.text)) << "after other calls";
+  }
+  // And in a second engine of its own, as its first decode.
+  pocketsphinx_engine other(options_with(1));
+  const auto fresh = run(other, sentence);
+  ASSERT_TRUE(fresh.ok) << fresh.error;
+  EXPECT_EQ(words_of(fresh.text), words_of(first.text)) << "in another engine";
+  std::cout << "librivox 0880 at 8 kHz mu-law: \"" << first.text << "\", WER "
+            << word_error_rate(librivox[1].reference, first.text) << "\n";
+}
+
+// The search settings reach the decoder: a tight cap on the HMMs searched per frame still recognizes the
+// recording (it is how --pocketsphinx-maxhmmpf trades accuracy for speed; docs/performance.md).
+TEST(PocketsphinxEngine, SearchSettingsReachTheDecoder) {
+  auto options = options_with();
+  options.settings = {{"-maxhmmpf", "3000"}, {"-wbeam", "1e-20"}};
+  pocketsphinx_engine engine(options);
+  auto r = engine.recognize(read_raw(test_data + "goforward.raw"));
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_LE(word_error_rate(reference, r.text), 0.25) << r.text;
 }
 
 TEST(PocketsphinxEngine, GrammarRestrictsTheVocabulary) {
@@ -198,6 +274,9 @@ TEST(PocketsphinxEngine, BadOptionsStopTheStart) {
   auto bad_grammar = options_with();
   bad_grammar.grammar = test_data + "defective.gram";  // a word the dictionary does not have
   EXPECT_THROW(pocketsphinx_engine{bad_grammar}, std::runtime_error);
+  auto unknown_setting = options_with();
+  unknown_setting.settings = {{"-no_such_flag", "1"}};
+  EXPECT_THROW(pocketsphinx_engine{unknown_setting}, std::runtime_error);
   auto both = options_with();
   both.grammar = test_data + "goforward.gram";
   both.keywords = test_data + "goforward.kws";

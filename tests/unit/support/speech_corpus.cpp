@@ -73,6 +73,31 @@ std::vector<recording> cards_recordings() {
   return out;
 }
 
+std::vector<recording> librivox_recordings() {
+  // transcription lines: "<s> he was not an ill disposed young man </s> (sense_and_..._64kb-0880)"
+  std::istringstream lines(read_file(speech_data + "librivox/transcription"));
+  std::vector<recording> out;
+  for (std::string line; std::getline(lines, line);) {
+    const auto open = line.rfind('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string words;
+    for (const auto& w : words_of(line.substr(0, open)))
+      if (w != "<s>" && w != "</s>") words += (words.empty() ? "" : " ") + w;
+    out.push_back({speech_data + "librivox/" + line.substr(open + 1, close - open - 1) + ".wav", words});
+  }
+  return out;
+}
+
+std::vector<std::int16_t> benchmark_speech() {
+  std::vector<std::int16_t> speech = read_raw16(speech_data + "goforward.raw");
+  for (const auto& list : {cards_recordings(), librivox_recordings()})
+    for (const auto& r : list) {
+      const auto samples = read_wav16(r.path);
+      speech.insert(speech.end(), samples.begin(), samples.end());
+    }
+  return speech;
+}
+
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k) {
   const auto narrow = media::resample(samples_16k, 16000, 8000).value();
   std::vector<std::string> out;

@@ -1,7 +1,9 @@
 // Real recorded speech for the tests and the speech benchmark: Debian's pocketsphinx-testdata recordings
 // (goforward.raw, "go forward ten meters", whose words are the `<move>` rule of goforward.gram; the cards
-// set, cards/NNN.wav with cards/cards.transcription), turned into what a telephone call carries: 8 kHz
-// G.711 mu-law in 20 ms packets. And the word error rate to score a transcript against its reference.
+// set, cards/NNN.wav with cards/cards.transcription; the librivox set, five sentences of a LibriVox reading
+// (25 s) with librivox/transcription, the read speech the language model is scored on), turned into what
+// a telephone call carries: 8 kHz G.711 mu-law in 20 ms packets. And the word error rate to score a
+// transcript against its reference.
 // Pure functions, thread-safe; reading a file that is missing throws std::runtime_error naming the package.
 #pragma once
 
@@ -24,6 +26,12 @@ struct recording {
   std::string reference;
 };
 std::vector<recording> cards_recordings();
+// The librivox set: (recording path, reference text) in transcription order.
+std::vector<recording> librivox_recordings();
+
+// What the speech benchmarks stream, 16 kHz: goforward, the cards set and the librivox set one after the
+// other (41 s of speech with pauses between the recordings).
+std::vector<std::int16_t> benchmark_speech();
 
 // 16 kHz speech as a call carries it: resampled to 8 kHz (speexdsp), mu-law, one base64 `data` per 20 ms.
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k);
