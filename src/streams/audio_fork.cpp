@@ -167,7 +167,23 @@ asio::awaitable<bool> session::open(std::optional<std::string_view> metadata) {
   hub_.stats().of(kind_).opened.fetch_add(1, std::memory_order_relaxed);
   log::info("stream started", {{"protocol", "audio_fork"}, {"call_id", p.call_id}, {"format", media::to_string(p.format)},
                                {"channels", p.channels}, {"sequenced", p.sequenced}, {"remote", request_.remote}});
-  if (metadata && !metadata->empty()) event("metadata", metadata->substr(0, 1024));
+  json::object started{{"protocol", "audio_fork"},
+                       {"format", media::to_string(p.format)},
+                       {"channels", p.channels},
+                       {"packet_ms", p.packet_ms},
+                       {"sequenced", p.sequenced}};
+  if (metadata && !metadata->empty()) {
+    // The sender's metadata, as an object when it is one (a token in it is a credential, not call data).
+    boost::system::error_code ec;
+    json::value parsed = json::parse(metadata->substr(0, 16 * 1024), ec);
+    if (!ec && parsed.is_object()) {
+      parsed.get_object().erase("token");
+      started["metadata"] = std::move(parsed);
+    } else {
+      started["metadata"] = json::string(metadata->substr(0, 1024));
+    }
+  }
+  event("stream_started", std::move(started));
   if (p.sequenced) {
     feed_.on_acked([this] { acked(); });
     sent_ack_ = feed_.acked();
@@ -204,11 +220,11 @@ asio::awaitable<websocket_session::step> session::on_message(std::string_view me
     }
     if (kind && *kind == "dtmf") {
       if (auto digit = text_field(o, {"dtmf", "digit"})) {
-        event("dtmf", digit->substr(0, 8));
+        event("dtmf", {{"digit", digit->substr(0, 8)}});
         co_return step::go_on;
       }
     }
-    event("text", message.substr(0, 1024));
+    event("text", {{"text", message.substr(0, 1024)}});
     co_return step::go_on;
   }
   if (message.empty()) {  // mod_audio_fork's graceful stop

@@ -1,6 +1,7 @@
 #include "streams/audiosocket.hpp"
 
 #include "domain/clock.hpp"
+#include "log/json_text.hpp"
 #include "log/log.hpp"
 #include "storage/async_store.hpp"
 #include "streams/call_feed.hpp"
@@ -13,6 +14,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/json/object.hpp>
 
 #include <charconv>
 #include <cstdio>
@@ -183,6 +185,11 @@ class session {
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);
     const close_reason reason = reason_.value_or(close_reason::closed);
+    if (feed_.opened()) {
+      boost::json::object stopped{{"protocol", "audiosocket"}, {"reason", to_string(reason)}};
+      if (feed_.failure()) stopped["detail"] = feed_.failure()->text;
+      feed_.record("stream_stopped", to_json_text(stopped));
+    }
     stats_.closed(reason);
     stats_.open.fetch_sub(1, std::memory_order_relaxed);
     hub_.leave(*entry);
@@ -192,6 +199,16 @@ class session {
 
  private:
   void refuse(close_reason reason, std::string text) { feed_.fail({close_code::policy_violation, reason, std::move(text)}); }
+
+  // A call event: recorded on the call once it is open (its first audio frame opens it), kept until then.
+  void event(std::string kind, boost::json::object data) {
+    log::info("call event", {{"protocol", "audiosocket"}, {"call_id", call_id_}, {"kind", kind}, {"data", data}});
+    if (!feed_.opened()) {
+      if (waiting_events_.size() < 64) waiting_events_.emplace_back(std::move(kind), to_json_text(data));
+      return;
+    }
+    feed_.record(std::move(kind), to_json_text(data));
+  }
 
   asio::awaitable<void> loop() {
     std::array<std::uint8_t, 8192> chunk;
@@ -246,15 +263,21 @@ class session {
           refuse(close_reason::bad_message, "a DTMF frame holds one digit");
           co_return;
         }
-        stats_.events.fetch_add(1, std::memory_order_relaxed);
-        log::info("call event", {{"protocol", "audiosocket"}, {"call_id", call_id_}, {"kind", "dtmf"},
-                                 {"detail", std::string(f.payload)}});
+        event("dtmf", {{"digit", std::string(f.payload)}});
         co_return;
       case hangup: reason_ = close_reason::stopped; co_return;
-      case error:
-        stats_.events.fetch_add(1, std::memory_order_relaxed);
-        log::warn("audiosocket peer reported an error", {{"call_id", call_id_}, {"bytes", f.payload.size()}});
+      case error: {
+        // Asterisk's error frames carry an error code byte (res_audiosocket leaves their meaning open).
+        std::string code;
+        for (unsigned char b : f.payload.substr(0, 16)) {
+          char hex[3];
+          std::snprintf(hex, sizeof hex, "%02x", b);
+          code += hex;
+        }
+        log::warn("audiosocket peer reported an error", {{"call_id", call_id_}, {"payload", code}});
+        event("error", {{"payload", code}});
         co_return;
+      }
       case uuid: refuse(close_reason::bad_message, "a second UUID frame"); co_return;
       default: {
         char kind[8];
@@ -289,6 +312,10 @@ class session {
       stats_.opened.fetch_add(1, std::memory_order_relaxed);
       log::info("stream started", {{"protocol", "audiosocket"}, {"call_id", call_id_}, {"format", media::to_string(format)},
                                    {"remote", remote_}});
+      feed_.record("stream_started", to_json_text(boost::json::object{
+                                         {"protocol", "audiosocket"}, {"format", media::to_string(format)}, {"remote", remote_}}));
+      for (auto& [kind, data] : waiting_events_) feed_.record(std::move(kind), std::move(data));
+      waiting_events_.clear();
     } else if (rate != rate_) {
       refuse(close_reason::bad_audio, "the audio's sample rate changed mid-stream");
       co_return;
@@ -327,6 +354,7 @@ class session {
   bool stopping_ = false;
   std::optional<close_reason> reason_;
   double started_at_ = 0;
+  std::vector<std::pair<std::string, std::string>> waiting_events_;  // before the call opened
 };
 
 asio::awaitable<void> run_session(stream_hub& hub, tcp::socket socket, const listener_options& options) {

@@ -1,5 +1,6 @@
 #include "streams/call_feed.hpp"
 
+#include "domain/clock.hpp"
 #include "log/log.hpp"
 #include "storage/async_store.hpp"
 #include "streams/stream_hub.hpp"
@@ -47,11 +48,15 @@ call_feed::~call_feed() {
 
 asio::awaitable<std::optional<stream_failure>> call_feed::open(std::vector<track_spec> tracks) {
   call_store& store = hub_.store();
+  const std::string primary = tracks.empty() ? std::string() : tracks.front().call_id;
   for (auto& spec : tracks) {
     const media_declaration media{media::to_string(spec.format), spec.packet_ms};
-    auto declare_op = async_call<result<declare_outcome>>([&store, id = spec.call_id, media](call_store::declare_handler done) {
-      store.declare_media(id, media, std::move(done));
-    });
+    // A track other than the first names the first's call, so the API shows a call's tracks together.
+    track_link link{spec.name, spec.call_id == primary ? std::nullopt : std::optional<std::string>(primary)};
+    auto declare_op = async_call<result<declare_outcome>>(
+        [&store, id = spec.call_id, media, link](call_store::declare_handler done) {
+          store.declare_media(id, media, link, std::move(done));
+        });
     auto declared = co_await std::move(declare_op);
     if (!declared) co_return refusal(spec.call_id, static_cast<errc>(declared.error().value()));
     hub_.ingest().declared(spec.call_id, media);
@@ -241,6 +246,21 @@ asio::awaitable<void> call_feed::end(std::string reason) {
     if (!ended && ended.error() != errc::invalid_transition)
       log::warn("stream call not ended", {{"call_id", t.spec.call_id}, {"error", ended.error().message()}});
   }
+}
+
+void call_feed::record(std::string kind, std::string data) {
+  if (tracks_.empty()) return;
+  call_event e;
+  e.call_id = tracks_.front().spec.call_id;
+  e.kind = std::move(kind);
+  e.at = system_now();
+  e.sequence = tracks_.front().next - 1;
+  e.data = std::move(data);
+  stats_.events.fetch_add(1, std::memory_order_relaxed);
+  // Answered on a store thread, maybe after the session ended: the handler keeps nothing of it.
+  hub_.store().record_event(std::move(e), [call = tracks_.front().spec.call_id](result<std::int64_t> r) {
+    if (!r) log::warn("call event not stored", {{"call_id", call}, {"error", r.error().message()}});
+  });
 }
 
 std::int64_t call_feed::acked() const {

@@ -94,6 +94,11 @@ class call_feed {
   // Ends every track's call (after `drain`), with `reason` in its transitions.
   boost::asio::awaitable<void> end(std::string reason);
 
+  // Records a call event of the stream's first call (`kind`: dtmf, mark, text, stream_started...; `data` a
+  // JSON object as text), placed after the packets read so far. Queued like a packet, not awaited: an
+  // event that cannot be stored is logged.
+  void record(std::string kind, std::string data);
+
   // Every sequence <= acked() of every track is durable.
   std::int64_t acked() const;
   // Runs on the strand whenever acked() grows.

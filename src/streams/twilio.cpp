@@ -5,6 +5,7 @@
 #include "log/log.hpp"
 
 #include <boost/json/monotonic_resource.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 
 #include <array>
@@ -310,11 +311,11 @@ asio::awaitable<websocket_session::step> session::on_message(std::string_view te
     co_return step::go_on;
   }
   if (auto* d = std::get_if<dtmf>(&m)) {
-    event("dtmf", d->digit);
+    event("dtmf", {{"digit", d->digit}, {"track", d->track}});
     co_return step::go_on;
   }
   if (auto* k = std::get_if<mark>(&m)) {
-    event("mark", k->name);
+    event("mark", {{"name", k->name}});
     co_return step::go_on;
   }
   co_return step::stopped;  // stop
@@ -375,6 +376,17 @@ asio::awaitable<websocket_session::step> session::on_start(start s) {
   hub_.stats().of(kind_).opened.fetch_add(1, std::memory_order_relaxed);
   log::info("stream started", {{"protocol", "twilio"}, {"call_id", call_id}, {"stream_sid", s.stream_sid},
                                {"call_sid", s.call_sid}, {"tracks", track_names_.size()}, {"remote", request_.remote}});
+  json::array names;
+  for (const auto& name : track_names_) names.emplace_back(name);
+  json::object parameters;
+  for (const auto& [k, v] : s.custom_parameters)
+    if (k != "token") parameters[k] = v;  // a credential is not call data
+  event("stream_started", {{"protocol", "twilio"},
+                           {"stream_sid", s.stream_sid},
+                           {"call_sid", s.call_sid},
+                           {"tracks", std::move(names)},
+                           {"custom_parameters", std::move(parameters)},
+                           {"format", media::to_string(*format)}});
   co_return step::go_on;
 }
 

@@ -1,6 +1,7 @@
 #include "streams/websocket_session.hpp"
 
 #include "domain/clock.hpp"
+#include "log/json_text.hpp"
 #include "log/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -104,6 +105,11 @@ asio::awaitable<void> websocket_session::run() {
   writes_idle_.cancel();
   while (tasks_ > 0) co_await tasks_done_.async_wait(use_tuple);
   const close_reason reason = reason_.value_or(close_reason::closed);
+  if (feed_.opened()) {
+    boost::json::object stopped{{"protocol", to_string(kind_)}, {"reason", to_string(reason)}};
+    if (feed_.failure()) stopped["detail"] = feed_.failure()->text;
+    feed_.record("stream_stopped", to_json_text(stopped));
+  }
   stats_.closed(reason);
   stats_.open.fetch_sub(1, std::memory_order_relaxed);
   hub_.leave(*entry);
@@ -220,9 +226,10 @@ asio::awaitable<void> websocket_session::shut_down() {
   co_await std::move(op);
 }
 
-void websocket_session::event(std::string_view kind, std::string_view detail) {
-  stats_.events.fetch_add(1, std::memory_order_relaxed);
-  log::info("call event", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"kind", kind}, {"detail", detail}});
+void websocket_session::event(std::string_view kind, boost::json::object data) {
+  std::string text = to_json_text(data);
+  log::info("call event", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"kind", kind}, {"data", data}});
+  feed_.record(std::string(kind), std::move(text));
 }
 
 }  // namespace aipbx::streams

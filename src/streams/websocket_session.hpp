@@ -13,6 +13,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
 
 #include <chrono>
 #include <deque>
@@ -51,8 +52,8 @@ class websocket_session {
   void refuse(close_code code, close_reason reason, std::string text) { refuse({code, reason, std::move(text)}); }
   // Queues a text message; messages go out one at a time, in order.
   void send_text(std::string text);
-  // A call event (DTMF, mark, text): counted and logged.
-  void event(std::string_view kind, std::string_view detail);
+  // A call event (DTMF, mark, text, metadata...): logged, counted and recorded on the stream's call.
+  void event(std::string_view kind, boost::json::object data);
 
   stream_hub& hub_;
   message_channel& channel_;

@@ -139,8 +139,27 @@ TEST_F(StreamTest, TwilioStreamWithBothTracksMarksAndDtmfBecomesTwoCallsEndedAtS
     }
     EXPECT_EQ(c.get("/v1/calls/" + id + "/audio").status, 200) << id;
   }
-  EXPECT_TRUE(server().wait_for_record(
-      [](const json::object& o) { return string_field(o, "kind") == "dtmf" && string_field(o, "detail") == "7"; }, 5s));
+  // The call's view: its tracks, its DTMF digit and its events (the stream's start, the digit, the mark,
+  // the stream's end) in order; the outbound track names its primary call.
+  ASSERT_TRUE(wait_until([&] {
+    const auto events = get_ok(c, "/v1/calls/CA100").at("events").as_array();
+    return !events.empty() && events.back().at("kind").as_string() == "stream_stopped";
+  }, 5s));
+  const auto call = get_ok(c, "/v1/calls/CA100");
+  EXPECT_EQ(call.at("track").as_string(), "inbound");
+  EXPECT_EQ(json::serialize(call.at("tracks")), R"({"inbound":"CA100","outbound":"CA100:outbound"})");
+  EXPECT_EQ(call.at("dtmf").as_string(), "7");
+  std::vector<std::string> kinds;
+  for (const auto& e : call.at("events").as_array()) kinds.emplace_back(e.at("kind").as_string());
+  EXPECT_EQ(kinds, (std::vector<std::string>{"stream_started", "mark", "dtmf", "stream_stopped"}));
+  const auto started = call.at("events").as_array()[0].at("data").as_object();
+  EXPECT_EQ(started.at("protocol").as_string(), "twilio");
+  EXPECT_EQ(started.at("stream_sid").as_string(), "MZCA100");
+  EXPECT_EQ(as_int(call.at("events").as_array()[2].at("sequence")), 20);  // after chunk 20 of the inbound track
+  const auto outbound = get_ok(c, "/v1/calls/CA100:outbound");
+  EXPECT_EQ(outbound.at("primary_call").as_string(), "CA100");
+  EXPECT_EQ(outbound.at("track").as_string(), "outbound");
+  EXPECT_EQ(get_ok(c, "/v1/calls/CA100/events").at("events").as_array().size(), 4u);
 }
 
 TEST_F(StreamTest, TwilioCustomParameterNamesTheCallAndASecondStreamContinuesIt) {
@@ -267,6 +286,11 @@ TEST_F(StreamTest, TwilioNeedsATokenWhenTokensAreConfigured) {
   const header_list auth{{"Authorization", "Bearer " + token}};
   EXPECT_EQ(c.request("GET", "/v1/calls/CA-anon", {}, auth).status, 404);
   EXPECT_EQ(c.request("GET", "/v1/calls/CA-param", {}, auth).status, 200);
+  // The token was a credential, not call data: the stream's start event does not keep it.
+  const auto events = c.request("GET", "/v1/calls/CA-param/events", {}, auth).json().as_object().at("events").as_array();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].at("kind").as_string(), "stream_started");
+  EXPECT_FALSE(events[0].at("data").at("custom_parameters").as_object().contains("token"));
   EXPECT_EQ(c.request("GET", "/v1/calls/CA-bearer", {}, auth).status, 200);
   // A plain GET of a WebSocket endpoint: 426 (with the token: the route exists but needs an upgrade).
   EXPECT_EQ(c.request("GET", "/v1/media-streams", {}, auth).status, 426);
@@ -456,8 +480,8 @@ TEST_F(StreamTest, AudioSocketByteStreamFromAsteriskBecomesTheCallAndItsEnd) {
   const auto packets = packets_of(c, uuid);
   ASSERT_EQ(packets.size(), 50u);
   for (int n = 0; n < 50; ++n) EXPECT_EQ(packets[static_cast<std::size_t>(n)].second, base64(l16_bytes(tone(n))));
-  EXPECT_TRUE(server().wait_for_record(
-      [](const json::object& o) { return string_field(o, "kind") == "dtmf" && string_field(o, "detail") == "#"; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return get_ok(c, "/v1/calls/" + uuid).at("events").as_array().size() == 3; }, 5s));
+  EXPECT_EQ(get_ok(c, "/v1/calls/" + uuid).at("dtmf").as_string(), "#");
 }
 
 TEST_F(StreamTest, AudioSocketWidebandAndACloseInsideAFrame) {
