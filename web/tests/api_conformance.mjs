@@ -530,9 +530,16 @@ try {
       const value = (p.name === 'call_id' && path.endsWith('/audio') ? audioCallId : params[p.name]) ?? resolve(p.schema)?.enum?.[0];
       target = target.replace(`{${p.name}}`, encodeURIComponent(value));
     }
+    // Every operation documents a success: a 2XX, or 101 for a WebSocket endpoint (tag `streams`), which a
+    // plain GET answers with 426.
+    const websocket = item.get?.tags?.includes('streams');
+    for (const m of documented) {
+      const codes = Object.keys(item[m].responses ?? {});
+      check(codes.some((c) => c.startsWith('2')) || (websocket && codes.includes('101')), `${m.toUpperCase()} ${path}: no success response documented`);
+    }
     if (item.get) {
       const g = await call('GET', target, { op: [path, 'get'], headers: { 'X-Request-ID': 'conformance' } });
-      check(g.res.ok, `GET ${target}: ${g.res.status}`);
+      check(websocket ? g.res.status === 426 && g.json?.error === 'upgrade_required' : g.res.ok, `GET ${target}: ${g.res.status}`);
       check(g.res.headers.get('x-request-id') === 'conformance', `GET ${target}: X-Request-ID not echoed`);
       const h = await call('HEAD', target);
       check(h.res.status === g.res.status && h.text === '', `HEAD ${target}: ${h.res.status} with ${h.text.length} body bytes`);
