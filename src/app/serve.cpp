@@ -240,6 +240,7 @@ http::api_options service::api_options() {
   aopts.auth = &tokens_;
   // server_ is set before it accepts anything.
   aopts.open_connections = [this] { return server_ != nullptr ? server_->connections() : 0; };
+  aopts.transport_failures = [this] { return server_ != nullptr ? server_->coroutine_failures() : http::server::failures{}; };
   aopts.connection_limit = config_.max_connections;
   aopts.default_media = config_.media;
   aopts.streams = streams_.get();

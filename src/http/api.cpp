@@ -696,6 +696,7 @@ asio::awaitable<response> api::scrape() {
   st.connection_limit = options_.connection_limit;
   st.ingest = &ingest_.stats();
   if (options_.streams) st.streams = &options_.streams->stats();
+  if (options_.transport_failures) st.transport_failures = options_.transport_failures();
   st.now = system_now();
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

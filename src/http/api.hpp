@@ -37,6 +37,8 @@ struct api_options {
   const token_store* auth = nullptr;
   // Open connections for /metrics (the transport's count) and their limit; empty: not shown.
   std::function<std::size_t()> open_connections;
+  // The transport's coroutine failures for /metrics; empty: not shown.
+  std::function<server::failures()> transport_failures;
   std::size_t connection_limit = 0;
   // The format of calls that declare none (--media).
   media::media_format default_media = media::media_format::none();

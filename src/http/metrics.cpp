@@ -268,16 +268,26 @@ std::string metrics::render(const state& s) const {
                           MetricType::Histogram);
     add_histogram(latency, s.workers->latency_seconds, engine);
     out.push_back(std::move(latency));
-    auto failures =
-        family("aipbx_coroutine_failures_total",
-               "Coroutines that ended by an exception (a bug), by unit of work; each ended only its unit",
-               MetricType::Counter);
+  }
+  auto failures = family("aipbx_coroutine_failures_total",
+                         "Coroutines that ended by an exception (a bug), by unit of work; each ended only its unit",
+                         MetricType::Counter);
+  if (s.workers) {
     add_value(failures, static_cast<double>(s.workers->failures.dispatcher), {{"unit", "ai_dispatcher"}});
     add_value(failures, static_cast<double>(s.workers->failures.attempt), {{"unit", "ai_attempt"}});
-    add_value(failures, static_cast<double>(s.workers->failures.lease_renewal),
-              {{"unit", "ai_lease_renewal"}});
-    out.push_back(std::move(failures));
+    add_value(failures, static_cast<double>(s.workers->failures.lease_renewal), {{"unit", "ai_lease_renewal"}});
   }
+  if (s.transport_failures) {
+    add_value(failures, static_cast<double>(s.transport_failures->connection), {{"unit", "http_connection"}});
+    add_value(failures, static_cast<double>(s.transport_failures->accept_loop), {{"unit", "http_accept_loop"}});
+  }
+  if (s.streams) {
+    std::uint64_t streams = 0;
+    for (auto p : {streams::protocol::twilio, streams::protocol::audio_fork, streams::protocol::audiosocket})
+      streams += s.streams->of(p).failures.load(std::memory_order_relaxed);
+    add_value(failures, static_cast<double>(streams), {{"unit", "stream_session"}});
+  }
+  if (!failures.metric.empty()) out.push_back(std::move(failures));
   return prometheus::TextSerializer().Serialize(out);
 }
 

@@ -17,6 +17,7 @@
 
 #include "domain/job.hpp"
 #include "ingest/ingest_path.hpp"
+#include "http/server.hpp"
 #include "streams/stream_stats.hpp"
 #include "jobs/worker_pool.hpp"
 #include "storage/call_store.hpp"
@@ -69,6 +70,7 @@ class metrics {
     std::size_t connection_limit = 0;
     const ingest::ingest_stats* ingest = nullptr;  // packets by result and arrival, over every entry point
     const streams::stream_stats* streams = nullptr;  // the stream protocols
+    std::optional<server::failures> transport_failures;  // the HTTP transport's coroutines, when it tells
   };
   std::string render(const state& s) const;
 

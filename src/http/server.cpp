@@ -130,6 +130,20 @@ class beast_channel final : public streams::message_channel {
 
 }  // namespace
 
+namespace {
+
+std::string what(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+}  // namespace
+
 upgrade_decision request_handler::upgrade(const request&) {
   upgrade_decision d;
   response res{beast_http::status::not_found, 11};
@@ -155,7 +169,16 @@ tcp::endpoint server::listen() {
   return acceptor_.local_endpoint();
 }
 
-void server::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }
+// The accept loop runs until the listener closes. Should it end by an exception (a bug), that is logged and
+// counted and the loop starts again: the server never stops accepting by accident.
+void server::start() {
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), [this](const std::exception_ptr& e) {
+    if (!e) return;
+    accept_failures_.fetch_add(1, std::memory_order_relaxed);
+    log::error("accept loop failed; restarting it", {{"error", what(e)}});
+    if (!stopping_.load() && acceptor_.is_open()) start();
+  });
+}
 
 asio::awaitable<void> server::accept_loop() {
   for (;;) {
@@ -179,7 +202,11 @@ asio::awaitable<void> server::accept_loop() {
     socket.set_option(tcp::no_delay(true), ignored);
     open_.fetch_add(1);
     auto executor = socket.get_executor();
-    asio::co_spawn(executor, run_session(std::move(socket)), asio::detached);
+    asio::co_spawn(executor, run_session(std::move(socket)), [this](const std::exception_ptr& e) {
+      if (!e) return;  // run_session ends its connection's failures itself; this is the last net
+      connection_failures_.fetch_add(1, std::memory_order_relaxed);
+      log::error("connection failed", {{"error", what(e)}});
+    });
   }
   std::function<void()> drained;
   {
@@ -191,6 +218,11 @@ asio::awaitable<void> server::accept_loop() {
 }
 
 asio::awaitable<void> server::run_session(tcp::socket socket) {
+  // However the connection ends, it leaves the count.
+  struct leaves {
+    std::atomic<std::size_t>& open;
+    ~leaves() { open.fetch_sub(1); }
+  } counted{open_};
   if (options_.tls != nullptr) {
     const std::shared_ptr<asio::ssl::context> context = options_.tls->current();
     beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *context);
@@ -199,7 +231,6 @@ asio::awaitable<void> server::run_session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     co_await run_registered(stream, stream);
   }
-  open_.fetch_sub(1);
 }
 
 template <class Stream>
@@ -229,8 +260,10 @@ asio::awaitable<void> server::run_registered(Stream& stream, beast::tcp_stream& 
         (void)sec;  // a peer that closed first is not an error
       }
     }
-  } catch (const std::exception& e) {
-    log::error("connection failed", {{"error", e.what()}});
+  } catch (...) {
+    // A handler or the transport threw (a bug): this connection ends, counted; the others go on.
+    connection_failures_.fetch_add(1, std::memory_order_relaxed);
+    log::error("connection failed", {{"error", what(std::current_exception())}});
   }
   boost::system::error_code ignored;
   lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);

@@ -90,6 +90,13 @@ class server {
   void stop(std::function<void()> done);
 
   std::size_t connections() const { return open_.load(); }
+  // Coroutines that ended by an exception (a bug): each ended only its unit. A connection's closes that
+  // connection; the accept loop's is restarted.
+  struct failures {
+    std::uint64_t connection = 0;
+    std::uint64_t accept_loop = 0;
+  };
+  failures coroutine_failures() const { return {connection_failures_.load(), accept_failures_.load()}; }
 
  private:
   struct connection_entry {
@@ -124,6 +131,8 @@ class server {
   bool accept_loop_done_ GUARDED_BY(mutex_) = false;
   std::atomic<std::size_t> open_{0};
   std::atomic<std::size_t> body_bytes_{0};  // held against options_.body_memory
+  std::atomic<std::uint64_t> connection_failures_{0};
+  std::atomic<std::uint64_t> accept_failures_{0};
 };
 
 }  // namespace aipbx::http

@@ -178,6 +178,7 @@ class session {
         co_await std::move(op);
       }
     } catch (const std::exception& e) {
+      stats_.failures.fetch_add(1, std::memory_order_relaxed);
       log::error("stream failed", {{"protocol", "audiosocket"}, {"call_id", call_id_}, {"error", e.what()}});
       reason_ = close_reason::internal;
     }

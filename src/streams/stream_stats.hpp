@@ -54,6 +54,7 @@ struct protocol_stats {
   std::atomic<std::uint64_t> duplicates{0};  // packets already stored (a resend)
   std::atomic<std::uint64_t> retries{0};   // packets resubmitted after the store was overloaded or unavailable
   std::atomic<std::uint64_t> events{0};    // call events (DTMF, marks, texts)
+  std::atomic<std::uint64_t> failures{0};  // session coroutines that ended by an exception (a bug)
   std::array<std::atomic<std::uint64_t>, close_reason_count> closes{};
   atomic_histogram commit_lag{commit_lag_bounds()};
 

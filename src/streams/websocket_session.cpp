@@ -49,10 +49,13 @@ void websocket_session::spawn(asio::awaitable<void> task) {
   ++tasks_;
   asio::co_spawn(channel_.executor(), std::move(task), [this](const std::exception_ptr& e) {
     if (e) {
+      stats_.failures.fetch_add(1, std::memory_order_relaxed);
       try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
         log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", ex.what()}});
+      } catch (...) {
+        log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}});
       }
     }
     --tasks_;
@@ -98,6 +101,7 @@ asio::awaitable<void> websocket_session::run() {
       co_await std::move(close_op);
     }
   } catch (const std::exception& e) {
+    stats_.failures.fetch_add(1, std::memory_order_relaxed);
     log::error("stream failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", e.what()}});
     reason_ = close_reason::internal;
   }
