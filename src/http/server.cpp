@@ -54,34 +54,6 @@ asio::awaitable<void> write_error(Stream& stream, beast_http::status status, std
   co_await beast_http::async_write(stream, res, use_tuple);
 }
 
-// Bytes taken from a shared budget; returned when destroyed.
-class body_reservation {
- public:
-  body_reservation() = default;
-  body_reservation(const body_reservation&) = delete;
-  body_reservation& operator=(const body_reservation&) = delete;
-  ~body_reservation() { release(); }
-
-  // Returns the bytes now (at most once).
-  void release() noexcept {
-    if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
-    pool_ = nullptr;
-  }
-
-  // Takes `bytes` from `pool` if the total stays within `budget`.
-  bool take(std::atomic<std::size_t>& pool, std::size_t bytes, std::size_t budget) {
-    std::size_t held = pool.load(std::memory_order_relaxed);
-    do {
-      if (bytes > budget || held > budget - bytes) return false;
-    } while (!pool.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
-    pool_ = &pool;
-    bytes_ = bytes;
-    return true;
-  }
- private:
-  std::atomic<std::size_t>* pool_ = nullptr;
-  std::size_t bytes_ = 0;
-};
 
 // A WebSocket connection as the stream protocols see it (streams/message_channel.hpp), over Beast's
 // websocket stream on the connection's own stream (plain or TLS).
@@ -304,143 +276,176 @@ void append_head(std::string& out, const response& res) {
 
 }  // namespace
 
+// One connection: requests read, handled and answered in order until the client closes, a refusal closes
+// the connection, or the server stops; an upgrade hands the connection to the stream protocols.
 template <class Stream>
 asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
-  auto& lowest = beast::get_lowest_layer(stream);
-  const std::string too_large =
-      "Request body too large; the limit is " + std::to_string(options_.body_limit) + " bytes";
-  beast::flat_buffer buffer;
-  std::string head;
-  bool first = true;
-  for (;;) {
+  connection_buffers io;
+  for (bool first = true;; first = false) {
     if (stopping_.load(std::memory_order_relaxed)) co_return;
     idle = true;
-    beast_http::request_parser<beast_http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
-    parser.body_limit(options_.body_limit);
-    parser.eager(true);
-    // Between requests a kept-alive connection may idle for idle_timeout; once the next request starts,
-    // all of it must arrive within request_timeout (a slow client gets no more per request).
-    lowest.expires_after(first || buffer.size() > 0 ? options_.request_timeout : options_.idle_timeout);
-    const bool waiting_for_first_byte = !first && buffer.size() == 0;
-    first = false;
-
-    // The parser is fed synchronously from the buffer; the socket is read only when it needs more.
-    bool continue_sent = false;
-    bool body_checked = false;
-    body_reservation body_bytes;
-    bool timer_reset = !waiting_for_first_byte;
-    std::size_t header_seen = 0;  // bytes of this request's header the parser consumed before it was done
-    for (;;) {
-      if (buffer.size() > 0) {
-        boost::system::error_code pec;
-        // Beast checks header_limit only when a read leaves the header unfinished, so a header block that
-        // ends in the read that takes it past the limit would pass: the limit is checked here, exactly.
-        // (Beast may consume the start of an unfinished header, hence header_seen.)
-        if (!parser.is_header_done() && header_seen + buffer.size() > options_.header_limit) {
-          const std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
-          const auto end = buffered.find("\r\n\r\n");
-          if (end == std::string_view::npos || header_seen + end + 4 > options_.header_limit)
-            pec = beast_http::error::header_limit;
-        }
-        const auto used = pec ? 0 : parser.put(buffer.data(), pec);
-        if (!parser.is_header_done()) header_seen += used;
-        buffer.consume(used);
-        if (pec && pec != beast_http::error::need_more) {
-          const char* reason = pec == beast_http::error::header_limit ? "header_too_large"
-                               : pec == beast_http::error::body_limit ? "body_too_large"
-                                                                       : "bad_request";
-          if (options_.on_refused) options_.on_refused(reason);
-          if (pec == beast_http::error::header_limit) {
-            co_await write_error(stream, beast_http::status::request_header_fields_too_large,
-                                 "Request header fields too large", reason);
-          } else if (pec == beast_http::error::body_limit) {
-            // A declared Content-Length above the limit is refused as soon as the header is parsed.
-            co_await write_error(stream, beast_http::status::payload_too_large, too_large, reason);
-          } else {
-            co_await write_error(stream, beast_http::status::bad_request, "Malformed HTTP request", reason);
-          }
-          co_return;
-        }
-        if (!body_checked && parser.is_header_done()) {
-          body_checked = true;
-          const auto length = parser.content_length();
-          const std::size_t wanted = length ? static_cast<std::size_t>(*length) : parser.chunked() ? options_.body_limit : 0;
-          if (wanted > 0 && !body_bytes.take(body_bytes_, wanted, options_.body_memory)) {
-            if (options_.on_refused) options_.on_refused("body_memory");
-            co_await write_error(stream, beast_http::status::service_unavailable,
-                                 "The server holds as many request bodies as it may; retry shortly", "overloaded", "1");
-            co_return;
-          }
-        }
-        if (parser.is_done()) break;
-        if (!pec && used > 0 && buffer.size() > 0) continue;  // more to parse from what is buffered
-      }
-      if (parser.is_header_done()) {
-        idle = false;
-        if (!continue_sent && beast::iequals(parser.get()[beast_http::field::expect], "100-continue")) {
-          continue_sent = true;
-          beast_http::response<beast_http::empty_body> go_on{beast_http::status::continue_, parser.get().version()};
-          auto [wec, wn] = co_await beast_http::async_write(stream, go_on, use_tuple);
-          if (wec) co_return;
-        }
-      }
-      auto [rec, got] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
-      if (rec) co_return;  // closed, reset or timed out: nothing to answer
-      buffer.commit(got);
-      if (!timer_reset) {
-        timer_reset = true;
-        lowest.expires_after(options_.request_timeout);
-      }
-    }
+    incoming in(options_);
+    auto read_op = read_request(stream, io, in, idle, first);
+    if (!co_await std::move(read_op)) co_return;
     idle = false;
-
-    request req = parser.release();
+    request req = in.parser.release();
     if (beast::websocket::is_upgrade(req)) {
-      upgrade_decision decision =
-          options_.streams != nullptr ? handler_.upgrade(req) : handler_.request_handler::upgrade(req);
-      body_bytes.release();
-      // A client sends nothing before the handshake's answer (RFC 6455, 4.1): bytes already here are not
-      // a WebSocket stream's.
-      if (!decision.refusal && buffer.size() > 0) {
-        co_await write_error(stream, beast_http::status::bad_request, "Data sent before the WebSocket handshake",
-                             "bad_request");
-        co_return;
-      }
-      if (decision.refusal) {
-        response& res = *decision.refusal;
-        res.version(req.version());
-        res.keep_alive(false);
-        res.set(beast_http::field::server, "aipbx");
-        res.prepare_payload();
-        lowest.expires_after(options_.request_timeout);
-        co_await beast_http::async_write(stream, res, use_tuple);
-        co_return;
-      }
-      auto op = run_websocket(stream, std::move(req), std::move(decision));
+      auto op = upgrade(stream, io, std::move(req), in.body_bytes);
       co_await std::move(op);
       co_return;
     }
-    const unsigned version = req.version();
-    const bool keep_alive = req.keep_alive();
-    const bool head_only = req.method() == beast_http::verb::head;
-    auto handled = handler_.handle(std::move(req));
-    response res = co_await std::move(handled);
-    // The request is consumed: its bytes return before the answer is written, so a client that has its
-    // answer can count on them being free.
-    body_bytes.release();
-    res.version(version);
-    res.keep_alive(keep_alive && !stopping_.load(std::memory_order_relaxed));
+    auto op = answer(stream, io, std::move(req), in.body_bytes);
+    if (!co_await std::move(op)) co_return;
+  }
+}
+
+// Reads one request within the limits: the header (431 past --header-limit), the body's share of
+// --body-memory (503 when it would not fit, before the body is read), the body (413), the time to receive
+// it. A refusal is answered here. False when the connection is done (refused, closed, timed out).
+template <class Stream>
+asio::awaitable<bool> server::read_request(Stream& stream, connection_buffers& io, incoming& in, bool& idle,
+                                           bool first) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  // Between requests a kept-alive connection may idle for idle_timeout; once the next request starts,
+  // all of it must arrive within request_timeout (a slow client gets no more per request).
+  lowest.expires_after(first || io.buffer.size() > 0 ? options_.request_timeout : options_.idle_timeout);
+  bool timer_reset = first || io.buffer.size() > 0;
+  // The parser is fed synchronously from the buffer; the socket is read only when it needs more.
+  for (;;) {
+    if (io.buffer.size() > 0) {
+      const auto fed = feed(in, io.buffer);
+      if (fed.refused) {
+        auto op = refuse(stream, *fed.refused);
+        co_await std::move(op);
+        co_return false;
+      }
+      if (in.parser.is_done()) co_return true;
+      if (fed.more_buffered) continue;
+    }
+    if (in.parser.is_header_done()) {
+      idle = false;
+      auto op = send_continue(stream, in);
+      if (!co_await std::move(op)) co_return false;
+    }
+    auto [rec, got] = co_await stream.async_read_some(io.buffer.prepare(4096), use_tuple);
+    if (rec) co_return false;  // closed, reset or timed out: nothing to answer
+    io.buffer.commit(got);
+    if (!timer_reset) {
+      timer_reset = true;
+      lowest.expires_after(options_.request_timeout);
+    }
+  }
+}
+
+// Hands the buffered bytes to the parser and checks what the limits say of them.
+server::incoming::incoming(const server_options& options) {
+  parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+  parser.body_limit(options.body_limit);
+  parser.eager(true);
+}
+
+server::fed_bytes server::feed(incoming& in, beast::flat_buffer& buffer) {
+  fed_bytes out;
+  boost::system::error_code pec;
+  // Beast checks header_limit only when a read leaves the header unfinished, so a header block that ends
+  // in the read that takes it past the limit would pass: the limit is checked here, exactly. (Beast may
+  // consume the start of an unfinished header, hence header_seen.)
+  if (!in.parser.is_header_done() && in.header_seen + buffer.size() > options_.header_limit) {
+    const std::string_view buffered(static_cast<const char*>(buffer.data().data()), buffer.size());
+    const auto end = buffered.find("\r\n\r\n");
+    if (end == std::string_view::npos || in.header_seen + end + 4 > options_.header_limit)
+      pec = beast_http::error::header_limit;
+  }
+  const auto used = pec ? 0 : in.parser.put(buffer.data(), pec);
+  if (!in.parser.is_header_done()) in.header_seen += used;
+  buffer.consume(used);
+  if (pec == beast_http::error::header_limit) {
+    out.refused = refusal{beast_http::status::request_header_fields_too_large, "Request header fields too large",
+                          "header_too_large"};
+  } else if (pec == beast_http::error::body_limit) {
+    // A declared Content-Length above the limit is refused as soon as the header is parsed.
+    out.refused = refusal{beast_http::status::payload_too_large,
+                          "Request body too large; the limit is " + std::to_string(options_.body_limit) + " bytes",
+                          "body_too_large"};
+  } else if (pec && pec != beast_http::error::need_more) {
+    out.refused = refusal{beast_http::status::bad_request, "Malformed HTTP request", "bad_request"};
+  } else if (!in.body_checked && in.parser.is_header_done()) {
+    in.body_checked = true;
+    const auto length = in.parser.content_length();
+    const std::size_t wanted = length ? static_cast<std::size_t>(*length) : in.parser.chunked() ? options_.body_limit : 0;
+    if (wanted > 0 && !in.body_bytes.take(body_bytes_, wanted, options_.body_memory))
+      out.refused = refusal{beast_http::status::service_unavailable,
+                            "The server holds as many request bodies as it may; retry shortly", "body_memory",
+                            "overloaded", "1"};
+  }
+  out.more_buffered = !pec && used > 0 && buffer.size() > 0;
+  return out;
+}
+
+template <class Stream>
+asio::awaitable<void> server::refuse(Stream& stream, const refusal& r) {
+  if (options_.on_refused) options_.on_refused(r.reason);
+  co_await write_error(stream, r.status, r.detail, r.code.empty() ? r.reason : r.code, r.retry_after);
+}
+
+// `Expect: 100-continue`, once the header is in (and its body's bytes reserved).
+template <class Stream>
+asio::awaitable<bool> server::send_continue(Stream& stream, incoming& in) {
+  if (in.continue_sent || !beast::iequals(in.parser.get()[beast_http::field::expect], "100-continue")) co_return true;
+  in.continue_sent = true;
+  beast_http::response<beast_http::empty_body> go_on{beast_http::status::continue_, in.parser.get().version()};
+  auto [wec, wn] = co_await beast_http::async_write(stream, go_on, use_tuple);
+  co_return !wec;
+}
+
+// Handles a request and writes its answer; false when the connection is done.
+template <class Stream>
+asio::awaitable<bool> server::answer(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes) {
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+  const bool head_only = req.method() == beast_http::verb::head;
+  auto handled = handler_.handle(std::move(req));
+  response res = co_await std::move(handled);
+  // The request is consumed: its bytes return before the answer is written, so a client that has its
+  // answer can count on them being free.
+  body_bytes.release();
+  res.version(version);
+  res.keep_alive(keep_alive && !stopping_.load(std::memory_order_relaxed));
+  res.set(beast_http::field::server, "aipbx");
+  res.prepare_payload();
+  io.head.clear();
+  append_head(io.head, res);
+  std::array<asio::const_buffer, 2> out{asio::buffer(io.head), asio::buffer(res.body())};
+  if (head_only) out[1] = asio::const_buffer();  // HEAD: the GET's headers, Content-Length included
+  beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
+  auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
+  co_return !wec && res.keep_alive();
+}
+
+// A WebSocket upgrade: refused with the handler's answer, or the handshake and the stream.
+template <class Stream>
+asio::awaitable<void> server::upgrade(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes) {
+  upgrade_decision decision = options_.streams != nullptr ? handler_.upgrade(req) : handler_.request_handler::upgrade(req);
+  body_bytes.release();
+  // A client sends nothing before the handshake's answer (RFC 6455, 4.1): bytes already here are not a
+  // WebSocket stream's.
+  if (!decision.refusal && io.buffer.size() > 0) {
+    co_await write_error(stream, beast_http::status::bad_request, "Data sent before the WebSocket handshake",
+                         "bad_request");
+    co_return;
+  }
+  if (decision.refusal) {
+    response& res = *decision.refusal;
+    res.version(req.version());
+    res.keep_alive(false);
     res.set(beast_http::field::server, "aipbx");
     res.prepare_payload();
-    head.clear();
-    append_head(head, res);
-    std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(res.body())};
-    if (head_only) out[1] = asio::const_buffer();  // HEAD: the GET's headers, Content-Length included
-    lowest.expires_after(options_.request_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
-    if (wec || !res.keep_alive()) co_return;
+    beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
+    co_await beast_http::async_write(stream, res, use_tuple);
+    co_return;
   }
+  auto op = run_websocket(stream, std::move(req), std::move(decision));
+  co_await std::move(op);
 }
 
 template <class Stream>

@@ -19,6 +19,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "streams/stream_hub.hpp"
@@ -104,6 +106,61 @@ class server {
     bool* idle;
   };
 
+  // Bytes taken from the shared body budget (--body-memory); returned when destroyed.
+  class body_reservation {
+   public:
+    body_reservation() = default;
+    body_reservation(const body_reservation&) = delete;
+    body_reservation& operator=(const body_reservation&) = delete;
+    ~body_reservation() { release(); }
+
+    // Returns the bytes now (at most once).
+    void release() noexcept {
+      if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
+      pool_ = nullptr;
+    }
+    // Takes `bytes` from `pool` if the total stays within `budget`.
+    bool take(std::atomic<std::size_t>& pool, std::size_t bytes, std::size_t budget) {
+      std::size_t held = pool.load(std::memory_order_relaxed);
+      do {
+        if (bytes > budget || held > budget - bytes) return false;
+      } while (!pool.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+      pool_ = &pool;
+      bytes_ = bytes;
+      return true;
+    }
+
+   private:
+    std::atomic<std::size_t>* pool_ = nullptr;
+    std::size_t bytes_ = 0;
+  };
+  // What a connection keeps from one request to the next: bytes read ahead, the answer's head.
+  struct connection_buffers {
+    boost::beast::flat_buffer buffer;
+    std::string head;
+  };
+  // One request being read.
+  struct incoming {
+    explicit incoming(const server_options& options);
+    beast_http::request_parser<beast_http::string_body> parser;
+    body_reservation body_bytes;
+    bool body_checked = false;
+    bool continue_sent = false;
+    std::size_t header_seen = 0;  // bytes of the header the parser consumed before it was done
+  };
+  // A request the transport answers itself, then closes the connection.
+  struct refusal {
+    beast_http::status status;
+    std::string detail;
+    std::string reason;  // told to on_refused
+    std::string code;    // the body's "error" (the reason when empty)
+    std::string retry_after;
+  };
+  struct fed_bytes {
+    std::optional<refusal> refused;
+    bool more_buffered = false;  // the parser took bytes and more are buffered: feed again
+  };
+
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
   // One connection over `stream` (a tcp_stream, or an ssl_stream over `lowest`), registered for stop().
@@ -111,6 +168,17 @@ class server {
   boost::asio::awaitable<void> run_registered(Stream& stream, boost::beast::tcp_stream& lowest);
   template <class Stream>
   boost::asio::awaitable<void> serve(Stream& stream, bool& idle);
+  template <class Stream>
+  boost::asio::awaitable<bool> read_request(Stream& stream, connection_buffers& io, incoming& in, bool& idle, bool first);
+  fed_bytes feed(incoming& in, boost::beast::flat_buffer& buffer);
+  template <class Stream>
+  boost::asio::awaitable<void> refuse(Stream& stream, const refusal& r);
+  template <class Stream>
+  boost::asio::awaitable<bool> send_continue(Stream& stream, incoming& in);
+  template <class Stream>
+  boost::asio::awaitable<bool> answer(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes);
+  template <class Stream>
+  boost::asio::awaitable<void> upgrade(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes);
   // Completes the WebSocket handshake of `req` and runs the stream until it closes.
   template <class Stream>
   boost::asio::awaitable<void> run_websocket(Stream& stream, request req, upgrade_decision decision);

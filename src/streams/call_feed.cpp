@@ -98,8 +98,10 @@ void call_feed::fail(stream_failure f) {
 
 asio::awaitable<void> call_feed::push(std::size_t t, std::optional<std::int64_t> sequence, std::string data, bool check,
                                       double timestamp, clock::time_point received) {
+  if (failure_) co_return;  // the stream is closing: nothing more is taken
   co_await throttle();
   while (in_flight_ >= hub_.options().window && !failure_) co_await wait();
+  if (failure_) co_return;
   auto& track = tracks_[t];
   const std::int64_t seq = sequence ? *sequence : track.next;
   track.next = std::max(track.next, seq + 1);

@@ -85,10 +85,11 @@ asio::awaitable<void> websocket_session::run() {
   }
   stats_.open.fetch_add(1, std::memory_order_relaxed);
   // A refusal the store answered while the session waits on its socket closes the stream at once.
+  // What was read before stays stored: the close follows once it is durable.
   feed_.on_failed([this] {
     if (done_ || closing_) return;
     reason_ = feed_.failure()->reason;
-    spawn(close_with(feed_.failure()->code, feed_.failure()->text));
+    spawn(close_after_drain(feed_.failure()->code, feed_.failure()->text));
   });
   try {
     co_await read_loop();
@@ -154,7 +155,7 @@ asio::awaitable<void> websocket_session::read_loop() {
     reason_ = f->reason;
     log::warn("stream refused", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"remote", request_.remote},
                                  {"reason", to_string(f->reason)}, {"detail", f->text}});
-    auto op = close_with(f->code, f->text);
+    auto op = close_after_drain(f->code, f->text);
     co_await std::move(op);
   }
 }
@@ -210,6 +211,13 @@ asio::awaitable<void> websocket_session::close_with(close_code code, std::string
   if (closing_) co_return;
   closing_ = true;
   auto op = channel_.close(code, close_text(std::move(text)));
+  co_await std::move(op);
+}
+
+asio::awaitable<void> websocket_session::close_after_drain(close_code code, std::string text) {
+  auto drain_op = feed_.drain(std::chrono::steady_clock::now() + hub_.options().drain_timeout);
+  co_await std::move(drain_op);
+  auto op = close_with(code, std::move(text));
   co_await std::move(op);
 }
 

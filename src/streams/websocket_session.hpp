@@ -74,6 +74,8 @@ class websocket_session {
   boost::asio::awaitable<void> flush_writes();
   boost::asio::awaitable<void> writes_done();
   boost::asio::awaitable<void> close_with(close_code code, std::string text);
+  // Waits until what was read is answered, then closes.
+  boost::asio::awaitable<void> close_after_drain(close_code code, std::string text);
   boost::asio::awaitable<void> shut_down();
   void stop_requested();
   close_reason reason_for_read_error(const boost::system::error_code& ec) const;
