@@ -36,4 +36,14 @@ const boost::system::error_category& aipbx_category() noexcept {
   return instance;
 }
 
+std::string describe(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
 }  // namespace aipbx

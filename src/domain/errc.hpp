@@ -9,6 +9,8 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
+#include <exception>
+#include <string>
 #include <type_traits>
 
 namespace aipbx {
@@ -37,6 +39,10 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 
 template <class T>
 using result = boost::system::result<T, boost::system::error_code>;
+
+// What an exception that escaped a unit of work says (its what(), or that it was not a std::exception),
+// for the log line that reports the bug.
+std::string describe(const std::exception_ptr& failure);
 
 }  // namespace aipbx
 

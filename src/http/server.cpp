@@ -3,6 +3,7 @@
 #include "http/json_codec.hpp"
 #include "http/tls.hpp"
 #include "log/log.hpp"
+#include "net/listen.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/write.hpp>
@@ -102,19 +103,6 @@ class beast_channel final : public streams::message_channel {
 
 }  // namespace
 
-namespace {
-
-std::string what(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "an exception that is not a std::exception";
-  }
-}
-
-}  // namespace
 
 upgrade_decision request_handler::upgrade(const request&) {
   upgrade_decision d;
@@ -128,18 +116,7 @@ upgrade_decision request_handler::upgrade(const request&) {
 server::server(asio::io_context& ioc, server_options options, request_handler& handler)
     : ioc_(ioc), options_(std::move(options)), handler_(handler), acceptor_(asio::make_strand(ioc)) {}
 
-tcp::endpoint server::listen() {
-  tcp::resolver resolver(ioc_);
-  auto results = resolver.resolve(options_.host, std::to_string(options_.port),
-                                  tcp::resolver::passive | tcp::resolver::numeric_service);
-  if (results.empty()) throw std::runtime_error("cannot resolve " + options_.host);
-  const tcp::endpoint endpoint = results.begin()->endpoint();
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  return acceptor_.local_endpoint();
-}
+tcp::endpoint server::listen() { return net::listen(acceptor_, options_.host, options_.port); }
 
 // The accept loop runs until the listener closes. Should it end by an exception (a bug), that is logged and
 // counted and the loop starts again: the server never stops accepting by accident.
@@ -147,7 +124,7 @@ void server::start() {
   asio::co_spawn(acceptor_.get_executor(), accept_loop(), [this](const std::exception_ptr& e) {
     if (!e) return;
     accept_failures_.fetch_add(1, std::memory_order_relaxed);
-    log::error("accept loop failed; restarting it", {{"error", what(e)}});
+    log::error("accept loop failed; restarting it", {{"error", describe(e)}});
     if (!stopping_.load() && acceptor_.is_open()) start();
   });
 }
@@ -177,7 +154,7 @@ asio::awaitable<void> server::accept_loop() {
     asio::co_spawn(executor, run_session(std::move(socket)), [this](const std::exception_ptr& e) {
       if (!e) return;  // run_session ends its connection's failures itself; this is the last net
       connection_failures_.fetch_add(1, std::memory_order_relaxed);
-      log::error("connection failed", {{"error", what(e)}});
+      log::error("connection failed", {{"error", describe(e)}});
     });
   }
   std::function<void()> drained;
@@ -235,7 +212,7 @@ asio::awaitable<void> server::run_registered(Stream& stream, beast::tcp_stream& 
   } catch (...) {
     // A handler or the transport threw (a bug): this connection ends, counted; the others go on.
     connection_failures_.fetch_add(1, std::memory_order_relaxed);
-    log::error("connection failed", {{"error", what(std::current_exception())}});
+    log::error("connection failed", {{"error", describe(std::current_exception())}});
   }
   boost::system::error_code ignored;
   lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);

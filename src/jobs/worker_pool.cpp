@@ -25,16 +25,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // not a busy loop.
 constexpr std::chrono::milliseconds dispatcher_restart_pause{200};
 
-std::string describe(const std::exception_ptr& failure) {
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "an exception of unknown type";
-  }
-}
-
 // async_call over a store call that may throw instead of answering: Asio does not carry an exception
 // from an operation's start into the awaiting coroutine (it would leave the executor's run() and end the
 // thread), so it is caught here and thrown in the coroutine, where the failure rule handles it. `start`

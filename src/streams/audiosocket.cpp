@@ -3,6 +3,7 @@
 #include "domain/clock.hpp"
 #include "log/json_text.hpp"
 #include "log/log.hpp"
+#include "net/listen.hpp"
 #include "storage/async_store.hpp"
 #include "streams/call_feed.hpp"
 #include "streams/reframer.hpp"
@@ -371,27 +372,11 @@ listener::listener(asio::io_context& ioc, stream_hub& hub, listener_options opti
 
 listener::~listener() = default;
 
-tcp::endpoint listener::listen() {
-  tcp::resolver resolver(ioc_);
-  auto results = resolver.resolve(options_.host, std::to_string(options_.port),
-                                  tcp::resolver::passive | tcp::resolver::numeric_service);
-  if (results.empty()) throw std::runtime_error("cannot resolve " + options_.host);
-  const tcp::endpoint endpoint = results.begin()->endpoint();
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  return acceptor_.local_endpoint();
-}
+tcp::endpoint listener::listen() { return net::listen(acceptor_, options_.host, options_.port); }
 
 void listener::start() {
   asio::co_spawn(acceptor_.get_executor(), accept_loop(), [](const std::exception_ptr& e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::error("audiosocket accept loop failed", {{"error", ex.what()}});
-    }
+    if (e) log::error("audiosocket accept loop failed", {{"error", describe(e)}});
   });
 }
 
@@ -426,13 +411,10 @@ asio::awaitable<void> listener::accept_loop() {
       }
     }
     auto executor = socket.get_executor();
-    asio::co_spawn(executor, run_session(hub_, std::move(socket), options_), [](const std::exception_ptr& e) {
+    asio::co_spawn(executor, run_session(hub_, std::move(socket), options_), [this](const std::exception_ptr& e) {
       if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("audiosocket session failed", {{"error", ex.what()}});
-      }
+      hub_.stats().of(protocol::audiosocket).failures.fetch_add(1, std::memory_order_relaxed);
+      log::error("audiosocket session failed", {{"error", describe(e)}});
     });
   }
 }

@@ -50,13 +50,7 @@ void websocket_session::spawn(asio::awaitable<void> task) {
   asio::co_spawn(channel_.executor(), std::move(task), [this](const std::exception_ptr& e) {
     if (e) {
       stats_.failures.fetch_add(1, std::memory_order_relaxed);
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", ex.what()}});
-      } catch (...) {
-        log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}});
-      }
+      log::error("stream task failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", describe(e)}});
     }
     --tasks_;
     tasks_done_.cancel();

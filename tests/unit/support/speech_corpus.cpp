@@ -58,9 +58,12 @@ std::vector<std::int16_t> read_wav16(const std::string& path) {
   throw std::runtime_error(path + " has no data chunk");
 }
 
-std::vector<recording> cards_recordings() {
-  // cards.transcription lines: "<s> ten of clubs  </s> (001)"
-  std::istringstream lines(read_file(speech_data + "cards/cards.transcription"));
+namespace {
+
+// The recordings of one directory of pocketsphinx-testdata and their words, from its transcription file:
+// lines like "<s> ten of clubs  </s> (001)", the recording's name in parentheses.
+std::vector<recording> recordings_of(const std::string& directory, const std::string& transcription) {
+  std::istringstream lines(read_file(speech_data + directory + "/" + transcription));
   std::vector<recording> out;
   for (std::string line; std::getline(lines, line);) {
     const auto open = line.rfind('('), close = line.rfind(')');
@@ -68,25 +71,16 @@ std::vector<recording> cards_recordings() {
     std::string words;
     for (const auto& w : words_of(line.substr(0, open)))
       if (w != "<s>" && w != "</s>") words += (words.empty() ? "" : " ") + w;
-    out.push_back({speech_data + "cards/" + line.substr(open + 1, close - open - 1) + ".wav", words});
+    out.push_back({speech_data + directory + "/" + line.substr(open + 1, close - open - 1) + ".wav", words});
   }
   return out;
 }
 
-std::vector<recording> librivox_recordings() {
-  // transcription lines: "<s> he was not an ill disposed young man </s> (sense_and_..._64kb-0880)"
-  std::istringstream lines(read_file(speech_data + "librivox/transcription"));
-  std::vector<recording> out;
-  for (std::string line; std::getline(lines, line);) {
-    const auto open = line.rfind('('), close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::string words;
-    for (const auto& w : words_of(line.substr(0, open)))
-      if (w != "<s>" && w != "</s>") words += (words.empty() ? "" : " ") + w;
-    out.push_back({speech_data + "librivox/" + line.substr(open + 1, close - open - 1) + ".wav", words});
-  }
-  return out;
-}
+}  // namespace
+
+std::vector<recording> cards_recordings() { return recordings_of("cards", "cards.transcription"); }
+
+std::vector<recording> librivox_recordings() { return recordings_of("librivox", "transcription"); }
 
 std::vector<std::int16_t> benchmark_speech() {
   std::vector<std::int16_t> speech = read_raw16(speech_data + "goforward.raw");
