@@ -270,32 +270,37 @@ TEST(AudioForkResolve, RefusesACallIdTooLongForASecondTrack) {
 }
 
 TEST(AudioForkParseSequenced, ReadsABigEndianSequenceBeforeTheAudio) {
-  const auto f = parse_sequenced(header(0x0102030405060708ull >> 8) + "audio");
+  const std::string message = header(0x0102030405060708ull >> 8) + "audio";  // the view points into it
+  const auto f = parse_sequenced(message);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->sequence, 0x01020304050607);
   EXPECT_EQ(f->audio, "audio");
 
-  const auto one = parse_sequenced(header(1) + std::string("\x00\xff", 2));
+  const std::string second = header(1) + std::string("\x00\xff", 2);
+  const auto one = parse_sequenced(second);
   ASSERT_TRUE(one);
   EXPECT_EQ(one->sequence, 1);
   EXPECT_EQ(one->audio, std::string_view("\x00\xff", 2));
 }
 
 TEST(AudioForkParseSequenced, TheAudioMayBeEmpty) {
-  const auto f = parse_sequenced(header(7));
+  const std::string message = header(7);
+  const auto f = parse_sequenced(message);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->sequence, 7);
   EXPECT_TRUE(f->audio.empty());
 }
 
 TEST(AudioForkParseSequenced, BytesWithTheirHighBitSetAreReadUnsigned) {
-  const auto f = parse_sequenced(header(0x0019'8081'82fe'ffull));
+  const std::string message = header(0x0019'8081'82fe'ffull);
+  const auto f = parse_sequenced(message);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->sequence, 0x0019'8081'82fe'ff);
 }
 
 TEST(AudioForkParseSequenced, UpToTheLargestSequence) {
-  const auto f = parse_sequenced(header(static_cast<std::uint64_t>(max_sequence)) + "x");
+  const std::string message = header(static_cast<std::uint64_t>(max_sequence)) + "x";
+  const auto f = parse_sequenced(message);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->sequence, max_sequence);
 }
