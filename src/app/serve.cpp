@@ -119,6 +119,11 @@ class service {
   const unsigned threads_;
   std::unique_ptr<http::tls_credentials> tls_;
   std::unique_ptr<storage_backend> store_;
+  // Ingest: the one path every entry point uses, and the stream protocols on it. They hold no I/O object and
+  // outlive the io_context: should a shutdown timeout stop it with streams open, the streams' coroutine
+  // frames it then destroys still find the hub they leave.
+  std::unique_ptr<ingest::ingest_path> ingest_;
+  std::unique_ptr<streams::stream_hub> streams_;
   asio::io_context ioc_;
   asio::thread_pool blocking_;
   http::metrics metrics_;
@@ -132,9 +137,6 @@ class service {
   std::unique_ptr<jobs::worker_pool> workers_;
   std::thread ai_thread_;
 
-  // Ingest: the one path every entry point uses, and the stream protocols on it.
-  std::unique_ptr<ingest::ingest_path> ingest_;
-  std::unique_ptr<streams::stream_hub> streams_;
   std::unique_ptr<streams::audiosocket::listener> audiosocket_;
   std::unique_ptr<http::api> api_;
   std::unique_ptr<http::server> server_;

@@ -167,19 +167,23 @@ asio::awaitable<void> server::accept_loop() {
 }
 
 asio::awaitable<void> server::run_session(tcp::socket socket) {
-  // However the connection ends, it leaves the count.
-  struct leaves {
-    std::atomic<std::size_t>& open;
-    ~leaves() { open.fetch_sub(1); }
-  } counted{open_};
-  if (options_.tls != nullptr) {
-    const std::shared_ptr<asio::ssl::context> context = options_.tls->current();
-    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *context);
-    co_await run_registered(stream, stream.next_layer());
-  } else {
-    beast::tcp_stream stream(std::move(socket));
-    co_await run_registered(stream, stream);
+  // However the connection ends (run_registered catches what its handler throws; what is left to throw here
+  // is setting up TLS), it leaves the count. Not a guard object: should a stopped io_context destroy this
+  // frame after the server, nothing here may touch the server.
+  try {
+    if (options_.tls != nullptr) {
+      const std::shared_ptr<asio::ssl::context> context = options_.tls->current();
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *context);
+      co_await run_registered(stream, stream.next_layer());
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await run_registered(stream, stream);
+    }
+  } catch (...) {
+    open_.fetch_sub(1);
+    throw;
   }
+  open_.fetch_sub(1);
 }
 
 template <class Stream>

@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -106,7 +107,10 @@ class server {
     bool* idle;
   };
 
-  // Bytes taken from the shared body budget (--body-memory); returned when destroyed.
+  // Bytes taken from the shared body budget (--body-memory); returned when destroyed. The budget is
+  // shared: a reservation in a connection's frame that a stopped io_context destroys after the server
+  // still returns its bytes to a live counter.
+  using byte_budget = std::shared_ptr<std::atomic<std::size_t>>;
   class body_reservation {
    public:
     body_reservation() = default;
@@ -117,21 +121,21 @@ class server {
     // Returns the bytes now (at most once).
     void release() noexcept {
       if (pool_ != nullptr) pool_->fetch_sub(bytes_, std::memory_order_relaxed);
-      pool_ = nullptr;
+      pool_.reset();
     }
     // Takes `bytes` from `pool` if the total stays within `budget`.
-    bool take(std::atomic<std::size_t>& pool, std::size_t bytes, std::size_t budget) {
-      std::size_t held = pool.load(std::memory_order_relaxed);
+    bool take(const byte_budget& pool, std::size_t bytes, std::size_t budget) {
+      std::size_t held = pool->load(std::memory_order_relaxed);
       do {
         if (bytes > budget || held > budget - bytes) return false;
-      } while (!pool.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
-      pool_ = &pool;
+      } while (!pool->compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+      pool_ = pool;
       bytes_ = bytes;
       return true;
     }
 
    private:
-    std::atomic<std::size_t>* pool_ = nullptr;
+    byte_budget pool_;
     std::size_t bytes_ = 0;
   };
   // What a connection keeps from one request to the next: bytes read ahead, the answer's head.
@@ -198,7 +202,7 @@ class server {
   std::function<void()> on_drained_ GUARDED_BY(mutex_);
   bool accept_loop_done_ GUARDED_BY(mutex_) = false;
   std::atomic<std::size_t> open_{0};
-  std::atomic<std::size_t> body_bytes_{0};  // held against options_.body_memory
+  byte_budget body_bytes_ = std::make_shared<std::atomic<std::size_t>>(0);  // held against options_.body_memory
   std::atomic<std::uint64_t> connection_failures_{0};
   std::atomic<std::uint64_t> accept_failures_{0};
 };
