@@ -424,8 +424,8 @@ asio::awaitable<response> api::get_call(const std::string& call_id) {
     after = *page->next_after;
   }
   out["events"] = std::move(events);
-  out["dtmf"] = std::move(dtmf);
-  co_return json_response(status::ok, json::value(std::move(out)));
+  out["dtmf"] = dtmf;
+  co_return json_response(status::ok, json::value(out));
 }
 
 asio::awaitable<response> api::declare_media(const request& req, const std::string& call_id) {

@@ -411,6 +411,7 @@ asio::awaitable<void> server::upgrade(Stream& stream, connection_buffers& io, re
   // A client sends nothing before the handshake's answer (RFC 6455, 4.1): bytes already here are not a
   // WebSocket stream's.
   if (!decision.refusal && io.buffer.size() > 0) {
+    // NOLINTNEXTLINE(bugprone-use-after-move): the check misreads the coroutine's frame (`req` moves later)
     co_await write_error(stream, beast_http::status::bad_request, "Data sent before the WebSocket handshake",
                          "bad_request");
     co_return;
@@ -426,7 +427,7 @@ asio::awaitable<void> server::upgrade(Stream& stream, connection_buffers& io, re
     co_return;
   }
   auto op = run_websocket(stream, std::move(req), std::move(decision));
-  co_await std::move(op);
+  co_await std::move(op);  // NOLINT(bugprone-use-after-move): the check misreads the coroutine's frame
 }
 
 template <class Stream>
@@ -442,10 +443,10 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
     // A plain connection's frames go straight to its socket: the tcp_stream's timeout and rate machinery
     // would cost every read of a stream that sends fifty messages a second, and is not used here.
     auto op = run_websocket_on(lowest.socket(), std::move(req), std::move(decision));
-    co_await std::move(op);
+    co_await std::move(op);  // NOLINT(bugprone-use-after-move): one branch of the if constexpr runs
   } else {
     auto op = run_websocket_on(stream, std::move(req), std::move(decision));
-    co_await std::move(op);
+    co_await std::move(op);  // NOLINT(bugprone-use-after-move): one branch of the if constexpr runs
   }
 }
 

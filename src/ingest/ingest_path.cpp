@@ -67,7 +67,8 @@ asio::awaitable<ingest_path::checked> ingest_path::ingest(std::string call_id, s
     const call_media_format media = effective_media(view->declared, default_media_);
     out.format = media.format;
     if (media.format.carries_audio()) {
-      if (auto ok = media::check_audio(media.format, data); !ok) {
+      // A second pass only follows a pass that copied `data` (last_try below): it was not moved.
+      if (auto ok = media::check_audio(media.format, data); !ok) {  // NOLINT(bugprone-use-after-move)
         out.undecodable = ok.error();
         out.refused_data = std::move(data);
         stats_.count(ingest_result::invalid);
@@ -93,12 +94,12 @@ void ingest_path::submit(packet p, media::media_format format, bool check_data, 
   if (check_data && format.carries_audio() && !media::check_audio(format, p.data)) {
     result<ingest_outcome> refused = errc::invalid_input;
     stats_.count(refused);
-    done(std::move(refused));
+    done(refused);
     return;
   }
   store_.ingest(std::move(p), [this, done = std::move(done)](result<ingest_outcome> r) {
     stats_.count(r);
-    done(std::move(r));
+    done(r);
   });
 }
 

@@ -37,7 +37,7 @@ stream_failure refusal(const std::string& call_id, errc e) {
 
 }  // namespace
 
-call_feed::call_feed(stream_hub& hub, protocol kind, asio::any_io_executor strand)
+call_feed::call_feed(stream_hub& hub, protocol kind, const asio::any_io_executor& strand)
     : hub_(hub), kind_(kind), stats_(hub.stats().of(kind)), strand_(strand), wake_(strand), retry_timer_(strand) {
   wake_.expires_at(clock::time_point::max());
 }
@@ -116,7 +116,7 @@ void call_feed::submit(std::uint64_t id) {
   ++entry.attempts;
   // The store takes its own copy: this one stays until answered, to be sent again if it must.
   hub_.ingest().submit(entry.p, tracks_[entry.track].spec.format, entry.check, [this, id](result<ingest_outcome> r) {
-    asio::post(strand_, [this, id, r = std::move(r)]() mutable { answered(id, std::move(r)); });
+    asio::post(strand_, [this, id, r]() { answered(id, r); });
   });
 }
 

@@ -58,7 +58,7 @@ class call_feed {
  public:
   using clock = std::chrono::steady_clock;
 
-  call_feed(stream_hub& hub, protocol kind, boost::asio::any_io_executor strand);
+  call_feed(stream_hub& hub, protocol kind, const boost::asio::any_io_executor& strand);
   ~call_feed();
   call_feed(const call_feed&) = delete;
   call_feed& operator=(const call_feed&) = delete;

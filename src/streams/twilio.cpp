@@ -344,7 +344,7 @@ asio::awaitable<websocket_session::step> session::on_start(start s) {
            "unsupported mediaFormat " + s.encoding + "/" + std::to_string(s.sample_rate));
     co_return step::go_on;
   }
-  if (s.tracks.empty()) s.tracks.push_back("inbound");
+  if (s.tracks.empty()) s.tracks.emplace_back("inbound");
   std::vector<track_spec> tracks;
   for (const auto& name : s.tracks) {
     if (name != "inbound" && name != "outbound") {
@@ -360,7 +360,8 @@ asio::awaitable<websocket_session::step> session::on_start(start s) {
   }
   // The inbound track is the call itself; another track is a call of its own, named after it.
   for (const auto& name : track_names_) {
-    std::string id = name == "inbound" ? call_id : call_id + ":" + name;
+    std::string id = call_id;
+    if (name != "inbound") id.append(":").append(name);
     if (!is_valid_call_id(id)) {
       refuse(close_code::policy_violation, close_reason::bad_message, "call id too long for track " + name);
       co_return step::go_on;

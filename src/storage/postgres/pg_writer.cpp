@@ -435,6 +435,7 @@ void writer::assign_event_ids(const result_set& r) {
   // One sequence numbers the rows in the order they were inserted, which is the order of event_ops_ (see
   // insert_events); RETURNING itself promises no order, so the ids are sorted.
   std::vector<std::int64_t> ids;
+  ids.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) ids.push_back(r.int64(i, 0));
   std::sort(ids.begin(), ids.end());
   if (ids.size() != event_ops_.size())
