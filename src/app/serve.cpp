@@ -25,6 +25,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -107,10 +109,9 @@ class service {
   http::server_options server_options();
   streams::stream_options stream_options() const;
   std::unique_ptr<streams::audiosocket::listener> audiosocket_listener();
-  void shut_down_on_signal(asio::signal_set& signals, asio::steady_timer& deadline,
-                           asio::executor_work_guard<asio::io_context::executor_type>& work,
-                           asio::signal_set& reload);
-  void reload_on_sighup(asio::signal_set& reload);
+  void shut_down_on_signal(asio::steady_timer& deadline,
+                           asio::executor_work_guard<asio::io_context::executor_type>& work);
+  void reload_on_sighup();
   void run_io_threads();
   void stop_ai();
 
@@ -125,6 +126,10 @@ class service {
   std::unique_ptr<ingest::ingest_path> ingest_;
   std::unique_ptr<streams::stream_hub> streams_;
   asio::io_context ioc_;
+  // Caught from construction on, before anything listens: a signal that comes before the server runs is
+  // queued for it, never lost nor left to the default action.
+  asio::signal_set signals_{ioc_, SIGINT, SIGTERM};
+  asio::signal_set reload_{ioc_, SIGHUP};
   asio::thread_pool blocking_;
   http::metrics metrics_;
   http::token_store tokens_;
@@ -320,19 +325,16 @@ void service::run_until_signal() {
   server_->start();
   if (audiosocket_) audiosocket_->start();
   auto work = asio::make_work_guard(ioc_);
-  asio::signal_set signals(ioc_, SIGINT, SIGTERM);
-  asio::signal_set reload(ioc_, SIGHUP);
   asio::steady_timer deadline(ioc_);
-  shut_down_on_signal(signals, deadline, work, reload);
-  reload_on_sighup(reload);
+  shut_down_on_signal(deadline, work);
+  reload_on_sighup();
   run_io_threads();
   served_ = true;
 }
 
-void service::shut_down_on_signal(asio::signal_set& signals, asio::steady_timer& deadline,
-                                  asio::executor_work_guard<asio::io_context::executor_type>& work,
-                                  asio::signal_set& reload) {
-  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+void service::shut_down_on_signal(asio::steady_timer& deadline,
+                                  asio::executor_work_guard<asio::io_context::executor_type>& work) {
+  signals_.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     log::info("shutting down", {{"signal", signal}, {"connections", server_->connections()}});
     deadline.expires_after(config_.shutdown_timeout);
@@ -344,14 +346,15 @@ void service::shut_down_on_signal(asio::signal_set& signals, asio::steady_timer&
     });
     // The HTTP connections and the streams end apart (a WebSocket stream is both): the process goes on
     // once both are done. Streams close with "going away" once what they read is durable.
-    auto pending = std::make_shared<int>(2);
+    // The two may end on two I/O threads at once: the last one (by the atomic count) ends the run.
+    auto pending = std::make_shared<std::atomic<int>>(2);
     const auto one_done = [&, pending] {
-      asio::post(ioc_, [&, pending] {
-        if (--*pending > 0) return;
+      if (pending->fetch_sub(1) > 1) return;
+      asio::post(ioc_, [&] {
         deadline.cancel();
         work.reset();
-        signals.cancel();
-        reload.cancel();
+        signals_.cancel();
+        reload_.cancel();
       });
     };
     if (audiosocket_) audiosocket_->stop();
@@ -363,8 +366,8 @@ void service::shut_down_on_signal(asio::signal_set& signals, asio::steady_timer&
 // SIGHUP reads --api-token-file and the TLS certificate and key again: tokens and certificates are
 // rotated without a restart. A file that cannot be read, a bad token or a key that does not match its
 // certificate leaves what is in force.
-void service::reload_on_sighup(asio::signal_set& reload) {
-  reload.async_wait([this, &reload](const boost::system::error_code& ec, int) {
+void service::reload_on_sighup() {
+  reload_.async_wait([this](const boost::system::error_code& ec, int) {
     if (ec) return;
     if (config_.api_token_file.empty() && tls_ == nullptr) log::info("SIGHUP: nothing to reload");
     if (!config_.api_token_file.empty()) {
@@ -386,7 +389,7 @@ void service::reload_on_sighup(asio::signal_set& reload) {
         log::error("tls certificate not reloaded; the certificate in force stays", {{"error", e.what()}});
       }
     }
-    reload_on_sighup(reload);
+    reload_on_sighup();
   });
 }
 

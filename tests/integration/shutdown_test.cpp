@@ -17,7 +17,8 @@ class ShutdownTest : public integration_test {
   void expect_clean_exit(std::chrono::milliseconds within) {
     const auto started = std::chrono::steady_clock::now();
     const auto code = server().wait_exit(within);
-    ASSERT_TRUE(code.has_value()) << "aipbx still runs " << within.count() << " ms after the signal";
+    ASSERT_TRUE(code.has_value()) << "aipbx still runs " << within.count() << " ms after the signal\n"
+                                  << server().process_state();
     EXPECT_EQ(*code, 0);
     std::cerr << "exited "
               << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -

@@ -243,7 +243,8 @@ TEST_F(StreamTest, TwilioBadInputClosesWithAClearReasonStoresNothingWrongAndSpar
       ASSERT_TRUE(call_exists(c, id));
       EXPECT_EQ(as_int(get_ok(c, "/v1/calls/" + id).at("packets_received")), bad.packets_stored);
     }
-    good.send_text(twilio_media("inbound", ++good_chunk, pcmu(good_chunk)));
+    ++good_chunk;
+    good.send_text(twilio_media("inbound", good_chunk, pcmu(good_chunk)));
   }
   good.send_text(twilio_stop);
   EXPECT_EQ(good.wait_close().code, 1000);

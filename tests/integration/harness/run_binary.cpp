@@ -41,6 +41,12 @@ pid_t spawn_child(const std::vector<std::string>& argv_in, const std::vector<std
   const pid_t child = ::fork();
   if (child < 0) throw std::system_error(errno, std::generic_category(), "fork");
   if (child == 0) {
+    // The server starts with the signal state of a shell's child whatever the test runner's is: nothing
+    // blocked, SIGTERM and friends at their default action (an inherited block or ignore would lose them).
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD}) ::signal(sig, SIG_DFL);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
     ::dup2(out_fd, STDOUT_FILENO);

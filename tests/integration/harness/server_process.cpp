@@ -13,6 +13,9 @@
 #include <cstring>
 #include <ctime>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -165,6 +168,29 @@ void server_process::terminate() {
 }
 void server_process::kill() {
   signal(SIGKILL);
+}
+
+std::string server_process::process_state() const {
+  if (!running()) return "(not running)";
+  const std::filesystem::path proc = "/proc/" + std::to_string(pid_);
+  std::ostringstream out;
+  std::ifstream status(proc / "status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("Sig") || line.starts_with("ShdPnd") || line.starts_with("State")) out << line << '\n';
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(proc / "task", ec)) {
+    std::string comm;
+    std::string wchan;
+    std::string stat;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    std::getline(std::ifstream(task.path() / "wchan"), wchan);
+    std::getline(std::ifstream(task.path() / "stat"), stat);
+    const auto state_at = stat.rfind(')');
+    out << "thread " << task.path().filename().string() << " " << comm << " state "
+        << (state_at != std::string::npos && state_at + 2 < stat.size() ? stat.substr(state_at + 2, 1) : "?")
+        << " wchan " << wchan << '\n';
+  }
+  return out.str();
 }
 
 std::optional<int> server_process::wait_exit(std::chrono::milliseconds timeout) {

@@ -96,6 +96,9 @@ class server_process {
   std::vector<boost::json::object> records_of_all_runs_where(const predicate& match) const;
   // Waits until a record of the current run matches; false after `timeout`.
   bool wait_for_record(const predicate& match, std::chrono::milliseconds timeout) const;
+  // The process's signal masks and each thread's state and kernel wait channel, for failure messages
+  // of a server that does not exit.
+  std::string process_state() const;
   // The last lines of every run, for failure messages.
   std::string tail(std::size_t lines = 60) const;
 
