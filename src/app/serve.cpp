@@ -393,13 +393,24 @@ void service::reload_on_sighup() {
   });
 }
 
+// The signals the service handles, blocked in every thread but the I/O threads (see serve()).
+sigset_t handled_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, sig);
+  return set;
+}
+
 void service::run_io_threads() {
+  const sigset_t handled = handled_signals();
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads_; ++i)
-    pool.emplace_back([this] {
+    pool.emplace_back([this, handled] {
       log::name_thread("aipbx-http");
+      pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
       ioc_.run();
     });
+  pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
   ioc_.run();
   for (auto& t : pool) t.join();
 }
@@ -407,11 +418,22 @@ void service::run_io_threads() {
 }  // namespace
 
 int serve(const serve_config& config) {
-  log::init(config.log_level);
-  service s(config);
-  if (!s.load_tls() || !s.open_store() || !s.start_ai() || !s.listen()) return 1;
-  s.run_until_signal();
-  return 0;
+  // SIGTERM, SIGINT and SIGHUP reach only the I/O threads, which wait in the reactor that reads them: the
+  // store's writer, the AI thread and the pools start with them blocked and are never interrupted by one,
+  // and no signal waits on a thread busy elsewhere. One that comes before the I/O threads run is held
+  // pending until they do.
+  const sigset_t handled = handled_signals();
+  sigset_t before;
+  pthread_sigmask(SIG_BLOCK, &handled, &before);
+  const auto served = [&] {
+    log::init(config.log_level);
+    service s(config);
+    if (!s.load_tls() || !s.open_store() || !s.start_ai() || !s.listen()) return 1;
+    s.run_until_signal();
+    return 0;
+  }();
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  return served;
 }
 
 }  // namespace aipbx::app
