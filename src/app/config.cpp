@@ -200,6 +200,10 @@ void add_store_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MAX_BATCH")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
       ->capture_default_str();
+  add_duration(cmd, "--commit-delay", c.commit_delay,
+               "Embedded store: how long streamed packets may wait to be committed together (HTTP requests and "
+               "the job queue's writes never wait; 0: commit each batch as soon as the writer is free; default 5ms)",
+               "AIPBX_COMMIT_DELAY");
   cmd.add_option("--sqlite-sync", c.sqlite_sync,
                  "How a commit reaches the disk before it is answered (embedded store): pipelined (a syncer "
                  "thread fdatasyncs the WAL while the next batch is applied) or commit (synchronous=FULL, the "

@@ -40,6 +40,7 @@ struct serve_config {
   std::size_t max_connections = 10'000;
   std::size_t writer_queue = 50'000;
   std::size_t max_batch = 4096;
+  std::chrono::milliseconds commit_delay{5};  // streamed packets may wait this long to be committed together
   std::string sqlite_sync = "pipelined";
   int wal_checkpoint_pages = 4000;
   int wal_limit_pages = 16000;

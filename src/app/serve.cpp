@@ -74,6 +74,7 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
   options.sync = config.sqlite_sync == "commit" ? sqlite_sync::commit : sqlite_sync::pipelined;
+  options.commit_delay = config.commit_delay;
   options.checkpoint_pages = config.wal_checkpoint_pages;
   options.checkpoint_limit_pages = std::max(config.wal_limit_pages, config.wal_checkpoint_pages);
   options.segment_packets = config.segment_packets;

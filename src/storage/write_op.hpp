@@ -91,6 +91,11 @@ struct write_op {
     return std::holds_alternative<claim_op>(v) || std::holds_alternative<renew_op>(v) ||
            std::holds_alternative<finish_op>(v) || std::holds_alternative<release_op>(v);
   }
+  // A streamed packet, which the writer may hold for its commit delay (see packet::streamed).
+  bool may_wait() const {
+    const auto* i = std::get_if<ingest_op>(&v);
+    return i != nullptr && i->p.streamed;
+  }
 };
 
 }  // namespace aipbx

@@ -220,9 +220,13 @@ void sqlite_call_store::submit(write_op op, bool bounded) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_ && (!bounded || queue_.size() < options_.queue_limit)) {
+      const bool urgent = !op.may_wait();
       queue_.push_back(std::move(op));
       queued_.store(queue_.size(), std::memory_order_relaxed);
-      if (queue_.size() == 1) wake_.notify_one();
+      if (urgent) ++urgent_queued_;
+      if (queue_.size() == 1) first_queued_at_ = std::chrono::steady_clock::now();
+      // The writer waits for a first write, or, holding streamed ones, for one that may not wait.
+      if (queue_.size() == 1 || (urgent && urgent_queued_ == 1)) wake_.notify_one();
       return;
     }
     refused = stopping_ ? errc::unavailable : errc::overloaded;
@@ -272,12 +276,17 @@ void sqlite_call_store::writer_loop() {
       std::unique_lock lock(mutex_);
       wake_.wait_until(lock, next_sweep, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) break;
+      gather(lock);
       if (queue_.size() <= options_.max_batch) {
         batch.swap(queue_);
+        urgent_queued_ = 0;
       } else {
         auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
         batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
         queue_.erase(queue_.begin(), end);
+        urgent_queued_ = static_cast<std::size_t>(
+            std::count_if(queue_.begin(), queue_.end(), [](const write_op& op) { return !op.may_wait(); }));
+        first_queued_at_ = std::chrono::steady_clock::now();
       }
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
@@ -329,6 +338,13 @@ void sqlite_call_store::writer_loop() {
     writer_done_ = true;
   }
   sync_wake_.notify_one();
+}
+
+// Holds a queue of streamed packets only (nothing else waits on it) until the commit delay since the first
+// of them has passed or the batch is full. (A sweep due meanwhile runs with that commit.)
+void sqlite_call_store::gather(std::unique_lock<std::mutex>& lock) {
+  if (options_.commit_delay.count() == 0 || queue_.empty()) return;
+  wake_.wait_until(lock, first_queued_at_ + options_.commit_delay, [this] { return stopping_ || urgent_queued_ > 0 || queue_.size() >= options_.max_batch; });
 }
 
 void sqlite_call_store::syncer_loop() {

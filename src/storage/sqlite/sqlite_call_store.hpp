@@ -86,6 +86,11 @@ struct sqlite_options {
   int checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes a checkpoint itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
+  // How long the writer may hold streamed packets to commit them together, while nothing else waits: a
+  // live call's packet touches pages of its own (its index leaf, its row), so each commit's cost grows
+  // with the calls it touches, not the packets; one commit per few milliseconds of all calls' frames
+  // writes each page once for several packets. 0: commit as soon as the writer is free.
+  std::chrono::microseconds commit_delay{0};
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
   std::int64_t writer_cache_kib = 65536;  // the writer connection's page cache (index pages of live calls)
   int busy_timeout_ms = 5000;       // how long a statement waits for a lock held by another process
@@ -168,6 +173,7 @@ class sqlite_call_store final : public storage_backend {
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   // Fails `batch` with store_failure and runs its handlers.
   void fail_batch(std::deque<write_op>& batch);
+  void gather(std::unique_lock<std::mutex>& lock);
 
   sqlite_options options_;
   int schema_version_ = 0;
@@ -176,6 +182,9 @@ class sqlite_call_store final : public storage_backend {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<write_op> queue_;
+  // When the first write of queue_ came, and how many of queue_ may not wait for the commit delay.
+  std::chrono::steady_clock::time_point first_queued_at_;
+  std::size_t urgent_queued_ = 0;
   bool stopping_ = false;
   std::thread writer_thread_;
 
