@@ -43,7 +43,10 @@ trap cleanup EXIT
 
 # The inclusive instruction count of the first function whose name matches $2 in the callgrind file $1.
 inclusive() {
-  callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null | grep -m1 "$2" | awk '{gsub(",", "", $1); print $1}'
+  local v
+  v=$({ callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null || true; } |
+    awk -v pat="$2" 'index($0, pat) { gsub(",", "", $1); print $1; exit }')
+  echo "${v:-0}"
 }
 
 port=$((20000 + RANDOM % 20000))
@@ -57,15 +60,16 @@ for protocol in "${protocols[@]}"; do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   "$load" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --port "$port" \
-    --audiosocket-port $((port + 1)) --ramp 0.5 >"$work/load.txt" 2>&1 || true
-  frames=$(grep -o '[0-9]*/[0-9]* frames sent' "$work/load.txt" | head -1 | cut -d/ -f1)
-  callgrind_control -d "$pid" >/dev/null
+    --audiosocket-port $((port + 1)) --ramp 0.5 --json >"$work/load.txt" 2>&1 || true
+  frames=$(grep -o '"sent":[0-9]*' "$work/load.txt" | head -1 | cut -d: -f2)
+  [ -n "$frames" ] && [ "$frames" -gt 0 ] || { echo "count_instructions: the load failed: $(head -c 300 "$work/load.txt")" >&2; exit 1; }
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 0.5
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   requests=$(wrk -t1 -c10 -d3s "http://127.0.0.1:$port/healthz" | awk '/requests in/ {print $1}')
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 0.5
   kill -INT "$pid"
   wait "$pid" 2>/dev/null || true
