@@ -553,4 +553,30 @@ writer_stats pg_call_store::stats() const {
   return s;
 }
 
+std::vector<backend_metric> pg_call_store::backend_metrics() const {
+  pg::writer::path_counts total;
+  for (const auto& w : writers_) {
+    const auto p = w->paths();
+    total.kept += p.kept;
+    total.read += p.read;
+    total.stale += p.stale;
+  }
+  constexpr const char* batches_help =
+      "Committed write transactions by how they got their calls' state: kept by the writer from its last "
+      "commit (one round trip), or read from the database";
+  const auto counter = [](const char* name, const char* help, std::uint64_t value,
+                          std::vector<std::pair<std::string, std::string>> labels = {}) {
+    return backend_metric{name, help, backend_metric::kind::counter, std::move(labels),
+                          static_cast<double>(value)};
+  };
+  return {
+      counter("aipbx_pg_batches_total", batches_help, total.kept, {{"path", "kept"}}),
+      counter("aipbx_pg_batches_total", batches_help, total.read, {{"path", "read"}}),
+      counter("aipbx_pg_kept_stale_total",
+              "Write transactions run again because another writer or node had changed a call this writer "
+              "kept",
+              total.stale),
+  };
+}
+
 }  // namespace aipbx

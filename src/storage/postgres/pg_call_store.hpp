@@ -102,6 +102,8 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;
+  // aipbx_pg_batches_total{path="kept"|"read"} and aipbx_pg_kept_stale_total (see pg_writer.hpp).
+  std::vector<backend_metric> backend_metrics() const override;
   void stop() override;
 
   // job_store

@@ -313,7 +313,10 @@ static wire_params to_wire(const P& values) {
   return w;
 }
 
-void connection::prepare_generic() { exec("SET plan_cache_mode = force_generic_plan"); }
+void connection::prepare_generic() {
+  exec("SET plan_cache_mode = force_generic_plan");
+  exec("SET enable_seqscan = off");
+}
 
 std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& statements) {
   if (PQenterPipelineMode(conn_) != 1) fail(nullptr, "pipeline mode");

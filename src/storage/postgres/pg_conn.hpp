@@ -114,7 +114,11 @@ class connection {
   // server plans each once (with `prepare_generic`, for good).
   std::vector<result_set> exec_pipeline(const std::vector<statement>& statements);
   // Sets plan_cache_mode = force_generic_plan: the prepared statements' plans are made once, whatever their
-  // parameters (the writer's statements take arrays, whose sizes do not change the best plan).
+  // parameters (the writer's statements take arrays, whose sizes do not change the best plan). And
+  // enable_seqscan = off: a plan made once may have been made on tables still empty (a new database), where
+  // scanning a table costs less than its index; it is kept while they grow, and a batch's lookup of its
+  // calls, or update of its jobs by id, would then read every row. Each of the writer's statements finds
+  // its rows through a key or an index.
   void prepare_generic();
   // False once the connection is broken: throw it away and connect again.
   bool ok() const;

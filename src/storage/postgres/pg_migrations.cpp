@@ -175,7 +175,25 @@ CREATE TABLE call_events (
 CREATE INDEX call_events_call ON call_events(call_id, id);
 )sql";
 
-constexpr std::array<migration, 7> all{{
+// A writer keeps the state of the calls it committed last, so that a batch of their packets need not read
+// them again (pg_writer.hpp). `version` counts the writes of a calls row: every writer's UPDATE of a call
+// counts it up. aipbx_lock_calls takes a batch's call ids (sorted bytewise, without repeats) and the
+// versions the writer kept of them, locks the calls in id order (the order every writer locks calls in),
+// and fails with a serialization failure (the writer runs the batch again, reading the calls) when one of
+// them is not at the version kept, or is gone. Locking returns the row's latest version, so a write
+// committed by another node while this one waited for the lock is seen.
+constexpr const char* v8_call_versions = R"sql(
+ALTER TABLE calls ADD COLUMN version bigint NOT NULL DEFAULT 0;
+CREATE FUNCTION aipbx_lock_calls(ids text[], versions bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF ARRAY(SELECT version FROM calls WHERE id = ANY(ids) ORDER BY id FOR UPDATE) IS DISTINCT FROM versions THEN
+    RAISE EXCEPTION 'calls changed since this writer last wrote them' USING ERRCODE = 'serialization_failure';
+  END IF;
+END
+$$;
+)sql";
+
+constexpr std::array<migration, 8> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -183,6 +201,7 @@ constexpr std::array<migration, 7> all{{
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
+    {8, "call versions", v8_call_versions},
 }};
 
 }  // namespace

@@ -40,6 +40,21 @@ result<bool> renew_sync(job_store& store, std::int64_t job_id) {
   return future.get();
 }
 
+result<call_state> end_sync(call_store& store, std::string call_id) {
+  std::promise<result<call_state>> promise;
+  auto future = promise.get_future();
+  store.end_call(std::move(call_id), "ended by request",
+                 [&promise](result<call_state> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// The value of one of a store's backend_metrics (-1 when it has none of that name and path).
+double metric(const call_store& store, const std::string& name, const std::string& path = "") {
+  for (const auto& m : store.backend_metrics())
+    if (m.name == name && (path.empty() || (!m.labels.empty() && m.labels.front().second == path))) return m.value;
+  return -1;
+}
+
 // Polls `done` until it holds, for up to a minute (a loaded machine may be slow; a healthy one never waits
 // that long).
 template <class F>
@@ -126,6 +141,61 @@ TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets"), calls * per_call);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs"), calls * per_call);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps"), 0);
+}
+
+// A writer keeps the state of the calls it wrote last and skips reading them again; a call another node
+// wrote since is read again, and every answer is the one a single writer would give.
+TEST(PgCallStore, ANodeSeesWhatAnotherNodeWroteSinceItsLastBatch) {
+  const std::string url = fresh("kept_calls");
+  pg_options o;
+  o.url = url;
+  pg_call_store a(o), b(o);
+  const auto at = [](pg_call_store& node, std::int64_t sequence, std::string data) {
+    return ingest_sync(node, packet{"kept", sequence, std::move(data), 1.0, std::nullopt});
+  };
+  ASSERT_TRUE(at(a, 1, "d1"));
+  ASSERT_TRUE(at(a, 2, "d2"));  // from the state a kept of 1: one round trip
+  EXPECT_EQ(metric(a, "aipbx_pg_batches_total", "kept"), 1);
+  ASSERT_TRUE(at(b, 3, "d3"));
+  const auto gap = at(b, 5, "d5");  // 4 is missing now
+  ASSERT_TRUE(gap);
+  EXPECT_EQ(gap->kind, arrival::gap);
+
+  // To a's kept state, 4 is above the highest, a new packet in order; it fills the gap b opened.
+  const auto fill = at(a, 4, "d4");
+  ASSERT_TRUE(fill);
+  EXPECT_EQ(metric(a, "aipbx_pg_kept_stale_total"), 1);
+  EXPECT_EQ(fill->kind, arrival::late);
+  EXPECT_EQ(fill->last_sequence, 5);
+  EXPECT_EQ(fill->missing, 0);
+
+  ASSERT_TRUE(at(b, 6, "d6"));
+  const auto repeat = at(a, 6, "d6");  // stored by b: the same packet again
+  ASSERT_TRUE(repeat);
+  EXPECT_TRUE(repeat->duplicate);
+  ASSERT_TRUE(at(b, 7, "d7"));
+  const auto conflict = at(a, 7, "other");
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error(), errc::sequence_conflict);
+
+  ASSERT_TRUE(end_sync(b, "kept").has_value());
+  const auto late = at(a, 8, "d8");  // a still keeps the call in progress
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error(), errc::call_ended);
+
+  const auto summary = a.get_call("kept");
+  ASSERT_TRUE(summary.has_value());
+  EXPECT_EQ(summary->packets_received, 7);
+  EXPECT_EQ(summary->duplicate_packets, 1);
+  EXPECT_EQ(summary->gaps_opened, 1);
+  EXPECT_EQ(summary->out_of_order_packets, 1);
+  EXPECT_EQ(summary->missing_packets, 0);
+  EXPECT_EQ(summary->last_sequence, 7);
+  EXPECT_EQ(summary->jobs_total, 7);
+  EXPECT_NE(summary->state, call_state::in_progress);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets WHERE call_id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs WHERE call_id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps WHERE call_id = 'kept'"), 0);
 }
 
 // The idle timeout is decided by one node: each call ends once, with one transition.
