@@ -56,6 +56,7 @@ struct write_op;
 }  // namespace aipbx
 namespace aipbx::pg {
 class connection;
+class kept_calls;
 class writer;
 }  // namespace aipbx::pg
 
@@ -138,12 +139,23 @@ class pg_call_store final : public storage_backend {
   std::string token_;  // this store's NOTIFY payload: its own notifications are not heard twice
   int schema_version_ = 0;
 
+  // Which writer applies `op`: every write that names a call goes to the writer of that call (so a call's
+  // writes are applied in the order they came, and two writers never lock the same call for them); job
+  // operations and claims to the first.
+  std::size_t writer_for(const write_op& op) const;
+
+  // The writers' queues, each guarded by mutex_.
+  struct writer_queue {
+    std::condition_variable wake;
+    std::deque<write_op> ops;
+  };
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<write_op> queue_;
+  std::vector<std::unique_ptr<writer_queue>> queues_;
+  std::size_t queued_total_ = 0;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point next_sweep_;
   std::vector<std::thread> writer_threads_;
+  std::unique_ptr<pg::kept_calls> kept_;
   std::vector<std::unique_ptr<pg::writer>> writers_;
 
   mutable aipbx::mutex listener_mutex_;

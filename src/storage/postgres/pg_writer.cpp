@@ -62,10 +62,40 @@ packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
 
 }  // namespace
 
-writer::writer(const pg_options& options)
+bool kept_calls::contains(const std::string& id) const {
+  aipbx::lock_guard lock(mutex_);
+  return calls_.contains(id);
+}
+
+bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const {
+  aipbx::lock_guard lock(mutex_);
+  out.clear();
+  for (const auto& id : ids) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return false;
+    out.push_back(it->second);
+  }
+  return true;
+}
+
+void kept_calls::put(const std::string& id, kept_call call) {
+  aipbx::lock_guard lock(mutex_);
+  if (calls_.size() >= limit) calls_.clear();
+  auto [it, inserted] = calls_.try_emplace(id, std::move(call));
+  // Two writers that wrote the call one after the other may keep it in either order.
+  if (!inserted && it->second.version < call.version) it->second = std::move(call);
+}
+
+void kept_calls::erase(const std::string& id) {
+  aipbx::lock_guard lock(mutex_);
+  calls_.erase(id);
+}
+
+writer::writer(const pg_options& options, kept_calls& kept)
     : options_(options),
       ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
-      jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }) {}
+      jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }),
+      kept_(kept) {}
 
 writer::~writer() = default;
 
@@ -132,12 +162,11 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
 }
 
 void writer::keep_calls() {
-  if (kept_.size() > kept_limit) kept_.clear();
   for (auto& [id, rec] : calls_) {
     auto version = versions_.find(id);
     if (version == versions_.end()) continue;
     rec->dirty = rec->state_dirty = rec->gaps_dirty = rec->media_dirty = rec->track_dirty = false;
-    kept_.insert_or_assign(id, kept_call{std::move(*rec), version->second});
+    kept_.put(id, kept_call{std::move(*rec), version->second});
   }
   calls_.clear();
 }
@@ -178,27 +207,27 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
 
 bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
   if (p.claims || !p.job_ids.empty()) return false;
-  const auto kept = [&](const std::string& id) { return kept_.contains(id); };
-  if (!std::all_of(p.new_ids.begin(), p.new_ids.end(), kept) ||
-      !std::all_of(p.lock_ids.begin(), p.lock_ids.end(), kept))
-    return false;
+  std::vector<std::string> ids = p.new_ids;
+  ids.insert(ids.end(), p.lock_ids.begin(), p.lock_ids.end());
+  sort_unique(ids);
+  std::vector<kept_call> copies;
+  if (!kept_.copy(ids, copies)) return false;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    versions_.emplace(ids[i], copies[i].version);
+    calls_.emplace(std::move(ids[i]), std::make_unique<call_record>(std::move(copies[i].rec)));
+  }
   // A packet at or below its call's highest sequence and not missing may repeat a stored one: reading
   // that one takes the other way.
-  for (const auto& op : batch) {
+  const bool may_repeat = std::any_of(batch.begin(), batch.end(), [&](const write_op& op) {
     const auto* in = std::get_if<ingest_op>(&op.v);
-    if (!in) continue;
-    const auto& tracker = kept_.at(in->p.call_id).rec.seq.tracker();
-    if (in->p.sequence <= tracker.highest() && !tracker.is_missing(in->p.sequence)) return false;
-  }
-  const auto load = [&](const std::string& id) {
-    if (calls_.contains(id)) return;
-    const kept_call& k = kept_.at(id);
-    calls_.emplace(id, std::make_unique<call_record>(k.rec));
-    versions_.emplace(id, k.version);
-  };
-  std::for_each(p.new_ids.begin(), p.new_ids.end(), load);
-  std::for_each(p.lock_ids.begin(), p.lock_ids.end(), load);
-  return true;
+    if (!in) return false;
+    const auto& tracker = calls_.at(in->p.call_id)->seq.tracker();
+    return in->p.sequence <= tracker.highest() && !tracker.is_missing(in->p.sequence);
+  });
+  if (!may_repeat) return true;
+  calls_.clear();
+  versions_.clear();
+  return false;
 }
 
 connection::statement writer::lock_kept() const {

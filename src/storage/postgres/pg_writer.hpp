@@ -5,15 +5,17 @@
 // every call it changed, one DELETE and INSERT for their gaps, one for its events, and so on (rows travel
 // as binary arrays, unnested by the server), sent in one pipeline with COMMIT.
 //
-// The writer keeps the state of the calls it committed last (their records and their rows' `version`). A
-// batch of packets and call operations whose calls are all kept, and none of whose packets may repeat a
-// stored one, is one round trip: BEGIN, aipbx_lock_calls (which locks the calls in id order and fails with a
-// serialization failure when one's version is not the kept one: another writer or node changed it), the
-// writes, COMMIT. Any other batch first reads what it needs (creating, locking and reading its calls, their
-// gaps, the stored packets its packets may repeat, the rows of the jobs it names) in one more round trip. A
-// failed attempt forgets the kept state of its calls, so its retry reads them.
+// The node's writers keep the state of the calls they committed last (their records and their rows'
+// `version`; see kept_calls). A batch of packets and call operations whose calls are all kept, and none of
+// whose packets may repeat a stored one, is one round trip: BEGIN, aipbx_lock_calls (which locks the calls in
+// id order and fails with a serialization failure when one's version is not the kept one: another node
+// changed it, or another writer while this batch was built), the writes, COMMIT. Any other batch first
+// reads what it needs (creating, locking and reading its calls, their gaps, the stored packets its packets
+// may repeat, the rows of the jobs it names) in one more round trip. A failed attempt forgets the kept state
+// of its calls, so its retry reads them.
 #pragma once
 
+#include "domain/thread_annotations.hpp"
 #include "storage/call_ledger.hpp"
 #include "storage/job_ledger.hpp"
 #include "storage/postgres/pg_call_store.hpp"
@@ -33,13 +35,35 @@
 
 namespace aipbx::pg {
 
+// What a node's writers committed last of each call: its record, and its row's version then. Shared by
+// the node's writers, so that what one wrote is kept for the next batch of another. Thread-safe.
+struct kept_call {
+  call_record rec;
+  std::int64_t version = 0;
+};
+class kept_calls {
+ public:
+  bool contains(const std::string& id) const EXCLUDES(mutex_);
+  // Copies of the kept calls of `ids`, or false (and nothing) when one of them is not kept.
+  bool copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const EXCLUDES(mutex_);
+  // Keeps `call`, unless a later version of it is kept already. Forgets every call first when there are
+  // `limit` of them (a node's calls come and go; those still live are kept again by their next batch).
+  void put(const std::string& id, kept_call call) EXCLUDES(mutex_);
+  void erase(const std::string& id) EXCLUDES(mutex_);
+
+ private:
+  static constexpr std::size_t limit = 50000;
+  mutable aipbx::mutex mutex_;
+  std::unordered_map<std::string, kept_call> calls_ GUARDED_BY(mutex_);
+};
+
 // Job columns in the order read_job expects.
 extern const char* const job_columns;
 job read_job(const result_set& r, int row);
 
 class writer {
  public:
-  explicit writer(const pg_options& options);
+  writer(const pg_options& options, kept_calls& kept);
   ~writer();
 
   // Applies `batch` (and, when `sweep`, the sweep, unless another node is sweeping) in one transaction on
@@ -58,12 +82,6 @@ class writer {
  private:
   using packet_key = std::pair<std::string_view, std::int64_t>;
   using call_map = std::map<std::string, std::unique_ptr<call_record>, std::less<>>;
-
-  // What this writer last committed of a call: its record, and its row's version then.
-  struct kept_call {
-    call_record rec;
-    std::int64_t version = 0;
-  };
 
   // What a batch names, gathered before its transaction reads anything.
   struct batch_plan {
@@ -133,11 +151,9 @@ class writer {
   const pg_options& options_;
   call_ledger ledger_;
   job_ledger jobs_;
-  // The calls this writer committed last, as it committed them (see above). They exist for good, so a
-  // batch that must read them locks them without first trying to create them. Cleared when it grows past
-  // kept_limit.
-  static constexpr std::size_t kept_limit = 50000;
-  std::unordered_map<std::string, kept_call> kept_;
+  // The calls the node's writers committed last (see above). They exist for good, so a batch that must
+  // read them locks them without first trying to create them.
+  kept_calls& kept_;
 
   // The state of the transaction being built; reset before each attempt.
   connection* conn_ = nullptr;  // the connection of the batch being applied

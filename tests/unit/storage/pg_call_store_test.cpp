@@ -94,10 +94,13 @@ TEST(PgCallStore, StoresStartingTogetherApplyEachMigrationOnce) {
 
 // Two nodes take the packets of the same calls at once, in any order, with repeats: each call's state is
 // what one writer would have made of them.
-TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
-  const std::string url = fresh("two_nodes");
+// Two nodes take packets of the same calls at once, each with `writers` writers (whose calls are apart
+// within a node, but not from the other node's).
+void two_nodes_sequence_the_same_calls_as_one(std::size_t writers) {
+  const std::string url = fresh(("two_nodes_" + std::to_string(writers)).c_str());
   pg_options o;
   o.url = url;
+  o.writers = writers;
   std::vector<std::unique_ptr<pg_call_store>> nodes;
   for (int i = 0; i < 2; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
   constexpr int calls = 3;
@@ -142,6 +145,9 @@ TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs"), calls * per_call);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps"), 0);
 }
+
+TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) { two_nodes_sequence_the_same_calls_as_one(1); }
+TEST(PgCallStore, TwoNodesOfTwoWritersSequenceTheSameCallsAsOne) { two_nodes_sequence_the_same_calls_as_one(2); }
 
 // A writer keeps the state of the calls it wrote last and skips reading them again; a call another node
 // wrote since is read again, and every answer is the one a single writer would give.
