@@ -269,7 +269,16 @@ void pg_call_store::writer_loop(std::size_t index) {
         next_sweep_ = now + options_.sweep_interval;
       }
     }
-    if (batch.empty() && !sweep) continue;
+    if (batch.empty() && !sweep) {
+      if (conn && conn->ok()) {
+        try {
+          w.pay_notify(*conn, token_);
+        } catch (const pg_error& e) {
+          log::warn("job notification not sent", {{"error", e.what()}});
+        }
+      }
+      continue;
+    }
 
     if (!conn || !conn->ok()) {
       conn.reset();

@@ -33,6 +33,8 @@ job read_job(const result_set& r, int row) {
 
 namespace {
 
+constexpr const char* notify_sql = "SELECT pg_notify('aipbx_jobs', $1)";
+
 constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, "
@@ -115,6 +117,7 @@ void writer::reset() {
   sweeping_ = false;
   jobs_queued_ = false;
   kept_attempt_ = false;
+  notifying_ = false;
 }
 
 writer::path_counts writer::paths() const {
@@ -158,6 +161,12 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
   jobs_.log_committed();
   (kept_attempt_ ? kept_batches_ : read_batches_).fetch_add(1, std::memory_order_relaxed);
   keep_calls();
+  if (notifying_) {
+    last_notify_ = std::chrono::steady_clock::now();
+    notify_owed_ = false;
+  } else if (jobs_queued_) {
+    notify_owed_ = true;
+  }
   return jobs_queued_;
 }
 
@@ -956,7 +965,15 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   events_at_ = insert_events(out, rows.events);
   jobs_queued_ = !rows.jobs.empty() || jobs_.queued_now();
   // Delivered at commit, to every node's listener (this node's own ignores its token).
-  if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});
+  notifying_ = (jobs_queued_ || notify_owed_) && std::chrono::steady_clock::now() - last_notify_ >= notify_interval;
+  if (notifying_) out.push_back({notify_sql, params{}.add(std::string_view(token))});
+}
+
+void writer::pay_notify(connection& c, const std::string& token) {
+  if (!notify_owed_ || std::chrono::steady_clock::now() - last_notify_ < notify_interval) return;
+  c.exec(notify_sql, params{}.add(std::string_view(token)));
+  last_notify_ = std::chrono::steady_clock::now();
+  notify_owed_ = false;
 }
 
 }  // namespace aipbx::pg

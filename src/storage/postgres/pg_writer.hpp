@@ -23,6 +23,7 @@
 #include "storage/write_op.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -71,6 +72,9 @@ class writer {
   // error for all of them if the transaction failed). `token` is the NOTIFY payload. Returns whether jobs
   // were queued.
   bool commit(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
+  // Sends the NOTIFY a committed batch owes (see notify_interval), when it is due; for a writer with nothing
+  // to commit. Throws pg_error.
+  void pay_notify(connection& c, const std::string& token);
   std::uint64_t failed_batches() const { return failed_batches_.load(std::memory_order_relaxed); }
   // Committed batches that took their calls from the kept state, and those that read them; attempts whose
   // kept calls another writer or node had changed (run again, reading them). Read from any thread.
@@ -173,6 +177,13 @@ class writer {
   bool sweeping_ = false;
   bool jobs_queued_ = false;
   bool kept_attempt_ = false;  // this attempt took its calls from the kept state
+  // Other nodes hear of new jobs by NOTIFY aipbx_jobs, sent by a writer at most every notify_interval
+  // (each one wakes every node's listener): a batch that queued jobs sooner owes one, which the writer's
+  // next transaction, or pay_notify, sends. This node's own workers are told at once, in-process.
+  static constexpr std::chrono::milliseconds notify_interval{20};
+  std::chrono::steady_clock::time_point last_notify_{};
+  bool notify_owed_ = false;
+  bool notifying_ = false;  // this attempt's writes carry the NOTIFY
   std::atomic<std::uint64_t> failed_batches_{0};
   std::atomic<std::uint64_t> kept_batches_{0}, read_batches_{0}, stale_attempts_{0};
 };

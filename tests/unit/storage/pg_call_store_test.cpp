@@ -257,6 +257,24 @@ TEST(PgCallStore, OtherNodesHearOfNewJobs) {
       << "a is told of its own job once, by its own writer, not again by NOTIFY; and once of b's";
 }
 
+// A writer notifies other nodes at most every few milliseconds; jobs it queued sooner after the last NOTIFY
+// are announced later, by its next transaction or, with nothing more to write, on its own.
+TEST(PgCallStore, JobsQueuedRightAfterANotificationAreAnnouncedToo) {
+  const std::string url = fresh("notify_owed");
+  pg_options o;
+  o.url = url;
+  pg_call_store a(o), b(o);
+  std::atomic<int> heard_b{0};
+  ASSERT_TRUE(eventually([&] { return a.listening() && b.listening(); }));
+  b.on_jobs_queued([&] { ++heard_b; });
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-1", 1, "d", 1.0, std::nullopt}));
+  ASSERT_TRUE(eventually([&] { return heard_b.load() >= 1; }));
+  const int before = heard_b.load();
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-2", 1, "d", 1.0, std::nullopt}));
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-3", 1, "d", 1.0, std::nullopt}));
+  EXPECT_TRUE(eventually([&] { return heard_b.load() > before; })) << "b heard nothing of a's later jobs";
+}
+
 TEST(PgCallStore, AnUnreachableServerFailsStartUp) {
   pg_options o;
   o.url = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2";
