@@ -23,9 +23,14 @@ namespace aipbx::pg {
 
 class pg_error : public std::runtime_error {
  public:
-  pg_error(std::string sqlstate, const std::string& what, bool connection_lost)
-      : std::runtime_error(what), sqlstate_(std::move(sqlstate)), connection_lost_(connection_lost) {}
+  pg_error(std::string sqlstate, const std::string& what, bool connection_lost, std::string constraint = {})
+      : std::runtime_error(what),
+        sqlstate_(std::move(sqlstate)),
+        constraint_(std::move(constraint)),
+        connection_lost_(connection_lost) {}
   const std::string& sqlstate() const { return sqlstate_; }
+  // The constraint a statement violated, if that was the error.
+  const std::string& constraint() const { return constraint_; }
   // A deadlock or serialization failure: the transaction may simply be run again.
   bool retryable() const { return sqlstate_ == "40001" || sqlstate_ == "40P01"; }
   // The server could not be reached, went away, or is starting or stopping: retry later.
@@ -33,6 +38,7 @@ class pg_error : public std::runtime_error {
 
  private:
   std::string sqlstate_;
+  std::string constraint_;
   bool connection_lost_;
 };
 

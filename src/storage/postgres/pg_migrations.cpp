@@ -177,20 +177,12 @@ CREATE INDEX call_events_call ON call_events(call_id, id);
 
 // A writer keeps the state of the calls it committed last, so that a batch of their packets need not read
 // them again (pg_writer.hpp). `version` counts the writes of a calls row: every writer's UPDATE of a call
-// counts it up. aipbx_lock_calls takes a batch's call ids (sorted bytewise, without repeats) and the
-// versions the writer kept of them, locks the calls in id order (the order every writer locks calls in),
-// and fails with a serialization failure (the writer runs the batch again, reading the calls) when one of
-// them is not at the version kept, or is gone. Locking returns the row's latest version, so a write
-// committed by another node while this one waited for the lock is seen.
+// counts it up, from the version the writer read or kept, and writes -1 instead when the row holds another
+// version (another node changed the call since, or another writer while the batch was built: the UPDATE
+// sees the row's latest version once it has its lock). calls_version_kept then fails the transaction, and
+// the writer runs the batch again, reading its calls.
 constexpr const char* v8_call_versions = R"sql(
-ALTER TABLE calls ADD COLUMN version bigint NOT NULL DEFAULT 0;
-CREATE FUNCTION aipbx_lock_calls(ids text[], versions bigint[]) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  IF ARRAY(SELECT version FROM calls WHERE id = ANY(ids) ORDER BY id FOR UPDATE) IS DISTINCT FROM versions THEN
-    RAISE EXCEPTION 'calls changed since this writer last wrote them' USING ERRCODE = 'serialization_failure';
-  END IF;
-END
-$$;
+ALTER TABLE calls ADD COLUMN version bigint NOT NULL DEFAULT 0 CONSTRAINT calls_version_kept CHECK (version >= 0);
 )sql";
 
 constexpr std::array<migration, 8> all{{

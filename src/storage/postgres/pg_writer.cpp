@@ -135,9 +135,10 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
     } catch (const pg_error& e) {
       c.rollback();
       forget_calls();
-      // Under READ COMMITTED, a serialization failure comes from aipbx_lock_calls alone.
-      if (kept_attempt_ && e.sqlstate() == "40001") stale_attempts_.fetch_add(1, std::memory_order_relaxed);
-      if (e.retryable() && attempt < 10) {
+      // A call kept by this writer was changed by another (see update_calls).
+      const bool stale = kept_attempt_ && e.constraint() == "calls_version_kept";
+      if (stale) stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+      if ((e.retryable() || stale) && attempt < 10) {
         log::debug("transaction retried", {{"error", e.what()}, {"attempt", attempt}});
         continue;
       }
@@ -198,8 +199,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   std::vector<connection::statement> writes;
   kept_attempt_ = !sweep_now && load_kept(p, batch);
   if (kept_attempt_) {
-    writes.push_back({"BEGIN", {}});
-    writes.push_back(lock_kept());
+    writes.push_back({"BEGIN", {}});  // the calls' UPDATE, first of the writes, locks them
   } else {
     const bool begun = find_calls(c, p, now, sweep_now);
     order_locks(p);
@@ -237,17 +237,6 @@ bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
   calls_.clear();
   versions_.clear();
   return false;
-}
-
-connection::statement writer::lock_kept() const {
-  std::vector<std::string> ids;
-  std::vector<std::int64_t> versions;
-  // calls_ orders ids bytewise, as COLLATE "C" orders calls.id: the order aipbx_lock_calls wants them in.
-  for (const auto& [id, rec] : calls_) {
-    ids.push_back(id);
-    versions.push_back(versions_.at(id));
-  }
-  return {"SELECT aipbx_lock_calls($1::text[], $2::bigint[])", params{}.add_texts(ids).add_ints(versions)};
 }
 
 writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
@@ -830,8 +819,9 @@ struct call_columns {
   std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
   std::vector<std::optional<std::string>> end_reason;
   std::vector<double> changed_at;
+  std::vector<std::int64_t> version;
 
-  void add(const std::string& call_id, const call_record& rec) {
+  void add(const std::string& call_id, const call_record& rec, std::int64_t read_version) {
     const auto& t = rec.seq.tracker();
     id.push_back(call_id);
     state.emplace_back(to_string(rec.state));
@@ -854,17 +844,23 @@ struct call_columns {
     ended_at.push_back(rec.ended_at);
     end_reason.push_back(rec.end_reason);
     changed_at.push_back(rec.state_changed_at);
+    version.push_back(read_version);
   }
 };
 
-// Every call the batch wrote anything of (its row, gaps, media or track) gets its row written whole and
-// its version counted up, in the same statement: a writer that kept the call's state sees the change.
-// Returns the statement's index: its RETURNING gives the new versions.
+// Every call the batch wrote anything of (its row, gaps, media or track), or `every` call it holds, gets its
+// row written whole and its version counted up from the one it was read or kept at: a writer that kept the
+// call's state sees the change. A row at another version gets -1, which calls_version_kept refuses
+// (pg_migrations.cpp). The rows are updated in the order of `calls` (ids sorted; the plan runs through the
+// array into calls' key, never a scan), so that, first in a transaction, the statement locks them in id
+// order, as every writer does. Returns the statement's index: its RETURNING gives the new versions.
 template <class Calls>
-std::optional<std::size_t> update_calls(statements& out, const Calls& calls, double now) {
+std::optional<std::size_t> update_calls(statements& out, const Calls& calls,
+                                        const std::unordered_map<std::string, std::int64_t>& versions, bool every,
+                                        double now) {
   call_columns u;
   for (const auto& [id, rec] : calls)
-    if (rec->dirty || rec->gaps_dirty || rec->media_dirty || rec->track_dirty) u.add(id, *rec);
+    if (every || rec->dirty || rec->gaps_dirty || rec->media_dirty || rec->track_dirty) u.add(id, *rec, versions.at(id));
   if (u.id.empty()) return std::nullopt;
   out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
                  "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
@@ -873,13 +869,13 @@ std::optional<std::size_t> update_calls(statements& out, const Calls& calls, dou
                  "jobs_succeeded = u.succeeded, jobs_dead = u.dead, first_timestamp = u.first_ts, "
                  "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, ended_at = u.ended_at, "
                  "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22, "
-                 "version = calls.version + 1 "
+                 "version = CASE WHEN calls.version = u.version THEN u.version + 1 ELSE -1 END "
                  "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
                  "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
                  "$13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], "
-                 "$19::float8[], $20::text[], $21::float8[]) AS u(id, state, last, expected, received, dup, ooo, "
-                 "gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, last_ts, "
-                 "last_packet_at, ended_at, end_reason, changed_at) "
+                 "$19::float8[], $20::text[], $21::float8[], $23::bigint[]) AS u(id, state, last, expected, "
+                 "received, dup, ooo, gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, "
+                 "last_ts, last_packet_at, ended_at, end_reason, changed_at, version) "
                  "WHERE calls.id = u.id RETURNING calls.id, calls.version",
                  params{}
                      .add_texts(u.id)
@@ -903,7 +899,8 @@ std::optional<std::size_t> update_calls(statements& out, const Calls& calls, dou
                      .add_optional_doubles(u.ended_at)
                      .add_optional_texts(u.end_reason)
                      .add_doubles(u.changed_at)
-                     .add(now)});
+                     .add(now)
+                     .add_ints(u.version)});
   return out.size() - 1;
 }
 
@@ -954,12 +951,13 @@ result_set writer::read_jobs_table(connection& c, connection::statement read) {
 
 void writer::flush(std::vector<connection::statement>& out, double now, const std::string& token) {
   const auto& rows = ledger_.rows();
+  // First: in a batch of kept calls, it locks them (see update_calls).
+  versions_at_ = update_calls(out, calls_, versions_, kept_attempt_, now);
   insert_packets(out, rows.packets, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, options_.max_attempts, now);
   write_job_rows(out, jobs_.rows());
   insert_transitions(out, rows.transitions);
-  versions_at_ = update_calls(out, calls_, now);
   update_media(out, calls_);
   update_tracks(out, calls_);
   events_at_ = insert_events(out, rows.events);

@@ -7,9 +7,9 @@
 //
 // The node's writers keep the state of the calls they committed last (their records and their rows'
 // `version`; see kept_calls). A batch of packets and call operations whose calls are all kept, and none of
-// whose packets may repeat a stored one, is one round trip: BEGIN, aipbx_lock_calls (which locks the calls in
-// id order and fails with a serialization failure when one's version is not the kept one: another node
-// changed it, or another writer while this batch was built), the writes, COMMIT. Any other batch first
+// whose packets may repeat a stored one, is one round trip: BEGIN, the UPDATE of its calls (which locks them
+// in id order, and fails on calls_version_kept when one's version is not the kept one: another node changed
+// it, or another writer while this batch was built), the other writes, COMMIT. Any other batch first
 // reads what it needs (creating, locking and reading its calls, their gaps, the stored packets its packets
 // may repeat, the rows of the jobs it names) in one more round trip. A failed attempt forgets the kept state
 // of its calls, so its retry reads them.
@@ -68,7 +68,8 @@ class writer {
   ~writer();
 
   // Applies `batch` (and, when `sweep`, the sweep, unless another node is sweeping) in one transaction on
-  // `c`, running it again after a deadlock or serialization failure. Every op then holds its result (an
+  // `c`, running it again after a deadlock, a serialization failure, or a change to a call it kept (read
+  // then; see above). Every op then holds its result (an
   // error for all of them if the transaction failed). `token` is the NOTIFY payload. Returns whether jobs
   // were queued.
   bool commit(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
@@ -102,8 +103,6 @@ class writer {
   // Loads the batch's calls from the kept state when it can go in one round trip (see above); returns
   // whether it did.
   bool load_kept(const batch_plan& plan, const std::deque<write_op>& batch);
-  // The statement that locks the kept calls loaded, checking their versions.
-  connection::statement lock_kept() const;
   // After COMMIT: the calls the batch locked, as committed, are kept.
   void keep_calls();
   // After a failed attempt: its calls may have changed under it.
