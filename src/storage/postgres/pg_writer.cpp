@@ -189,9 +189,9 @@ void writer::read_versions(const result_set& r) {
   for (int i = 0; i < r.rows(); ++i) versions_.insert_or_assign(r.text(i, 0), r.int64(i, 1));
 }
 
-// A batch of packets of kept calls is one round trip (see the header). Otherwise: job operations, claims
-// and sweeps first look up the calls they will touch (one round trip); then the batch creates, locks and
-// reads its calls (another); then its writes and COMMIT. Every call is locked up front in id order (the
+// A batch of packets of kept calls is one round trip (see the header). Otherwise: claims and sweeps first
+// look up the calls they will touch (one round trip); then the batch creates, locks and reads its calls
+// (another); then its writes and COMMIT. Every call is locked up front in id order (the
 // same order on every node, whichever way), and the jobs the batch names after them.
 void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sweep_now, const std::string& token) {
   conn_ = &c;
@@ -269,13 +269,10 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
 }
 
 bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now) {
-  if (p.job_call_ids.empty() && !p.claims && !sweep_now) return false;
+  // The calls of the jobs the batch names are found by load() itself, in the statement that locks calls.
+  if (!p.claims && !sweep_now) return false;
   std::vector<connection::statement> reads{{"BEGIN", {}}};
-  std::optional<std::size_t> job_calls_at, expired_at, sweep_at;
-  if (!p.job_call_ids.empty()) {
-    job_calls_at = reads.size();
-    reads.push_back({"SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])", params{}.add_ints(p.job_call_ids)});
-  }
+  std::optional<std::size_t> expired_at, sweep_at;
   // The calls of jobs a claim may find dead (a lease expired on their last attempt).
   if (p.claims) {
     expired_at = reads.size();
@@ -291,7 +288,6 @@ bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now
   const auto add_ids = [&](const result_set& r) {
     for (int i = 0; i < r.rows(); ++i) p.lock_ids.push_back(r.text(i, 0));
   };
-  if (job_calls_at) add_ids(results[*job_calls_at]);
   if (expired_at) add_ids(results[*expired_at]);
   if (sweep_at) collect_sweep(results, *sweep_at, p);
   return true;
@@ -356,13 +352,24 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
         add("INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
             "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
             params{}.add_texts(p.new_ids).add(now));
-  if (!p.lock_ids.empty()) {
-    locked_at = add(std::string("SELECT ") + record_columns +
-                        " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                    params{}.add_texts(p.lock_ids));
-    add("SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
-        "ANY($1::text[]) ORDER BY call_id, first_sequence",
-        params{}.add_texts(p.lock_ids));
+  if (!p.lock_ids.empty() || !p.job_call_ids.empty()) {
+    // The calls the batch names, and those of the jobs whose outcome changes their call (finish, replay).
+    const bool of_jobs = !p.job_call_ids.empty();
+    const std::string named = of_jobs ? " IN (SELECT unnest($1::text[]) UNION SELECT call_id FROM jobs WHERE id = "
+                                        "ANY($2::bigint[]))"
+                                      : " = ANY($1::text[])";
+    const auto ids = [&] {
+      params values;
+      values.add_texts(p.lock_ids);
+      if (of_jobs) values.add_ints(p.job_call_ids);
+      return values;
+    };
+    locked_at = add(std::string("SELECT ") + record_columns + " FROM calls WHERE id" + named +
+                        " ORDER BY id FOR UPDATE",
+                    ids());
+    add("SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id" + named +
+            " ORDER BY call_id, first_sequence",
+        ids());
   }
   // Stored packets with the sequences of this batch's packets: only sequences at or below a call's highest
   // can be (the call is locked, so no other transaction adds any meanwhile).

@@ -109,8 +109,8 @@ class writer {
   void forget_calls();
   // The versions the written calls' rows got (RETURNING of the calls' UPDATE).
   void read_versions(const result_set& r);
-  // Looks up the calls that job operations, claims and the sweep will touch, in one round trip that opens
-  // the transaction, when there are any; returns whether it did open it.
+  // Looks up the calls that claims (of jobs they may find dead) and the sweep will touch, in one round trip
+  // that opens the transaction, when there are any; returns whether it did open it.
   bool find_calls(connection& c, batch_plan& plan, double now, bool sweep);
   // The sweep's queries for the round trip of find_calls: the advisory lock, then each candidate query.
   void sweep_queries(std::vector<connection::statement>& out, double now) const;
@@ -119,8 +119,8 @@ class writer {
   // Creates only the calls this writer has not seen committed; every call is locked in id order.
   void order_locks(batch_plan& plan) const;
   // Opens the transaction unless `begun`, creates the calls to create that do not exist, locks the calls
-  // to lock (sorted) and reads them, their gaps, the stored packets the batch's packets may repeat, and
-  // the rows of the jobs it names.
+  // to lock and those of the jobs whose outcome changes their call (in id order) and reads them, their
+  // gaps, the stored packets the batch's packets may repeat, and the rows of the jobs it names.
   void load(connection& c, bool begun, const batch_plan& plan, const std::deque<write_op>& batch, double now);
   void read_created(const result_set& created, const std::deque<write_op>& batch, double now);
   void read_records(const result_set& calls, const result_set& gaps);
