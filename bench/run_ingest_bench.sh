@@ -13,7 +13,13 @@
 # With --pg-nodes "1 2", aipbx also runs on PostgreSQL (a throwaway server started with scripts/pg-cluster.sh
 # on 127.0.0.1, a fresh database per run) with that many nodes, each loaded by a wrk of its own (the
 # connections and calls split between them); the rate is the sum, the latencies the worst node's, the server
-# CPU that of the nodes and of PostgreSQL together, and the stored rows are counted with psql.
+# CPU that of the nodes and of PostgreSQL together, and the stored rows are counted with psql. The server loads
+# pg_stat_statements: after each PostgreSQL run, bench/pg_statements.sh reports where its execution time went
+# (by statement, and per stored packet), and a last table gives, per run, PostgreSQL's execution time and CPU
+# per packet beside aipbx's CPU per packet.
+#
+# With --build NAME:BINARY (repeatable), every aipbx run is made once per build, one build right after the
+# other (before/after comparisons in one invocation); rows are labelled with NAME.
 #
 # With --ceiling, aipbx first answers the same wrk load made of `GET /healthz` requests (no body, no JSON,
 # no storage): the most requests per second this machine's HTTP path and wrk can exchange at all, against
@@ -47,6 +53,8 @@ extra_aipbx_args=()
 variants=()
 pg_nodes=""
 run_ceiling=0
+run_sqlite=1
+builds=()
 
 usage() {
   cat <<EOF
@@ -66,6 +74,10 @@ usage: $0 [options] [AIPBX_BINARY]
                         run's AI jobs by state and the jobs finished per second during the load.
   --pg-nodes "L"        also run aipbx on PostgreSQL with each listed number of nodes (e.g. "1 2"),
                         after the SQLite runs (needs Debian's postgresql: scripts/install-deps.sh)
+  --pg-top N            statements listed in each PostgreSQL run's pg_stat_statements report (default 8)
+  --no-sqlite           skip aipbx's SQLite runs (the PostgreSQL runs and the seed still run)
+  --build NAME:BINARY   run every aipbx configuration with this binary too, labelled NAME (repeatable;
+                        with --build, AIPBX_BINARY is only used when no --build is given)
   --db-dir DIR          put aipbx's database in DIR instead of the temporary directory (e.g. /dev/shm
                         to see what the disk costs; then nothing is durable)
   --seed-dir DIR        the seed peer (default ../shared/peers/seed-fastapi)
@@ -93,6 +105,9 @@ while [ $# -gt 0 ]; do
     --variant) variants+=("$2"); shift 2 ;;
     --db-dir) db_dir=$2; shift 2 ;;
     --pg-nodes) pg_nodes=$2; shift 2 ;;
+    --pg-top) pg_top=$2; shift 2 ;;
+    --no-sqlite) run_sqlite=0; shift ;;
+    --build) builds+=("$2"); shift 2 ;;
     --seed-dir) seed_dir=$2; shift 2 ;;
     --seed-connections) seed_connections=$2; shift 2 ;;
     --no-seed) run_seed=0; run_seed_quiet=0; shift ;;
@@ -108,14 +123,28 @@ while [ $# -gt 0 ]; do
   esac
 done
 seed_connections=${seed_connections:-$connections}
+pg_top=${pg_top:-8}
+# Each build as NAME|BINARY; without --build, the one binary, unlabelled.
+((${#builds[@]})) || builds=("|$aipbx_bin")
+for i in "${!builds[@]}"; do
+  b=${builds[$i]}
+  if [[ "$b" != *"|"* ]]; then
+    [[ "$b" == *:* ]] || { echo "--build wants NAME:BINARY, not $b" >&2; exit 2; }
+    builds[$i]="${b%%:*}|${b#*:}"
+  fi
+done
 load_calls=$calls  # what wrk is told; 0 for the ceiling run (GET /healthz only)
 
 for tool in wrk sqlite3 curl python3 timeout /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
 done
-if [ "$run_aipbx" = 1 ] && [ ! -x "$aipbx_bin" ]; then
-  echo "no aipbx binary at $aipbx_bin: build it first (see docs/performance.md) or pass its path" >&2
-  exit 2
+if [ "$run_aipbx" = 1 ]; then
+  for b in "${builds[@]}"; do
+    if [ ! -x "${b#*|}" ]; then
+      echo "no aipbx binary at ${b#*|}: build it first (see docs/performance.md) or pass its path" >&2
+      exit 2
+    fi
+  done
 fi
 if [ "$run_seed" = 1 ] && [ ! -x "$seed_dir/run.sh" ]; then
   echo "no seed peer at $seed_dir/run.sh (use --seed-dir or --no-seed)" >&2
@@ -213,6 +242,8 @@ declare -a rows=()
 declare -a jobrows=()
 declare -a variant_rates=()
 declare -a pg_rates=()
+declare -a pg_reports=()
+declare -a pg_costs=()
 status=0
 best_aipbx=""
 seed_rate=""
@@ -316,44 +347,60 @@ if [ "$run_aipbx" = 1 ] && [ "$run_ceiling" = 1 ]; then
   port=$(free_port)
   load_calls=0
   run_one "aipbx GET /healthz -t$t" "$connections" "$work/ceiling.db" /healthz -- \
-    "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/ceiling.db" --threads "$t" --log-level warning \
+    "${builds[0]#*|}" serve --host 127.0.0.1 --port "$port" --db "$work/ceiling.db" --threads "$t" --log-level warning \
     --workers 0 "${extra_aipbx_args[@]}"
   load_calls=$calls
   ceiling_rate=$last_rate
 fi
-if [ "$run_aipbx" = 1 ]; then
+if [ "$run_aipbx" = 1 ] && [ "$run_sqlite" = 1 ]; then
   ((${#variants[@]})) || variants=(":")
   vi=0
   for variant in "${variants[@]}"; do
     vname=${variant%%:*}
     read -r -a vargs <<<"${variant#*:}"
     for t in $aipbx_threads; do
-      port=$(free_port)
-      if [ -n "$db_dir" ]; then
-        db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
-        db_dirs+=("$db_sub")
-        db="$db_sub/aipbx-v$vi-t$t.db"
-      else
-        db="$work/aipbx-v$vi-t$t.db"
-      fi
-      label="aipbx --threads $t"
-      [ -n "$vname" ] && label="aipbx $vname -t$t"
-      run_one "$label" "$connections" "$db" /healthz -- \
-        "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
-        "${extra_aipbx_args[@]}" "${vargs[@]}"
-      if [ -z "$best_aipbx" ] || python3 -c "import sys; sys.exit(0 if $last_rate > $best_aipbx else 1)"; then
-        best_aipbx=$last_rate
-      fi
-      [ -n "$vname" ] && variant_rates+=("$label|$last_rate")
+      for bi in "${!builds[@]}"; do
+        bname=${builds[$bi]%%|*}
+        port=$(free_port)
+        if [ -n "$db_dir" ]; then
+          db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
+          db_dirs+=("$db_sub")
+          db="$db_sub/aipbx-v$vi-t$t-b$bi.db"
+        else
+          db="$work/aipbx-v$vi-t$t-b$bi.db"
+        fi
+        label="aipbx --threads $t"
+        [ -n "$vname" ] && label="aipbx $vname -t$t"
+        [ -n "$bname" ] && label="$bname $label"
+        run_one "$label" "$connections" "$db" /healthz -- \
+          "${builds[$bi]#*|}" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
+          "${extra_aipbx_args[@]}" "${vargs[@]}"
+        if [ -z "$best_aipbx" ] || python3 -c "import sys; sys.exit(0 if $last_rate > $best_aipbx else 1)"; then
+          best_aipbx=$last_rate
+        fi
+        [ -n "$vname" ] && variant_rates+=("$label|$last_rate")
+      done
     done
     vi=$((vi + 1))
   done
 fi
-# run_pg N: aipbx with N nodes on one fresh PostgreSQL database, one wrk per node.
+# run_pg N BUILD: aipbx (the build with that index) with N nodes on one fresh PostgreSQL database, one wrk per
+# node; afterwards pg_stat_statements' figures for the run.
+pg_ticks() {  # CPU ticks of the postmaster and its children (the backends, and those that ended)
+  local postmaster total=0 p
+  postmaster=$(head -1 "$pg_dir/data/postmaster.pid")
+  total=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat" 2>/dev/null || echo 0)
+  for p in $(pgrep -P "$postmaster"); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 run_pg() {
-  local n=$1 t=${aipbx_threads%% *}
+  local n=$1 bi=$2 t=${aipbx_threads%% *}
+  local bname=${builds[$bi]%%|*} bin=${builds[$bi]#*|}
   local name="aipbx pg ${n} node(s) -t$t"
-  local tag="pg$n"
+  [ -n "$bname" ] && name="$bname $name"
+  local tag="pg$n-b$bi"
   local conns=$((connections / n)) node_calls=$((calls / n)) wt=$((wrk_threads > n ? wrk_threads / n : 1))
   (( conns % wt == 0 )) || wt=1
   wait_quiet
@@ -367,25 +414,18 @@ run_pg() {
   for ((i = 0; i < n; i++)); do
     local port
     port=$(free_port)
-    "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$url" --threads "$t" --log-level warning \
+    "$bin" serve --host 127.0.0.1 --port "$port" --db "$url" --threads "$t" --log-level warning \
       --node-name "bench-$i" "${extra_aipbx_args[@]}" >"$work/$tag-$i.server.log.stdout" 2>"$work/$tag-$i.server.log" &
     node_pids+=("$!")
     pids+=("$!")
     ports+=("$port")
     wait_ready "http://127.0.0.1:$port/healthz" "$!" "$work/$tag-$i.server.log" || { status=1; return 0; }
   done
-  local postmaster
-  postmaster=$(head -1 "$pg_dir/data/postmaster.pid")
-  pg_ticks() {  # CPU ticks of the postmaster and its children (the backends)
-    local total=0 p
-    for p in $postmaster $(pgrep -P "$postmaster"); do
-      total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-  }
-  local cpu_before=0 p
-  for p in "${node_pids[@]}"; do cpu_before=$((cpu_before + $(cpu_ticks "$p"))); done
-  cpu_before=$((cpu_before + $(pg_ticks)))
+  "$here/pg_statements.sh" reset "$url" || { echo "cannot reset pg_stat_statements" >&2; status=1; }
+  local nodes_before=0 pg_before p t_start t_end
+  for p in "${node_pids[@]}"; do nodes_before=$((nodes_before + $(cpu_ticks "$p"))); done
+  pg_before=$(pg_ticks)
+  t_start=$(date +%s.%N)
   local prefix="r$(date +%s)$RANDOM$tag" wrk_pids=()
   for ((i = 0; i < n; i++)); do
     timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$work/$tag-$i.wrk.time" \
@@ -395,9 +435,10 @@ run_pg() {
     wrk_pids+=("$!")
   done
   for p in "${wrk_pids[@]}"; do wait "$p" || { echo "wrk failed" >&2; status=1; }; done
-  local cpu_after=0 load_after
-  for p in "${node_pids[@]}"; do cpu_after=$((cpu_after + $(cpu_ticks "$p"))); done
-  cpu_after=$((cpu_after + $(pg_ticks)))
+  t_end=$(date +%s.%N)
+  local nodes_after=0 pg_after load_after
+  for p in "${node_pids[@]}"; do nodes_after=$((nodes_after + $(cpu_ticks "$p"))); done
+  pg_after=$(pg_ticks)
   load_after=$(load1)
   for p in "${node_pids[@]}"; do stop_pid "$p"; done
   # Sum of the nodes' rates and counts; the worst node's latencies.
@@ -430,7 +471,7 @@ PY
   local kv
   for kv in $sum; do r[${kv%%=*}]=${kv#*=}; done
   local stored check
-  stored=$(psql -At "${pg_url%/*}/$dbname" -c "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
+  stored=$(psql -At "$url" -c "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
   if ! [[ "$stored" =~ ^[0-9]+$ ]]; then
     check="psql failed: $stored"; status=1
   elif (( stored < r[ok] )); then
@@ -440,29 +481,55 @@ PY
   else
     check="ok (+$((stored - r[ok])) in flight at stop)"
   fi
+  # The nodes' and PostgreSQL's CPU together (the table's srv and us/req, as for SQLite), and apart.
   local cpu
   cpu=$(python3 -c '
 import sys
-b, a, secs, n, wrk, tick = sys.argv[1:]
-srv = (int(a) - int(b)) / float(tick)
+nb, na, pb, pa, secs, n, wrk, tick = sys.argv[1:]
+nodes, pg = (int(na) - int(nb)) / float(tick), (int(pa) - int(pb)) / float(tick)
 secs, n, wrk = float(secs), int(n), float(wrk)
-per = srv * 1e6 / n if n else float("nan")
-print(f"{srv / secs:.2f} {per:.0f} {wrk / secs:.2f}")' \
-    "$cpu_before" "$cpu_after" "${r[seconds]}" "${r[responses]}" "${r[wrk_cpu]}" "$(getconf CLK_TCK)")
-  local srv_cores srv_us wrk_cores
-  read -r srv_cores srv_us wrk_cores <<<"$cpu"
+per = lambda cpu: cpu * 1e6 / n if n else float("nan")
+print(f"{(nodes + pg) / secs:.2f} {per(nodes + pg):.0f} {wrk / secs:.2f} {per(nodes):.0f} {per(pg):.0f} {pg / secs:.2f}")' \
+    "$nodes_before" "$nodes_after" "$pg_before" "$pg_after" "${r[seconds]}" "${r[responses]}" "${r[wrk_cpu]}" \
+    "$(getconf CLK_TCK)")
+  local srv_cores srv_us wrk_cores nodes_us pg_us pg_cores
+  read -r srv_cores srv_us wrk_cores nodes_us pg_us pg_cores <<<"$cpu"
   rows+=("$(printf '%-22s %5s %8.0f %8.2f %8.2f %8.2f %7s %7s %8s %8s %8s %5s %6s %5s  %s' \
     "$name" "$connections" "${r[ok_rps]}" "${r[p50_ms]}" "${r[p99_ms]}" "${r[p999_ms]}" "${r[non2xx]}" \
     "${r[sockerr]}" "${r[timeouts]}" "${r[ok]}" "$stored" "$srv_cores" "$srv_us" "$wrk_cores" \
     "$load_before/$load_after  $check")")
   pg_rates+=("$name|${r[ok_rps]}")
+  # Where PostgreSQL's execution time went; every statement of the database counts, over every packet it
+  # stored during the load (the rows beyond the prefix are none: the database is the run's own).
+  local report exec_us="?"
+  if [[ "$stored" =~ ^[0-9]+$ ]] && (( stored > 0 )); then
+    report=$("$here/pg_statements.sh" report "$url" "$stored" "$pg_top" 2>&1) || status=1
+    pg_reports+=("== $name: pg_stat_statements over the load ($stored packets)"$'\n'"$report")
+    exec_us=$(sed -n 's/^PG_STATEMENTS_RESULT .*us_per_packet=\([0-9.]*\).*/\1/p' <<<"$report")
+  fi
+  pg_costs+=("$(printf '%-34s %8.0f %10s %10s %10s %10s %10s' "$name" "${r[ok_rps]}" "$exec_us" "$pg_us" "$pg_cores" \
+    "$nodes_us" "$srv_us")")
+  local jobs
+  jobs=$(psql -At -F '|' "$url" -c "SELECT COUNT(*), COUNT(*) FILTER (WHERE state = 'succeeded'),
+      COUNT(*) FILTER (WHERE state = 'dead'), COUNT(*) FILTER (WHERE state IN ('queued', 'running')),
+      COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND finished_at <= $t_end) FROM jobs
+      WHERE call_id LIKE '$prefix-%'" 2>/dev/null) || jobs=""
+  if [ -n "$jobs" ]; then
+    local total ok dead waiting done_in_load
+    IFS='|' read -r total ok dead waiting done_in_load <<<"$jobs"
+    jobrows+=("$(printf '%-34s %8s %9s %6s %8s %10s' "$name" "$total" "$ok" "$dead" "$waiting" \
+      "$(python3 -c "print(f'{$done_in_load / ($t_end - $t_start):.0f}')")")")
+  fi
 }
 
 if [ "$run_aipbx" = 1 ] && [ -n "$pg_nodes" ]; then
   command -v psql >/dev/null || { echo "missing: psql (run scripts/install-deps.sh)" >&2; exit 2; }
   pg_dir=$(mktemp -d /tmp/aipbx-bench-pg.XXXXXX)
-  pg_url=$("$root/scripts/pg-cluster.sh" start "$pg_dir") || { echo "cannot start PostgreSQL" >&2; exit 1; }
-  for n in $pg_nodes; do run_pg "$n"; done
+  pg_url=$(AIPBX_PG_SETTINGS="shared_preload_libraries=pg_stat_statements" \
+    "$root/scripts/pg-cluster.sh" start "$pg_dir") || { echo "cannot start PostgreSQL" >&2; exit 1; }
+  for n in $pg_nodes; do
+    for bi in "${!builds[@]}"; do run_pg "$n" "$bi"; done
+  done
 fi
 if [ "$run_seed" = 1 ]; then
   port=$(free_port)
@@ -491,6 +558,14 @@ if ((${#jobrows[@]})); then
   echo "AI jobs of each aipbx run's calls (counted after the server stopped; done/s: finished while the load ran)"
   printf '%-34s %8s %9s %6s %8s %10s\n' server jobs succeeded dead waiting 'done/s'
   for row in "${jobrows[@]}"; do echo "$row"; done
+fi
+if ((${#pg_reports[@]})); then
+  echo
+  for report in "${pg_reports[@]}"; do echo "$report"; echo; done
+  echo "PostgreSQL per packet: exec = pg_stat_statements' execution time; pg CPU, nodes CPU = /proc of the"
+  echo "PostgreSQL processes and of the aipbx nodes during the load; both = the table's us/req"
+  printf '%-34s %8s %10s %10s %10s %10s %10s\n' server 'rate/s' 'exec us' 'pg CPU us' 'pg cores' 'nodes us' 'both us'
+  for row in "${pg_costs[@]}"; do echo "$row"; done
 fi
 if ((${#variant_rates[@]} > 1)); then
   echo

@@ -7,6 +7,9 @@
 # initdb and postgres refuse to run as root: as root, they run as the `postgres` system user (created by
 # Debian's postgresql package), which owns DIR. Trust authentication, loopback only: the cluster is for one
 # test run and holds test data. Uses Debian's PostgreSQL (scripts/install-deps.sh installs it).
+#
+# AIPBX_PG_SETTINGS (at `start`): more server settings, space-separated name=value pairs, kept in DIR/settings
+# for every later start of the same cluster (the benchmarks load pg_stat_statements this way).
 set -euo pipefail
 
 cmd=${1:?usage: pg-cluster.sh start|stop|url|stop-server|start-server DIR}
@@ -35,10 +38,11 @@ free_port() {
 }
 
 start_server() {
-  local port
+  local port extra="" setting
   port=$(cat "$dir/port")
+  for setting in $(cat "$dir/settings" 2>/dev/null); do extra+=" -c $setting"; done
   as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -s \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300" start
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c max_connections=300$extra" start
 }
 
 # `fast` (what an operator's stop does: a shutdown checkpoint) or `immediate` (a crash: no checkpoint; for a
@@ -59,6 +63,7 @@ case "$cmd" in
       exit 1
     }
     free_port >"$dir/port"
+    echo "${AIPBX_PG_SETTINGS:-}" >"$dir/settings"
     start_server || {
       cat "$dir/server.log" >&2
       exit 1

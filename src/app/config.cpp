@@ -217,7 +217,8 @@ void add_store_options(CLI::App& cmd, serve_config& c) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{256}))
       ->capture_default_str();
   cmd.add_option("--pg-writers", c.pg_writers,
-                 "PostgreSQL store: writer threads, each committing batches of writes on a connection of its own")
+                 "PostgreSQL store: writer threads, each committing batches of writes on a connection of its own, "
+                 "each for its own share of the calls")
       ->envname("AIPBX_PG_WRITERS")
       ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
       ->capture_default_str();

@@ -204,6 +204,14 @@ TEST(PostgresServe, IngestReadApiAndAiJobsEndToEnd) {
   EXPECT_EQ(jobs.total(), 5);
   auto metrics = c.get("/metrics");
   EXPECT_NE(metrics.body.find("aipbx_jobs{state=\"succeeded\"} 5"), std::string::npos) << metrics.body;
+  // pg-a's packets after its first were applied to the state its writer kept; this node alone wrote them.
+  const auto value = [&](const std::string& name) {
+    const auto at = metrics.body.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.body.substr(at + name.size() + 2));
+  };
+  EXPECT_GE(value(R"(aipbx_pg_batches_total{path="kept"})"), 1) << metrics.body;
+  EXPECT_GE(value(R"(aipbx_pg_batches_total{path="read"})"), 1) << metrics.body;
+  EXPECT_EQ(value("aipbx_pg_kept_stale_total"), 0) << metrics.body;
   EXPECT_EQ(node.stop(), 0);
 }
 

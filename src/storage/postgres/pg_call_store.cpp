@@ -106,21 +106,51 @@ pg_call_store::pg_call_store(pg_options options) : options_(std::move(options)),
   }
   idle_readers_.push_back(std::move(c));
   next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_interval;
-  for (std::size_t i = 0; i < options_.writers; ++i) writers_.push_back(std::make_unique<pg::writer>(options_));
+  kept_ = std::make_unique<pg::kept_calls>();
+  for (std::size_t i = 0; i < options_.writers; ++i) {
+    writers_.push_back(std::make_unique<pg::writer>(options_, *kept_));
+    queues_.push_back(std::make_unique<writer_queue>());
+  }
   for (std::size_t i = 0; i < options_.writers; ++i) writer_threads_.emplace_back([this, i] { writer_loop(i); });
   listener_thread_ = std::thread([this] { listener_loop(); });
 }
 
 pg_call_store::~pg_call_store() { stop(); }
 
+namespace {
+
+// The call a write names, if it names one.
+const std::string* call_of(const write_op& op) {
+  return std::visit(
+      [](const auto& o) -> const std::string* {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, ingest_op>) return &o.p.call_id;
+        else if constexpr (std::is_same_v<T, event_op>) return &o.e.call_id;
+        else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op> ||
+                           std::is_same_v<T, declare_op>)
+          return &o.call_id;
+        else return nullptr;
+      },
+      op.v);
+}
+
+}  // namespace
+
+std::size_t pg_call_store::writer_for(const write_op& op) const {
+  if (queues_.size() == 1) return 0;
+  const std::string* call = call_of(op);
+  return call ? std::hash<std::string>{}(*call) % queues_.size() : 0;
+}
+
 void pg_call_store::submit(write_op op, bool bounded) {
   errc refused;
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_ && (!bounded || queue_.size() < options_.queue_limit)) {
-      queue_.push_back(std::move(op));
-      queued_.store(queue_.size(), std::memory_order_relaxed);
-      wake_.notify_one();
+    if (!stopping_ && (!bounded || queued_total_ < options_.queue_limit)) {
+      auto& q = *queues_[writer_for(op)];
+      q.ops.push_back(std::move(op));
+      queued_.store(++queued_total_, std::memory_order_relaxed);
+      q.wake.notify_one();
       return;
     }
     refused = stopping_ ? errc::unavailable : errc::overloaded;
@@ -221,24 +251,34 @@ void pg_call_store::writer_loop(std::size_t index) {
     bool sweep = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait_until(lock, next_sweep_, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) break;
-      if (queue_.size() <= options_.max_batch) {
-        batch.swap(queue_);
-      } else {
-        auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
-        batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
-        queue_.erase(queue_.begin(), end);
-        wake_.notify_one();  // another writer can take the rest
+      auto& q = *queues_[index];
+      q.wake.wait_until(lock, next_sweep_, [&] { return stopping_ || !q.ops.empty(); });
+      if (q.ops.empty() && stopping_) break;
+      if (q.ops.size() <= options_.max_batch) {
+        batch.swap(q.ops);
+      } else {  // the rest waits for this writer's next batch, behind the writes of the same calls
+        auto end = q.ops.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
+        batch.assign(std::make_move_iterator(q.ops.begin()), std::make_move_iterator(end));
+        q.ops.erase(q.ops.begin(), end);
       }
-      queued_.store(queue_.size(), std::memory_order_relaxed);
+      queued_total_ -= batch.size();
+      queued_.store(queued_total_, std::memory_order_relaxed);
       const auto now = std::chrono::steady_clock::now();
       if (now >= next_sweep_) {
         sweep = true;
         next_sweep_ = now + options_.sweep_interval;
       }
     }
-    if (batch.empty() && !sweep) continue;
+    if (batch.empty() && !sweep) {
+      if (conn && conn->ok()) {
+        try {
+          w.pay_notify(*conn, token_);
+        } catch (const pg_error& e) {
+          log::warn("job notification not sent", {{"error", e.what()}});
+        }
+      }
+      continue;
+    }
 
     if (!conn || !conn->ok()) {
       conn.reset();
@@ -327,7 +367,7 @@ void pg_call_store::stop() {
     if (stopping_) return;
     stopping_ = true;
   }
-  wake_.notify_all();
+  for (auto& q : queues_) q->wake.notify_all();
   for (auto& t : writer_threads_)
     if (t.joinable()) t.join();
   listener_stop_.store(true);
@@ -551,6 +591,32 @@ writer_stats pg_call_store::stats() const {
   s.queue_limit = options_.queue_limit;
   s.batch_sizes = batch_sizes_.snapshot();
   return s;
+}
+
+std::vector<backend_metric> pg_call_store::backend_metrics() const {
+  pg::writer::path_counts total;
+  for (const auto& w : writers_) {
+    const auto p = w->paths();
+    total.kept += p.kept;
+    total.read += p.read;
+    total.stale += p.stale;
+  }
+  constexpr const char* batches_help =
+      "Committed write transactions by how they got their calls' state: kept by the writer from its last "
+      "commit (one round trip), or read from the database";
+  const auto counter = [](const char* name, const char* help, std::uint64_t value,
+                          std::vector<std::pair<std::string, std::string>> labels = {}) {
+    return backend_metric{name, help, backend_metric::kind::counter, std::move(labels),
+                          static_cast<double>(value)};
+  };
+  return {
+      counter("aipbx_pg_batches_total", batches_help, total.kept, {{"path", "kept"}}),
+      counter("aipbx_pg_batches_total", batches_help, total.read, {{"path", "read"}}),
+      counter("aipbx_pg_kept_stale_total",
+              "Write transactions run again because another writer or node had changed a call this writer "
+              "kept",
+              total.stale),
+  };
 }
 
 }  // namespace aipbx

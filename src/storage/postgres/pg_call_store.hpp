@@ -1,22 +1,26 @@
 // pg_call_store: the PostgreSQL store; implements call_store and job_store (see their headers for the
 // contracts). Several `aipbx serve` nodes share one database; each node is stateless.
 //
-// Writes: `writers` writer threads (own connections) take the writes queued since their last transaction
-// (up to `max_batch`) and apply them in one transaction (group commit), with multi-row statements whose
-// rows travel as binary arrays, so a batch costs a handful of round trips whatever its size. A write is
-// answered after COMMIT returns (synchronous_commit decides durability; PostgreSQL's default flushes the
-// WAL), never before.
+// Writes: `writers` writer threads (own connections) each take the writes queued for them since their last
+// transaction (up to `max_batch`) and apply them in one transaction (group commit), set-based: one
+// statement per table for the whole batch, its rows travelling as binary arrays, all in one pipeline with
+// COMMIT (pg_writer.hpp). A write that names a call is queued for the writer of that call (a hash of its
+// id), so a call's writes keep their order and a node's writers never lock the same call for them; job
+// operations and claims go to the first writer. A write is answered after COMMIT returns
+// (synchronous_commit decides durability; PostgreSQL's default flushes the WAL), never before.
 //
-// Concurrency across nodes: a batch locks the rows of every call it touches (SELECT ... FOR UPDATE, in id
-// order, after creating missing calls with INSERT ... ON CONFLICT DO NOTHING in id order), then reads
-// their state (sequence tracker, gaps, counters) from the database: no node caches call state between
-// transactions, so packets of one call arriving at several nodes at once are sequenced as if by one
-// writer. A deadlock or serialization failure runs the batch again.
+// Concurrency across nodes: a batch locks the rows of every call it touches, in id order, and works on
+// their state (sequence tracker, gaps, counters) as the database holds it under that lock: either read
+// then (SELECT ... FOR UPDATE, after creating missing calls with INSERT ... ON CONFLICT DO NOTHING), or
+// as the node's writers kept it from their last commit of the call, which the batch's UPDATE of its calls
+// checks against each row's version (another node may have written it since; the batch then runs again,
+// reading). So packets of one call arriving at several nodes at once are sequenced as if by one writer. A
+// deadlock or serialization failure runs the batch again.
 //
 // Jobs: claims take due jobs with FOR UPDATE SKIP LOCKED under a lease (expired leases are taken over the
-// same way, so a dead node's jobs go to the others once their leases expire). A transaction that queued
-// jobs sends NOTIFY aipbx_jobs; a listener thread per node (LISTEN) wakes that node's workers, which
-// otherwise only poll slowly.
+// same way, so a dead node's jobs go to the others once their leases expire). A writer whose transactions
+// queued jobs sends NOTIFY aipbx_jobs, at most every 20 ms; a listener thread per node (LISTEN) wakes that
+// node's workers, which otherwise only poll slowly. A node's own workers are woken at once.
 //
 // Sweeps (idle calls' last segments, reorder windows, idle timeouts) run every `sweep_interval` on one
 // writer, inside a transaction that first takes a transaction-level advisory lock with
@@ -56,6 +60,7 @@ struct write_op;
 }  // namespace aipbx
 namespace aipbx::pg {
 class connection;
+class kept_calls;
 class writer;
 }  // namespace aipbx::pg
 
@@ -102,6 +107,8 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<call_counts> count_calls() override;
   [[nodiscard]] bool ping() override;
   writer_stats stats() const override;
+  // aipbx_pg_batches_total{path="kept"|"read"} and aipbx_pg_kept_stale_total (see pg_writer.hpp).
+  std::vector<backend_metric> backend_metrics() const override;
   void stop() override;
 
   // job_store
@@ -136,12 +143,23 @@ class pg_call_store final : public storage_backend {
   std::string token_;  // this store's NOTIFY payload: its own notifications are not heard twice
   int schema_version_ = 0;
 
+  // Which writer applies `op`: every write that names a call goes to the writer of that call (so a call's
+  // writes are applied in the order they came, and two writers never lock the same call for them); job
+  // operations and claims to the first.
+  std::size_t writer_for(const write_op& op) const;
+
+  // The writers' queues, each guarded by mutex_.
+  struct writer_queue {
+    std::condition_variable wake;
+    std::deque<write_op> ops;
+  };
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<write_op> queue_;
+  std::vector<std::unique_ptr<writer_queue>> queues_;
+  std::size_t queued_total_ = 0;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point next_sweep_;
   std::vector<std::thread> writer_threads_;
+  std::unique_ptr<pg::kept_calls> kept_;
   std::vector<std::unique_ptr<pg::writer>> writers_;
 
   mutable aipbx::mutex listener_mutex_;

@@ -274,6 +274,8 @@ void connection::rollback() noexcept {
 
 void connection::fail(PGresult* r, const char* sql) {
   std::string state = sqlstate_of(r);
+  const char* constraint = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : nullptr;
+  std::string constraint_name = constraint ? constraint : "";
   std::string message = r ? PQresultErrorMessage(r) : "";
   if (message.empty()) message = PQerrorMessage(conn_);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
@@ -284,7 +286,7 @@ void connection::fail(PGresult* r, const char* sql) {
     std::string_view q(sql);
     what += " (in: " + std::string(q.substr(0, 80)) + ")";
   }
-  throw pg_error(std::move(state), what, lost);
+  throw pg_error(std::move(state), what, lost, std::move(constraint_name));
 }
 
 result_set connection::exec(const char* sql) {
@@ -313,7 +315,10 @@ static wire_params to_wire(const P& values) {
   return w;
 }
 
-void connection::prepare_generic() { exec("SET plan_cache_mode = force_generic_plan"); }
+void connection::prepare_generic() {
+  exec("SET plan_cache_mode = force_generic_plan");
+  exec("SET enable_seqscan = off");
+}
 
 std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& statements) {
   if (PQenterPipelineMode(conn_) != 1) fail(nullptr, "pipeline mode");

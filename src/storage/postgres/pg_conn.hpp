@@ -23,9 +23,14 @@ namespace aipbx::pg {
 
 class pg_error : public std::runtime_error {
  public:
-  pg_error(std::string sqlstate, const std::string& what, bool connection_lost)
-      : std::runtime_error(what), sqlstate_(std::move(sqlstate)), connection_lost_(connection_lost) {}
+  pg_error(std::string sqlstate, const std::string& what, bool connection_lost, std::string constraint = {})
+      : std::runtime_error(what),
+        sqlstate_(std::move(sqlstate)),
+        constraint_(std::move(constraint)),
+        connection_lost_(connection_lost) {}
   const std::string& sqlstate() const { return sqlstate_; }
+  // The constraint a statement violated, if that was the error.
+  const std::string& constraint() const { return constraint_; }
   // A deadlock or serialization failure: the transaction may simply be run again.
   bool retryable() const { return sqlstate_ == "40001" || sqlstate_ == "40P01"; }
   // The server could not be reached, went away, or is starting or stopping: retry later.
@@ -33,6 +38,7 @@ class pg_error : public std::runtime_error {
 
  private:
   std::string sqlstate_;
+  std::string constraint_;
   bool connection_lost_;
 };
 
@@ -114,7 +120,11 @@ class connection {
   // server plans each once (with `prepare_generic`, for good).
   std::vector<result_set> exec_pipeline(const std::vector<statement>& statements);
   // Sets plan_cache_mode = force_generic_plan: the prepared statements' plans are made once, whatever their
-  // parameters (the writer's statements take arrays, whose sizes do not change the best plan).
+  // parameters (the writer's statements take arrays, whose sizes do not change the best plan). And
+  // enable_seqscan = off: a plan made once may have been made on tables still empty (a new database), where
+  // scanning a table costs less than its index; it is kept while they grow, and a batch's lookup of its
+  // calls, or update of its jobs by id, would then read every row. Each of the writer's statements finds
+  // its rows through a key or an index.
   void prepare_generic();
   // False once the connection is broken: throw it away and connect again.
   bool ok() const;

@@ -175,7 +175,17 @@ CREATE TABLE call_events (
 CREATE INDEX call_events_call ON call_events(call_id, id);
 )sql";
 
-constexpr std::array<migration, 7> all{{
+// A writer keeps the state of the calls it committed last, so that a batch of their packets need not read
+// them again (pg_writer.hpp). `version` counts the writes of a calls row: every writer's UPDATE of a call
+// counts it up, from the version the writer read or kept, and writes -1 instead when the row holds another
+// version (another node changed the call since, or another writer while the batch was built: the UPDATE
+// sees the row's latest version once it has its lock). calls_version_kept then fails the transaction, and
+// the writer runs the batch again, reading its calls.
+constexpr const char* v8_call_versions = R"sql(
+ALTER TABLE calls ADD COLUMN version bigint NOT NULL DEFAULT 0 CONSTRAINT calls_version_kept CHECK (version >= 0);
+)sql";
+
+constexpr std::array<migration, 8> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -183,6 +193,7 @@ constexpr std::array<migration, 7> all{{
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
+    {8, "call versions", v8_call_versions},
 }};
 
 }  // namespace

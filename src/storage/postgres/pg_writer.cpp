@@ -33,11 +33,13 @@ job read_job(const result_set& r, int row) {
 
 namespace {
 
+constexpr const char* notify_sql = "SELECT pg_notify('aipbx_jobs', $1)";
+
 constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, "
     "jobs_succeeded, "
-    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, track, primary_id";
+    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, track, primary_id, version";
 
 void sort_unique(std::vector<std::string>& v) {
   std::sort(v.begin(), v.end());
@@ -62,10 +64,40 @@ packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
 
 }  // namespace
 
-writer::writer(const pg_options& options)
+bool kept_calls::contains(const std::string& id) const {
+  aipbx::lock_guard lock(mutex_);
+  return calls_.contains(id);
+}
+
+bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const {
+  aipbx::lock_guard lock(mutex_);
+  out.clear();
+  for (const auto& id : ids) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return false;
+    out.push_back(it->second);
+  }
+  return true;
+}
+
+void kept_calls::put(const std::string& id, kept_call call) {
+  aipbx::lock_guard lock(mutex_);
+  if (calls_.size() >= limit) calls_.clear();
+  auto [it, inserted] = calls_.try_emplace(id, std::move(call));
+  // Two writers that wrote the call one after the other may keep it in either order.
+  if (!inserted && it->second.version < call.version) it->second = std::move(call);
+}
+
+void kept_calls::erase(const std::string& id) {
+  aipbx::lock_guard lock(mutex_);
+  calls_.erase(id);
+}
+
+writer::writer(const pg_options& options, kept_calls& kept)
     : options_(options),
       ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
-      jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }) {}
+      jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }),
+      kept_(kept) {}
 
 writer::~writer() = default;
 
@@ -73,15 +105,24 @@ void writer::reset() {
   ledger_.begin();
   jobs_.begin();
   calls_.clear();
+  versions_.clear();
   job_rows_.clear();
   created_.clear();
   existing_.clear();
   inserted_.clear();
   event_ops_.clear();
   events_at_.reset();
+  versions_at_.reset();
   sweep_ = {};
   sweeping_ = false;
   jobs_queued_ = false;
+  kept_attempt_ = false;
+  notifying_ = false;
+}
+
+writer::path_counts writer::paths() const {
+  return {kept_batches_.load(std::memory_order_relaxed), read_batches_.load(std::memory_order_relaxed),
+          stale_attempts_.load(std::memory_order_relaxed)};
 }
 
 bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool sweep_now,
@@ -90,12 +131,14 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
     reset();
     try {
       run(c, batch, now, sweep_now, token);  // BEGIN ... COMMIT
-      if (known_.size() > known_limit) known_.clear();
-      for (const auto& [id, rec] : calls_) known_.insert(id);
       break;
     } catch (const pg_error& e) {
       c.rollback();
-      if (e.retryable() && attempt < 10) {
+      forget_calls();
+      // A call kept by this writer was changed by another (see update_calls).
+      const bool stale = kept_attempt_ && e.constraint() == "calls_version_kept";
+      if (stale) stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+      if ((e.retryable() || stale) && attempt < 10) {
         log::debug("transaction retried", {{"error", e.what()}, {"attempt", attempt}});
         continue;
       }
@@ -107,6 +150,7 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
       return false;
     } catch (const std::exception& e) {
       c.rollback();
+      forget_calls();
       ++failed_batches_;
       log::error("commit failed", {{"error", e.what()}, {"writes", batch.size()}});
       for (auto& op : batch) op.fail(make_error_code(errc::store_failure));
@@ -116,25 +160,83 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
   }
   ledger_.log_committed();
   jobs_.log_committed();
+  (kept_attempt_ ? kept_batches_ : read_batches_).fetch_add(1, std::memory_order_relaxed);
+  keep_calls();
+  if (notifying_) {
+    last_notify_ = std::chrono::steady_clock::now();
+    notify_owed_ = false;
+  } else if (jobs_queued_) {
+    notify_owed_ = true;
+  }
   return jobs_queued_;
 }
 
-// A batch of packets alone costs two round trips: BEGIN, creating, locking and reading its calls in one
-// pipeline; its writes and COMMIT in another. Job operations, claims and sweeps first look up the calls
-// they will touch. Every call is locked up front in id order (the same order on every node), and the
-// jobs the batch names after them.
+void writer::keep_calls() {
+  for (auto& [id, rec] : calls_) {
+    auto version = versions_.find(id);
+    if (version == versions_.end()) continue;
+    rec->dirty = rec->state_dirty = rec->gaps_dirty = rec->media_dirty = rec->track_dirty = false;
+    kept_.put(id, kept_call{std::move(*rec), version->second});
+  }
+  calls_.clear();
+}
+
+void writer::forget_calls() {
+  for (const auto& [id, rec] : calls_) kept_.erase(id);
+}
+
+void writer::read_versions(const result_set& r) {
+  for (int i = 0; i < r.rows(); ++i) versions_.insert_or_assign(r.text(i, 0), r.int64(i, 1));
+}
+
+// A batch of packets of kept calls is one round trip (see the header). Otherwise: claims and sweeps first
+// look up the calls they will touch (one round trip); then the batch creates, locks and reads its calls
+// (another); then its writes and COMMIT. Every call is locked up front in id order (the
+// same order on every node, whichever way), and the jobs the batch names after them.
 void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sweep_now, const std::string& token) {
   conn_ = &c;
   batch_plan p = plan(batch);
-  const bool begun = find_calls(c, p, now, sweep_now);
-  order_locks(p);
-  load(c, begun, p, batch, now);
+  std::vector<connection::statement> writes;
+  kept_attempt_ = !sweep_now && load_kept(p, batch);
+  if (kept_attempt_) {
+    writes.push_back({"BEGIN", {}});  // the calls' UPDATE, first of the writes, locks them
+  } else {
+    const bool begun = find_calls(c, p, now, sweep_now);
+    order_locks(p);
+    load(c, begun, p, batch, now);
+  }
   for (auto& op : batch) apply(c, op, now);
   if (sweeping_) sweep(now);
-  auto writes = flush(now, token);
+  flush(writes, now, token);
   writes.push_back({"COMMIT", {}});
   auto results = c.exec_pipeline(writes);
   if (events_at_) assign_event_ids(results[*events_at_]);
+  if (versions_at_) read_versions(results[*versions_at_]);
+}
+
+bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
+  if (p.claims || !p.job_ids.empty()) return false;
+  std::vector<std::string> ids = p.new_ids;
+  ids.insert(ids.end(), p.lock_ids.begin(), p.lock_ids.end());
+  sort_unique(ids);
+  std::vector<kept_call> copies;
+  if (!kept_.copy(ids, copies)) return false;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    versions_.emplace(ids[i], copies[i].version);
+    calls_.emplace(std::move(ids[i]), std::make_unique<call_record>(std::move(copies[i].rec)));
+  }
+  // A packet at or below its call's highest sequence and not missing may repeat a stored one: reading
+  // that one takes the other way.
+  const bool may_repeat = std::any_of(batch.begin(), batch.end(), [&](const write_op& op) {
+    const auto* in = std::get_if<ingest_op>(&op.v);
+    if (!in) return false;
+    const auto& tracker = calls_.at(in->p.call_id)->seq.tracker();
+    return in->p.sequence <= tracker.highest() && !tracker.is_missing(in->p.sequence);
+  });
+  if (!may_repeat) return true;
+  calls_.clear();
+  versions_.clear();
+  return false;
 }
 
 writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
@@ -167,55 +269,68 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
 }
 
 bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now) {
-  if (p.job_call_ids.empty() && !p.claims && !sweep_now) return false;
-  c.exec("BEGIN");
+  // The calls of the jobs the batch names are found by load() itself, in the statement that locks calls.
+  if (!p.claims && !sweep_now) return false;
+  std::vector<connection::statement> reads{{"BEGIN", {}}};
+  std::optional<std::size_t> expired_at, sweep_at;
+  // The calls of jobs a claim may find dead (a lease expired on their last attempt).
+  if (p.claims) {
+    expired_at = reads.size();
+    reads.push_back({"SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
+                     "AND attempts >= max_attempts LIMIT 1000",
+                     params{}.add(now)});
+  }
+  if (sweep_now) {
+    sweep_at = reads.size();
+    sweep_queries(reads, now);
+  }
+  const auto results = c.exec_pipeline(reads);
   const auto add_ids = [&](const result_set& r) {
     for (int i = 0; i < r.rows(); ++i) p.lock_ids.push_back(r.text(i, 0));
   };
-  if (!p.job_call_ids.empty())
-    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE id = ANY($1::bigint[])",
-                   params{}.add_ints(p.job_call_ids)));
-  // The calls of jobs a claim may find dead (a lease expired on their last attempt).
-  if (p.claims)
-    add_ids(c.exec("SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
-                   "AND attempts >= max_attempts LIMIT 1000",
-                   params{}.add(now)));
-  if (sweep_now) collect_sweep(c, p, now);
+  if (expired_at) add_ids(results[*expired_at]);
+  if (sweep_at) collect_sweep(results, *sweep_at, p);
   return true;
 }
 
-void writer::collect_sweep(connection& c, batch_plan& p, double now) {
-  // One node sweeps at a time; the lock is the transaction's and goes with its end.
-  sweeping_ = c.exec("SELECT pg_try_advisory_xact_lock($1::int, $2::int)",
-                     params{}.add(std::int64_t{lock_space}).add(std::int64_t{sweep_lock}))
-                  .boolean(0, 0);
+void writer::sweep_queries(std::vector<connection::statement>& out, double now) const {
+  // One node sweeps at a time; the lock is the transaction's and goes with its end. The candidates are
+  // read in the same round trip, and dropped when another node holds the lock.
+  out.push_back({"SELECT pg_try_advisory_xact_lock($1::int, $2::int)",
+                 params{}.add(std::int64_t{lock_space}).add(std::int64_t{sweep_lock})});
+  if (options_.window.seconds > 0)
+    out.push_back({"SELECT DISTINCT call_id FROM call_gaps WHERE NOT lost AND opened_at <= $1 LIMIT 1000",
+                   params{}.add(now - options_.window.seconds)});
+  if (options_.idle_timeout > 0)
+    out.push_back({"SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= $1 "
+                   "ORDER BY last_packet_at LIMIT 1000",
+                   params{}.add(now - options_.idle_timeout)});
+  out.push_back({"SELECT id FROM calls WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS' AND "
+                 "last_packet_at <= $1 ORDER BY last_packet_at LIMIT 1000",
+                 params{}.add(now - options_.segment_idle)});
+}
+
+void writer::collect_sweep(const std::vector<result_set>& results, std::size_t at, batch_plan& p) {
+  sweeping_ = results[at].boolean(0, 0);
   if (!sweeping_) return;
-  const auto collect = [&](const char* sql, double before, std::vector<std::string>& out) {
-    auto r = c.exec(sql, params{}.add(before));
+  const auto collect = [&](const result_set& r, std::vector<std::string>& out) {
     for (int i = 0; i < r.rows(); ++i) {
       out.push_back(r.text(i, 0));
       p.lock_ids.push_back(out.back());
     }
   };
-  if (options_.window.seconds > 0)
-    collect("SELECT DISTINCT call_id FROM call_gaps WHERE NOT lost AND opened_at <= $1 LIMIT 1000",
-            now - options_.window.seconds, sweep_.expired_gaps);
-  if (options_.idle_timeout > 0)
-    collect(
-        "SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= $1 "
-        "ORDER BY last_packet_at LIMIT 1000",
-        now - options_.idle_timeout, sweep_.timed_out);
-  collect(
-      "SELECT id FROM calls WHERE next_segment <= last_sequence AND state = 'IN_PROGRESS' AND "
-      "last_packet_at <= $1 ORDER BY last_packet_at LIMIT 1000",
-      now - options_.segment_idle, sweep_.idle);
+  // In the order, and under the conditions, of sweep_queries.
+  std::size_t next = at + 1;
+  if (options_.window.seconds > 0) collect(results[next++], sweep_.expired_gaps);
+  if (options_.idle_timeout > 0) collect(results[next++], sweep_.timed_out);
+  collect(results[next], sweep_.idle);
 }
 
 void writer::order_locks(batch_plan& p) const {
   sort_unique(p.new_ids);
   // A call this writer saw committed exists for good (no call is ever deleted): it is only locked.
   std::erase_if(p.new_ids, [&](const std::string& id) {
-    if (!known_.contains(id)) return false;
+    if (!kept_.contains(id)) return false;
     p.lock_ids.push_back(id);
     return true;
   });
@@ -237,13 +352,24 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
         add("INSERT INTO calls(id, created_at, updated_at, state_changed_at) SELECT id, $2, $2, $2 FROM "
             "unnest($1::text[]) AS t(id) ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id",
             params{}.add_texts(p.new_ids).add(now));
-  if (!p.lock_ids.empty()) {
-    locked_at = add(std::string("SELECT ") + record_columns +
-                        " FROM calls WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-                    params{}.add_texts(p.lock_ids));
-    add("SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id = "
-        "ANY($1::text[]) ORDER BY call_id, first_sequence",
-        params{}.add_texts(p.lock_ids));
+  if (!p.lock_ids.empty() || !p.job_call_ids.empty()) {
+    // The calls the batch names, and those of the jobs whose outcome changes their call (finish, replay).
+    const bool of_jobs = !p.job_call_ids.empty();
+    const std::string named = of_jobs ? " IN (SELECT unnest($1::text[]) UNION SELECT call_id FROM jobs WHERE id = "
+                                        "ANY($2::bigint[]))"
+                                      : " = ANY($1::text[])";
+    const auto ids = [&] {
+      params values;
+      values.add_texts(p.lock_ids);
+      if (of_jobs) values.add_ints(p.job_call_ids);
+      return values;
+    };
+    locked_at = add(std::string("SELECT ") + record_columns + " FROM calls WHERE id" + named +
+                        " ORDER BY id FOR UPDATE",
+                    ids());
+    add("SELECT call_id, first_sequence, last_sequence, opened_at, lost FROM call_gaps WHERE call_id" + named +
+            " ORDER BY call_id, first_sequence",
+        ids());
   }
   // Stored packets with the sequences of this batch's packets: only sequences at or below a call's highest
   // can be (the call is locked, so no other transaction adds any meanwhile).
@@ -307,6 +433,7 @@ void writer::read_records(const result_set& r, const result_set& g) {
     rec->primary = r.optional_text(i, 21);
     // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
     rec->seq = ledger_.sequencer(r.int64(i, 2), {}, {}, r.int64(i, 9));
+    versions_.insert_or_assign(rec->id, r.int64(i, 22));
     calls_.emplace(rec->id, std::move(rec));
   }
   struct gaps_of {
@@ -699,8 +826,9 @@ struct call_columns {
   std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
   std::vector<std::optional<std::string>> end_reason;
   std::vector<double> changed_at;
+  std::vector<std::int64_t> version;
 
-  void add(const std::string& call_id, const call_record& rec) {
+  void add(const std::string& call_id, const call_record& rec, std::int64_t read_version) {
     const auto& t = rec.seq.tracker();
     id.push_back(call_id);
     state.emplace_back(to_string(rec.state));
@@ -723,29 +851,39 @@ struct call_columns {
     ended_at.push_back(rec.ended_at);
     end_reason.push_back(rec.end_reason);
     changed_at.push_back(rec.state_changed_at);
+    version.push_back(read_version);
   }
 };
 
+// Every call the batch wrote anything of (its row, gaps, media or track), or `every` call it holds, gets its
+// row written whole and its version counted up from the one it was read or kept at: a writer that kept the
+// call's state sees the change. A row at another version gets -1, which calls_version_kept refuses
+// (pg_migrations.cpp). The rows are updated in the order of `calls` (ids sorted; the plan runs through the
+// array into calls' key, never a scan), so that, first in a transaction, the statement locks them in id
+// order, as every writer does. Returns the statement's index: its RETURNING gives the new versions.
 template <class Calls>
-void update_calls(statements& out, const Calls& calls, double now) {
+std::optional<std::size_t> update_calls(statements& out, const Calls& calls,
+                                        const std::unordered_map<std::string, std::int64_t>& versions, bool every,
+                                        double now) {
   call_columns u;
   for (const auto& [id, rec] : calls)
-    if (rec->dirty) u.add(id, *rec);
-  if (u.id.empty()) return;
+    if (every || rec->dirty || rec->gaps_dirty || rec->media_dirty || rec->track_dirty) u.add(id, *rec, versions.at(id));
+  if (u.id.empty()) return std::nullopt;
   out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
                  "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
                  "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, "
                  "late_packets = u.late, lost_packets = u.lost, jobs_total = u.total, "
                  "jobs_succeeded = u.succeeded, jobs_dead = u.dead, first_timestamp = u.first_ts, "
                  "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, ended_at = u.ended_at, "
-                 "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22 "
+                 "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22, "
+                 "version = CASE WHEN calls.version = u.version THEN u.version + 1 ELSE -1 END "
                  "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
                  "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
                  "$13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], "
-                 "$19::float8[], $20::text[], $21::float8[]) AS u(id, state, last, expected, received, dup, ooo, "
-                 "gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, last_ts, "
-                 "last_packet_at, ended_at, end_reason, changed_at) "
-                 "WHERE calls.id = u.id",
+                 "$19::float8[], $20::text[], $21::float8[], $23::bigint[]) AS u(id, state, last, expected, "
+                 "received, dup, ooo, gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, "
+                 "last_ts, last_packet_at, ended_at, end_reason, changed_at, version) "
+                 "WHERE calls.id = u.id RETURNING calls.id, calls.version",
                  params{}
                      .add_texts(u.id)
                      .add_texts(u.state)
@@ -768,7 +906,9 @@ void update_calls(statements& out, const Calls& calls, double now) {
                      .add_optional_doubles(u.ended_at)
                      .add_optional_texts(u.end_reason)
                      .add_doubles(u.changed_at)
-                     .add(now)});
+                     .add(now)
+                     .add_ints(u.version)});
+  return out.size() - 1;
 }
 
 template <class Calls>
@@ -816,22 +956,29 @@ result_set writer::read_jobs_table(connection& c, connection::statement read) {
   return std::move(results.back());
 }
 
-std::vector<connection::statement> writer::flush(double now, const std::string& token) {
+void writer::flush(std::vector<connection::statement>& out, double now, const std::string& token) {
   const auto& rows = ledger_.rows();
-  std::vector<connection::statement> out;
+  // First: in a batch of kept calls, it locks them (see update_calls).
+  versions_at_ = update_calls(out, calls_, versions_, kept_attempt_, now);
   insert_packets(out, rows.packets, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, options_.max_attempts, now);
   write_job_rows(out, jobs_.rows());
   insert_transitions(out, rows.transitions);
-  update_calls(out, calls_, now);
   update_media(out, calls_);
   update_tracks(out, calls_);
   events_at_ = insert_events(out, rows.events);
   jobs_queued_ = !rows.jobs.empty() || jobs_.queued_now();
   // Delivered at commit, to every node's listener (this node's own ignores its token).
-  if (jobs_queued_) out.push_back({"SELECT pg_notify('aipbx_jobs', $1)", params{}.add(std::string_view(token))});
-  return out;
+  notifying_ = (jobs_queued_ || notify_owed_) && std::chrono::steady_clock::now() - last_notify_ >= notify_interval;
+  if (notifying_) out.push_back({notify_sql, params{}.add(std::string_view(token))});
+}
+
+void writer::pay_notify(connection& c, const std::string& token) {
+  if (!notify_owed_ || std::chrono::steady_clock::now() - last_notify_ < notify_interval) return;
+  c.exec(notify_sql, params{}.add(std::string_view(token)));
+  last_notify_ = std::chrono::steady_clock::now();
+  notify_owed_ = false;
 }
 
 }  // namespace aipbx::pg

@@ -1,7 +1,21 @@
 // The PostgreSQL store's writer: applies a batch of queued writes in one transaction. Internal to
 // storage/postgres. Not thread-safe: each writer thread owns one writer and one connection.
+//
+// A batch's writes are set-based: all its packets in one INSERT, all its jobs in another, one UPDATE for
+// every call it changed, one DELETE and INSERT for their gaps, one for its events, and so on (rows travel
+// as binary arrays, unnested by the server), sent in one pipeline with COMMIT.
+//
+// The node's writers keep the state of the calls they committed last (their records and their rows'
+// `version`; see kept_calls). A batch of packets and call operations whose calls are all kept, and none of
+// whose packets may repeat a stored one, is one round trip: BEGIN, the UPDATE of its calls (which locks them
+// in id order, and fails on calls_version_kept when one's version is not the kept one: another node changed
+// it, or another writer while this batch was built), the other writes, COMMIT. Any other batch first
+// reads what it needs (creating, locking and reading its calls, their gaps, the stored packets its packets
+// may repeat, the rows of the jobs it names) in one more round trip. A failed attempt forgets the kept state
+// of its calls, so its retry reads them.
 #pragma once
 
+#include "domain/thread_annotations.hpp"
 #include "storage/call_ledger.hpp"
 #include "storage/job_ledger.hpp"
 #include "storage/postgres/pg_call_store.hpp"
@@ -9,6 +23,7 @@
 #include "storage/write_op.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -16,11 +31,32 @@
 #include <set>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 namespace aipbx::pg {
+
+// What a node's writers committed last of each call: its record, and its row's version then. Shared by
+// the node's writers, so that what one wrote is kept for the next batch of another. Thread-safe.
+struct kept_call {
+  call_record rec;
+  std::int64_t version = 0;
+};
+class kept_calls {
+ public:
+  bool contains(const std::string& id) const EXCLUDES(mutex_);
+  // Copies of the kept calls of `ids`, or false (and nothing) when one of them is not kept.
+  bool copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const EXCLUDES(mutex_);
+  // Keeps `call`, unless a later version of it is kept already. Forgets every call first when there are
+  // `limit` of them (a node's calls come and go; those still live are kept again by their next batch).
+  void put(const std::string& id, kept_call call) EXCLUDES(mutex_);
+  void erase(const std::string& id) EXCLUDES(mutex_);
+
+ private:
+  static constexpr std::size_t limit = 50000;
+  mutable aipbx::mutex mutex_;
+  std::unordered_map<std::string, kept_call> calls_ GUARDED_BY(mutex_);
+};
 
 // Job columns in the order read_job expects.
 extern const char* const job_columns;
@@ -28,15 +64,25 @@ job read_job(const result_set& r, int row);
 
 class writer {
  public:
-  explicit writer(const pg_options& options);
+  writer(const pg_options& options, kept_calls& kept);
   ~writer();
 
   // Applies `batch` (and, when `sweep`, the sweep, unless another node is sweeping) in one transaction on
-  // `c`, running it again after a deadlock or serialization failure. Every op then holds its result (an
+  // `c`, running it again after a deadlock, a serialization failure, or a change to a call it kept (read
+  // then; see above). Every op then holds its result (an
   // error for all of them if the transaction failed). `token` is the NOTIFY payload. Returns whether jobs
   // were queued.
   bool commit(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
+  // Sends the NOTIFY a committed batch owes (see notify_interval), when it is due; for a writer with nothing
+  // to commit. Throws pg_error.
+  void pay_notify(connection& c, const std::string& token);
   std::uint64_t failed_batches() const { return failed_batches_.load(std::memory_order_relaxed); }
+  // Committed batches that took their calls from the kept state, and those that read them; attempts whose
+  // kept calls another writer or node had changed (run again, reading them). Read from any thread.
+  struct path_counts {
+    std::uint64_t kept = 0, read = 0, stale = 0;
+  };
+  path_counts paths() const;
 
  private:
   using packet_key = std::pair<std::string_view, std::int64_t>;
@@ -54,15 +100,27 @@ class writer {
   void reset();
   void run(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
   static batch_plan plan(const std::deque<write_op>& batch);
-  // Looks up the calls that job operations, claims and the sweep will touch (opening the transaction
-  // first, when there are any); returns whether it did open it.
+  // Loads the batch's calls from the kept state when it can go in one round trip (see above); returns
+  // whether it did.
+  bool load_kept(const batch_plan& plan, const std::deque<write_op>& batch);
+  // After COMMIT: the calls the batch locked, as committed, are kept.
+  void keep_calls();
+  // After a failed attempt: its calls may have changed under it.
+  void forget_calls();
+  // The versions the written calls' rows got (RETURNING of the calls' UPDATE).
+  void read_versions(const result_set& r);
+  // Looks up the calls that claims (of jobs they may find dead) and the sweep will touch, in one round trip
+  // that opens the transaction, when there are any; returns whether it did open it.
   bool find_calls(connection& c, batch_plan& plan, double now, bool sweep);
-  void collect_sweep(connection& c, batch_plan& plan, double now);
+  // The sweep's queries for the round trip of find_calls: the advisory lock, then each candidate query.
+  void sweep_queries(std::vector<connection::statement>& out, double now) const;
+  // Keeps the candidates when the lock (the result at `at`) was taken; the candidates' results follow it.
+  void collect_sweep(const std::vector<result_set>& results, std::size_t at, batch_plan& plan);
   // Creates only the calls this writer has not seen committed; every call is locked in id order.
   void order_locks(batch_plan& plan) const;
   // Opens the transaction unless `begun`, creates the calls to create that do not exist, locks the calls
-  // to lock (sorted) and reads them, their gaps, the stored packets the batch's packets may repeat, and
-  // the rows of the jobs it names.
+  // to lock and those of the jobs whose outcome changes their call (in id order) and reads them, their
+  // gaps, the stored packets the batch's packets may repeat, and the rows of the jobs it names.
   void load(connection& c, bool begun, const batch_plan& plan, const std::deque<write_op>& batch, double now);
   void read_created(const result_set& created, const std::deque<write_op>& batch, double now);
   void read_records(const result_set& calls, const result_set& gaps);
@@ -90,33 +148,43 @@ class writer {
   // Runs `read` after writing what the job ledger changed so far (one round trip), so it sees it.
   result_set read_jobs_table(connection& c, connection::statement read);
   queue_times read_queue_times(connection& c);
-  // The batch's writes, for the pipeline that commits them.
-  std::vector<connection::statement> flush(double now, const std::string& token);
+  // Appends the batch's writes to `out`, the pipeline that commits them.
+  void flush(std::vector<connection::statement>& out, double now, const std::string& token);
 
   const pg_options& options_;
   call_ledger ledger_;
   job_ledger jobs_;
-  // Calls this writer has seen committed: they exist for good, so a batch locks them without first
-  // trying to create them. Cleared when it grows past known_limit.
-  static constexpr std::size_t known_limit = 100000;
-  std::unordered_set<std::string> known_;
+  // The calls the node's writers committed last (see above). They exist for good, so a batch that must
+  // read them locks them without first trying to create them.
+  kept_calls& kept_;
 
   // The state of the transaction being built; reset before each attempt.
   connection* conn_ = nullptr;  // the connection of the batch being applied
   call_map calls_;              // locked by this transaction
+  std::unordered_map<std::string, std::int64_t> versions_;  // the version of each call it locked, as read
   std::unordered_map<std::int64_t, job>
       job_rows_;                                // read (and locked) by it; node-based: pointers stay valid
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
   std::map<std::pair<std::string, std::int64_t>, std::string> existing_;  // stored before, for this batch
   std::map<packet_key, std::string_view> inserted_;  // stored by this batch
   std::vector<event_op*> event_ops_;      // the operations of the ledger's event rows, in the same order
-  std::optional<std::size_t> events_at_;  // the statement of flush() that inserts them
+  std::optional<std::size_t> events_at_;    // the statement of flush() that inserts them
+  std::optional<std::size_t> versions_at_;  // the statement of flush() that updates calls
   struct sweep_candidates {
     std::vector<std::string> expired_gaps, timed_out, idle;
   } sweep_;
   bool sweeping_ = false;
   bool jobs_queued_ = false;
+  bool kept_attempt_ = false;  // this attempt took its calls from the kept state
+  // Other nodes hear of new jobs by NOTIFY aipbx_jobs, sent by a writer at most every notify_interval
+  // (each one wakes every node's listener): a batch that queued jobs sooner owes one, which the writer's
+  // next transaction, or pay_notify, sends. This node's own workers are told at once, in-process.
+  static constexpr std::chrono::milliseconds notify_interval{20};
+  std::chrono::steady_clock::time_point last_notify_{};
+  bool notify_owed_ = false;
+  bool notifying_ = false;  // this attempt's writes carry the NOTIFY
   std::atomic<std::uint64_t> failed_batches_{0};
+  std::atomic<std::uint64_t> kept_batches_{0}, read_batches_{0}, stale_attempts_{0};
 };
 
 }  // namespace aipbx::pg

@@ -18,8 +18,9 @@ std::unique_ptr<pg_call_store> make_pg(const std::string& dir, std::size_t queue
 
 }  // namespace
 
-// Two writer threads, as `aipbx serve` runs by default: batches of one node commit concurrently too. The
-// queue-limit case holds the writer inside a handler to fill the queue, so it runs with one writer.
+// Two writer threads (`--pg-writers 2`): batches of one node commit concurrently too, each writer for its
+// share of the calls. The queue-limit case holds the writer inside a handler to fill the queue, so it runs
+// with one writer.
 std::vector<store_backend> call_store_backends() {
   return {store_backend{"postgresql", [](const std::string& dir) { return make_pg(dir, 50'000, 2); },
                         [](const std::string& dir, std::size_t limit) { return make_pg(dir, limit, 1); }}};

@@ -40,6 +40,21 @@ result<bool> renew_sync(job_store& store, std::int64_t job_id) {
   return future.get();
 }
 
+result<call_state> end_sync(call_store& store, std::string call_id) {
+  std::promise<result<call_state>> promise;
+  auto future = promise.get_future();
+  store.end_call(std::move(call_id), "ended by request",
+                 [&promise](result<call_state> r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// The value of one of a store's backend_metrics (-1 when it has none of that name and path).
+double metric(const call_store& store, const std::string& name, const std::string& path = "") {
+  for (const auto& m : store.backend_metrics())
+    if (m.name == name && (path.empty() || (!m.labels.empty() && m.labels.front().second == path))) return m.value;
+  return -1;
+}
+
 // Polls `done` until it holds, for up to a minute (a loaded machine may be slow; a healthy one never waits
 // that long).
 template <class F>
@@ -79,10 +94,13 @@ TEST(PgCallStore, StoresStartingTogetherApplyEachMigrationOnce) {
 
 // Two nodes take the packets of the same calls at once, in any order, with repeats: each call's state is
 // what one writer would have made of them.
-TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
-  const std::string url = fresh("two_nodes");
+// Two nodes take packets of the same calls at once, each with `writers` writers (whose calls are apart
+// within a node, but not from the other node's).
+void two_nodes_sequence_the_same_calls_as_one(std::size_t writers) {
+  const std::string url = fresh(("two_nodes_" + std::to_string(writers)).c_str());
   pg_options o;
   o.url = url;
+  o.writers = writers;
   std::vector<std::unique_ptr<pg_call_store>> nodes;
   for (int i = 0; i < 2; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
   constexpr int calls = 3;
@@ -126,6 +144,64 @@ TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) {
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets"), calls * per_call);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs"), calls * per_call);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps"), 0);
+}
+
+TEST(PgCallStore, TwoNodesSequenceTheSameCallsAsOne) { two_nodes_sequence_the_same_calls_as_one(1); }
+TEST(PgCallStore, TwoNodesOfTwoWritersSequenceTheSameCallsAsOne) { two_nodes_sequence_the_same_calls_as_one(2); }
+
+// A writer keeps the state of the calls it wrote last and skips reading them again; a call another node
+// wrote since is read again, and every answer is the one a single writer would give.
+TEST(PgCallStore, ANodeSeesWhatAnotherNodeWroteSinceItsLastBatch) {
+  const std::string url = fresh("kept_calls");
+  pg_options o;
+  o.url = url;
+  pg_call_store a(o), b(o);
+  const auto at = [](pg_call_store& node, std::int64_t sequence, std::string data) {
+    return ingest_sync(node, packet{"kept", sequence, std::move(data), 1.0, std::nullopt});
+  };
+  ASSERT_TRUE(at(a, 1, "d1"));
+  ASSERT_TRUE(at(a, 2, "d2"));  // from the state a kept of 1: one round trip
+  EXPECT_EQ(metric(a, "aipbx_pg_batches_total", "kept"), 1);
+  ASSERT_TRUE(at(b, 3, "d3"));
+  const auto gap = at(b, 5, "d5");  // 4 is missing now
+  ASSERT_TRUE(gap);
+  EXPECT_EQ(gap->kind, arrival::gap);
+
+  // To a's kept state, 4 is above the highest, a new packet in order; it fills the gap b opened.
+  const auto fill = at(a, 4, "d4");
+  ASSERT_TRUE(fill);
+  EXPECT_EQ(metric(a, "aipbx_pg_kept_stale_total"), 1);
+  EXPECT_EQ(fill->kind, arrival::late);
+  EXPECT_EQ(fill->last_sequence, 5);
+  EXPECT_EQ(fill->missing, 0);
+
+  ASSERT_TRUE(at(b, 6, "d6"));
+  const auto repeat = at(a, 6, "d6");  // stored by b: the same packet again
+  ASSERT_TRUE(repeat);
+  EXPECT_TRUE(repeat->duplicate);
+  ASSERT_TRUE(at(b, 7, "d7"));
+  const auto conflict = at(a, 7, "other");
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error(), errc::sequence_conflict);
+
+  ASSERT_TRUE(end_sync(b, "kept").has_value());
+  const auto late = at(a, 8, "d8");  // a still keeps the call in progress
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error(), errc::call_ended);
+
+  const auto summary = a.get_call("kept");
+  ASSERT_TRUE(summary.has_value());
+  EXPECT_EQ(summary->packets_received, 7);
+  EXPECT_EQ(summary->duplicate_packets, 1);
+  EXPECT_EQ(summary->gaps_opened, 1);
+  EXPECT_EQ(summary->out_of_order_packets, 1);
+  EXPECT_EQ(summary->missing_packets, 0);
+  EXPECT_EQ(summary->last_sequence, 7);
+  EXPECT_EQ(summary->jobs_total, 7);
+  EXPECT_NE(summary->state, call_state::in_progress);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets WHERE call_id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs WHERE call_id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps WHERE call_id = 'kept'"), 0);
 }
 
 // The idle timeout is decided by one node: each call ends once, with one transition.
@@ -179,6 +255,24 @@ TEST(PgCallStore, OtherNodesHearOfNewJobs) {
   EXPECT_TRUE(eventually([&] { return heard_a.load() > a_after_own; })) << "a heard nothing of b's job";
   EXPECT_EQ(heard_a.load(), a_before + 2)
       << "a is told of its own job once, by its own writer, not again by NOTIFY; and once of b's";
+}
+
+// A writer notifies other nodes at most every few milliseconds; jobs it queued sooner after the last NOTIFY
+// are announced later, by its next transaction or, with nothing more to write, on its own.
+TEST(PgCallStore, JobsQueuedRightAfterANotificationAreAnnouncedToo) {
+  const std::string url = fresh("notify_owed");
+  pg_options o;
+  o.url = url;
+  pg_call_store a(o), b(o);
+  std::atomic<int> heard_b{0};
+  ASSERT_TRUE(eventually([&] { return a.listening() && b.listening(); }));
+  b.on_jobs_queued([&] { ++heard_b; });
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-1", 1, "d", 1.0, std::nullopt}));
+  ASSERT_TRUE(eventually([&] { return heard_b.load() >= 1; }));
+  const int before = heard_b.load();
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-2", 1, "d", 1.0, std::nullopt}));
+  ASSERT_TRUE(ingest_sync(a, packet{"owed-3", 1, "d", 1.0, std::nullopt}));
+  EXPECT_TRUE(eventually([&] { return heard_b.load() > before; })) << "b heard nothing of a's later jobs";
 }
 
 TEST(PgCallStore, AnUnreachableServerFailsStartUp) {
