@@ -91,6 +91,20 @@ cpu_seconds() {  # user + system CPU seconds of process $1
 echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "aipbx: $aipbx_bin $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true) ${extra[*]}"
 
+# The disk's sync time, which every durable answer waits for: 8 KiB appended and fdatasync'd, 100 times.
+disk_sync=$(python3 - "$work" <<'PY'
+import os, sys, time
+fd = os.open(os.path.join(sys.argv[1], "sync-probe"), os.O_WRONLY | os.O_CREAT)
+t = []
+for _ in range(100):
+    os.write(fd, b"x" * 8192)
+    s = time.perf_counter(); os.fdatasync(fd); t.append((time.perf_counter() - s) * 1000)
+t.sort()
+print("p50 %.2f ms, p99 %.2f ms" % (t[50], t[98]))
+PY
+)
+echo "disk: fdatasync of an 8 KiB append in the database's directory: $disk_sync"
+
 start_server ceiling
 before=$(cpu_seconds "$pid")
 wrk -t2 -c64 -d"${ceiling_seconds}s" "http://127.0.0.1:$port/healthz" >"$work/ceiling.txt"
