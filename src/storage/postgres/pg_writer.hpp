@@ -37,6 +37,10 @@ class writer {
   // were queued.
   bool commit(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
   std::uint64_t failed_batches() const { return failed_batches_.load(std::memory_order_relaxed); }
+  // Whether the last commit added events to the log.
+  bool wrote_events() const { return wrote_events_; }
+  // Log events deleted by retention by this writer so far.
+  std::uint64_t pruned_events() const { return pruned_events_.load(std::memory_order_relaxed); }
 
  private:
   using packet_key = std::pair<std::string_view, std::int64_t>;
@@ -58,6 +62,8 @@ class writer {
   // first, when there are any); returns whether it did open it.
   bool find_calls(connection& c, batch_plan& plan, double now, bool sweep);
   void collect_sweep(connection& c, batch_plan& plan, double now);
+  // The last id of the log's oldest slice whose events are past the retention, once a second at most.
+  void collect_prune(connection& c, double now);
   // Creates only the calls this writer has not seen committed; every call is locked in id order.
   void order_locks(batch_plan& plan) const;
   // Opens the transaction unless `begun`, creates the calls to create that do not exist, locks the calls
@@ -113,7 +119,12 @@ class writer {
   std::optional<std::size_t> events_at_;  // the statement of flush() that inserts them
   struct sweep_candidates {
     std::vector<std::string> expired_gaps, timed_out, idle;
+    std::optional<std::int64_t> prune_through;  // the log's events up to this id are past the retention
   } sweep_;
+  std::optional<std::size_t> prune_at_;  // the statement of flush() that deletes them
+  double last_prune_ = 0;
+  bool wrote_events_ = false;
+  std::atomic<std::uint64_t> pruned_events_{0};
   bool sweeping_ = false;
   bool jobs_queued_ = false;
   std::atomic<std::uint64_t> failed_batches_{0};
