@@ -12,7 +12,12 @@ std::string_view to_string(transport t) { return t == transport::sse ? "sse" : "
 
 subscription::subscription(event_hub& hub, event_filter filter, std::optional<std::int64_t> after, transport t,
                            std::size_t buffer)
-    : hub_(hub), filter_(std::move(filter)), transport_(t), buffer_(std::max<std::size_t>(buffer, 1)), after_(after) {}
+    : hub_(hub),
+      filter_(std::move(filter)),
+      transport_(t),
+      buffer_(std::max<std::size_t>(buffer, 1)),
+      after_(after),
+      position_(after) {}
 
 subscription::~subscription() { close(); }
 
@@ -65,6 +70,7 @@ bool subscription::push(std::shared_ptr<const wire_event> e) {
     aipbx::lock_guard lock(mutex_);
     if (ended_ || closed_) return true;  // nothing more for it; not a reason to cut it again
     if (queued_events_ >= buffer_) return false;
+    position_ = std::max(position_.value_or(0), e->id);
     queue_.emplace_back(std::move(e));
     ++queued_events_;
     if (waiting_) {
@@ -102,8 +108,28 @@ std::size_t subscription::room() {
   return free;
 }
 
+void subscription::advance(std::int64_t position) {
+  aipbx::lock_guard lock(mutex_);
+  position_ = std::max(position_.value_or(0), position);
+}
+
 void subscription::end(std::int64_t after, std::string reason) {
   push_notice({notice::kind::resume, after, 0, std::move(reason)});
+}
+
+void subscription::end_here(std::string reason) {
+  std::function<void()> wake;
+  {
+    aipbx::lock_guard lock(mutex_);
+    if (ended_ || closed_) return;
+    ended_ = true;
+    queue_.emplace_back(notice{notice::kind::resume, position_, 0, std::move(reason)});
+    if (waiting_) {
+      waiting_ = false;
+      wake = wake_;
+    }
+  }
+  if (wake) wake();
 }
 
 // ---- event_hub -------------------------------------------------------------------------------------------
@@ -229,8 +255,11 @@ bool event_hub::place_members() {
     read_failures_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  for (auto& m : members_)
-    if (!m.position) m.position = *head;
+  for (auto& m : members_) {
+    if (m.position) continue;
+    m.position = *head;
+    m.sub->advance(*head);
+  }
   if (!tail_) tail_ = *head;
   position_.store(*tail_, std::memory_order_relaxed);
   return true;
@@ -260,8 +289,11 @@ bool event_hub::follow_tail() {
         m.position = e.id;
       }
     }
-    for (auto& m : members_)
-      if (*m.position >= from) m.position = std::max(*m.position, page->scanned_to);
+    for (auto& m : members_) {
+      if (*m.position < from) continue;
+      m.position = std::max(*m.position, page->scanned_to);
+      m.sub->advance(*m.position);
+    }
     tail_ = page->scanned_to;
     position_.store(*tail_, std::memory_order_relaxed);
     if (page->events.size() < options_.page) return false;
@@ -306,13 +338,14 @@ bool event_hub::deliver(member& m, const std::shared_ptr<const wire_event>& e) {
 void event_hub::tell_truncated(member& m, std::int64_t pruned_through) {
   m.sub->push_notice({notice::kind::truncated, pruned_through, *m.position, {}});
   m.position = pruned_through;
+  m.sub->advance(pruned_through);
   truncated_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void event_hub::end_all(const std::string& reason) {
   for (auto& m : members_) {
     if (m.sub->closed()) continue;
-    m.sub->end(m.position.value_or(m.sub->after_.value_or(0)), reason);
+    m.sub->end_here(reason);
     ended_shutdown_.fetch_add(1, std::memory_order_relaxed);
   }
   members_.clear();

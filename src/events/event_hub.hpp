@@ -47,7 +47,9 @@ struct notice {
     truncated,  // the events after `requested` up to `after` were pruned (retention): they are gone
     resume,     // the subscription ends: resume after `after` (reason: "slow_subscriber", "shutdown")
   } what = kind::resume;
-  std::int64_t after = 0;
+  // Where to resume; empty for a subscription that ended before the hub placed it at the log's head
+  // (nothing was given to it: resume from the head again).
+  std::optional<std::int64_t> after;
   std::int64_t requested = 0;  // truncated only
   std::string reason;          // resume only
 };
@@ -73,6 +75,9 @@ class subscription {
   bool finished() const;
   // Set before the first take; runs on the hub's thread and must not block.
   void set_waker(std::function<void()> wake);
+  // Ends the subscription where it is: after what is queued comes a notice to resume after the last event
+  // queued or read past (`reason`: "shutdown"), and nothing more. Used when the server stops.
+  void end_here(std::string reason);
   // The connection is gone (or done): the hub drops the subscription. Idempotent.
   void close();
 
@@ -86,6 +91,8 @@ class subscription {
   void push_notice(notice n);
   // How many events may be queued for catching up now (0: too few; the next take wakes the hub).
   std::size_t room();
+  // Every event it wants up to `position` is queued (the hub read that far).
+  void advance(std::int64_t position);
   // Ends it with a resume notice after what is queued.
   void end(std::int64_t after, std::string reason);
   bool closed() const;
@@ -99,6 +106,8 @@ class subscription {
   mutable aipbx::mutex mutex_;
   std::vector<item> queue_ GUARDED_BY(mutex_);
   std::size_t queued_events_ GUARDED_BY(mutex_) = 0;
+  // Where a resume starts: the last event queued or read past (unset: a live subscription not placed yet).
+  std::optional<std::int64_t> position_ GUARDED_BY(mutex_);
   bool waiting_ GUARDED_BY(mutex_) = false;      // a take found nothing: wake on the next push
   bool ended_ GUARDED_BY(mutex_) = false;        // the resume notice is queued
   bool finished_ GUARDED_BY(mutex_) = false;     // ... and taken
