@@ -107,7 +107,8 @@ class sse_body final : public body_stream {
       co_return std::vector<asio::const_buffer>{asio::buffer(preamble)};
     }
     if (done_) co_return std::vector<asio::const_buffer>{};
-    const auto got = co_await pump_.next(items_);
+    auto op = pump_.next(items_);
+    const auto got = co_await std::move(op);
     if (got == subscription_pump::outcome::cancelled) co_return std::vector<asio::const_buffer>{};
     if (got == subscription_pump::outcome::heartbeat) co_return std::vector<asio::const_buffer>{asio::buffer(keep_alive)};
     co_return frames();
@@ -158,7 +159,9 @@ struct socket_reader {
 
 asio::awaitable<void> read_until_closed(streams::message_channel& channel, subscription_pump& pump,
                                         std::shared_ptr<socket_reader> reader) {
-  while (!co_await channel.read()) {
+  for (;;) {
+    auto op = channel.read();
+    if (co_await std::move(op)) break;
   }
   reader->peer_gone = true;
   pump.cancel();
@@ -166,27 +169,23 @@ asio::awaitable<void> read_until_closed(streams::message_channel& channel, subsc
   reader->finished.cancel();
 }
 
-// Writes the items; true when the subscription ended (after a resume notice, whose close it sent).
-asio::awaitable<bool> write_items(streams::message_channel& channel, const std::vector<item>& items, bool& failed) {
+// Writes the items; true when the subscription ended (after a resume notice, whose close it sent) or the
+// connection failed. (Operations are named before they are awaited: GCC 12 can destroy the temporaries of
+// a co_await expression twice.)
+asio::awaitable<bool> write_items(streams::message_channel& channel, const std::vector<item>& items) {
   for (const auto& i : items) {
-    if (const auto* e = std::get_if<std::shared_ptr<const events::wire_event>>(&i)) {
-      if (co_await channel.write_text((*e)->json)) {
-        failed = true;
-        co_return true;
-      }
-      continue;
-    }
-    const auto& n = std::get<events::notice>(i);
-    if (co_await channel.write_text(socket_notice(n))) {
-      failed = true;
-      co_return true;
-    }
-    if (n.what == events::notice::kind::resume) {
-      const bool slow = n.reason == "slow_subscriber";
-      co_await channel.close(slow ? streams::close_code::try_again_later : streams::close_code::going_away,
-                             slow ? "slow subscriber: resume after the last id" : "server stopping");
-      co_return true;
-    }
+    const auto* e = std::get_if<std::shared_ptr<const events::wire_event>>(&i);
+    const auto* n = std::get_if<events::notice>(&i);
+    std::string text = e != nullptr ? (*e)->json : socket_notice(*n);
+    auto write = channel.write_text(std::move(text));
+    if (co_await std::move(write)) co_return true;
+    if (n == nullptr || n->what != events::notice::kind::resume) continue;
+    const bool slow = n->reason == "slow_subscriber";
+    std::string reason = slow ? "slow subscriber: resume after the last id" : "server stopping";
+    auto close = channel.close(slow ? streams::close_code::try_again_later : streams::close_code::going_away,
+                               std::move(reason));
+    co_await std::move(close);
+    co_return true;
   }
   co_return false;
 }
@@ -211,20 +210,31 @@ asio::awaitable<void> serve_event_socket(streams::message_channel& channel, std:
   subscription_pump pump(std::move(sub), heartbeat);
   auto reader = std::make_shared<socket_reader>(channel.executor());
   asio::co_spawn(channel.executor(), read_until_closed(channel, pump, reader), asio::detached);
-  bool closed = false, failed = false;
+  bool closed = false;
   std::vector<item> items;
   while (!closed) {
-    const auto got = co_await pump.next(items);
+    auto next = pump.next(items);
+    const auto got = co_await std::move(next);
     if (got == subscription_pump::outcome::cancelled) break;
     if (got == subscription_pump::outcome::heartbeat) {
-      if (co_await channel.write_text(R"({"control":"heartbeat"})")) break;
+      std::string text = R"({"control":"heartbeat"})";
+      auto write = channel.write_text(std::move(text));
+      if (co_await std::move(write)) break;
       continue;
     }
-    closed = co_await write_items(channel, items, failed);
+    auto write = write_items(channel, items);
+    closed = co_await std::move(write);
   }
   // The client is still there: say goodbye, which also ends the reader's read.
-  if (!closed && !reader->peer_gone) co_await channel.close(streams::close_code::normal, {});
-  while (!reader->done) co_await reader->finished.async_wait(use_tuple);
+  if (!closed && !reader->peer_gone) {
+    std::string none;
+    auto close = channel.close(streams::close_code::normal, std::move(none));
+    co_await std::move(close);
+  }
+  while (!reader->done) {
+    auto wait = reader->finished.async_wait(use_tuple);
+    co_await std::move(wait);
+  }
 }
 
 }  // namespace aipbx::http

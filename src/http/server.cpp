@@ -41,6 +41,9 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+// The socket send buffer of a streamed answer (the kernel doubles it for its bookkeeping).
+constexpr std::size_t stream_send_buffer = 256 * 1024;
+
 // Answers a request the transport refuses, then the caller closes the connection.
 template <class Stream>
 asio::awaitable<void> write_error(Stream& stream, beast_http::status status, std::string_view detail,
@@ -440,6 +443,10 @@ asio::awaitable<void> server::write_stream(Stream& stream, connection_buffers& i
   auto [hec, hn] = co_await asio::async_write(stream, asio::buffer(io.head), use_tuple);
   if (hec) co_return;
   lowest.expires_never();
+  // The kernel would let a client that stops reading hold up to tcp_wmem's largest send buffer (4 MiB by
+  // default) of the server's memory before a write blocks; a stream's answer is bounded to much less.
+  boost::system::error_code ignored_option;
+  lowest.socket().set_option(asio::socket_base::send_buffer_size(static_cast<int>(stream_send_buffer)), ignored_option);
   // Nothing is in flight that a stop should wait for: stop() cancels the watch, and the body ends.
   idle = true;
   body_stream& body = *answer.body;

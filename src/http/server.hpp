@@ -9,7 +9,8 @@
 //
 // A request the handler answers with a stream (`request_handler::stream`: Server-Sent Events) gets its head
 // and then the body as the handler produces it, each write within the request timeout (a client that stops
-// reading is dropped), while the connection is watched for the client closing it. The connection then ends.
+// reading is dropped; its socket's send buffer is 256 KiB, not the kernel's autotuned up to 4 MiB), while
+// the connection is watched for the client closing it. The connection then ends.
 //
 // Threading: the server runs on the io_context it is given, which may be run by several threads; each
 // connection lives on its own strand. `stop` may be called from any thread: it closes the listener and
