@@ -64,22 +64,26 @@ bool subscription::closed() const {
   return closed_;
 }
 
-bool subscription::push(std::shared_ptr<const wire_event> e) {
+std::size_t subscription::push(std::vector<std::shared_ptr<const wire_event>>& events) {
   std::function<void()> wake;
+  std::size_t queued = 0;
   {
     aipbx::lock_guard lock(mutex_);
-    if (ended_ || closed_) return true;  // nothing more for it; not a reason to cut it again
-    if (queued_events_ >= buffer_) return false;
-    position_ = std::max(position_.value_or(0), e->id);
-    queue_.emplace_back(std::move(e));
-    ++queued_events_;
-    if (waiting_) {
+    if (ended_ || closed_) return events.size();  // nothing more for it; not a reason to cut it again
+    const std::size_t room = buffer_ > queued_events_ ? buffer_ - queued_events_ : 0;
+    queued = std::min(room, events.size());
+    for (std::size_t i = 0; i < queued; ++i) {
+      position_ = std::max(position_.value_or(0), events[i]->id);
+      queue_.emplace_back(std::move(events[i]));
+    }
+    queued_events_ += queued;
+    if (queued > 0 && waiting_) {
       waiting_ = false;
       wake = wake_;
     }
   }
   if (wake) wake();
-  return true;
+  return queued;
 }
 
 void subscription::push_notice(notice n) {
@@ -201,14 +205,18 @@ void event_hub::shutdown() {
 void event_hub::run() {
   log::name_thread("aipbx-events");
   bool more = false;
+  auto last_round = std::chrono::steady_clock::now() - options_.batch;
   for (;;) {
     {
       aipbx::unique_lock lock(mutex_);
       if (!more)
         wake_cv_.wait_for(lock.native(), options_.poll, [this]() REQUIRES(mutex_) { return woken_ || stopping_; });
+      // Rounds no closer than `batch`: what comes meanwhile is read in the next one.
+      wake_cv_.wait_until(lock.native(), last_round + options_.batch, [this]() REQUIRES(mutex_) { return stopping_; });
       woken_ = false;
       if (stopping_) break;
     }
+    last_round = std::chrono::steady_clock::now();
     try {
       more = step();
     } catch (const std::exception& e) {
@@ -266,7 +274,8 @@ bool event_hub::place_members() {
 }
 
 // Reads the log from the tail, a page at a time (a few per round, so that catching up is not starved),
-// and gives each page's events to the members at the tail or beyond it. True when more is there.
+// and gives each page's events to the members at the tail or beyond it, each member's in one push. True
+// when more is there.
 bool event_hub::follow_tail() {
   for (int pages = 0; pages < 8; ++pages) {
     auto page = log_.read_log(*tail_, std::nullopt, {}, options_.page);
@@ -276,21 +285,20 @@ bool event_hub::follow_tail() {
     }
     events_read_.fetch_add(page->events.size(), std::memory_order_relaxed);
     const std::int64_t from = *tail_;
+    // Formatted once, when some member wants the event.
+    std::vector<std::shared_ptr<const wire_event>> wired(page->events.size());
+    std::vector<std::shared_ptr<const wire_event>> batch;
     for (auto& m : members_) {
       if (*m.position < from) continue;  // catching up: read for apart
       if (page->pruned_through > *m.position) tell_truncated(m, page->pruned_through);
-    }
-    for (const auto& e : page->events) {
-      std::shared_ptr<const wire_event> w;
-      for (auto& m : members_) {
-        if (*m.position < from || e.id <= *m.position || !m.sub->filter().matches(e)) continue;
-        if (!w) w = make_wire_event(e);
-        if (!deliver(m, w)) continue;
-        m.position = e.id;
+      batch.clear();
+      for (std::size_t i = 0; i < page->events.size(); ++i) {
+        const auto& e = page->events[i];
+        if (e.id <= *m.position || !m.sub->filter().matches(e)) continue;
+        if (!wired[i]) wired[i] = make_wire_event(e);
+        batch.push_back(wired[i]);
       }
-    }
-    for (auto& m : members_) {
-      if (*m.position < from) continue;
+      if (!deliver(m, batch)) continue;
       m.position = std::max(*m.position, page->scanned_to);
       m.sub->advance(*m.position);
     }
@@ -313,25 +321,29 @@ bool event_hub::catch_up(member& m) {
   }
   events_read_.fetch_add(page->events.size(), std::memory_order_relaxed);
   if (page->pruned_through > *m.position) tell_truncated(m, page->pruned_through);
-  for (const auto& e : page->events) {
-    if (!deliver(m, make_wire_event(e))) return false;
-    m.position = e.id;
-  }
+  std::vector<std::shared_ptr<const wire_event>> batch;
+  batch.reserve(page->events.size());
+  for (const auto& e : page->events) batch.push_back(make_wire_event(e));
+  // The read was bounded by the room: it all fits.
+  if (!deliver(m, batch)) return false;
   m.position = std::max(*m.position, page->scanned_to);
+  m.sub->advance(*m.position);
   return *m.position < *tail_;
 }
 
-bool event_hub::deliver(member& m, const std::shared_ptr<const wire_event>& e) {
-  if (m.sub->push(e)) {
-    events_queued_.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  // Full while live: everything up to the event before this one is queued; it resumes from there.
-  m.sub->end(e->id - 1, "slow_subscriber");
+bool event_hub::deliver(member& m, std::vector<std::shared_ptr<const wire_event>>& events) {
+  if (events.empty()) return true;
+  const std::int64_t first_id = events.front()->id;
+  const std::size_t queued = m.sub->push(events);
+  events_queued_.fetch_add(queued, std::memory_order_relaxed);
+  if (queued == events.size()) return true;
+  // Full while live: everything up to the event before the first left out is queued; it resumes there.
+  const std::int64_t resume_after = queued == 0 ? first_id - 1 : events[queued]->id - 1;
+  m.sub->end(resume_after, "slow_subscriber");
   m.sub->close();
   cut_slow_.fetch_add(1, std::memory_order_relaxed);
   log::warn("event subscriber cut: it reads more slowly than events come",
-            {{"transport", to_string(m.sub->kind())}, {"resume_after", e->id - 1}, {"buffer", options_.buffer}});
+            {{"transport", to_string(m.sub->kind())}, {"resume_after", resume_after}, {"buffer", options_.buffer}});
   return false;
 }
 

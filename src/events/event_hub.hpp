@@ -7,7 +7,9 @@
 // that is live and wants it; a subscriber that resumes from an older id is caught up with reads of its own,
 // bounded by the tail, and is live from the moment its position reaches the tail. The store wakes the
 // thread when events become durable (storage/event_log.hpp: on_events; on PostgreSQL a NOTIFY from any
-// node), and it also reads every `poll` in case a wake-up was lost.
+// node), and it also reads every `poll` in case a wake-up was lost. Under a steady flow of events it reads
+// at most once per `batch`, so that a subscriber gets a batch per round rather than an event per commit:
+// what the stream costs grows with the number of subscribers and rounds, hardly with the rate of events.
 //
 // A slow subscriber never slows anyone else: its queue holds at most `buffer` events. A live subscriber
 // whose queue is full is cut: it gets every event queued so far, then a notice telling it to resume after
@@ -86,8 +88,9 @@ class subscription {
 
  private:
   friend class event_hub;
-  // The hub's side. False (nothing queued) when the queue is full.
-  bool push(std::shared_ptr<const wire_event> e);
+  // The hub's side. Queues the events (one lock, one wake-up for the lot) as far as the queue has room;
+  // returns how many were queued (fewer than given: the queue is full).
+  std::size_t push(std::vector<std::shared_ptr<const wire_event>>& events);
   void push_notice(notice n);
   // How many events may be queued for catching up now (0: too few; the next take wakes the hub).
   std::size_t room();
@@ -121,6 +124,10 @@ struct hub_options {
   std::size_t buffer = 4096;  // events queued per subscriber at most
   std::size_t page = 1000;    // events per read of the store
   std::chrono::milliseconds poll{1000};
+  // Rounds of reads start at most this often while events keep coming, so that each subscriber gets them
+  // in batches (one wake-up and one write per round, not per commit); an event after a quiet spell goes
+  // out at once.
+  std::chrono::milliseconds batch{20};
 };
 
 struct hub_stats {
@@ -175,8 +182,8 @@ class event_hub {
   bool place_members();
   bool follow_tail();
   bool catch_up(member& m);
-  // Queues `e` to `m` (if it wants it); false when `m` was cut for being full.
-  bool deliver(member& m, const std::shared_ptr<const wire_event>& e);
+  // Queues `events` (all of which `m` wants) to `m`; false when `m` was cut for being full.
+  bool deliver(member& m, std::vector<std::shared_ptr<const wire_event>>& events);
   void tell_truncated(member& m, std::int64_t pruned_through);
   void end_all(const std::string& reason);
 

@@ -123,28 +123,25 @@ class sse_body final : public body_stream {
   static constexpr std::string_view preamble = "retry: 1000\n\n";
   static constexpr std::string_view keep_alive = ": keep-alive\n\n";
 
-  // The frames of `items_` (the notices' text is kept in `texts_` until the next call).
+  // The frames of `items_`, copied into one buffer (kept until the next call): one write, whatever the
+  // number of events, where a buffer per event would cost a system call per 64 (the iovec limit).
   std::vector<asio::const_buffer> frames() {
-    texts_.clear();
-    for (const auto& i : items_)
-      if (const auto* n = std::get_if<events::notice>(&i)) texts_.push_back(sse_notice(*n));
-    std::vector<asio::const_buffer> out;
-    out.reserve(items_.size());
-    std::size_t text = 0;
+    out_.clear();
     for (const auto& i : items_) {
       if (const auto* e = std::get_if<std::shared_ptr<const events::wire_event>>(&i)) {
-        out.push_back(asio::buffer((*e)->sse));
+        out_ += (*e)->sse;
       } else {
-        out.push_back(asio::buffer(texts_[text++]));
+        out_ += sse_notice(std::get<events::notice>(i));
         if (is_resume(i)) done_ = true;
       }
     }
-    return out;
+    items_.clear();
+    return {asio::buffer(out_)};
   }
 
   subscription_pump pump_;
   std::vector<item> items_;
-  std::vector<std::string> texts_;
+  std::string out_;
   bool started_ = false;
   bool done_ = false;
 };

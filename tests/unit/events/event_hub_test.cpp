@@ -143,7 +143,7 @@ TEST_F(EventHub, AResumingSubscriberMissesNothingAndSeesNothingTwiceWhileEventsK
   for (int i = 0; i < 2500; ++i) log_.append(event_kind::segment_cut, "a");
   hub_options o;
   o.page = 100;
-  o.buffer = 300;
+  o.buffer = 5000;  // more than comes in a round (--event-buffer must be)
   start(o);
   reader live(subscribe());  // follows the tail meanwhile, on a thread of its own
   bool live_done = false;
