@@ -143,7 +143,10 @@ event_hub::event_hub(event_log& log, hub_options options) : log_(log), options_(
 event_hub::~event_hub() { shutdown(); }
 
 void event_hub::start() {
-  log_.on_events([this] { wake(); });
+  // Without subscribers there is nothing to read: a commit does not wake the thread.
+  log_.on_events([this] {
+    if (open_.load(std::memory_order_relaxed) > 0) wake();
+  });
   thread_ = std::thread([this] { run(); });
 }
 
