@@ -18,6 +18,8 @@
 #   --seconds S       seconds of audio per call per run (default 10)
 #   --ceiling-seconds S (default 5)
 #   --aipbx-arg ARG   extra argument for aipbx serve (repeatable)
+#   --db-dir DIR      put the databases in DIR (e.g. /dev/shm, to see what the disk's sync costs; then
+#                     nothing is durable)
 #   --keep            keep the temporary directory (databases, logs)
 # Builds nothing: pass the binary (default build/release/src/app/aipbx); aipbx_stream_load is taken beside
 # it in build/release/bench. Needs wrk. Loopback only; every process it starts is stopped on exit.
@@ -32,6 +34,7 @@ calls_list="250 500 1000 1500 2000"
 seconds=10
 ceiling_seconds=5
 keep=0
+db_dir=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
     --aipbx-arg) extra+=("$2"); shift 2 ;;
     --keep) keep=1; shift ;;
+    --db-dir) db_dir=$2; shift 2 ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) aipbx_bin=$1; shift ;;
   esac
@@ -62,6 +66,7 @@ stop_server() {
 }
 cleanup() {
   stop_server
+  [ -n "$db_dir" ] && rm -rf "$db_dir/aipbx-stream-bench-$$"
   if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -70,9 +75,15 @@ trap cleanup EXIT
 start_server() {
   local name=$1
   mkdir -p "$work/$name"
+  local db="$work/$name/aipbx.db"
+  if [ -n "$db_dir" ]; then
+    mkdir -p "$db_dir/aipbx-stream-bench-$$"
+    rm -f "$db_dir/aipbx-stream-bench-$$"/aipbx.db*
+    db="$db_dir/aipbx-stream-bench-$$/aipbx.db"
+  fi
   port=$((20000 + RANDOM % 20000))
   as_port=$((port + 1))
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --audiosocket-port "$as_port" --db "$work/$name/aipbx.db" \
+  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --audiosocket-port "$as_port" --db "$db" \
     --log-level warn --max-streams 100000 --shutdown-timeout 5s "${extra[@]}" >"$work/$name/aipbx.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do
@@ -92,7 +103,7 @@ echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc
 echo "aipbx: $aipbx_bin $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true) ${extra[*]}"
 
 # The disk's sync time, which every durable answer waits for: 8 KiB appended and fdatasync'd, 100 times.
-disk_sync=$(python3 - "$work" <<'PY'
+disk_sync=$(python3 - "${db_dir:-$work}" <<'PY'
 import os, sys, time
 fd = os.open(os.path.join(sys.argv[1], "sync-probe"), os.O_WRONLY | os.O_CREAT)
 t = []

@@ -461,6 +461,26 @@ void add_stream_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_AUDIOSOCKET_REGISTERED");
 }
 
+void add_event_options(CLI::App& cmd, serve_config& c) {
+  cmd.add_option("--max-subscribers", c.max_subscribers,
+                 "Event stream: subscribers (GET /v1/events) open at once on this node; past it 503")
+      ->envname("AIPBX_MAX_SUBSCRIBERS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
+      ->capture_default_str();
+  cmd.add_option("--event-buffer", c.event_buffer,
+                 "Event stream: events queued per subscriber; a live subscriber that falls this far behind is "
+                 "told to resume from its last id and disconnected")
+      ->envname("AIPBX_EVENT_BUFFER")
+      ->check(CLI::Range(std::size_t{16}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  add_duration(cmd, "--event-heartbeat", c.event_heartbeat,
+               "Event stream: a keep-alive to a subscriber after this long without an event (default 15s)",
+               "AIPBX_EVENT_HEARTBEAT");
+  add_duration(cmd, "--event-retention", c.event_retention,
+               "Event log: how long an event is kept for subscribers to resume from (0: for ever; default 1h)",
+               "AIPBX_EVENT_RETENTION");
+}
+
 }  // namespace
 
 // The steps' order is the order of --help and of `aipbx config`.
@@ -478,6 +498,7 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   add_node_options(cmd, c);
   add_access_options(cmd, c);
   add_stream_options(cmd, c);
+  add_event_options(cmd, c);
 }
 
 namespace {
@@ -523,6 +544,7 @@ void check_config(serve_config& c) {
   for (const auto& token : c.api_tokens)
     if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
   if (!c.api_token_file.empty()) c.api_file_tokens = read_token_file(c.api_token_file);
+  if (c.event_heartbeat.count() <= 0) throw std::invalid_argument("--event-heartbeat must be more than 0");
   if (c.body_memory < c.body_limit)
     throw std::invalid_argument("--body-memory (" + std::to_string(c.body_memory) + ") is less than --body-limit (" +
                                 std::to_string(c.body_limit) + "): a body of the largest size could never be read");

@@ -101,6 +101,12 @@ struct serve_config {
   std::string audiosocket_host = "127.0.0.1";
   std::vector<std::string> audiosocket_allow;    // networks (CIDR) allowed to connect; empty: any
   bool audiosocket_registered = false;           // only calls declared beforehand through the API
+
+  // The event stream (GET /v1/events) and its log.
+  std::size_t max_subscribers = 100;                 // subscribers open at once on this node
+  std::size_t event_buffer = 4096;                   // events queued per subscriber before it is cut
+  std::chrono::milliseconds event_heartbeat{15'000};  // a keep-alive to an idle subscriber
+  std::chrono::milliseconds event_retention{3'600'000};  // how long the log keeps an event (0: for ever)
 };
 
 // Checks what no single option can: the token file is read into `config.api_file_tokens`,

@@ -4,6 +4,7 @@
 #include "app/engine_factory.hpp"
 #include "domain/clock.hpp"
 #include "engines/segment_attempt.hpp"
+#include "events/event_hub.hpp"
 #include "http/api.hpp"
 #include "http/metrics.hpp"
 #include "http/server.hpp"
@@ -58,6 +59,7 @@ std::unique_ptr<storage_backend> open_postgres(const serve_config& config, const
   options.window = config.window;
   options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
   options.node = node;
+  options.event_retention = static_cast<double>(config.event_retention.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<pg_call_store>(options);
   log::info("store opened", {{"backend", "postgresql"}, {"schema_version", store->schema_version()},
@@ -82,6 +84,7 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
   options.max_attempts = config.retry_max_attempts;
   options.window = config.window;
   options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
+  options.event_retention = static_cast<double>(config.event_retention.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<sqlite_call_store>(options);
   log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()},
@@ -126,6 +129,9 @@ class service {
   // frames it then destroys still find the hub they leave.
   std::unique_ptr<ingest::ingest_path> ingest_;
   std::unique_ptr<streams::stream_hub> streams_;
+  // The event stream's hub: subscriptions in connections' frames tell it when they go, so it too outlives
+  // the io_context (its thread is stopped first, in the destructor, so that it posts to no dead strand).
+  std::unique_ptr<events::event_hub> events_;
   asio::io_context ioc_;
   // Caught from construction on, before anything listens: a signal that comes before the server runs is
   // queued for it, never lost nor left to the default action.
@@ -160,6 +166,7 @@ service::service(const serve_config& config)
       random_(config.mock_seed.value_or(seeded_random::fresh_seed())) {}
 
 service::~service() {
+  if (events_) events_->shutdown();
   stop_ai();
   if (store_) store_->stop();
   blocking_.join();
@@ -252,6 +259,8 @@ http::api_options service::api_options() {
   aopts.connection_limit = config_.max_connections;
   aopts.default_media = config_.media;
   aopts.streams = streams_.get();
+  aopts.events = events_.get();
+  aopts.event_heartbeat = config_.event_heartbeat;
   return aopts;
 }
 
@@ -299,6 +308,11 @@ bool service::listen() {
   if (!all_api_tokens(config_).empty())
     token_ok = [this](std::string_view token) { return tokens_.current()->matches(token); };
   streams_ = std::make_unique<streams::stream_hub>(*store_, *ingest_, blocking_, stream_options(), token_ok);
+  events::hub_options hopts;
+  hopts.max_subscribers = config_.max_subscribers;
+  hopts.buffer = config_.event_buffer;
+  events_ = std::make_unique<events::event_hub>(*store_, hopts);
+  events_->start();
   api_ = std::make_unique<http::api>(*store_, *store_, *ingest_, blocking_, api_options());
   server_ = std::make_unique<http::server>(ioc_, server_options(), *api_);
   audiosocket_ = audiosocket_listener();
@@ -359,6 +373,8 @@ void service::shut_down_on_signal(asio::steady_timer& deadline,
       });
     };
     if (audiosocket_) audiosocket_->stop();
+    // Event subscribers are told where to resume, then their connections end.
+    events_->stop();
     streams_->stop(one_done);
     server_->stop(one_done);
   });

@@ -162,6 +162,55 @@ void metrics::refused(std::string_view reason) {
 
 void metrics::ingest_latency(double seconds) { ingest_latency_->Observe(seconds); }
 
+namespace {
+
+void render_events(const events::hub_stats& e, std::size_t limit, std::uint64_t pruned, std::vector<MetricFamily>& out) {
+  auto subscribers = family("aipbx_event_subscribers",
+                            "Event stream subscribers open now, by transport (sse, websocket), and --max-subscribers",
+                            MetricType::Gauge);
+  for (std::size_t i = 0; i < events::transport_count; ++i)
+    add_value(subscribers, static_cast<double>(e.subscribers[i]),
+              {{"transport", std::string(events::to_string(static_cast<events::transport>(i)))}});
+  add_value(subscribers, static_cast<double>(limit), {{"transport", "limit"}});
+  out.push_back(std::move(subscribers));
+  auto accepted = family("aipbx_event_subscriptions_total", "Event stream subscriptions accepted, by transport",
+                         MetricType::Counter);
+  for (std::size_t i = 0; i < events::transport_count; ++i)
+    add_value(accepted, static_cast<double>(e.subscriptions[i]),
+              {{"transport", std::string(events::to_string(static_cast<events::transport>(i)))}});
+  out.push_back(std::move(accepted));
+  auto ended = family("aipbx_event_subscribers_ended_total",
+                      "Subscriptions the server ended, by reason: slow (their queue was full: told to resume), "
+                      "shutdown, refused (over --max-subscribers)",
+                      MetricType::Counter);
+  add_value(ended, static_cast<double>(e.cut_slow), {{"reason", "slow"}});
+  add_value(ended, static_cast<double>(e.ended_shutdown), {{"reason", "shutdown"}});
+  add_value(ended, static_cast<double>(e.refused), {{"reason", "refused"}});
+  out.push_back(std::move(ended));
+  auto events_total = family("aipbx_events_total",
+                             "Event stream: events read from the log (following it, catching subscribers up), "
+                             "queued to subscribers, pruned from the log by retention (by this node), and "
+                             "subscribers told that events they asked for were pruned",
+                             MetricType::Counter);
+  add_value(events_total, static_cast<double>(e.events_read), {{"kind", "read"}});
+  add_value(events_total, static_cast<double>(e.events_queued), {{"kind", "queued"}});
+  add_value(events_total, static_cast<double>(pruned), {{"kind", "pruned"}});
+  add_value(events_total, static_cast<double>(e.truncated), {{"kind", "truncated_notices"}});
+  out.push_back(std::move(events_total));
+  auto position = family("aipbx_event_log_position",
+                         "The last event id the node's event stream has followed the log to (while it has "
+                         "subscribers)",
+                         MetricType::Gauge);
+  add_value(position, static_cast<double>(e.position));
+  out.push_back(std::move(position));
+  auto failures = family("aipbx_event_read_failures_total", "Reads of the event log that failed (retried)",
+                         MetricType::Counter);
+  add_value(failures, static_cast<double>(e.read_failures));
+  out.push_back(std::move(failures));
+}
+
+}  // namespace
+
 std::string metrics::render(const state& s) const {
   std::vector<MetricFamily> out = registry_->Collect();
 
@@ -244,6 +293,7 @@ std::string metrics::render(const state& s) const {
   add_value(queue, static_cast<double>(s.writer.queue_limit), {{"kind", "limit"}});
   out.push_back(std::move(queue));
   add_backend_metrics(out, s.backend);
+  if (s.events) render_events(*s.events, s.max_subscribers, s.writer.events_pruned, out);
 
   if (s.workers) {
     const std::vector<ClientMetric::Label> engine{{"engine", s.engine}};

@@ -6,7 +6,8 @@
 // counters (in order, gaps, late, out of order, after a lost gap, duplicates), the idempotent answer to a
 // repeated packet, the reorder window and idle cut (through the call's sequencer), the lifecycle
 // (IN_PROGRESS -> PROCESSING_AI -> COMPLETED | FAILED -> ARCHIVED, replay), the media declaration and track
-// link, and which packet, gap, job, transition and event rows to write. It runs no SQL, reads no clock (`now`
+// link, and which packet, gap, job, transition, event and log rows to write (the log: the store-wide events
+// of storage/event_log.hpp, written in the same transaction as what they tell). It runs no SQL, reads no clock (`now`
 // arguments) and logs only in `log_committed`, which the writer calls once its transaction committed.
 //
 // Not thread-safe: one writer thread owns a ledger and the records it is given.
@@ -17,6 +18,7 @@
 #include "domain/errc.hpp"
 #include "domain/job.hpp"
 #include "storage/call_store.hpp"
+#include "storage/event_log.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -92,14 +94,23 @@ struct transition_row {  // a call_transitions row
 struct event_row {                    // a call_events row; the database numbers it
   const call_event* event = nullptr;  // the operation's own event: valid while its operation is
 };
+struct log_row {  // an events row of the store-wide log (storage/event_log.hpp); the writer numbers it
+  event_kind kind = event_kind::call_created;
+  std::string call_id;
+  std::optional<std::int64_t> job_id;
+  double at = 0;
+  std::string data;  // a JSON object
+};
 struct ledger_rows {
   std::vector<packet_row> packets;
   std::vector<gap_row> gaps;
   std::vector<job_row> jobs;
   std::vector<transition_row> transitions;
   std::vector<event_row> events;
+  std::vector<log_row> log;  // in the order things happened, the job ledger's included
   bool empty() const {
-    return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty() && events.empty();
+    return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty() && events.empty() &&
+           log.empty();
   }
   void clear();
 };
@@ -159,6 +170,11 @@ class call_ledger {
   // Cuts the packets of a call that has had none for `segment_idle` seconds.
   void cut_if_idle(call_record& rec, double now);
 
+  // Appends an event of the store-wide log (the job ledger tells its own here, so that one list holds the
+  // batch's events in the order they happened).
+  void log(event_kind kind, const std::string& call_id, std::optional<std::int64_t> job_id, double at,
+           std::string data);
+
   ledger_rows& rows() { return rows_; }
   // The records changed in this batch, in the order of their first change.
   const std::vector<call_record*>& dirty() const { return dirty_; }
@@ -170,7 +186,9 @@ class call_ledger {
   void mark_dirty(call_record& rec);
   ingest_outcome duplicate(call_record& rec);
   // Records what the call's sequencer decided: ranges lost, segments to queue as jobs.
-  void apply_changes(call_record& rec, const sequencer_changes& changes);
+  void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
+  // The log events of one packet's arrival: a gap opened or filled, a packet after a lost gap.
+  void log_arrival(const call_record& rec, std::int64_t sequence, const observation& obs, double now);
   void transition(call_record& rec, call_state to, const std::string& reason, double now);
   void settle(call_record& rec, const std::string& reason, double now);
 

@@ -1,6 +1,7 @@
 #include "storage/job_ledger.hpp"
 
 #include "log/log.hpp"
+#include "storage/event_data.hpp"
 
 #include <algorithm>
 
@@ -8,6 +9,14 @@ namespace aipbx {
 
 namespace {
 constexpr const char* lease_expired_error = "lease expired on the last attempt";
+constexpr const char* lease_lost_error = "lease expired";
+
+// The fields every job event starts with: the job's segment.
+event_data segment_of(const job& j) {
+  event_data d;
+  d.add("first", j.first_sequence).add("last", j.last_sequence);
+  return d;
+}
 }  // namespace
 
 void job_rows::clear() {
@@ -54,11 +63,13 @@ claim_result job_ledger::claim(const claim_reads& reads, const std::string& owne
     for (job* j : reads.expired(limit - out.jobs.size())) {
       if (j->state != job_state::running || !j->lease_expires_at || *j->lease_expires_at >= now) continue;
       if (j->attempts >= j->max_attempts) {
+        log_failed(*j, lease_expired_error, std::nullopt, now);
         kill(*j, lease_expired_error, now);
         call_changed(*j, job_state::running, now);
         expired_dead_.push_back(j->id);
         continue;
       }
+      log_failed(*j, lease_lost_error, now, now);
       lease(*j, owner, lease_seconds, now);
       out.jobs.push_back(*j);
     }
@@ -98,12 +109,16 @@ bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job
                              ok->engine,
                              ok->latency_ms,
                              now});
+    log_succeeded(*j, *ok, now);
   } else if (const auto* retry = std::get_if<job_retry>(&outcome)) {
     j->state = job_state::queued;
     j->last_error = retry->error;
     j->run_at = retry->run_at;
+    log_failed(*j, retry->error, retry->run_at, now);
   } else {
-    kill(*j, std::get<job_dead>(outcome).error, now);
+    const std::string& error = std::get<job_dead>(outcome).error;
+    log_failed(*j, error, std::nullopt, now);
+    kill(*j, error, now);
   }
   rows_.put(*j);
   // A retry leaves the call's counters as they are: the job is still outstanding.
@@ -113,6 +128,7 @@ bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job
 
 bool job_ledger::release(job* j, const std::string& owner, int attempt, double now) {
   if (!j || !holds(*j, owner, attempt)) return false;
+  calls_.log(event_kind::job_released, j->call_id, j->id, now, segment_of(*j).add("attempt", j->attempts).take());
   j->state = job_state::queued;
   --j->attempts;
   j->lease_owner.reset();
@@ -135,6 +151,7 @@ result<job> job_ledger::replay(job* j, double now) {
   j->updated_at = now;
   rows_.put(*j);
   queued_now_ = true;
+  calls_.log(event_kind::job_replayed, j->call_id, j->id, now, segment_of(*j).take());
   call_changed(*j, job_state::dead, now);
   return *j;
 }
@@ -161,6 +178,13 @@ void job_ledger::lease(job& j, const std::string& owner, double seconds, double 
   if (!j.started_at) j.started_at = now;
   j.updated_at = now;
   rows_.put(j);
+  calls_.log(event_kind::job_claimed, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("attempt", j.attempts)
+                 .add("max_attempts", j.max_attempts)
+                 .add("owner", owner)
+                 .add("lease_expires_at", *j.lease_expires_at)
+                 .take());
 }
 
 void job_ledger::kill(job& j, const std::string& error, double now) {
@@ -171,6 +195,28 @@ void job_ledger::kill(job& j, const std::string& error, double now) {
   j.finished_at = now;
   j.updated_at = now;
   rows_.put(j);
+  calls_.log(event_kind::job_dead, j.call_id, j.id, now,
+             segment_of(j).add("attempts", j.attempts).add("error", error).take());
+}
+
+void job_ledger::log_failed(const job& j, const std::string& error, std::optional<double> next_run_at, double now) {
+  calls_.log(event_kind::job_failed, j.call_id, j.id, now,
+             segment_of(j).add("attempt", j.attempts).add("error", error).add("next_run_at", next_run_at).take());
+}
+
+void job_ledger::log_succeeded(const job& j, const job_succeeded& ok, double now) {
+  calls_.log(event_kind::job_succeeded, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("attempt", j.attempts)
+                 .add("engine", ok.engine)
+                 .add("latency_ms", ok.latency_ms)
+                 .take());
+  calls_.log(event_kind::transcript_final, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("text", ok.text)
+                 .add("engine", ok.engine)
+                 .add("latency_ms", ok.latency_ms)
+                 .take());
 }
 
 void job_ledger::call_changed(const job& j, job_state from, double now) {

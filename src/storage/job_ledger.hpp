@@ -13,7 +13,9 @@
 //    fresh attempts;
 //  - what each change means for the job's call: the ledger tells the call_ledger (`job_changed`), which
 //    keeps the call's job counters and settles an ended call (COMPLETED, FAILED, back through
-//    PROCESSING_AI after a replay).
+//    PROCESSING_AI after a replay);
+//  - which events of the store-wide log each change tells (job claimed, failed, succeeded, dead, replayed,
+//    released, a transcript segment), appended to the call ledger's rows in the order they happen.
 // It runs no SQL, reads no clock (`now` arguments) and logs only in `log_committed`, which the writer calls
 // once its transaction committed.
 //
@@ -113,6 +115,9 @@ class job_ledger {
  private:
   void lease(job& j, const std::string& owner, double seconds, double now);
   void kill(job& j, const std::string& error, double now);
+  // The log events of an attempt's end (see storage/event_log.hpp), told to the call ledger's list.
+  void log_failed(const job& j, const std::string& error, std::optional<double> next_run_at, double now);
+  void log_succeeded(const job& j, const job_succeeded& ok, double now);
   // The job moved from `from` to its current state: its call's counters and state follow.
   void call_changed(const job& j, job_state from, double now);
 

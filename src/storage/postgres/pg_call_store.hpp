@@ -22,6 +22,10 @@
 // queued jobs sends NOTIFY aipbx_jobs, at most every 20 ms; a listener thread per node (LISTEN) wakes that
 // node's workers, which otherwise only poll slowly. A node's own workers are woken at once.
 //
+// Events: a transaction that adds events to the log sends NOTIFY aipbx_events; the same listener thread
+// (LISTEN) tells the node's event stream, which reads what every node committed from the table, in id
+// order (see storage/event_log.hpp for why that order is the commit order).
+//
 // Sweeps (idle calls' last segments, reorder windows, idle timeouts) run every `sweep_interval` on one
 // writer, inside a transaction that first takes a transaction-level advisory lock with
 // pg_try_advisory_xact_lock: while one node sweeps, the others skip, so each decision is taken once; the
@@ -79,6 +83,8 @@ struct pg_options {
   std::chrono::milliseconds sweep_interval{250};
   std::chrono::milliseconds reconnect_interval{500};
   int max_attempts = 5;
+  double event_retention = 3600;    // seconds the event log keeps an event (0: for ever)
+  std::size_t prune_slice = 10000;  // events one sweep deletes at most, once a second
   std::string node;                 // this node's lease owner name; its leftover leases are requeued at start
   std::function<double()> clock;    // unix seconds; the system clock when empty
 };
@@ -127,6 +133,12 @@ class pg_call_store final : public storage_backend {
                                                                   std::int64_t last) override;
   [[nodiscard]] result<job_counts> count_jobs() override;
 
+  // event_log
+  [[nodiscard]] result<log_page> read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                          const event_filter& filter, std::size_t limit) override;
+  [[nodiscard]] result<std::int64_t> log_head() override;
+  void on_events(std::function<void()> listener) override;
+
   int schema_version() const { return schema_version_; }
   // True while the listener's connection is LISTENing for other nodes' jobs.
   bool listening() const { return listening_.load(); }
@@ -138,6 +150,7 @@ class pg_call_store final : public storage_backend {
   void writer_loop(std::size_t index);
   void listener_loop();
   void notify_listener() const;
+  void notify_events() const;
 
   pg_options options_;
   std::string token_;  // this store's NOTIFY payload: its own notifications are not heard twice
@@ -164,6 +177,7 @@ class pg_call_store final : public storage_backend {
 
   mutable aipbx::mutex listener_mutex_;
   std::function<void()> listener_ GUARDED_BY(listener_mutex_);
+  std::function<void()> events_listener_ GUARDED_BY(listener_mutex_);
   std::atomic<bool> listener_stop_{false};
   std::atomic<bool> listening_{false};
   std::thread listener_thread_;

@@ -113,6 +113,8 @@ void writer::reset() {
   event_ops_.clear();
   events_at_.reset();
   versions_at_.reset();
+  prune_at_.reset();
+  wrote_events_ = false;
   sweep_ = {};
   sweeping_ = false;
   jobs_queued_ = false;
@@ -212,6 +214,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   auto results = c.exec_pipeline(writes);
   if (events_at_) assign_event_ids(results[*events_at_]);
   if (versions_at_) read_versions(results[*versions_at_]);
+  if (prune_at_) pruned_events_.fetch_add(static_cast<std::uint64_t>(results[*prune_at_].affected()));
 }
 
 bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
@@ -289,7 +292,10 @@ bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now
     for (int i = 0; i < r.rows(); ++i) p.lock_ids.push_back(r.text(i, 0));
   };
   if (expired_at) add_ids(results[*expired_at]);
-  if (sweep_at) collect_sweep(results, *sweep_at, p);
+  if (sweep_at) {
+    collect_sweep(results, *sweep_at, p);
+    if (sweeping_) collect_prune(c, now);
+  }
   return true;
 }
 
@@ -324,6 +330,15 @@ void writer::collect_sweep(const std::vector<result_set>& results, std::size_t a
   if (options_.window.seconds > 0) collect(results[next++], sweep_.expired_gaps);
   if (options_.idle_timeout > 0) collect(results[next++], sweep_.timed_out);
   collect(results[next], sweep_.idle);
+}
+
+void writer::collect_prune(connection& c, double now) {
+  if (options_.event_retention <= 0 || now - last_prune_ < 1.0) return;
+  last_prune_ = now;
+  // The oldest events first, a slice at a time: the primary key alone finds them.
+  auto r = c.exec("SELECT MAX(id) FROM (SELECT id, at FROM events ORDER BY id LIMIT $1) e WHERE at < $2",
+                  params{}.add(static_cast<std::int64_t>(options_.prune_slice)).add(now - options_.event_retention));
+  if (!r.is_null(0, 0)) sweep_.prune_through = r.int64(0, 0);
 }
 
 void writer::order_locks(batch_plan& p) const {
@@ -800,6 +815,37 @@ std::optional<std::size_t> insert_events(statements& out, const std::vector<even
   return out.size() - 1;
 }
 
+// The batch's events of the store-wide log, numbered from the counter of event_log_state in the same
+// statement: it takes the counter's row lock, which orders the transactions of every writer and node
+// that log events, so ids are given in commit order (see pg_migrations.cpp, v8). Sent last before COMMIT,
+// so that the lock is held for as short a time as the commit takes.
+void insert_log(statements& out, const std::vector<log_row>& rows) {
+  if (rows.empty()) return;
+  std::vector<double> at;
+  std::vector<std::string> kind, call, data;
+  std::vector<std::optional<std::int64_t>> job;
+  for (const auto& r : rows) {
+    at.push_back(r.at);
+    kind.emplace_back(to_string(r.kind));
+    call.push_back(r.call_id);
+    job.push_back(r.job_id);
+    data.push_back(r.data);
+  }
+  out.push_back({"SELECT pg_notify('aipbx_events', '')", {}});
+  out.push_back(
+      {"WITH c AS (UPDATE event_log_state SET last_id = last_id + $6 RETURNING last_id - $6 AS base) "
+       "INSERT INTO events(id, at, kind, call_id, job_id, data) SELECT c.base + u.n, u.a, u.k, u.c, u.j, u.d "
+       "FROM c, unnest($1::float8[], $2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY "
+       "AS u(a, k, c, j, d, n)",
+       params{}
+           .add_doubles(at)
+           .add_texts(kind)
+           .add_texts(call)
+           .add_optional_ints(job)
+           .add_texts(data)
+           .add(static_cast<std::int64_t>(rows.size()))});
+}
+
 void insert_transitions(statements& out, const std::vector<transition_row>& rows) {
   if (rows.empty()) return;
   std::vector<std::string> call, to, reason;
@@ -972,6 +1018,14 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   notifying_ = (jobs_queued_ || notify_owed_) && std::chrono::steady_clock::now() - last_notify_ >= notify_interval;
   if (notifying_) out.push_back({notify_sql, params{}.add(std::string_view(token))});
+  if (sweep_.prune_through) {
+    out.push_back({"DELETE FROM events WHERE id <= $1", params{}.add(*sweep_.prune_through)});
+    prune_at_ = out.size() - 1;
+    out.push_back({"UPDATE event_log_state SET pruned_through = GREATEST(pruned_through, $1)",
+                   params{}.add(*sweep_.prune_through)});
+  }
+  wrote_events_ = !rows.log.empty();
+  insert_log(out, rows.log);
 }
 
 void writer::pay_notify(connection& c, const std::string& token) {

@@ -100,6 +100,8 @@ struct sqlite_options {
   double idle_timeout = 0;          // seconds without a packet before a call ends (0: never)
   std::chrono::milliseconds sweep_interval{250};
   int max_attempts = 5;             // attempts of each new job
+  double event_retention = 3600;    // seconds the event log keeps an event (0: for ever)
+  std::size_t prune_slice = 10000;  // events the sweep deletes at most, once a second
   std::function<double()> clock;    // unix seconds; the system clock when empty
   // How the syncer flushes the WAL's descriptor: 0 or an errno. ::fdatasync when empty; tests inject
   // failures here.
@@ -158,6 +160,12 @@ class sqlite_call_store final : public storage_backend {
                                                                   std::int64_t last) override;
   [[nodiscard]] result<job_counts> count_jobs() override;
 
+  // event_log
+  [[nodiscard]] result<log_page> read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                          const event_filter& filter, std::size_t limit) override;
+  [[nodiscard]] result<std::int64_t> log_head() override;
+  void on_events(std::function<void()> listener) override;
+
   int schema_version() const { return schema_version_; }
   sqlite_wal_stats wal_stats() const;
 
@@ -174,6 +182,10 @@ class sqlite_call_store final : public storage_backend {
   // Fails `batch` with store_failure and runs its handlers.
   void fail_batch(std::deque<write_op>& batch);
   void gather(std::unique_lock<std::mutex>& lock);
+  // Hands a committed batch to the syncer, or, in commit mode, answers it; its events are published then.
+  void after_commit(std::deque<write_op>& batch, bool jobs_queued);
+  // The log's events up to `id` are durable: readers may see them, and the listener hears of it.
+  void publish_events(std::int64_t id);
 
   sqlite_options options_;
   int schema_version_ = 0;
@@ -188,10 +200,15 @@ class sqlite_call_store final : public storage_backend {
   bool stopping_ = false;
   std::thread writer_thread_;
 
-  // Committed writes waiting for the syncer's fdatasync (pipelined mode), one deque per batch.
+  // Committed writes waiting for the syncer's fdatasync (pipelined mode), one entry per batch, with the id
+  // of the batch's last log event (a batch of the job queue's own writes alone comes for its events).
+  struct unsynced_batch {
+    std::deque<write_op> ops;
+    std::int64_t last_event = 0;
+  };
   std::mutex sync_mutex_;
   std::condition_variable sync_wake_;
-  std::deque<std::deque<write_op>> unsynced_;
+  std::deque<unsynced_batch> unsynced_;
   bool writer_done_ = false;
   int wal_fd_ = -1;
   std::thread syncer_thread_;
@@ -212,7 +229,13 @@ class sqlite_call_store final : public storage_backend {
   aipbx::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::connection>> idle_readers_ GUARDED_BY(readers_mutex_);
 
-  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0};
+  // The last event of the log that is durable (readers see no further), and who hears when it moves.
+  std::atomic<std::int64_t> durable_event_{0};
+  std::int64_t handed_event_ = 0;  // the last event id handed to the syncer (writer thread only)
+  aipbx::mutex events_mutex_;
+  std::function<void()> events_listener_ GUARDED_BY(events_mutex_);
+
+  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0}, pruned_{0};
   std::atomic<std::size_t> queued_{0};
   atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
 };

@@ -54,6 +54,10 @@ class writer {
   void notify_jobs_queued() const;
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+  // The id of the last event of the log committed so far (durable or not).
+  std::int64_t last_event_id() const { return last_event_id_; }
+  // Log events deleted by retention so far.
+  std::uint64_t pruned_events() const { return pruned_events_; }
   std::uint64_t failed_batches() const { return failed_batches_; }
 
  private:
@@ -67,6 +71,9 @@ class writer {
   result<declare_outcome> apply_declare(const declare_op& op, double now);
   result<std::int64_t> apply_event(event_op& op, double now);
   void sweep(double now);
+  // Deletes (a slice of) the log's events older than the retention.
+  void prune_events(double now);
+  void write_log_rows();
 
   call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
   call_record* load(const std::string& id);
@@ -89,13 +96,18 @@ class writer {
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
-      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_;
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
+      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;
+  std::int64_t last_event_id_ = 0;  // event_log_state.last_id as this writer's transaction holds it
+  double last_prune_ = 0;
+  std::uint64_t pruned_events_ = 0;
+  std::uint64_t pruning_ = 0;  // deleted by the batch being written
 };
 
 }  // namespace aipbx::sqlite

@@ -34,6 +34,8 @@ struct job_store_settings {
   int max_attempts = 5;
   std::function<double()> clock;
   std::string node;  // the lease owner name of this node (a restart requeues its running jobs)
+  double event_retention = 3600;  // seconds the event log keeps an event (0: for ever)
+  std::size_t writers = 1;        // writer threads, for a backend that has several
 };
 
 struct job_backend {
