@@ -76,7 +76,7 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
   }
 
   sequencer_changes changes;
-  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const auto arrived = sequencer_of(rec).observe(p.sequence, now, changes);
   const observation& obs = arrived.obs;
   if (obs.removed) {
     rows_.gaps.push_back({gap_row::change::closed, rec.id, *obs.removed, 0});
@@ -125,6 +125,11 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
   return out;
 }
 
+call_sequencer& call_ledger::sequencer_of(call_record& rec) const {
+  rec.seq.set_external_cuts(options_.cut_outside && options_.cut_outside(rec.media));
+  return rec.seq;
+}
+
 void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes) {
   for (const auto& r : changes.lost) {
     rows_.gaps.push_back({gap_row::change::lost, rec.id, r, 0});
@@ -138,10 +143,23 @@ void call_ledger::apply_changes(call_record& rec, const sequencer_changes& chang
   if (!changes.empty()) mark_dirty(rec);
 }
 
+result<bool> call_ledger::cut(call_record& rec, seq_range range, double now) {
+  call_sequencer& seq = sequencer_of(rec);
+  if (!seq.external_cuts() || range.last < range.first) return errc::invalid_input;
+  const bool open = rec.state == call_state::in_progress || rec.state == call_state::processing_ai;
+  if (!open || range.first != seq.next_segment()) return false;
+  sequencer_changes changes;
+  if (!seq.cut(range.last, changes)) return errc::invalid_input;
+  apply_changes(rec, changes);
+  mark_dirty(rec);  // next_segment moved, even when every sequence of the range was lost
+  settle(rec, "ai jobs settled", now);
+  return true;
+}
+
 result<call_state> call_ledger::end(call_record& rec, const std::string& reason, double now) {
   if (rec.state != call_state::in_progress) return errc::invalid_transition;
   sequencer_changes changes;
-  rec.seq.flush(changes);
+  sequencer_of(rec).flush(changes);
   apply_changes(rec, changes);
   rec.ended_at = now;
   rec.end_reason = reason;
@@ -258,6 +276,8 @@ void call_ledger::transition(call_record& rec, call_state to, const std::string&
 
 void call_ledger::settle(call_record& rec, const std::string& reason, double now) {
   if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  // Packets still to be cut (a call cut from outside) are AI work outstanding.
+  if (rec.seq.has_uncut()) return;
   const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
   // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
   if (rec.state == call_state::failed && target == call_state::completed)
@@ -281,7 +301,7 @@ void call_ledger::job_changed(call_record& rec, job_state from, job_state to, do
 void call_ledger::expire_gaps(call_record& rec, double now) {
   if (rec.state != call_state::in_progress) return;
   sequencer_changes changes;
-  rec.seq.tick(now, changes);
+  sequencer_of(rec).tick(now, changes);
   apply_changes(rec, changes);
 }
 
@@ -297,7 +317,7 @@ void call_ledger::cut_if_idle(call_record& rec, double now) {
       *rec.last_packet_at > now - options_.segment_idle)
     return;
   sequencer_changes changes;
-  rec.seq.flush(changes);
+  sequencer_of(rec).flush(changes);
   apply_changes(rec, changes);
 }
 

@@ -19,6 +19,7 @@
 #include "storage/call_store.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,6 +63,9 @@ struct ledger_options {
   sequencer_options sequencing;
   double segment_idle = 2.0;  // seconds without a packet before a call's remaining packets are cut
   double idle_timeout = 0;    // seconds without a packet before a call ends (0: never)
+  // Whether a call, by its media declaration (empty: it declared none), is cut into segments from outside
+  // (`cut`: the pause segmenter) rather than every `segment_packets`. Unset: every call is cut by packets.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
 };
 
 // The rows the ledger decided on, each kind in the order decided.
@@ -130,7 +134,14 @@ class call_ledger {
   // stored sequence is `sequence_conflict`; a new packet of an ended call is `call_ended`. `call_created`
   // is left to the writer.
   result<ingest_outcome> ingest(call_record& rec, const packet& p, std::optional<std::string_view> stored, double now);
-  // Ends an IN_PROGRESS call: the rest of its packets are cut, its open gaps lost, and it settles.
+  // Cuts [range.first, range.last] of a call cut from outside into one job (none when every sequence of it
+  // was lost). `false`, changing nothing, when the cut is stale: range.first is not the call's first uncut
+  // sequence (a cut made since by another segmenter), or the call has settled. `invalid_input` when the
+  // call is cut by packets, or the range is empty or reaches its lowest sequence not received. An ended
+  // call settles once its last packet is cut.
+  result<bool> cut(call_record& rec, seq_range range, double now);
+  // Ends an IN_PROGRESS call: the rest of its packets are cut (later, by `cut`, for a call cut from
+  // outside), its open gaps lost, and it settles.
   result<call_state> end(call_record& rec, const std::string& reason, double now);
   // Puts a COMPLETED or FAILED call away.
   result<call_state> archive(call_record& rec, double now);
@@ -169,6 +180,8 @@ class call_ledger {
  private:
   void mark_dirty(call_record& rec);
   ingest_outcome duplicate(call_record& rec);
+  // The call's sequencer, told whether the call is cut from outside.
+  call_sequencer& sequencer_of(call_record& rec) const;
   // Records what the call's sequencer decided: ranges lost, segments to queue as jobs.
   void apply_changes(call_record& rec, const sequencer_changes& changes);
   void transition(call_record& rec, call_state to, const std::string& reason, double now);

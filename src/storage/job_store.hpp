@@ -14,6 +14,14 @@
 // Errors: writes fail with `unavailable` / `store_failure` (nothing changed) or, for `replay`, with
 // `not_found` or `job_not_dead`. `renew`/`finish` answer `false` (not an error) when the caller no longer
 // holds the lease.
+//
+// Cuts from outside: a call with audio may be cut into segments by a segmenter beside the store (the
+// pause segmenter, engines/pause_cutter.hpp) instead of every `segment_packets` (see call_ledger's
+// `cut_outside`). The store then keeps the call's packets uncut; `uncut_calls` lists the calls that have
+// some, and `cut_segment` queues one segment's job, durably, in a transaction of the writer like ingest. A
+// cut names where it starts, the call's first uncut sequence, so that of two segmenters deciding the same
+// cut (two nodes, or one before and after a restart) only the first takes effect: the second is answered
+// `false`. An ended call stays PROCESSING_AI until its last packet is cut.
 #pragma once
 
 #include "domain/errc.hpp"
@@ -44,6 +52,17 @@ struct transcript_segment {
   std::string engine;
   double latency_ms = 0;
   double created_at = 0;
+};
+
+// A call with packets not yet cut into a segment, as its calls row holds it (see uncut_calls).
+struct uncut_call {
+  std::string id;
+  call_state state = call_state::in_progress;
+  std::int64_t next_segment = 1;   // its first uncut sequence
+  std::int64_t expected = 1;       // its lowest sequence not received: cuts end below it
+  std::int64_t last_sequence = 0;  // its highest sequence received
+  std::optional<double> last_packet_at;
+  std::optional<media_declaration> media;
 };
 
 struct job_query {
@@ -78,6 +97,15 @@ class job_store {
   virtual void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) = 0;
   // Puts a dead job back in the queue with fresh attempts.
   virtual void replay(std::int64_t job_id, job_handler done) = 0;
+
+  // Cuts [range.first, range.last] of a call cut from outside into one job (see above): `true` once the
+  // job is durable, `false` when the cut is stale (range.first is no longer the call's first uncut
+  // sequence, or the call settled; nothing changed); `not_found`; `invalid_input` for a call cut by
+  // packets, an empty range, or one that reaches the call's lowest sequence not received.
+  virtual void cut_segment(std::string call_id, seq_range range, bool_handler done) = 0;
+  // Calls IN_PROGRESS or PROCESSING_AI with packets not yet cut, by id, after `after` (empty: from the
+  // first), at most `limit`.
+  [[nodiscard]] virtual result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) = 0;
 
   // Runs `listener` (on a store thread) after each commit that queued jobs due now.
   virtual void on_jobs_queued(std::function<void()> listener) = 0;

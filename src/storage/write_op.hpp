@@ -54,6 +54,12 @@ struct replay_op {
   job_store::job_handler done;
   std::optional<result<job>> r;
 };
+struct cut_op {
+  std::string call_id;
+  seq_range range;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
+};
 struct end_op {
   std::string call_id;
   std::string reason;
@@ -80,7 +86,7 @@ struct event_op {
 };
 
 struct write_op {
-  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op,
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, cut_op, end_op, archive_op,
                declare_op, event_op>
       v;
   // Runs the handler with the stored result, or with `failure` when the transaction failed.

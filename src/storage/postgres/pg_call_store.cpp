@@ -149,6 +149,9 @@ void pg_call_store::release(std::int64_t job_id, std::string owner, int attempt,
 void pg_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
+void pg_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
+  submit({cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
+}
 void pg_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
   submit({end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
 }
@@ -488,6 +491,30 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
     std::vector<stored_packet> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_packet(r, i));
+    return out;
+  });
+}
+
+result<std::vector<uncut_call>> pg_call_store::uncut_calls(std::string_view after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<std::vector<uncut_call>> {
+    auto r = c.exec(
+        "SELECT id, state, next_segment, expected_sequence, last_sequence, last_packet_at, media_format, "
+        "media_packet_ms FROM calls WHERE state IN ('IN_PROGRESS', 'PROCESSING_AI') AND next_segment <= "
+        "last_sequence AND id > $1 ORDER BY id LIMIT $2",
+        params{}.add(after).add(static_cast<std::int64_t>(limit)));
+    std::vector<uncut_call> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      uncut_call u;
+      u.id = r.text(i, 0);
+      u.state = parse_call_state(r.text_view(i, 1)).value_or(call_state::in_progress);
+      u.next_segment = r.int64(i, 2);
+      u.expected = r.int64(i, 3);
+      u.last_sequence = r.int64(i, 4);
+      u.last_packet_at = r.optional_float8(i, 5);
+      if (!r.is_null(i, 6)) u.media = media_declaration{r.text(i, 6), r.int64(i, 7)};
+      out.push_back(std::move(u));
+    }
     return out;
   });
 }

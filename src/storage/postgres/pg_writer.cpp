@@ -64,7 +64,8 @@ packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
 
 writer::writer(const pg_options& options)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }) {}
 
 writer::~writer() = default;
@@ -148,7 +149,8 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
             (o.p.media ? p.lock_ids : p.new_ids).push_back(o.p.call_id);
           else if constexpr (std::is_same_v<T, declare_op>)
             p.new_ids.push_back(o.call_id);
-          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>)
+          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op> ||
+                             std::is_same_v<T, cut_op>)
             p.lock_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, event_op>)
             p.lock_ids.push_back(o.e.call_id);  // an event never creates its call
@@ -355,6 +357,7 @@ void writer::apply(connection& c, write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o.call_id, now);
@@ -397,6 +400,12 @@ void writer::sweep(double now) {
   each(sweep_.expired_gaps, [&](call_record& rec) { ledger_.expire_gaps(rec, now); });
   each(sweep_.timed_out, [&](call_record& rec) { ledger_.end_if_timed_out(rec, now); });
   each(sweep_.idle, [&](call_record& rec) { ledger_.cut_if_idle(rec, now); });
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  auto it = calls_.find(op.call_id);
+  if (it == calls_.end()) return errc::not_found;
+  return ledger_.cut(*it->second, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {

@@ -30,7 +30,8 @@ job read_job(const statement& s) {
 
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return load(call_id); }),
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
@@ -225,6 +226,7 @@ void writer::apply(write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o, now);
@@ -285,6 +287,12 @@ void writer::sweep(double now) {
   collect(select_idle_, now - options_.segment_idle);
   for (const auto& id : ids)
     if (call_record* rec = load(id)) ledger_.cut_if_idle(*rec, now);
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  call_record* rec = load(op.call_id);
+  if (!rec) return errc::not_found;
+  return ledger_.cut(*rec, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {

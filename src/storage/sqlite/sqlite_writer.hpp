@@ -25,6 +25,7 @@ namespace aipbx::sqlite {
 // The queued writes are the backend-neutral ones of storage/write_op.hpp.
 using aipbx::archive_op;
 using aipbx::claim_op;
+using aipbx::cut_op;
 using aipbx::declare_op;
 using aipbx::end_op;
 using aipbx::event_op;
@@ -62,6 +63,7 @@ class writer {
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(const claim_op& op, double now);
+  result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
   result<declare_outcome> apply_declare(const declare_op& op, double now);

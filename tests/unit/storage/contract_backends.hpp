@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct job_store_settings {
   int max_attempts = 5;
   std::function<double()> clock;
   std::string node;  // the lease owner name of this node (a restart requeues its running jobs)
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;  // unset: every call by packets
 };
 
 struct job_backend {

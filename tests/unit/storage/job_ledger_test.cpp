@@ -15,7 +15,7 @@ namespace {
 class JobLedger : public ::testing::Test {
  protected:
   JobLedger()
-      : calls_({{1, {}}, 2.0, 0}), ledger_(calls_, [this](const std::string& id) { return lookup(id); }) {
+      : calls_({{1, {}}, 2.0, 0, {}}), ledger_(calls_, [this](const std::string& id) { return lookup(id); }) {
     calls_.begin();
     ledger_.begin();
     // A call that has ended and waits for its jobs: every outcome settles it.
