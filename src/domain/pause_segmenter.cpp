@@ -31,8 +31,9 @@ std::optional<std::int64_t> pause_segmenter::frame(bool voiced) {
   const std::int64_t index = frames_++;
   const std::int64_t min_frames = rules_.min_ms / pause_rules::frame_ms;
   if (voiced) {
+    voice_heard_ = true;
     current_ = {};
-  } else {
+  } else if (voice_heard_) {
     if (current_.frames == 0) current_.start = index;
     ++current_.frames;
     const bool past_min = current_.middle() >= min_frames;

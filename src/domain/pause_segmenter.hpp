@@ -3,11 +3,14 @@
 // them), one per 10 ms frame; no audio, no clock, no I/O.
 //
 // A segment starts at `first` (a sequence) and takes the call's packets in sequence order, each with the
-// decisions of the frames that ended in it. A run of unvoiced frames is a pause. The segment is cut:
+// decisions of the frames that ended in it. A run of unvoiced frames after the segment's first voiced one
+// is a pause (silence before any voice is no pause between words: it stays with the words that follow).
+// The segment is cut:
 //  - inside the first pause that reaches `silence_ms` once the pause's middle lies `min_ms` or more into
 //    the segment: after the packet holding the pause's middle, so both segments keep half of it;
 //  - otherwise when the segment reaches `max_ms`: in the middle of its longest pause whose middle lies past
-//    `min_ms` (the earliest of equals), or, with no pause at all there, after the packet that reached it.
+//    `min_ms` (the earliest of equals), or, with no such pause (or no voice at all), after the packet that
+//    reached it.
 //    A segment is thus at most `max_ms` plus one packet long;
 //  - and at the end of the call's audio (`finish`): whatever is left, however short.
 // A cut is decided on a later packet than the one it falls after; the caller then starts the next segment
@@ -66,6 +69,7 @@ class pause_segmenter {
   std::int64_t first_;
   std::int64_t frames_ = 0;                  // frames added
   std::vector<std::int64_t> packets_;        // per packet added: the frame count at its end
+  bool voice_heard_ = false;                 // a voiced frame since `first`
   pause current_;                            // the pause going on (frames == 0: none)
   std::optional<pause> longest_;             // the longest pause whose middle lies past min_ms
 };

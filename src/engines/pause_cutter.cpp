@@ -44,6 +44,25 @@ struct pause_cutter::pending_cuts {
   }
 };
 
+namespace {
+
+// A call's format: its declaration's (one the media layer cannot read, which only a hand-edited database
+// holds, is none), or the node's default.
+media::media_format effective_format(const std::optional<media_declaration>& declared, media::media_format fallback) {
+  if (!declared) return fallback;
+  return media::parse_media_format(declared->format).value_or(media::media_format::none());
+}
+
+}  // namespace
+
+bool pause_cutter::cuts(const std::optional<media_declaration>& declared, media::media_format default_media) {
+  return effective_format(declared, default_media).carries_audio();
+}
+
+media::media_format pause_cutter::format_of(const std::optional<media_declaration>& declared) const {
+  return effective_format(declared, options_.default_media);
+}
+
 pause_cutter::pause_cutter(job_store& store, pause_cutter_options options)
     : store_(store), options_(std::move(options)) {
   if (!options_.rules.valid())
@@ -119,9 +138,7 @@ void pause_cutter::run_once() {
 }
 
 void pause_cutter::cut_call(const uncut_call& call, double now, const std::shared_ptr<pending_cuts>& pending) {
-  const media::media_format format =
-      call.media ? media::parse_media_format(call.media->format).value_or(media::media_format::none())
-                 : options_.default_media;
+  const media::media_format format = format_of(call.media);
   if (!format.carries_audio()) {
     calls_.erase(call.id);  // cut by packets in the store
     return;

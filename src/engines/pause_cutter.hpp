@@ -66,6 +66,10 @@ struct pause_cutter_stats {
 
 class pause_cutter {
  public:
+  // Whether a call with this declaration (empty: none) is cut here, when calls that declare none are in
+  // `default_media`: when its format carries audio. The store's `cut_outside` must answer the same.
+  static bool cuts(const std::optional<media_declaration>& declared, media::media_format default_media);
+
   // Throws std::invalid_argument when the rules are not valid.
   pause_cutter(job_store& store, pause_cutter_options options);
   ~pause_cutter();  // stops
@@ -86,6 +90,7 @@ class pause_cutter {
 
   void loop();
   void cut_call(const uncut_call& call, double now, const std::shared_ptr<pending_cuts>& pending);
+  media::media_format format_of(const std::optional<media_declaration>& declared) const;
   call_cut& state_for(const uncut_call& call, media::media_format format);
   // Hears the call's packets after the last one heard, through `through`, up to a cut if one comes (the
   // state then starts after the cut).

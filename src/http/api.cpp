@@ -690,6 +690,7 @@ asio::awaitable<response> api::scrape() {
   st.writer = store_.stats();
   st.backend = store_.backend_metrics();
   if (options_.worker_stats) st.workers = options_.worker_stats();
+  if (options_.segmenter_stats) st.segmenter = options_.segmenter_stats();
   st.engine = options_.engine;
   st.configured_workers = options_.workers;
   if (options_.open_connections) st.open_connections = options_.open_connections();

@@ -79,6 +79,16 @@ TEST(PauseSegmenter, AtTheMaximumCutsInTheLongestShortPausePastTheMinimum) {
   EXPECT_EQ(add_packets(s, 80, voice), 96) << "the earliest of the longest pauses";
 }
 
+TEST(PauseSegmenter, SilenceBeforeAnyVoiceIsNoPause) {
+  pause_segmenter s(rules(1000, 4000, 300), 1);
+  EXPECT_FALSE(add_packets(s, 100, quiet)) << "2 s of silence: it stays with the words that follow";
+  EXPECT_FALSE(add_packets(s, 20, voice));
+  EXPECT_EQ(add_packets(s, 15, quiet), 128) << "the first pause after the voice: 120 + 15 / 2";
+
+  pause_segmenter hush(rules(1000, 4000, 300), 1);
+  EXPECT_EQ(add_packets(hush, 200, quiet), 200) << "no voice at all: cut at the maximum";
+}
+
 TEST(PauseSegmenter, FinishCutsWhatIsLeftHoweverShort) {
   pause_segmenter s(rules(3000, 20000, 400), 7);
   EXPECT_FALSE(s.finish());

@@ -191,17 +191,24 @@ TEST_F(PauseCutter, ContinuousSoundIsCutAtTheMaximum) {
   EXPECT_EQ(segments("c1"), (std::vector<seq_range>{{1, 250}, {251, 500}}));
 }
 
-TEST_F(PauseCutter, SilenceAloneIsCutAtTheMinimum) {
+TEST_F(PauseCutter, SilenceStaysWithTheWordsThatFollowIt) {
   call_audio a;
-  a.pause(5);
+  a.pause(3).talk(1.5).pause(0.8).talk(1);
   declare("c1");
   put_all("c1", a.packets());
   auto c = cutter(rules(1000, 10'000, 400));
   c.run_once();
   const auto cuts = segments("c1");
-  ASSERT_FALSE(cuts.empty());
-  // The first pause long enough whose middle is past 1 s: 400 ms of it once its middle reaches 1 s.
-  EXPECT_EQ(cuts[0], (seq_range{1, 51}));
+  ASSERT_EQ(cuts.size(), 1u) << "the leading silence is no pause: one cut, after the words";
+  EXPECT_TRUE(in_a_pause(a, cuts[0].last)) << cuts[0].last;
+  EXPECT_GT(cuts[0].last, 225) << "after the voice that starts at 4.5 s";
+
+  call_audio hush;
+  hush.pause(25);
+  declare("c2");
+  put_all("c2", hush.packets());
+  c.run_once();
+  EXPECT_EQ(segments("c2"), (std::vector<seq_range>{{1, 500}, {501, 1000}})) << "silence alone: cut at the maximum";
 }
 
 TEST_F(PauseCutter, PausesUnderSteadyNoiseAreFound) {
