@@ -80,7 +80,7 @@ void call_sequencer::tick(double now, sequencer_changes& out) {
 
 void call_sequencer::flush(sequencer_changes& out) {
   for (const auto& gap : tracker_.missing()) declare_lost(gap, out);
-  if (!external_cuts_) cut_through(tracker_.highest(), out);
+  if (!external_cuts()) cut_through(tracker_.highest(), out);
 }
 
 bool call_sequencer::cut(std::int64_t last, sequencer_changes& out) {
@@ -106,7 +106,7 @@ void call_sequencer::declare_lost(seq_range r, sequencer_changes& out) {
 }
 
 void call_sequencer::cut_ready(sequencer_changes& out) {
-  if (external_cuts_) return;
+  if (external_cuts()) return;
   // [next_segment, expected) has no open gap: cut its whole segments.
   const std::int64_t n = options_.segment_packets;
   const std::int64_t expected = tracker_.expected();

@@ -67,9 +67,10 @@ class call_sequencer {
   // The stream stopped (ended or idle): every open gap is lost, everything up to the highest is cut (with
   // external cuts, left for `cut`).
   void flush(sequencer_changes& out);
-  // Whether segments are cut from outside (`cut`) rather than every `segment_packets`.
+  // Whether segments are cut from outside (`cut`) rather than every `segment_packets` (not until told).
   void set_external_cuts(bool external) { external_cuts_ = external; }
-  bool external_cuts() const { return external_cuts_; }
+  bool external_cuts() const { return external_cuts_.value_or(false); }
+  bool cuts_decided() const { return external_cuts_.has_value(); }
   // Cuts [next_segment, last] as one segment (none if all of it was lost). False, changing nothing, unless
   // next_segment <= last < the lowest sequence not received.
   bool cut(std::int64_t last, sequencer_changes& out);
@@ -100,7 +101,7 @@ class call_sequencer {
   std::map<std::int64_t, std::int64_t> lost_;        // first -> last
   std::int64_t lost_count_ = 0;
   std::int64_t next_segment_ = sequence_tracker::first_sequence;
-  bool external_cuts_ = false;
+  std::optional<bool> external_cuts_;
 };
 
 }  // namespace aipbx

@@ -126,8 +126,13 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
 }
 
 call_sequencer& call_ledger::sequencer_of(call_record& rec) const {
-  rec.seq.set_external_cuts(options_.cut_outside && options_.cut_outside(rec.media));
+  // Decided once per record: the declaration it depends on is made before any packet and never changes.
+  if (!rec.seq.cuts_decided()) rec.seq.set_external_cuts(cut_outside(rec));
   return rec.seq;
+}
+
+bool call_ledger::cut_outside(const call_record& rec) const {
+  return options_.cut_outside && options_.cut_outside(rec.media);
 }
 
 void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes) {
@@ -186,6 +191,7 @@ result<declare_outcome> call_ledger::declare(call_record& rec, const media_decla
     if (rec.state != call_state::in_progress) return errc::call_ended;
     if (rec.packets_received > 0) return errc::media_too_late;
     rec.media = media;
+    rec.seq.set_external_cuts(cut_outside(rec));
     rec.media_dirty = true;
     mark_dirty(rec);
     declared_.emplace_back(rec.id, media);

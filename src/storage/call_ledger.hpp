@@ -182,6 +182,7 @@ class call_ledger {
   ingest_outcome duplicate(call_record& rec);
   // The call's sequencer, told whether the call is cut from outside.
   call_sequencer& sequencer_of(call_record& rec) const;
+  bool cut_outside(const call_record& rec) const;
   // Records what the call's sequencer decided: ranges lost, segments to queue as jobs.
   void apply_changes(call_record& rec, const sequencer_changes& changes);
   void transition(call_record& rec, call_state to, const std::string& reason, double now);
