@@ -3,7 +3,7 @@
 # (--segmenter vad): the word error rate of each on the same calls, and what the pause segmenter costs.
 #
 #   bench/run_segment_bench.sh [--calls 3] [--lead-ms 1300] [--live-calls 20] [--live-seconds 30]
-#                              [--workers 2] [--wait 900] [--config 'NAME|AIPBX_FLAGS']... [BUILD_DIR]
+#                              [--rounds 3] [--workers 2] [--wait 900] [--config 'NAME|AIPBX_FLAGS']... [BUILD_DIR]
 #
 # Accuracy, for each configuration in turn (default: fixed 5 s and 10 s segments, the pause segmenter with
 # its defaults and with shorter pauses and segments, and a whole call as one segment for reference):
@@ -17,9 +17,10 @@
 #
 # Cost: `aipbx serve --engine mock` (answering at once) under --live-calls live calls of the same speech
 # for --live-seconds (one packet per 20 ms per call, over HTTP), once with fixed 5 s segments and once with
-# the pause segmenter: the CPU time of its threads per packet, by what they do: ingest (the HTTP threads,
-# the blocking pool, the store's writer, syncer and checkpointer), the pause segmenter (aipbx-cutter),
-# the AI workers (aipbx-ai).
+# the pause segmenter, --rounds times in alternation (the machine's other load moves CPU time from run to
+# run; alternating shares it out): the CPU time of its threads per packet, by what they do: ingest (the
+# HTTP threads, the blocking pool, the store's writer, syncer and checkpointer), the pause segmenter
+# (aipbx-cutter), the AI workers (aipbx-ai); each run, and the mean of each kind.
 #
 # Builds nothing: BUILD_DIR (default build/release) must hold src/app/aipbx and bench/aipbx_speech_load.
 # Loopback only; every process it starts is stopped on exit.
@@ -32,6 +33,7 @@ calls=3
 lead_ms=1300
 live_calls=20
 live_seconds=30
+rounds=3
 workers=2
 wait_s=900
 configs=()
@@ -42,10 +44,11 @@ while [ $# -gt 0 ]; do
     --lead-ms) lead_ms="$2"; shift 2 ;;
     --live-calls) live_calls="$2"; shift 2 ;;
     --live-seconds) live_seconds="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
     --wait) wait_s="$2"; shift 2 ;;
     --config) configs+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) positional+=("$1"); shift ;;
   esac
 done
@@ -53,9 +56,10 @@ if [ ${#configs[@]} -eq 0 ]; then
   configs=(
     "fixed 5 s|--segmenter fixed --segment-packets 250"
     "fixed 10 s|--segmenter fixed --segment-packets 500"
-    "vad (defaults: 3 s..20 s, 400 ms pauses)|--segmenter vad"
-    "vad 3 s..10 s, 300 ms|--segmenter vad --segment-max 10s --segment-silence 300ms"
-    "vad 2 s..10 s, 200 ms|--segmenter vad --segment-min 2s --segment-max 10s --segment-silence 200ms"
+    "vad (defaults: 2 s..10 s, 300 ms pauses)|--segmenter vad"
+    "vad 2 s..10 s, 200 ms|--segmenter vad --segment-silence 200ms"
+    "vad 3 s..20 s, 400 ms|--segmenter vad --segment-min 3s --segment-max 20s --segment-silence 400ms"
+    "vad, detector aggressiveness 3|--segmenter vad --vad-aggressiveness 3"
     "one segment per call|--segmenter fixed --segment-packets 100000"
   )
 fi
@@ -150,7 +154,11 @@ PY
 done
 
 cost_rows=()
-for cfg in "fixed 5 s|--segmenter fixed --segment-packets 250" "vad|--segmenter vad"; do
+cost_configs=()
+for _ in $(seq 1 "$rounds"); do
+  cost_configs+=("fixed 5 s|--segmenter fixed --segment-packets 250" "vad|--segmenter vad")
+done
+for cfg in "${cost_configs[@]}"; do
   IFS='|' read -r name flags <<<"$cfg"
   l0=$(load1)
   # shellcheck disable=SC2086
@@ -181,3 +189,14 @@ echo
 echo "| $live_calls live calls, mock engine | ingest µs/packet | segmenter µs/packet | AI workers µs/packet | all threads µs/packet | segments | calls completed | load |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 printf '%s\n' "${cost_rows[@]}"
+printf '%s\n' "${cost_rows[@]}" | python3 -c '
+import sys
+rows = {}
+for line in sys.stdin:
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    rows.setdefault(cells[0], []).append([float(c) for c in cells[1:5]])
+for name, runs in rows.items():
+    mean = [sum(r[i] for r in runs) / len(runs) for i in range(4)]
+    print(f"| {name}, mean of {len(runs)} | " + " | ".join(f"{m:.1f}" for m in mean) + " | | | |")
+'
+

@@ -268,12 +268,12 @@ void add_segment_options(CLI::App& cmd, serve_config& c) {
       ->check(CLI::IsMember({"fixed", "vad"}))
       ->capture_default_str();
   add_duration(cmd, "--segment-min", c.segment_min,
-               "--segmenter vad: no cut inside a segment's first this long (default 3s)", "AIPBX_SEGMENT_MIN");
+               "--segmenter vad: no cut inside a segment's first this long (default 2s)", "AIPBX_SEGMENT_MIN");
   add_duration(cmd, "--segment-max", c.segment_max,
-               "--segmenter vad: a segment is cut at this length at the latest, in its longest pause (default 20s)",
+               "--segmenter vad: a segment is cut at this length at the latest, in its longest pause (default 10s)",
                "AIPBX_SEGMENT_MAX");
   add_duration(cmd, "--segment-silence", c.segment_silence,
-               "--segmenter vad: a pause this long ends a segment (default 400ms)", "AIPBX_SEGMENT_SILENCE");
+               "--segmenter vad: a pause this long ends a segment (default 300ms)", "AIPBX_SEGMENT_SILENCE");
   cmd.add_option("--vad-aggressiveness", c.vad_aggressiveness,
                  "--segmenter vad: the voice detector's aggressiveness, 0 (calls the most audio voice) to 3 (the "
                  "least)")

@@ -58,9 +58,9 @@ struct serve_config {
   // How calls with audio are cut into segments: "fixed" (every segment_packets) or "vad" (at pauses, by
   // engines/pause_cutter.hpp, within segment_min..segment_max; a pause is segment_silence long).
   std::string segmenter = "fixed";
-  std::chrono::milliseconds segment_min{3'000};
-  std::chrono::milliseconds segment_max{20'000};
-  std::chrono::milliseconds segment_silence{400};
+  std::chrono::milliseconds segment_min{2'000};
+  std::chrono::milliseconds segment_max{10'000};
+  std::chrono::milliseconds segment_silence{300};
   int vad_aggressiveness = 2;
   reorder_window window{50, 1.0};
   std::chrono::milliseconds call_idle_timeout{60'000};  // 0: calls end only by request

@@ -28,9 +28,9 @@
 namespace aipbx {
 
 struct pause_rules {
-  std::int64_t min_ms = 3'000;      // no cut inside the first min_ms of a segment
-  std::int64_t max_ms = 20'000;     // a segment is cut at this length at the latest
-  std::int64_t silence_ms = 400;    // a pause this long ends a segment
+  std::int64_t min_ms = 2'000;      // no cut inside the first min_ms of a segment
+  std::int64_t max_ms = 10'000;     // a segment is cut at this length at the latest
+  std::int64_t silence_ms = 300;    // a pause this long ends a segment
   static constexpr std::int64_t frame_ms = 10;  // the detector's frame
   // silence_ms > 0, min_ms >= 0 and max_ms > min_ms, each a whole number of frames.
   bool valid() const;
