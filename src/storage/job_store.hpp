@@ -15,6 +15,15 @@
 // `not_found` or `job_not_dead`. `renew`/`finish` answer `false` (not an error) when the caller no longer
 // holds the lease.
 //
+// Partial results: while an attempt runs, its worker may record the engine's current hypothesis
+// (`record_partial`, fenced like `renew`: only the owner of the current attempt). A partial is kept apart
+// from the results (transcript_partials, never transcript_segments) and only while it means something:
+// `partials` lists those of jobs still running under a lease that has not expired, recorded by their
+// current attempt; a job that finishes, is released or is taken by another attempt drops its partial in
+// the same transaction. So a partial is never read as a result, the result replaces it at once, and one
+// left by a process that died is not shown once its lease has expired (or, on the embedded store, once the
+// next start requeued its job).
+//
 // Cuts from outside: a call with audio may be cut into segments by a segmenter beside the store (the
 // pause segmenter, engines/pause_cutter.hpp) instead of every `segment_packets` (see call_ledger's
 // `cut_outside`). The store then keeps the call's packets uncut; `uncut_calls` lists the calls that have
@@ -65,6 +74,16 @@ struct uncut_call {
   std::optional<media_declaration> media;
 };
 
+// The current hypothesis of a running job's attempt (see partials).
+struct partial_segment {
+  std::int64_t job_id = 0;
+  std::int64_t first_sequence = 0;
+  std::int64_t last_sequence = 0;
+  std::string text;
+  std::int64_t heard_ms = 0;  // how much of the segment's audio the hypothesis covers
+  double updated_at = 0;
+};
+
 struct job_query {
   std::size_t limit = 50;
   std::int64_t after = 0;              // keyset cursor on id
@@ -97,6 +116,15 @@ class job_store {
   virtual void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) = 0;
   // Puts a dead job back in the queue with fresh attempts.
   virtual void replay(std::int64_t job_id, job_handler done) = 0;
+
+  // Records the current hypothesis of the caller's attempt, replacing the one it recorded before; `false`
+  // when the caller no longer holds the lease (nothing changed). Answered without waiting for the disk: a
+  // partial lost with the machine is no loss.
+  virtual void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                              std::int64_t heard_ms, bool_handler done) = 0;
+  // The partials of the call's jobs running now (see above), in sequence order; `not_found` for an unknown
+  // call.
+  [[nodiscard]] virtual result<std::vector<partial_segment>> partials(std::string_view call_id) = 0;
 
   // Cuts [range.first, range.last] of a call cut from outside into one job (see above): `true` once the
   // job is durable, `false` when the cut is stale (range.first is no longer the call's first uncut

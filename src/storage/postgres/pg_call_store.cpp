@@ -149,6 +149,11 @@ void pg_call_store::release(std::int64_t job_id, std::string owner, int attempt,
 void pg_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
+void pg_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                   std::int64_t heard_ms, bool_handler done) {
+  submit({partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done), std::nullopt}},
+         false);
+}
 void pg_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
   submit({cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
 }
@@ -477,6 +482,22 @@ result<std::vector<transcript_segment>> pg_call_store::transcript(std::string_vi
     for (int i = 0; i < r.rows(); ++i)
       out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.text(i, 4), r.float8(i, 5),
                      r.float8(i, 6)});
+    return out;
+  });
+}
+
+result<std::vector<partial_segment>> pg_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = $1 AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > $2 ORDER BY j.first_sequence",
+        params{}.add(call_id).add(options_.clock()));
+    std::vector<partial_segment> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.int64(i, 4), r.float8(i, 5)});
     return out;
   });
 }

@@ -175,7 +175,23 @@ CREATE TABLE call_events (
 CREATE INDEX call_events_call ON call_events(call_id, id);
 )sql";
 
-constexpr std::array<migration, 7> all{{
+// The current hypothesis of each running attempt that told one (see job_store.hpp, partial results): one
+// row per job, replaced as the attempt goes on and deleted in the transaction that ends the attempt. Read
+// only joined with the job's row (running, the same attempt, an unexpired lease). No foreign key, as for the
+// tables of version 6: the writer holds the job's row lock when it writes one.
+constexpr const char* v8_transcript_partials = R"sql(
+CREATE TABLE transcript_partials (
+  job_id     bigint PRIMARY KEY,
+  call_id    text COLLATE "C" NOT NULL,
+  attempt    integer NOT NULL,
+  text       text NOT NULL,
+  heard_ms   bigint NOT NULL,
+  updated_at double precision NOT NULL
+);
+CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
+)sql";
+
+constexpr std::array<migration, 8> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -183,6 +199,7 @@ constexpr std::array<migration, 7> all{{
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
+    {8, "transcript partials", v8_transcript_partials},
 }};
 
 }  // namespace

@@ -653,10 +653,38 @@ void insert_results(statements& out, const std::vector<result_row>& rows) {
                      .add_doubles(at)});
 }
 
-// What the job ledger changed: the jobs' rows, and the results of those that succeeded.
+// The partials the job ledger recorded (upserted) and dropped (deleted), one change per job.
+void write_partials(statements& out, const std::vector<partial_change>& changes) {
+  std::vector<std::int64_t> dropped, job_id, attempt, heard;
+  std::vector<std::string> call, text;
+  std::vector<double> at;
+  for (const auto& c : changes) {
+    if (!c.row) {
+      dropped.push_back(c.job_id);
+      continue;
+    }
+    job_id.push_back(c.row->job_id);
+    call.push_back(c.row->call_id);
+    attempt.push_back(c.row->attempt);
+    text.push_back(c.row->text);
+    heard.push_back(c.row->heard_ms);
+    at.push_back(c.row->updated_at);
+  }
+  if (!dropped.empty())
+    out.push_back({"DELETE FROM transcript_partials WHERE job_id = ANY($1::bigint[])", params{}.add_ints(dropped)});
+  if (job_id.empty()) return;
+  out.push_back({"INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) "
+                 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], "
+                 "$6::float8[]) ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, "
+                 "text = excluded.text, heard_ms = excluded.heard_ms, updated_at = excluded.updated_at",
+                 params{}.add_ints(job_id).add_texts(call).add_ints(attempt).add_texts(text).add_ints(heard).add_doubles(at)});
+}
+
+// What the job ledger changed: the jobs' rows, the results of those that succeeded, and the partials.
 void write_job_rows(statements& out, const job_rows& rows) {
   update_jobs(out, rows.jobs);
   insert_results(out, rows.results);
+  write_partials(out, rows.partials);
 }
 
 // The batch's events, numbered by the table's identity in the order of `rows` (WITH ORDINALITY ... ORDER BY:

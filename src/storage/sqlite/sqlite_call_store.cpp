@@ -258,6 +258,13 @@ void sqlite_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({sqlite::replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
 
+void sqlite_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                       std::int64_t heard_ms, bool_handler done) {
+  submit({sqlite::partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done),
+                             std::nullopt}},
+         false);
+}
+
 void sqlite_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
   submit({sqlite::cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
 }
@@ -580,6 +587,22 @@ result<std::vector<transcript_segment>> sqlite_call_store::transcript(std::strin
     while (s.step())
       out.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_text(3), s.column_text(4),
                      s.column_double(5), s.column_double(6)});
+    return out;
+  });
+}
+
+result<std::vector<partial_segment>> sqlite_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto& s = c.cached(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = ? AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > ? ORDER BY j.first_sequence");
+    s.bind(1, call_id).bind(2, options_.clock());
+    std::vector<partial_segment> out;
+    while (s.step())
+      out.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_text(3), s.column_int(4),
+                     s.column_double(5)});
     return out;
   });
 }

@@ -148,6 +148,9 @@ class sqlite_call_store final : public storage_backend {
               bool_handler done) override;
   void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
   void replay(std::int64_t job_id, job_handler done) override;
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override;
+  [[nodiscard]] result<std::vector<partial_segment>> partials(std::string_view call_id) override;
   void cut_segment(std::string call_id, seq_range range, bool_handler done) override;
   [[nodiscard]] result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override;
   void on_jobs_queued(std::function<void()> listener) override;

@@ -98,7 +98,12 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")),
       set_track_(db_->prepare("UPDATE calls SET track = ?, primary_id = ? WHERE id = ?")),
       insert_event_(
-          db_->prepare("INSERT INTO call_events(call_id, kind, at, sequence, data) VALUES (?, ?, ?, ?, ?)")) {
+          db_->prepare("INSERT INTO call_events(call_id, kind, at, sequence, data) VALUES (?, ?, ?, ?, ?)")),
+      upsert_partial_(db_->prepare(
+          "INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) VALUES (?, ?, ?, "
+          "?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, text = excluded.text, "
+          "heard_ms = excluded.heard_ms, updated_at = excluded.updated_at")),
+      delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")) {
 }
 
 writer::~writer() = default;
@@ -205,6 +210,20 @@ void writer::write_job_rows() {
         .bind(6, std::string_view(r.engine))
         .bind(7, r.latency_ms)
         .bind(8, r.created_at)
+        .run();
+  }
+  for (const auto& c : rows.partials) {
+    if (!c.row) {
+      delete_partial_.bind(1, c.job_id).run();
+      continue;
+    }
+    const partial_row& p = *c.row;
+    upsert_partial_.bind(1, p.job_id)
+        .bind(2, std::string_view(p.call_id))
+        .bind(3, std::int64_t{p.attempt})
+        .bind(4, std::string_view(p.text))
+        .bind(5, p.heard_ms)
+        .bind(6, p.updated_at)
         .run();
   }
   rows.clear();

@@ -31,6 +31,7 @@ using aipbx::end_op;
 using aipbx::event_op;
 using aipbx::finish_op;
 using aipbx::ingest_op;
+using aipbx::partial_op;
 using aipbx::release_op;
 using aipbx::renew_op;
 using aipbx::replay_op;
@@ -91,7 +92,8 @@ class writer {
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
-      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_;
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
+      upsert_partial_, delete_partial_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;

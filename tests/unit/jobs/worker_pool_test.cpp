@@ -136,6 +136,11 @@ class faulty_job_store final : public job_store {
     real_.release(job_id, std::move(owner), attempt, std::move(done));
   }
   void replay(std::int64_t job_id, job_handler done) override { real_.replay(job_id, std::move(done)); }
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override {
+    real_.record_partial(job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done));
+  }
+  result<std::vector<partial_segment>> partials(std::string_view call_id) override { return real_.partials(call_id); }
   void cut_segment(std::string call_id, seq_range range, bool_handler done) override {
     real_.cut_segment(std::move(call_id), range, std::move(done));
   }

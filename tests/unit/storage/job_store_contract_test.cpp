@@ -332,6 +332,55 @@ TEST_P(JobStore, CallsCutFromOutsideWaitForTheirCuts) {
   EXPECT_EQ(call.state, call_state::processing_ai) << "its jobs are outstanding";
 }
 
+TEST_P(JobStore, APartialIsShownWhileItsAttemptRunsAndTheResultReplacesIt) {
+  put("c1", 1);
+  put("c1", 2);
+  auto c = claim("w", 2, 30);
+  ASSERT_EQ(c.jobs.size(), 2u);
+  const job& a = c.jobs[0];
+  const job& b = c.jobs[1];
+  const auto record = [&](const job& j, const std::string& owner, int attempt, const std::string& text) {
+    return wait_for<result<bool>>(
+        [&](auto done) { store_->record_partial(j.id, owner, attempt, text, 1200, done); });
+  };
+  EXPECT_TRUE(record(a, "w", a.attempts, "go for").value());
+  EXPECT_TRUE(record(a, "w", a.attempts, "go forward").value());
+  EXPECT_TRUE(record(b, "w", b.attempts, "ten").value());
+  EXPECT_FALSE(record(a, "other", a.attempts, "not mine").value());
+  EXPECT_FALSE(record(a, "w", a.attempts + 1, "no such attempt").value());
+  auto p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].job_id, a.id);
+  EXPECT_EQ(p[0].text, "go forward") << "the latest replaces the earlier one";
+  EXPECT_EQ(p[0].first_sequence, 1);
+  EXPECT_EQ(p[0].heard_ms, 1200);
+  EXPECT_DOUBLE_EQ(p[0].updated_at, 1000.0);
+  EXPECT_EQ(p[1].text, "ten");
+  EXPECT_TRUE(store_->transcript("c1").value().empty()) << "a partial is no result";
+
+  EXPECT_TRUE(finish(a, "w", job_succeeded{"go forward ten", "mock", 3}));
+  p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 1u) << "the result replaced it in the same transaction";
+  EXPECT_EQ(p[0].job_id, b.id);
+  const auto results = store_->transcript("c1").value();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].text, "go forward ten");
+
+  // b's worker dies: once its lease has expired, its partial is not shown, and the next attempt's replaces it.
+  now_ = 1031.0;
+  EXPECT_TRUE(store_->partials("c1").value().empty()) << "a lease that expired shows nothing";
+  auto again = claim("w2", 1, 30);
+  ASSERT_EQ(again.jobs.size(), 1u);
+  EXPECT_FALSE(record(again.jobs[0], "w", b.attempts, "the dead one").value());
+  EXPECT_TRUE(record(again.jobs[0], "w2", again.jobs[0].attempts, "ten meters").value());
+  p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].text, "ten meters");
+  EXPECT_TRUE(finish(again.jobs[0], "w2", job_retry{"busy", 1040.0}));
+  EXPECT_TRUE(store_->partials("c1").value().empty()) << "a failed attempt's partial goes with it";
+  EXPECT_EQ(store_->partials("nobody").error(), make_error_code(errc::not_found));
+}
+
 TEST_P(JobStore, ListenerHearsOfNewJobs) {
   std::atomic<int> heard{0};
   store_->on_jobs_queued([&] { ++heard; });
