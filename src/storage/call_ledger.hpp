@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aipbx {
@@ -110,7 +111,7 @@ struct ledger_rows {
 
 class call_ledger {
  public:
-  explicit call_ledger(ledger_options options) : options_(options) {}
+  explicit call_ledger(ledger_options options) : options_(std::move(options)) {}
 
   const ledger_options& options() const { return options_; }
 
