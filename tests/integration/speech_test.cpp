@@ -24,6 +24,7 @@
 #include "engines/pocketsphinx_engine.hpp"
 #include "harness/api.hpp"
 #include "harness/fixture.hpp"
+#include "media/audio_codec.hpp"
 #include "support/speech_corpus.hpp"
 
 namespace aipbx::itest {
@@ -227,6 +228,50 @@ TEST_F(SpeechTest, SameAudioGivesTheSameWordsWhateverRanBefore) {
       << call_state(c, "replayed");
   EXPECT_EQ(transcript_words(c, "replayed"), words) << "on replay";
   report("librivox_0880", librivox[1].reference, first, test::word_error_rate(librivox[1].reference, first));
+}
+
+// Pause-aware segmentation with the recognizer (issue 15): goforward and the cards set, each followed by
+// half a second of silence as a caller pauses between sentences, cut by --segmenter vad. Every cut falls
+// in a pause, so each sentence is a segment of its own and every segment's words are the recognizer's own
+// for the same samples: the pipeline loses nothing at the cuts.
+TEST_F(SpeechTest, PauseCutsGiveEachSentenceItsSegment) {
+  server_flags flags{{"--engine", "pocketsphinx"}, {"--workers", "2"}, {"--segmenter", "vad"},
+                     {"--segment-min", "1s"},      {"--reorder-window", "50,10s"}};
+  start_server(flags);
+  // The last segment is the rest of the last pause, silence alone: sphinxbase reports "Couldn't find <s>
+  // in first frame" on its error channel (aipbx logs it) and answers an empty text.
+  allow_error_log("pocketsphinx");
+  const std::string silence = media::encode_audio(media::media_format::pcmu(), std::vector<std::int16_t>(160, 0));
+  std::vector<std::string> packets;
+  std::vector<std::size_t> sentence_ends;
+  std::vector<std::vector<std::int16_t>> sentences{test::read_raw16(test::speech_data + "goforward.raw")};
+  for (const auto& r : test::cards_recordings()) sentences.push_back(test::read_wav16(r.path));
+  for (const auto& samples : sentences) {
+    const auto p = test::pcmu_packets(samples);
+    packets.insert(packets.end(), p.begin(), p.end());
+    sentence_ends.push_back(packets.size());
+    packets.insert(packets.end(), 25, silence);
+  }
+  auto c = connect(30s);
+  ASSERT_NO_FATAL_FAILURE(stream(c, "paused", packets, 80));
+  const auto transcript = finished_transcript(c, "paused");
+  const auto& segments = transcript.at("segments").as_array();
+  // A cut in each pause (which begins with the recording's own trailing silence, up to half a second:
+  // goforward's), and in no other place; then the rest of the last pause, cut when the call ended.
+  ASSERT_EQ(segments.size(), sentences.size() + 1);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const auto first = static_cast<std::size_t>(as_int(segments[i].at("first_sequence")));
+    const auto last = static_cast<std::size_t>(as_int(segments[i].at("last_sequence")));
+    if (i < sentence_ends.size()) {
+      EXPECT_GE(last + 25, sentence_ends[i]) << "the cut after sentence " << i;
+      EXPECT_LE(last, sentence_ends[i] + 25) << "the cut after sentence " << i;
+    }
+    const std::vector<std::string> part(packets.begin() + static_cast<std::ptrdiff_t>(first - 1),
+                                        packets.begin() + static_cast<std::ptrdiff_t>(last));
+    EXPECT_EQ(std::string(segments[i].at("text").as_string()), direct_transcript(test::heard_16k(part)))
+        << "segment " << first << ".." << last;
+  }
+  report("paused_sentences", "goforward and the cards set", std::string(transcript.at("text").as_string()), 0);
 }
 
 // Partial results (issue 15): while the worker decodes a long segment, the call's transcript shows the
