@@ -265,6 +265,26 @@ void add_segment_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--segment-idle", c.segment_idle,
                "Idle time after which a call's remaining packets are cut into a last segment (default 2s)",
                "AIPBX_SEGMENT_IDLE");
+  cmd.add_option("--segmenter", c.segmenter,
+                 "How calls with audio are cut into AI segments: fixed (every --segment-packets) or vad (at pauses "
+                 "found by a voice activity detector, within --segment-min and --segment-max); calls without audio "
+                 "are always cut by packets")
+      ->envname("AIPBX_SEGMENTER")
+      ->check(CLI::IsMember({"fixed", "vad"}))
+      ->capture_default_str();
+  add_duration(cmd, "--segment-min", c.segment_min,
+               "--segmenter vad: no cut inside a segment's first this long (default 2s)", "AIPBX_SEGMENT_MIN");
+  add_duration(cmd, "--segment-max", c.segment_max,
+               "--segmenter vad: a segment is cut at this length at the latest, in its longest pause (default 10s)",
+               "AIPBX_SEGMENT_MAX");
+  add_duration(cmd, "--segment-silence", c.segment_silence,
+               "--segmenter vad: a pause this long ends a segment (default 300ms)", "AIPBX_SEGMENT_SILENCE");
+  cmd.add_option("--vad-aggressiveness", c.vad_aggressiveness,
+                 "--segmenter vad: the voice detector's aggressiveness, 0 (calls the most audio voice) to 3 (the "
+                 "least)")
+      ->envname("AIPBX_VAD_AGGRESSIVENESS")
+      ->check(CLI::Range(0, 3))
+      ->capture_default_str();
   cmd.add_option_function<std::string>(
          "--reorder-window",
          [&c](const std::string& text) {
@@ -540,7 +560,20 @@ std::vector<std::string> all_api_tokens(const serve_config& c) {
   return all;
 }
 
+pause_rules segment_rules(const serve_config& c) {
+  pause_rules r;
+  r.min_ms = c.segment_min.count();
+  r.max_ms = c.segment_max.count();
+  r.silence_ms = c.segment_silence.count();
+  return r;
+}
+
 void check_config(serve_config& c) {
+  if (c.segmenter == "vad" && !segment_rules(c).valid())
+    throw std::invalid_argument("--segment-min, --segment-max, --segment-silence: each a whole number of 10 ms, "
+                                "the silence above 0 and the maximum above the minimum (got " +
+                                format_duration(c.segment_min) + ", " + format_duration(c.segment_max) + ", " +
+                                format_duration(c.segment_silence) + ")");
   for (const auto& token : c.api_tokens)
     if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
   if (!c.api_token_file.empty()) c.api_file_tokens = read_token_file(c.api_token_file);

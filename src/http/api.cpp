@@ -749,24 +749,21 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
   auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(call_op);
   if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  // The results first, then the partials: a job that succeeded in between shows its result twice at most,
+  // never neither (its partial is deleted in the transaction that writes its result).
   auto op = run_blocking(blocking_, [this, call_id] { return jobs_.transcript(call_id); });
   auto segments = co_await std::move(op);
   if (!segments) co_return error_response(segments.error(), segments.error() == errc::not_found ? "Call not found" : "");
-  const call_media_format media = effective_media(call->media, options_.default_media);
-  json::array items;
-  std::string text;
-  for (const auto& seg : *segments) {
-    if (!seg.text.empty()) {
-      if (!text.empty()) text += ' ';
-      text += seg.text;
-    }
-    items.push_back(to_json(seg, media));
-  }
-  co_return json_response(status::ok, json::value{{"call_id", call_id},
-                                                  {"ai_status", ai_status(*call)},
-                                                  {"text", text},
-                                                  {"segments", std::move(items)}});
+  auto partials_op = run_blocking(blocking_, [this, call_id] { return jobs_.partials(call_id); });
+  auto partials = co_await std::move(partials_op);
+  if (!partials) co_return error_response(partials.error(), partials.error() == errc::not_found ? "Call not found" : "");
+  std::erase_if(*partials, [&](const partial_segment& p) {
+    return std::any_of(segments->begin(), segments->end(), [&](const transcript_segment& s) { return s.job_id == p.job_id; });
+  });
+  co_return json_response(status::ok, transcript_json(*call, *segments, *partials,
+                                                      effective_media(call->media, options_.default_media)));
 }
+
 
 asio::awaitable<response> api::list_jobs(const request& req) {
   auto target = boost::urls::parse_origin_form(req.target());
@@ -842,6 +839,7 @@ asio::awaitable<response> api::scrape() {
   st.writer = store_.stats();
   st.backend = store_.backend_metrics();
   if (options_.worker_stats) st.workers = options_.worker_stats();
+  if (options_.segmenter_stats) st.segmenter = options_.segmenter_stats();
   st.engine = options_.engine;
   st.configured_workers = options_.workers;
   if (options_.open_connections) st.open_connections = options_.open_connections();

@@ -34,6 +34,7 @@ struct api_options {
   http::metrics* metrics = nullptr;      // counts requests and serves GET /metrics when set
   // The AI workers' counters for /metrics; empty on a node that runs no AI.
   std::function<std::optional<jobs::worker_stats>()> worker_stats;
+  std::function<std::optional<engines::pause_cutter_stats>()> segmenter_stats;  // unset: --segmenter fixed
   std::string engine;                    // the AI engine's name, a label of the AI metrics
   unsigned workers = 0;
   // Bearer tokens: when the set in force has any, every route but /healthz, /readyz and /metrics answers

@@ -87,6 +87,33 @@ void render_streams(const streams::stream_stats& st, std::vector<MetricFamily>& 
   for (auto* f : {&open, &opened, &frames, &bytes, &packets, &events, &closes, &lag}) out.push_back(std::move(*f));
 }
 
+// The pause cutter's counters (--segmenter vad): aipbx_segmenter_cuts_total by result,
+// aipbx_segmenter_packets_total, aipbx_segmenter_passes_total, aipbx_segmenter_failures_total and the calls
+// part-way through a segment, aipbx_segmenter_calls.
+void render_segmenter(const engines::pause_cutter_stats& s, std::vector<MetricFamily>& out) {
+  auto cuts = family("aipbx_segmenter_cuts_total",
+                     "Segments the pause segmenter cut, by result: cut (its job queued), stale (another cut of the "
+                     "same audio came first), failed (the store refused)",
+                     MetricType::Counter);
+  add_value(cuts, static_cast<double>(s.cuts), {{"result", "cut"}});
+  add_value(cuts, static_cast<double>(s.stale_cuts), {{"result", "stale"}});
+  add_value(cuts, static_cast<double>(s.failed_cuts), {{"result", "failed"}});
+  out.push_back(std::move(cuts));
+  const auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+    auto f = family(name, help, MetricType::Counter);
+    add_value(f, static_cast<double>(value));
+    out.push_back(std::move(f));
+  };
+  counter("aipbx_segmenter_packets_total", "Packets the voice detector heard (again after a cut included)", s.packets);
+  counter("aipbx_segmenter_passes_total", "Passes of the pause segmenter over the calls waiting for cuts", s.passes);
+  counter("aipbx_segmenter_failures_total", "Passes or calls of the pause segmenter that ended by an error",
+          s.failures);
+  auto calls = family("aipbx_segmenter_calls", "Calls part-way through a segment in the pause segmenter",
+                      MetricType::Gauge);
+  add_value(calls, static_cast<double>(s.calls));
+  out.push_back(std::move(calls));
+}
+
 // The backend's figures, a family for each run of one name.
 void add_backend_metrics(std::vector<MetricFamily>& out, const std::vector<backend_metric>& figures) {
   const std::string* current = nullptr;
@@ -319,6 +346,7 @@ std::string metrics::render(const state& s) const {
     add_histogram(latency, s.workers->latency_seconds, engine);
     out.push_back(std::move(latency));
   }
+  if (s.segmenter) render_segmenter(*s.segmenter, out);
   auto failures = family("aipbx_coroutine_failures_total",
                          "Coroutines that ended by an exception (a bug), by unit of work; each ended only its unit",
                          MetricType::Counter);

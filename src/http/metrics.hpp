@@ -18,6 +18,7 @@
 
 #include "domain/job.hpp"
 #include "events/event_hub.hpp"
+#include "engines/pause_cutter.hpp"
 #include "ingest/ingest_path.hpp"
 #include "http/server.hpp"
 #include "streams/stream_stats.hpp"
@@ -65,6 +66,7 @@ class metrics {
     writer_stats writer;
     std::vector<backend_metric> backend;        // the store backend's own figures, exported as they are
     std::optional<jobs::worker_stats> workers;  // empty on a node without AI workers
+    std::optional<engines::pause_cutter_stats> segmenter;  // empty without --segmenter vad
     std::string engine;
     unsigned configured_workers = 0;
     double now = 0;                   // unix seconds

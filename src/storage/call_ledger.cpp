@@ -84,7 +84,7 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
   }
 
   sequencer_changes changes;
-  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const auto arrived = sequencer_of(rec).observe(p.sequence, now, changes);
   const observation& obs = arrived.obs;
   if (obs.removed) {
     rows_.gaps.push_back({gap_row::change::closed, rec.id, *obs.removed, 0});
@@ -151,6 +151,16 @@ void call_ledger::log_arrival(const call_record& rec, std::int64_t sequence, con
   }
 }
 
+call_sequencer& call_ledger::sequencer_of(call_record& rec) const {
+  // Decided once per record: the declaration it depends on is made before any packet and never changes.
+  if (!rec.seq.cuts_decided()) rec.seq.set_external_cuts(cut_outside(rec));
+  return rec.seq;
+}
+
+bool call_ledger::cut_outside(const call_record& rec) const {
+  return options_.cut_outside && options_.cut_outside(rec.media);
+}
+
 void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
   for (const auto& r : changes.lost) {
     rows_.gaps.push_back({gap_row::change::lost, rec.id, r, 0});
@@ -167,10 +177,23 @@ void call_ledger::apply_changes(call_record& rec, const sequencer_changes& chang
   if (!changes.empty()) mark_dirty(rec);
 }
 
+result<bool> call_ledger::cut(call_record& rec, seq_range range, double now) {
+  call_sequencer& seq = sequencer_of(rec);
+  if (!seq.external_cuts() || range.last < range.first) return errc::invalid_input;
+  const bool open = rec.state == call_state::in_progress || rec.state == call_state::processing_ai;
+  if (!open || range.first != seq.next_segment()) return false;
+  sequencer_changes changes;
+  if (!seq.cut(range.last, changes)) return errc::invalid_input;
+  apply_changes(rec, changes, now);
+  mark_dirty(rec);  // next_segment moved, even when every sequence of the range was lost
+  settle(rec, "ai jobs settled", now);
+  return true;
+}
+
 result<call_state> call_ledger::end(call_record& rec, const std::string& reason, double now) {
   if (rec.state != call_state::in_progress) return errc::invalid_transition;
   sequencer_changes changes;
-  rec.seq.flush(changes);
+  sequencer_of(rec).flush(changes);
   apply_changes(rec, changes, now);
   rec.ended_at = now;
   rec.end_reason = reason;
@@ -204,6 +227,7 @@ result<declare_outcome> call_ledger::declare(call_record& rec, const media_decla
     if (rec.state != call_state::in_progress) return errc::call_ended;
     if (rec.packets_received > 0) return errc::media_too_late;
     rec.media = media;
+    rec.seq.set_external_cuts(cut_outside(rec));
     rec.media_dirty = true;
     mark_dirty(rec);
     declared_.emplace_back(rec.id, media);
@@ -302,6 +326,8 @@ void call_ledger::transition(call_record& rec, call_state to, const std::string&
 
 void call_ledger::settle(call_record& rec, const std::string& reason, double now) {
   if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  // Packets still to be cut (a call cut from outside) are AI work outstanding.
+  if (rec.seq.has_uncut()) return;
   const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
   // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
   if (rec.state == call_state::failed && target == call_state::completed)
@@ -325,7 +351,7 @@ void call_ledger::job_changed(call_record& rec, job_state from, job_state to, do
 void call_ledger::expire_gaps(call_record& rec, double now) {
   if (rec.state != call_state::in_progress) return;
   sequencer_changes changes;
-  rec.seq.tick(now, changes);
+  sequencer_of(rec).tick(now, changes);
   apply_changes(rec, changes, now);
 }
 
@@ -341,7 +367,7 @@ void call_ledger::cut_if_idle(call_record& rec, double now) {
       *rec.last_packet_at > now - options_.segment_idle)
     return;
   sequencer_changes changes;
-  rec.seq.flush(changes);
+  sequencer_of(rec).flush(changes);
   apply_changes(rec, changes, now);
 }
 

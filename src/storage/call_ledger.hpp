@@ -21,9 +21,11 @@
 #include "storage/event_log.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aipbx {
@@ -64,6 +66,9 @@ struct ledger_options {
   sequencer_options sequencing;
   double segment_idle = 2.0;  // seconds without a packet before a call's remaining packets are cut
   double idle_timeout = 0;    // seconds without a packet before a call ends (0: never)
+  // Whether a call, by its media declaration (empty: it declared none), is cut into segments from outside
+  // (`cut`: the pause segmenter) rather than every `segment_packets`. Unset: every call is cut by packets.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
 };
 
 // The rows the ledger decided on, each kind in the order decided.
@@ -117,7 +122,7 @@ struct ledger_rows {
 
 class call_ledger {
  public:
-  explicit call_ledger(ledger_options options) : options_(options) {}
+  explicit call_ledger(ledger_options options) : options_(std::move(options)) {}
 
   const ledger_options& options() const { return options_; }
 
@@ -141,7 +146,14 @@ class call_ledger {
   // stored sequence is `sequence_conflict`; a new packet of an ended call is `call_ended`. `call_created`
   // is left to the writer.
   result<ingest_outcome> ingest(call_record& rec, const packet& p, std::optional<std::string_view> stored, double now);
-  // Ends an IN_PROGRESS call: the rest of its packets are cut, its open gaps lost, and it settles.
+  // Cuts [range.first, range.last] of a call cut from outside into one job (none when every sequence of it
+  // was lost). `false`, changing nothing, when the cut is stale: range.first is not the call's first uncut
+  // sequence (a cut made since by another segmenter), or the call has settled. `invalid_input` when the
+  // call is cut by packets, or the range is empty or reaches its lowest sequence not received. An ended
+  // call settles once its last packet is cut.
+  result<bool> cut(call_record& rec, seq_range range, double now);
+  // Ends an IN_PROGRESS call: the rest of its packets are cut (later, by `cut`, for a call cut from
+  // outside), its open gaps lost, and it settles.
   result<call_state> end(call_record& rec, const std::string& reason, double now);
   // Puts a COMPLETED or FAILED call away.
   result<call_state> archive(call_record& rec, double now);
@@ -185,6 +197,9 @@ class call_ledger {
  private:
   void mark_dirty(call_record& rec);
   ingest_outcome duplicate(call_record& rec);
+  // The call's sequencer, told whether the call is cut from outside.
+  call_sequencer& sequencer_of(call_record& rec) const;
+  bool cut_outside(const call_record& rec) const;
   // Records what the call's sequencer decided: ranges lost, segments to queue as jobs.
   void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
   // The log events of one packet's arrival: a gap opened or filled, a packet after a lost gap.

@@ -22,6 +22,15 @@ event_data segment_of(const job& j) {
 void job_rows::clear() {
   jobs.clear();
   results.clear();
+  partials.clear();
+}
+
+void job_rows::put_partial(std::int64_t job_id, std::optional<partial_row> row) {
+  auto it = std::find_if(partials.begin(), partials.end(), [&](const partial_change& c) { return c.job_id == job_id; });
+  if (it != partials.end())
+    it->row = std::move(row);
+  else
+    partials.push_back({job_id, std::move(row)});
 }
 
 void job_rows::put(const job& j) {
@@ -91,10 +100,17 @@ bool job_ledger::renew(job* j, const std::string& owner, int attempt, double lea
   return true;
 }
 
+bool job_ledger::hear(job* j, const partial_op& op, double now) {
+  if (!j || !holds(*j, op.owner, op.attempt)) return false;
+  rows_.put_partial(j->id, partial_row{j->id, j->call_id, op.attempt, op.text, op.heard_ms, now});
+  return true;
+}
+
 bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job_outcome& outcome,
                         double now) {
   // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
   if (!j || !holds(*j, owner, attempt)) return false;
+  drop_partial(*j);  // the result, if any, replaces it in the same transaction
   j->lease_owner.reset();
   j->lease_expires_at.reset();
   j->updated_at = now;
@@ -129,6 +145,7 @@ bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job
 bool job_ledger::release(job* j, const std::string& owner, int attempt, double now) {
   if (!j || !holds(*j, owner, attempt)) return false;
   calls_.log(event_kind::job_released, j->call_id, j->id, now, segment_of(*j).add("attempt", j->attempts).take());
+  drop_partial(*j);
   j->state = job_state::queued;
   --j->attempts;
   j->lease_owner.reset();
@@ -164,6 +181,7 @@ bool job_ledger::apply(write_op& op, const std::function<job*(std::int64_t id)>&
         else if constexpr (std::is_same_v<T, finish_op>) o.r = finish(find(o.id), o.owner, o.attempt, o.outcome, now);
         else if constexpr (std::is_same_v<T, release_op>) o.r = release(find(o.id), o.owner, o.attempt, now);
         else if constexpr (std::is_same_v<T, replay_op>) o.r = replay(find(o.id), now);
+        else if constexpr (std::is_same_v<T, partial_op>) o.r = hear(find(o.id), o, now);
         else return false;
         return true;
       },
@@ -171,6 +189,7 @@ bool job_ledger::apply(write_op& op, const std::function<job*(std::int64_t id)>&
 }
 
 void job_ledger::lease(job& j, const std::string& owner, double seconds, double now) {
+  if (j.state == job_state::running) drop_partial(j);  // the attempt whose lease expired
   j.state = job_state::running;
   ++j.attempts;
   j.lease_owner = owner;
@@ -188,6 +207,7 @@ void job_ledger::lease(job& j, const std::string& owner, double seconds, double 
 }
 
 void job_ledger::kill(job& j, const std::string& error, double now) {
+  drop_partial(j);
   j.state = job_state::dead;
   j.lease_owner.reset();
   j.lease_expires_at.reset();

@@ -180,6 +180,14 @@ void pg_call_store::release(std::int64_t job_id, std::string owner, int attempt,
 void pg_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
+void pg_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                   std::int64_t heard_ms, bool_handler done) {
+  submit({partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done), std::nullopt}},
+         false);
+}
+void pg_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
+  submit({cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
+}
 void pg_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
   submit({end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
 }
@@ -538,6 +546,22 @@ result<std::vector<transcript_segment>> pg_call_store::transcript(std::string_vi
   });
 }
 
+result<std::vector<partial_segment>> pg_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = $1 AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > $2 ORDER BY j.first_sequence",
+        params{}.add(call_id).add(options_.clock()));
+    std::vector<partial_segment> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.int64(i, 4), r.float8(i, 5)});
+    return out;
+  });
+}
+
 result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                  std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
@@ -548,6 +572,30 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
     std::vector<stored_packet> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_packet(r, i));
+    return out;
+  });
+}
+
+result<std::vector<uncut_call>> pg_call_store::uncut_calls(std::string_view after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<std::vector<uncut_call>> {
+    auto r = c.exec(
+        "SELECT id, state, next_segment, expected_sequence, last_sequence, last_packet_at, media_format, "
+        "media_packet_ms FROM calls WHERE state IN ('IN_PROGRESS', 'PROCESSING_AI') AND next_segment <= "
+        "last_sequence AND id > $1 ORDER BY id LIMIT $2",
+        params{}.add(after).add(static_cast<std::int64_t>(limit)));
+    std::vector<uncut_call> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      uncut_call u;
+      u.id = r.text(i, 0);
+      u.state = parse_call_state(r.text_view(i, 1)).value_or(call_state::in_progress);
+      u.next_segment = r.int64(i, 2);
+      u.expected = r.int64(i, 3);
+      u.last_sequence = r.int64(i, 4);
+      u.last_packet_at = r.optional_float8(i, 5);
+      if (!r.is_null(i, 6)) u.media = media_declaration{r.text(i, 6), r.int64(i, 7)};
+      out.push_back(std::move(u));
+    }
     return out;
   });
 }

@@ -77,6 +77,8 @@ struct pg_options {
   std::size_t queue_limit = 50000;  // writes waiting before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::int64_t segment_packets = 1;
+  // Which calls are cut from outside (see call_ledger's ledger_options::cut_outside); unset: none.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
   double segment_idle = 2.0;
   reorder_window window;
   double idle_timeout = 0;
@@ -125,6 +127,11 @@ class pg_call_store final : public storage_backend {
               bool_handler done) override;
   void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
   void replay(std::int64_t job_id, job_handler done) override;
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override;
+  [[nodiscard]] result<std::vector<partial_segment>> partials(std::string_view call_id) override;
+  void cut_segment(std::string call_id, seq_range range, bool_handler done) override;
+  [[nodiscard]] result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override;
   void on_jobs_queued(std::function<void()> listener) override;
   [[nodiscard]] result<job_page> list_jobs(const job_query& query) override;
   [[nodiscard]] result<job> get_job(std::int64_t id) override;

@@ -209,7 +209,23 @@ CREATE TABLE event_log_state (
 INSERT INTO event_log_state(one, last_id, pruned_through) VALUES (1, 0, 0);
 )sql";
 
-constexpr std::array<migration, 9> all{{
+// The current hypothesis of each running attempt that told one (see job_store.hpp, partial results): one
+// row per job, replaced as the attempt goes on and deleted in the transaction that ends the attempt. Read
+// only joined with the job's row (running, the same attempt, an unexpired lease). No foreign key, as for the
+// tables of version 6: the writer holds the job's row lock when it writes one.
+constexpr const char* v10_transcript_partials = R"sql(
+CREATE TABLE transcript_partials (
+  job_id     bigint PRIMARY KEY,
+  call_id    text COLLATE "C" NOT NULL,
+  attempt    integer NOT NULL,
+  text       text NOT NULL,
+  heard_ms   bigint NOT NULL,
+  updated_at double precision NOT NULL
+);
+CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
+)sql";
+
+constexpr std::array<migration, 10> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -219,6 +235,7 @@ constexpr std::array<migration, 9> all{{
     {7, "call events and tracks", v7_events_and_tracks},
     {8, "call versions", v8_call_versions},
     {9, "event log", v9_event_log},
+    {10, "transcript partials", v10_transcript_partials},
 }};
 
 }  // namespace

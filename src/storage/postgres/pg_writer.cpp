@@ -95,7 +95,8 @@ void kept_calls::erase(const std::string& id) {
 
 writer::writer(const pg_options& options, kept_calls& kept)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }),
       kept_(kept) {}
 
@@ -253,7 +254,8 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
             (o.p.media ? p.lock_ids : p.new_ids).push_back(o.p.call_id);
           else if constexpr (std::is_same_v<T, declare_op>)
             p.new_ids.push_back(o.call_id);
-          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>)
+          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op> ||
+                             std::is_same_v<T, cut_op>)
             p.lock_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, event_op>)
             p.lock_ids.push_back(o.e.call_id);  // an event never creates its call
@@ -497,6 +499,7 @@ void writer::apply(connection& c, write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o.call_id, now);
@@ -539,6 +542,12 @@ void writer::sweep(double now) {
   each(sweep_.expired_gaps, [&](call_record& rec) { ledger_.expire_gaps(rec, now); });
   each(sweep_.timed_out, [&](call_record& rec) { ledger_.end_if_timed_out(rec, now); });
   each(sweep_.idle, [&](call_record& rec) { ledger_.cut_if_idle(rec, now); });
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  auto it = calls_.find(op.call_id);
+  if (it == calls_.end()) return errc::not_found;
+  return ledger_.cut(*it->second, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
@@ -786,10 +795,38 @@ void insert_results(statements& out, const std::vector<result_row>& rows) {
                      .add_doubles(at)});
 }
 
-// What the job ledger changed: the jobs' rows, and the results of those that succeeded.
+// The partials the job ledger recorded (upserted) and dropped (deleted), one change per job.
+void write_partials(statements& out, const std::vector<partial_change>& changes) {
+  std::vector<std::int64_t> dropped, job_id, attempt, heard;
+  std::vector<std::string> call, text;
+  std::vector<double> at;
+  for (const auto& c : changes) {
+    if (!c.row) {
+      dropped.push_back(c.job_id);
+      continue;
+    }
+    job_id.push_back(c.row->job_id);
+    call.push_back(c.row->call_id);
+    attempt.push_back(c.row->attempt);
+    text.push_back(c.row->text);
+    heard.push_back(c.row->heard_ms);
+    at.push_back(c.row->updated_at);
+  }
+  if (!dropped.empty())
+    out.push_back({"DELETE FROM transcript_partials WHERE job_id = ANY($1::bigint[])", params{}.add_ints(dropped)});
+  if (job_id.empty()) return;
+  out.push_back({"INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) "
+                 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], "
+                 "$6::float8[]) ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, "
+                 "text = excluded.text, heard_ms = excluded.heard_ms, updated_at = excluded.updated_at",
+                 params{}.add_ints(job_id).add_texts(call).add_ints(attempt).add_texts(text).add_ints(heard).add_doubles(at)});
+}
+
+// What the job ledger changed: the jobs' rows, the results of those that succeeded, and the partials.
 void write_job_rows(statements& out, const job_rows& rows) {
   update_jobs(out, rows.jobs);
   insert_results(out, rows.results);
+  write_partials(out, rows.partials);
 }
 
 // The batch's events, numbered by the table's identity in the order of `rows` (WITH ORDINALITY ... ORDER BY:

@@ -138,6 +138,7 @@ class writer {
   void apply(connection& c, write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(connection& c, const claim_op& op, double now);
+  result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const std::string& call_id, double now);
   result<declare_outcome> apply_declare(const declare_op& op);

@@ -265,6 +265,17 @@ void sqlite_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({sqlite::replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
 
+void sqlite_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                       std::int64_t heard_ms, bool_handler done) {
+  submit({sqlite::partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done),
+                             std::nullopt}},
+         false);
+}
+
+void sqlite_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
+  submit({sqlite::cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
+}
+
 void sqlite_call_store::on_jobs_queued(std::function<void()> listener) {
   std::lock_guard lock(mutex_);
   writer_->set_listener(std::move(listener));
@@ -683,6 +694,22 @@ result<std::vector<transcript_segment>> sqlite_call_store::transcript(std::strin
   });
 }
 
+result<std::vector<partial_segment>> sqlite_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto& s = c.cached(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = ? AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > ? ORDER BY j.first_sequence");
+    s.bind(1, call_id).bind(2, options_.clock());
+    std::vector<partial_segment> out;
+    while (s.step())
+      out.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_text(3), s.column_int(4),
+                     s.column_double(5)});
+    return out;
+  });
+}
+
 result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                      std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
@@ -693,6 +720,30 @@ result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::strin
     std::vector<stored_packet> out;
     while (s.step())
       out.push_back({s.column_int(0), s.column_int(1), s.column_text(2), s.column_double(3), s.column_double(4)});
+    return out;
+  });
+}
+
+result<std::vector<uncut_call>> sqlite_call_store::uncut_calls(std::string_view after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<std::vector<uncut_call>> {
+    // INDEXED BY: the live calls, a few among every call the file ever held.
+    auto& s = c.cached(
+        "SELECT id, state, next_segment, expected_sequence, last_sequence, last_packet_at, media_format, "
+        "media_packet_ms FROM calls INDEXED BY calls_state WHERE state IN ('IN_PROGRESS', 'PROCESSING_AI') "
+        "AND next_segment <= last_sequence AND id > ? ORDER BY id LIMIT ?");
+    s.bind(1, after).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<uncut_call> out;
+    while (s.step()) {
+      uncut_call u;
+      u.id = s.column_text(0);
+      u.state = parse_call_state(s.column_text_view(1)).value_or(call_state::in_progress);
+      u.next_segment = s.column_int(2);
+      u.expected = s.column_int(3);
+      u.last_sequence = s.column_int(4);
+      u.last_packet_at = s.column_optional_double(5);
+      if (!s.is_null(6)) u.media = media_declaration{s.column_text(6), s.column_int(7)};
+      out.push_back(std::move(u));
+    }
     return out;
   });
 }

@@ -31,7 +31,8 @@
 // The writer keeps each active call's sequence tracker and counters in memory (a cache loaded from the
 // database on first touch and dropped after any failed transaction), so a packet costs an INSERT, and the
 // call's row is written once per batch. It cuts segments of contiguous packets into jobs as packets
-// arrive, and every `sweep_interval` cuts what is left of calls idle for `segment_idle`.
+// arrive, and every `sweep_interval` cuts what is left of calls idle for `segment_idle` (a call cut from
+// outside waits for `cut_segment` instead).
 //
 // Lifecycle: the writer ends calls (on request, or idle for `idle_timeout`), declares their open gaps
 // lost, cuts their last segments and settles their state from their job counters (COMPLETED / FAILED),
@@ -95,6 +96,8 @@ struct sqlite_options {
   std::int64_t writer_cache_kib = 65536;  // the writer connection's page cache (index pages of live calls)
   int busy_timeout_ms = 5000;       // how long a statement waits for a lock held by another process
   std::int64_t segment_packets = 1; // packets per AI job
+  // Which calls are cut from outside (see call_ledger's ledger_options::cut_outside); unset: none.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
   double segment_idle = 2.0;        // seconds without a packet before a call's remaining packets are cut
   reorder_window window;            // how long a gap may still be filled before it is declared lost
   double idle_timeout = 0;          // seconds without a packet before a call ends (0: never)
@@ -152,6 +155,11 @@ class sqlite_call_store final : public storage_backend {
               bool_handler done) override;
   void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
   void replay(std::int64_t job_id, job_handler done) override;
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override;
+  [[nodiscard]] result<std::vector<partial_segment>> partials(std::string_view call_id) override;
+  void cut_segment(std::string call_id, seq_range range, bool_handler done) override;
+  [[nodiscard]] result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override;
   void on_jobs_queued(std::function<void()> listener) override;
   [[nodiscard]] result<job_page> list_jobs(const job_query& query) override;
   [[nodiscard]] result<job> get_job(std::int64_t id) override;

@@ -250,7 +250,22 @@ CREATE TABLE event_log_state (
 INSERT INTO event_log_state(one, last_id, pruned_through) VALUES (1, 0, 0);
 )sql";
 
-constexpr std::array<migration, 8> all{{
+// The current hypothesis of each running attempt that told one (see job_store.hpp, partial results): one
+// row per job, replaced as the attempt goes on and deleted in the transaction that ends the attempt. Read
+// only joined with the job's row (running, the same attempt, an unexpired lease).
+constexpr const char* v9_transcript_partials = R"sql(
+CREATE TABLE transcript_partials (
+  job_id     INTEGER PRIMARY KEY,
+  call_id    TEXT NOT NULL,
+  attempt    INTEGER NOT NULL,
+  text       TEXT NOT NULL,
+  heard_ms   INTEGER NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
+)sql";
+
+constexpr std::array<migration, 9> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -259,6 +274,7 @@ constexpr std::array<migration, 8> all{{
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
     {8, "event log", v8_event_log},
+    {9, "transcript partials", v9_transcript_partials},
 }};
 
 }  // namespace

@@ -30,7 +30,8 @@ job read_job(const statement& s) {
 
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return load(call_id); }),
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
@@ -104,7 +105,12 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       prune_cutoff_(db_->prepare(
           "SELECT MAX(id) FROM (SELECT id, at FROM events ORDER BY id LIMIT ?) WHERE at < ?")),
       prune_log_(db_->prepare("DELETE FROM events WHERE id <= ?")),
-      set_pruned_(db_->prepare("UPDATE event_log_state SET pruned_through = ?")) {
+      set_pruned_(db_->prepare("UPDATE event_log_state SET pruned_through = ?")),
+      upsert_partial_(db_->prepare(
+          "INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) VALUES (?, ?, ?, "
+          "?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, text = excluded.text, "
+          "heard_ms = excluded.heard_ms, updated_at = excluded.updated_at")),
+      delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")) {
   auto head = db_->prepare("SELECT last_id FROM event_log_state");
   if (head.step()) last_event_id_ = head.column_int(0);
 }
@@ -235,6 +241,20 @@ void writer::write_job_rows() {
         .bind(8, r.created_at)
         .run();
   }
+  for (const auto& c : rows.partials) {
+    if (!c.row) {
+      delete_partial_.bind(1, c.job_id).run();
+      continue;
+    }
+    const partial_row& p = *c.row;
+    upsert_partial_.bind(1, p.job_id)
+        .bind(2, std::string_view(p.call_id))
+        .bind(3, std::int64_t{p.attempt})
+        .bind(4, std::string_view(p.text))
+        .bind(5, p.heard_ms)
+        .bind(6, p.updated_at)
+        .run();
+  }
   rows.clear();
 }
 
@@ -254,6 +274,7 @@ void writer::apply(write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o, now);
@@ -328,6 +349,12 @@ void writer::prune_events(double now) {
   prune_log_.bind(1, *cutoff).run();
   pruning_ += static_cast<std::uint64_t>(db_->changes());
   set_pruned_.bind(1, *cutoff).run();
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  call_record* rec = load(op.call_id);
+  if (!rec) return errc::not_found;
+  return ledger_.cut(*rec, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {

@@ -25,11 +25,13 @@ namespace aipbx::sqlite {
 // The queued writes are the backend-neutral ones of storage/write_op.hpp.
 using aipbx::archive_op;
 using aipbx::claim_op;
+using aipbx::cut_op;
 using aipbx::declare_op;
 using aipbx::end_op;
 using aipbx::event_op;
 using aipbx::finish_op;
 using aipbx::ingest_op;
+using aipbx::partial_op;
 using aipbx::release_op;
 using aipbx::renew_op;
 using aipbx::replay_op;
@@ -66,6 +68,7 @@ class writer {
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(const claim_op& op, double now);
+  result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
   result<declare_outcome> apply_declare(const declare_op& op, double now);
@@ -97,7 +100,7 @@ class writer {
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
       select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
-      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_;
+      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@ struct job_store_settings {
   std::string node;  // the lease owner name of this node (a restart requeues its running jobs)
   double event_retention = 3600;  // seconds the event log keeps an event (0: for ever)
   std::size_t writers = 1;        // writer threads, for a backend that has several
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;  // unset: every call by packets
 };
 
 struct job_backend {
