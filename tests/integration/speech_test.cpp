@@ -337,7 +337,9 @@ TEST_F(SpeechTest, ATranscriptShowsThePartialHypothesisUntilTheResultReplacesIt)
   std::cout << "[speech] partials seen while decoding 25 s: " << partials.size() << ", the first over "
             << partials.front().heard_s << " s: \"" << partials.front().text << "\"\n";
 
-  // The same audio again; the process is killed while its partial shows.
+  // The same audio again; the process is killed while its partial shows. (A new connection: the direct
+  // decode above may have kept this one idle past the server's keep-alive timeout on a loaded machine.)
+  c = connect(30s);
   ASSERT_NO_FATAL_FAILURE(stream(c, "killed", packets, 71));
   ASSERT_EQ(c.request("POST", "/v1/calls/killed/end").status, 200);
   const auto before_kill = watch("killed", [](const seen&) { return true; });
