@@ -1,7 +1,7 @@
 // aipbx_bare_decode: the recognizer's own cost, on the audio the speech benchmark streams through aipbx.
 //
 //   aipbx_bare_decode [--audio loop|corpus] [--seconds D] [--segment-packets N] [--threads T]
-//                     [--chunk-ms MS] [--through capi|engine] [-- POCKETSPHINX_FLAGS...]
+//                     [--chunk-ms MS] [--through capi|engine] [--partials] [-- POCKETSPHINX_FLAGS...]
 //
 // --audio loop (default): the speech of aipbx_speech_load (goforward, the cards set and the librivox set of
 // pocketsphinx-testdata, looped) as one call of D seconds (default 60) of 8 kHz mu-law 20 ms packets, cut
@@ -13,8 +13,10 @@
 // pocketsphinx's C API with pocketsphinx-en-us and the given flags (e.g. `-- -ds 2 -topn 2`), on T threads
 // (default 1) with a decoder each: a new stream per segment, then the audio in chunks of MS milliseconds
 // (20, as a live recognizer is fed) or, with --chunk-ms 0 (default), as one whole utterance, the way aipbx's
-// engine decodes. --through engine runs aipbx's pocketsphinx_engine::transcribe on the packets instead
-// (decode, resample and recognize behind its thread pool), with the flags as its settings.
+// engine's search takes the features of one. --through engine runs aipbx's pocketsphinx_engine::transcribe
+// on the packets instead (decode, resample and recognize behind its thread pool), with the flags as its
+// settings; with --partials, something listens to its partial hypotheses (as a worker's attempt does), and
+// `partials` counts them.
 //
 // Time is CPU time, which a shared machine changes less than wall time: capi, CLOCK_THREAD_CPUTIME_ID of
 // the decoding threads; engine, the process's CPU time from the engine's construction to the last
@@ -59,6 +61,7 @@ struct options {
   std::size_t chunk_ms = 0;
   std::string through = "capi";
   bool print = false;
+  bool partials = false;
   std::vector<std::string> flags;  // pocketsphinx's, as "-name value" pairs
 };
 
@@ -85,6 +88,10 @@ options parse(int argc, char** argv) {
     }
     if (flag == "--print") {
       o.print = true;
+      continue;
+    }
+    if (flag == "--partials") {
+      o.partials = true;
       continue;
     }
     if (i + 1 >= argc) throw std::invalid_argument(flag + " needs a value");
@@ -194,7 +201,7 @@ void decode_capi(const options& o, std::vector<segment>& segments, std::atomic<s
 
 // aipbx's engine on the same packets: what a worker's attempt runs, less the store.
 void decode_engine(engines::pocketsphinx_engine& engine, std::vector<segment>& segments,
-                   std::atomic<std::size_t>& next) {
+                   std::atomic<std::size_t>& next, std::atomic<std::size_t>* partials) {
   for (std::size_t i; (i = next.fetch_add(1)) < segments.size();) {
     engines::audio_segment s;
     s.call_id = "bench";
@@ -203,6 +210,7 @@ void decode_engine(engines::pocketsphinx_engine& engine, std::vector<segment>& s
     for (std::int64_t q = 0; q < s.last_sequence; ++q)
       s.packets.push_back({q + 1, q + 1, segments[i].packets[static_cast<std::size_t>(q)], 0, 0});
     s.media = media::media_format::pcmu();
+    if (partials) s.on_partial = [partials](const engines::partial_hypothesis&) { ++*partials; };
     boost::asio::io_context ioc;
     auto result = boost::asio::co_spawn(ioc, engine.transcribe(std::move(s)), boost::asio::use_future);
     ioc.run();
@@ -222,7 +230,7 @@ int main(int argc, char** argv) try {
   for (const auto& s : segments) audio += 0.02 * static_cast<double>(s.packets.size());
 
   totals sum;
-  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> next{0}, partials{0};
   std::vector<std::thread> threads;
   if (o.through == "capi") {
     for (unsigned t = 0; t < o.threads; ++t)
@@ -240,7 +248,7 @@ int main(int argc, char** argv) try {
         static_cast<double>(p1.tv_sec - p0.tv_sec) + static_cast<double>(p1.tv_nsec - p0.tv_nsec) / 1e9;
     // The engine decodes on its own pool; the process's CPU time over the run is all of it.
     for (unsigned t = 0; t < o.threads; ++t)
-      threads.emplace_back([&] { decode_engine(engine, segments, next); });
+      threads.emplace_back([&] { decode_engine(engine, segments, next, o.partials ? &partials : nullptr); });
     for (auto& t : threads) t.join();
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &p0);
     sum.recognize =
@@ -263,6 +271,7 @@ int main(int argc, char** argv) try {
       o.through.c_str(), o.chunk_ms, o.threads, flags.c_str(), segments.size(), audio, sum.recognize,
       sum.prepare, (sum.recognize + sum.prepare) / audio, sum.load);
   if (words > 0) std::printf(" wer=%.3f ref_words=%.0f", edits / words, words);
+  if (o.partials) std::printf(" partials=%zu", partials.load());
   std::printf("\n");
   return 0;
 } catch (const std::exception& e) {

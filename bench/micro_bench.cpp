@@ -7,13 +7,19 @@
 //                              sqlite_call_store (WAL, synchronous=FULL) and waiting for its durable
 //                              answer before sending the next. Throughput grows with K only through group
 //                              commit; `batch` is the average number of packets per committed transaction.
-//   BM_sqlite_stream_ingest/N  N live calls, as 20 ms streams deliver them: one packet of each call in
+//   BM_sqlite_stream_ingest/N/S  N live calls, as 20 ms streams deliver them: one packet of each call in
 //                              turn, handed to the store without waiting (the way a stream session
 //                              pipelines), 250 packets per call; `us/packet` is the writer's CPU time per
 //                              packet (the writer thread's own clock), `batch` packets per transaction.
+//                              Calls declared pcmu/8000, 20 ms G.711 frames of voice and pauses. S = 0:
+//                              cut every 250 packets (--segmenter fixed); S = 1: cut at pauses by a
+//                              pause_cutter running beside the writer (--segmenter vad), whose own CPU
+//                              time per packet is `cutter_us/packet` (the cuts it queued are in the
+//                              writer's figure).
 //
 // The SQLite benchmark writes to a fresh file under $AIPBX_BENCH_DIR (default: the system temp directory),
 // so it measures that directory's fsync. See docs/performance.md for figures and how to run.
+#include "engines/pause_cutter.hpp"
 #include "http/json_codec.hpp"
 #include "ingest/media_cache.hpp"
 #include "log/log.hpp"
@@ -23,10 +29,12 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <mutex>
 #include <string>
@@ -248,35 +256,70 @@ double thread_cpu_seconds(const std::string& name) {
   return 0;
 }
 
+// 20 ms of G.711 mu-law: a vowel-like sound for 1.2 s, then a pause of 0.5 s, over and over.
+std::string voice_or_pause(std::int64_t sequence) {
+  std::vector<std::int16_t> pcm(160, 0);
+  if ((sequence - 1) % 85 < 60)
+    for (std::size_t i = 0; i < pcm.size(); ++i) {
+      const double t = (static_cast<double>(sequence) * 160 + static_cast<double>(i)) / 8000;
+      double v = 0;
+      for (int h = 1; h < 20; ++h) v += std::sin(2 * 3.14159265358979 * 150 * h * t) / h;
+      pcm[i] = static_cast<std::int16_t>(3000 * v);
+    }
+  return aipbx::media::encode_audio(aipbx::media::media_format::pcmu(), pcm);
+}
+
+void declare_pcmu(sqlite_call_store& store, const std::string& id) {
+  std::promise<void> done;
+  store.declare_media(id, media_declaration{"pcmu/8000", 20}, [&](result<declare_outcome>) { done.set_value(); });
+  done.get_future().wait();
+}
+
 // N calls, each a stream of 250 packets; packets arrive call after call (packet 1 of every call, then
 // packet 2...), never waiting for an answer, so the writer sees the batches a busy node sees.
 void BM_sqlite_stream_ingest(benchmark::State& state) {
   const auto calls = static_cast<std::size_t>(state.range(0));
+  const bool at_pauses = state.range(1) != 0;
   constexpr std::int64_t per_call = 250;
   const auto dir = bench_dir() / ("aipbx-micro-stream-" + std::to_string(::getpid()) + "-" + std::to_string(calls));
-  double writer_cpu = 0;
+  double writer_cpu = 0, cutter_cpu = 0;
   std::uint64_t packets = 0, batches = 0, failures = 0;
   int run = 0;
+  std::vector<std::string> frames;
+  for (std::int64_t seq = 1; seq <= per_call; ++seq) frames.push_back(voice_or_pause(seq));
   for (auto _ : state) {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     sqlite_options options;
     options.path = (dir / "bench.db").string();
     options.segment_packets = 250;  // one AI job per 5 s of a call, as stream users configure
+    if (at_pauses)
+      options.cut_outside = [](const std::optional<media_declaration>& m) {
+        return engines::pause_cutter::cuts(m, media::media_format::none());
+      };
     sqlite_call_store store(options);
-    const auto writer_clock = [] { return thread_cpu_seconds("aipbx-writer"); };
-    const double before = writer_clock();
-    std::atomic<std::uint64_t> answered{0}, errors{0};
-    const std::string payload = frame_payload(static_cast<std::uint64_t>(++run));
+    ++run;
     std::vector<std::string> ids;
     for (std::size_t c = 0; c < calls; ++c) ids.push_back("stream-" + std::to_string(run) + "-" + std::to_string(c));
+    for (const auto& id : ids) declare_pcmu(store, id);
+    std::unique_ptr<engines::pause_cutter> cutter;
+    if (at_pauses) {
+      cutter = std::make_unique<engines::pause_cutter>(store, engines::pause_cutter_options{});
+      cutter->start();
+    }
+    const auto writer_clock = [] { return thread_cpu_seconds("aipbx-writer"); };
+    const auto cutter_clock = [] { return thread_cpu_seconds("aipbx-cutter"); };
+    const double before = writer_clock(), cutter_before = cutter_clock();
+    const auto declared = store.stats();  // the declarations' commits are not the stream's
+    std::atomic<std::uint64_t> answered{0}, errors{0};
     const std::uint64_t total = calls * static_cast<std::uint64_t>(per_call);
     for (std::int64_t seq = 1; seq <= per_call; ++seq) {
       for (const auto& id : ids) {
         // Bounded like the streams' windows: the writer's queue never holds more than a few batches.
         while (static_cast<std::uint64_t>((seq - 1) * static_cast<std::int64_t>(calls)) > answered.load() + 20'000)
           std::this_thread::yield();
-        store.ingest({id, seq, payload, 1'700'000'000.0 + 0.02 * static_cast<double>(seq), std::nullopt},
+        store.ingest({id, seq, frames[static_cast<std::size_t>(seq - 1)],
+                      1'700'000'000.0 + 0.02 * static_cast<double>(seq), std::string("pcmu/8000")},
                      [&](result<ingest_outcome> r) {
                        if (!r) errors.fetch_add(1, std::memory_order_relaxed);
                        answered.fetch_add(1, std::memory_order_relaxed);
@@ -284,21 +327,33 @@ void BM_sqlite_stream_ingest(benchmark::State& state) {
       }
     }
     while (answered.load() < total) std::this_thread::yield();
+    if (cutter) {
+      // Until it has heard every packet once (after a cut it hears some again).
+      while (cutter->stats().packets < total) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      cutter_cpu += cutter_clock() - cutter_before;
+      cutter->stop();
+    }
     writer_cpu += writer_clock() - before;
     store.stop();
     const auto st = store.stats();
-    packets += st.packets;
-    batches += st.batches;
+    packets += st.packets - declared.packets;
+    batches += st.batches - declared.batches;
     failures += errors.load();
   }
   std::filesystem::remove_all(dir);
   const double n = static_cast<double>(state.iterations()) * static_cast<double>(calls) * per_call;
   state.SetItemsProcessed(static_cast<std::int64_t>(n));
   state.counters["us/packet"] = writer_cpu / n * 1e6;
+  if (at_pauses) state.counters["cutter_us/packet"] = cutter_cpu / n * 1e6;
+  state.SetLabel(at_pauses ? "at pauses" : "fixed");
   state.counters["batch"] = batches ? static_cast<double>(packets) / static_cast<double>(batches) : 0.0;
   if (failures) state.SkipWithError("ingest failures");
 }
-BENCHMARK(BM_sqlite_stream_ingest)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK(BM_sqlite_stream_ingest)
+    ->ArgsProduct({{100, 1000}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(2);
 
 }  // namespace
 

@@ -21,6 +21,13 @@
 # With --build NAME:BINARY (repeatable), every aipbx run is made once per build, one build right after the
 # other (before/after comparisons in one invocation); rows are labelled with NAME.
 #
+# With --subscribers "0 10", each aipbx run is made once per count, with that many Server-Sent Events
+# subscribers (GET /v1/events, all read by one process, bench/event_subscribers.py, which counts each one's
+# events and any slow_subscriber notice) connected before wrk starts and read until the server stops; the
+# rate of each run with subscribers is given as a share of the run without, same configuration, same
+# invocation, and each
+# subscriber's event count is checked against the events the run committed (every one delivered, none cut).
+#
 # With --ceiling, aipbx first answers the same wrk load made of `GET /healthz` requests (no body, no JSON,
 # no storage): the most requests per second this machine's HTTP path and wrk can exchange at all, against
 # which the best ingest rate is also given as a share.
@@ -55,6 +62,8 @@ pg_nodes=""
 run_ceiling=0
 run_sqlite=1
 builds=()
+subscriber_counts="0"
+subscribers_now=0
 
 usage() {
   cat <<EOF
@@ -86,6 +95,8 @@ usage: $0 [options] [AIPBX_BINARY]
   --no-seed-quiet       skip the "seed, logging off" run (SEED_SQL_ECHO=0 SEED_ACCESS_LOG=0)
   --no-aipbx            skip aipbx
   --ceiling             first load aipbx with GET /healthz only (calls=0 in ingest.lua): the HTTP ceiling
+  --subscribers "L"     run each aipbx configuration once per count of event-stream subscribers (SSE,
+                        GET /v1/events) listed (default "0")
   --max-load L          before each run, wait (up to --load-wait seconds) until the 1-minute load
                         average is below L; the load is printed with every run either way
   --load-wait S         (default $load_wait)
@@ -114,6 +125,7 @@ while [ $# -gt 0 ]; do
     --no-seed-quiet) run_seed_quiet=0; shift ;;
     --no-aipbx) run_aipbx=0; shift ;;
     --ceiling) run_ceiling=1; shift ;;
+    --subscribers) subscriber_counts=$2; shift 2 ;;
     --max-load) max_load=$2; shift 2 ;;
     --load-wait) load_wait=$2; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -244,6 +256,7 @@ declare -a variant_rates=()
 declare -a pg_rates=()
 declare -a pg_reports=()
 declare -a pg_costs=()
+declare -a subrows=()
 status=0
 best_aipbx=""
 seed_rate=""
@@ -263,6 +276,8 @@ run_one() {
   local pid=$!
   pids+=("$pid")
   wait_ready "http://127.0.0.1:$port$ready_path" "$pid" "$log" || { status=1; stop_pid "$pid"; return 0; }
+  local sub_pids=()
+  start_subscribers "$tag" "$subscribers_now" sub_pids || { status=1; stop_pid "$pid"; return 0; }
   local prefix="r$(date +%s)$RANDOM$tag"
   local cpu_before t_start t_end
   cpu_before=$(cpu_ticks "$pid")
@@ -277,7 +292,16 @@ run_one() {
   t_end=$(date +%s.%N)
   load_after=$(load1)
   cpu_after=$(cpu_ticks "$pid")
+  # The subscribers are given what the last requests committed, then end with the server (its resume
+  # notice, reason shutdown).
+  local committed_before=""
+  if ((${#sub_pids[@]})); then
+    sleep 1
+    committed_before=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT last_id FROM event_log_state" 2>/dev/null) || committed_before="?"
+  fi
   stop_pid "$pid"
+  local sp
+  for sp in "${sub_pids[@]}"; do wait "$sp" 2>/dev/null || true; done
   local line
   line=$(grep '^INGEST_RESULT' "$out" || true)
   if [ -z "$line" ]; then
@@ -327,6 +351,7 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
     "$load_before/$load_after  $check")")
   last_rate=${r[ok_rps]}
   [ "$load_calls" = 0 ] && return 0
+  ((${#sub_pids[@]})) && count_subscribers "$name" "$tag" "$subscribers_now" "$db" "${r[ok_rps]}" "$committed_before"
   # The AI jobs of this run's calls, when the server keeps a jobs table (aipbx): by state now, and how
   # many finished (succeeded or dead) while the load ran.
   local jobs
@@ -339,6 +364,54 @@ print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
     jobrows+=("$(printf '%-34s %8s %9s %6s %8s %10s' "$name" "${total:-0}" "${ok:-0}" "${dead:-0}" "${waiting:-0}" \
       "$(python3 -c "print(f'{${done_in_load:-0} / ($t_end - $t_start):.0f}')")")")
   fi
+}
+
+# start_subscribers TAG N ARRAY: N SSE subscribers of the server on $port, all read by one process
+# (bench/event_subscribers.py; its pid appended to ARRAY), which writes each one's count to $work/TAG.subs
+# once the server closes them; returns once the server counts them all.
+start_subscribers() {
+  local tag=$1 n=$2 i
+  local -n into=$3
+  (( n > 0 )) || return 0
+  python3 "$here/event_subscribers.py" "$port" "$n" "$work/$tag.subs" >"$work/$tag.subs.log" 2>&1 &
+  into+=("$!")
+  for i in $(seq 100); do
+    curl -s "http://127.0.0.1:$port/metrics" | grep -q "^aipbx_event_subscribers{transport=\"sse\"} $n\$" && return 0
+    sleep 0.1
+  done
+  echo "the $n subscribers did not all connect:" >&2
+  cat "$work/$tag.subs.log" >&2
+  return 1
+}
+
+# count_subscribers NAME TAG N DB RATE BEFORE: each subscriber's events against the events the run
+# committed: at least those committed before the server was told to stop (BEFORE), at most all of them
+# (what the stop itself commits, jobs given back for instance, comes after the subscribers' resume notice).
+count_subscribers() {
+  local name=$1 tag=$2 db=$4 rate=$5 before=$6
+  local committed summary
+  committed=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT last_id FROM event_log_state" 2>/dev/null) || committed="?"
+  summary=$(python3 - "$work/$tag.subs" "$3" <<'PY'
+import sys
+try:
+    rows = [tuple(int(x) for x in l.split()) for l in open(sys.argv[1]) if l.strip()]
+except OSError:
+    rows = []
+n = int(sys.argv[2])
+if len(rows) != n:
+    print(f"-1 -1 {n}")
+else:
+    print(min(r[0] for r in rows), max(r[0] for r in rows), sum(r[1] for r in rows))
+PY
+)
+  local min max cut
+  read -r min max cut <<<"$summary"
+  local check="every event to every subscriber"
+  if ! [[ "$before" =~ ^[0-9]+$ && "$committed" =~ ^[0-9]+$ ]] || (( min < before || max > committed || min != max || cut > 0 )); then
+    check="MISSED: committed $before before the stop ($committed in all), got $min..$max, $cut cut"
+    status=1
+  fi
+  subrows+=("$name|$3|$rate|$committed|$min|$max|$cut|$check")
 }
 
 ceiling_rate=""
@@ -361,17 +434,22 @@ if [ "$run_aipbx" = 1 ] && [ "$run_sqlite" = 1 ]; then
     for t in $aipbx_threads; do
       for bi in "${!builds[@]}"; do
         bname=${builds[$bi]%%|*}
-        port=$(free_port)
         if [ -n "$db_dir" ]; then
           db_sub=$(mktemp -d "$db_dir/aipbx-bench-db.XXXXXX")
           db_dirs+=("$db_sub")
-          db="$db_sub/aipbx-v$vi-t$t-b$bi.db"
+          db_base="$db_sub/aipbx-v$vi-t$t-b$bi"
         else
-          db="$work/aipbx-v$vi-t$t-b$bi.db"
+          db_base="$work/aipbx-v$vi-t$t-b$bi"
         fi
+        ri=0
+        for subscribers_now in $subscriber_counts; do
+        port=$(free_port)
+        db="$db_base-r$ri-s$subscribers_now.db"
+        ri=$((ri + 1))
         label="aipbx --threads $t"
         [ -n "$vname" ] && label="aipbx $vname -t$t"
         [ -n "$bname" ] && label="$bname $label"
+        (( subscribers_now > 0 )) && label="$label +${subscribers_now}sub"
         run_one "$label" "$connections" "$db" /healthz -- \
           "${builds[$bi]#*|}" serve --host 127.0.0.1 --port "$port" --db "$db" --threads "$t" --log-level warning \
           "${extra_aipbx_args[@]}" "${vargs[@]}"
@@ -379,6 +457,9 @@ if [ "$run_aipbx" = 1 ] && [ "$run_sqlite" = 1 ]; then
           best_aipbx=$last_rate
         fi
         [ -n "$vname" ] && variant_rates+=("$label|$last_rate")
+        (( subscribers_now == 0 )) && subrows+=("$label|0|$last_rate")
+        done
+        subscribers_now=0
       done
     done
     vi=$((vi + 1))
@@ -572,6 +653,22 @@ if ((${#variant_rates[@]} > 1)); then
   base_rate=${variant_rates[0]#*|}
   for vr in "${variant_rates[@]}"; do
     python3 -c "print(f'{\"${vr%%|*}\":<34} {${vr#*|} / $base_rate * 100:5.0f} % of the first variant')"
+  done
+fi
+if [[ "$subscriber_counts" != "0" ]] && ((${#subrows[@]})); then
+  echo
+  echo "Event-stream subscribers (SSE, live from before the load): rate against the run without, same configuration"
+  printf '%-34s %5s %8s %8s %10s %14s  %s\n' server subs 'rate/s' 'vs none' committed 'per sub' check
+  base=""
+  for sr in "${subrows[@]}"; do
+    IFS='|' read -r sname subs srate committed smin smax scut scheck <<<"$sr"
+    if [ "$subs" = 0 ]; then
+      base=$srate
+      printf '%-34s %5s %8.0f %8s\n' "$sname" 0 "$srate" "-"
+    else
+      printf '%-34s %5s %8.0f %7.1f%% %10s %14s  %s\n' "$sname" "$subs" "$srate" \
+        "$(python3 -c "print($srate / $base * 100 if '$base' else float('nan'))")" "$committed" "$smin..$smax" "$scheck"
+    fi
   done
 fi
 if [ -n "$ceiling_rate" ] && [ -n "$best_aipbx" ]; then

@@ -15,6 +15,8 @@ packages=(
   # call audio: G.711 (spandsp), resampling (speexdsp); the pocketsphinx engine, its US English model, and
   # the recordings its tests decode
   libspandsp-dev libspeexdsp-dev libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us pocketsphinx-testdata
+  # the voice activity detector that cuts segments at pauses (--segmenter vad): WebRTC's audio processing
+  libwebrtc-audio-processing-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # tests and tools
   sqlite3 curl procps openssl

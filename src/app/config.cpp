@@ -200,6 +200,10 @@ void add_store_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_MAX_BATCH")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
       ->capture_default_str();
+  add_duration(cmd, "--commit-delay", c.commit_delay,
+               "Embedded store: how long streamed packets may wait to be committed together (HTTP requests and "
+               "the job queue's writes never wait; 0: commit each batch as soon as the writer is free; default 5ms)",
+               "AIPBX_COMMIT_DELAY");
   cmd.add_option("--sqlite-sync", c.sqlite_sync,
                  "How a commit reaches the disk before it is answered (embedded store): pipelined (a syncer "
                  "thread fdatasyncs the WAL while the next batch is applied) or commit (synchronous=FULL, the "
@@ -261,6 +265,26 @@ void add_segment_options(CLI::App& cmd, serve_config& c) {
   add_duration(cmd, "--segment-idle", c.segment_idle,
                "Idle time after which a call's remaining packets are cut into a last segment (default 2s)",
                "AIPBX_SEGMENT_IDLE");
+  cmd.add_option("--segmenter", c.segmenter,
+                 "How calls with audio are cut into AI segments: fixed (every --segment-packets) or vad (at pauses "
+                 "found by a voice activity detector, within --segment-min and --segment-max); calls without audio "
+                 "are always cut by packets")
+      ->envname("AIPBX_SEGMENTER")
+      ->check(CLI::IsMember({"fixed", "vad"}))
+      ->capture_default_str();
+  add_duration(cmd, "--segment-min", c.segment_min,
+               "--segmenter vad: no cut inside a segment's first this long (default 2s)", "AIPBX_SEGMENT_MIN");
+  add_duration(cmd, "--segment-max", c.segment_max,
+               "--segmenter vad: a segment is cut at this length at the latest, in its longest pause (default 10s)",
+               "AIPBX_SEGMENT_MAX");
+  add_duration(cmd, "--segment-silence", c.segment_silence,
+               "--segmenter vad: a pause this long ends a segment (default 300ms)", "AIPBX_SEGMENT_SILENCE");
+  cmd.add_option("--vad-aggressiveness", c.vad_aggressiveness,
+                 "--segmenter vad: the voice detector's aggressiveness, 0 (calls the most audio voice) to 3 (the "
+                 "least)")
+      ->envname("AIPBX_VAD_AGGRESSIVENESS")
+      ->check(CLI::Range(0, 3))
+      ->capture_default_str();
   cmd.add_option_function<std::string>(
          "--reorder-window",
          [&c](const std::string& text) {
@@ -457,6 +481,26 @@ void add_stream_options(CLI::App& cmd, serve_config& c) {
       ->envname("AIPBX_AUDIOSOCKET_REGISTERED");
 }
 
+void add_event_options(CLI::App& cmd, serve_config& c) {
+  cmd.add_option("--max-subscribers", c.max_subscribers,
+                 "Event stream: subscribers (GET /v1/events) open at once on this node; past it 503")
+      ->envname("AIPBX_MAX_SUBSCRIBERS")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
+      ->capture_default_str();
+  cmd.add_option("--event-buffer", c.event_buffer,
+                 "Event stream: events queued per subscriber; a live subscriber that falls this far behind is "
+                 "told to resume from its last id and disconnected")
+      ->envname("AIPBX_EVENT_BUFFER")
+      ->check(CLI::Range(std::size_t{16}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  add_duration(cmd, "--event-heartbeat", c.event_heartbeat,
+               "Event stream: a keep-alive to a subscriber after this long without an event (default 15s)",
+               "AIPBX_EVENT_HEARTBEAT");
+  add_duration(cmd, "--event-retention", c.event_retention,
+               "Event log: how long an event is kept for subscribers to resume from (0: for ever; default 1h)",
+               "AIPBX_EVENT_RETENTION");
+}
+
 }  // namespace
 
 // The steps' order is the order of --help and of `aipbx config`.
@@ -474,6 +518,7 @@ void add_serve_options(CLI::App& cmd, serve_config& c) {
   add_node_options(cmd, c);
   add_access_options(cmd, c);
   add_stream_options(cmd, c);
+  add_event_options(cmd, c);
 }
 
 namespace {
@@ -515,10 +560,24 @@ std::vector<std::string> all_api_tokens(const serve_config& c) {
   return all;
 }
 
+pause_rules segment_rules(const serve_config& c) {
+  pause_rules r;
+  r.min_ms = c.segment_min.count();
+  r.max_ms = c.segment_max.count();
+  r.silence_ms = c.segment_silence.count();
+  return r;
+}
+
 void check_config(serve_config& c) {
+  if (c.segmenter == "vad" && !segment_rules(c).valid())
+    throw std::invalid_argument("--segment-min, --segment-max, --segment-silence: each a whole number of 10 ms, "
+                                "the silence above 0 and the maximum above the minimum (got " +
+                                format_duration(c.segment_min) + ", " + format_duration(c.segment_max) + ", " +
+                                format_duration(c.segment_silence) + ")");
   for (const auto& token : c.api_tokens)
     if (auto problem = http::token_problem(token)) throw std::invalid_argument("--api-token: " + *problem);
   if (!c.api_token_file.empty()) c.api_file_tokens = read_token_file(c.api_token_file);
+  if (c.event_heartbeat.count() <= 0) throw std::invalid_argument("--event-heartbeat must be more than 0");
   if (c.body_memory < c.body_limit)
     throw std::invalid_argument("--body-memory (" + std::to_string(c.body_memory) + ") is less than --body-limit (" +
                                 std::to_string(c.body_limit) + "): a body of the largest size could never be read");

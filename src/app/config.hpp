@@ -7,6 +7,7 @@
 #pragma once
 
 #include "domain/call_sequencer.hpp"
+#include "domain/pause_segmenter.hpp"
 #include "log/log.hpp"
 #include "media/media_format.hpp"
 
@@ -40,6 +41,7 @@ struct serve_config {
   std::size_t max_connections = 10'000;
   std::size_t writer_queue = 50'000;
   std::size_t max_batch = 4096;
+  std::chrono::milliseconds commit_delay{5};  // streamed packets may wait this long to be committed together
   std::string sqlite_sync = "pipelined";
   int wal_checkpoint_pages = 4000;
   int wal_limit_pages = 16000;
@@ -54,6 +56,13 @@ struct serve_config {
   std::chrono::milliseconds job_poll{1'000};
   std::int64_t segment_packets = 1;
   std::chrono::milliseconds segment_idle{2'000};
+  // How calls with audio are cut into segments: "fixed" (every segment_packets) or "vad" (at pauses, by
+  // engines/pause_cutter.hpp, within segment_min..segment_max; a pause is segment_silence long).
+  std::string segmenter = "fixed";
+  std::chrono::milliseconds segment_min{2'000};
+  std::chrono::milliseconds segment_max{10'000};
+  std::chrono::milliseconds segment_silence{300};
+  int vad_aggressiveness = 2;
   reorder_window window{50, 1.0};
   std::chrono::milliseconds call_idle_timeout{60'000};  // 0: calls end only by request
   std::chrono::milliseconds retry_base_delay{1'000};
@@ -100,11 +109,21 @@ struct serve_config {
   std::string audiosocket_host = "127.0.0.1";
   std::vector<std::string> audiosocket_allow;    // networks (CIDR) allowed to connect; empty: any
   bool audiosocket_registered = false;           // only calls declared beforehand through the API
+
+  // The event stream (GET /v1/events) and its log.
+  std::size_t max_subscribers = 100;                 // subscribers open at once on this node
+  std::size_t event_buffer = 4096;                   // events queued per subscriber before it is cut
+  std::chrono::milliseconds event_heartbeat{15'000};  // a keep-alive to an idle subscriber
+  std::chrono::milliseconds event_retention{3'600'000};  // how long the log keeps an event (0: for ever)
 };
 
-// Checks what no single option can: the token file is read into `config.api_file_tokens`,
-// every token well-formed, TLS certificate and key given together and readable, and a listening address
-// that is not loopback only with tokens (or `insecure`). Throws std::invalid_argument with the reason.
+// The pause rules of --segment-min, --segment-max and --segment-silence.
+pause_rules segment_rules(const serve_config& config);
+
+// Checks what no single option can: the pause rules (with --segmenter vad), the token file is read into
+// `config.api_file_tokens`, every token well-formed, TLS certificate and key given together and readable,
+// and a listening address that is not loopback only with tokens (or `insecure`). Throws
+// std::invalid_argument with the reason.
 void check_config(serve_config& config);
 
 // The tokens of a token file: one per line, blank lines and '#' comments skipped, each checked. Throws

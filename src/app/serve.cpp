@@ -3,7 +3,9 @@
 #include "app/command_line.hpp"
 #include "app/engine_factory.hpp"
 #include "domain/clock.hpp"
+#include "engines/pause_cutter.hpp"
 #include "engines/segment_attempt.hpp"
+#include "events/event_hub.hpp"
 #include "http/api.hpp"
 #include "http/metrics.hpp"
 #include "http/server.hpp"
@@ -44,6 +46,14 @@ std::string default_node_name() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
+// With --segmenter vad, the calls whose packets the store leaves for the pause cutter: those with audio.
+std::function<bool(const std::optional<media_declaration>&)> cut_outside(const serve_config& config) {
+  if (config.segmenter != "vad") return {};
+  return [fallback = config.media](const std::optional<media_declaration>& declared) {
+    return engines::pause_cutter::cuts(declared, fallback);
+  };
+}
+
 std::unique_ptr<storage_backend> open_postgres(const serve_config& config, const std::string& url,
                                                const std::string& node) {
   pg_options options;
@@ -53,11 +63,13 @@ std::unique_ptr<storage_backend> open_postgres(const serve_config& config, const
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
   options.segment_packets = config.segment_packets;
+  options.cut_outside = cut_outside(config);
   options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
   options.max_attempts = config.retry_max_attempts;
   options.window = config.window;
   options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
   options.node = node;
+  options.event_retention = static_cast<double>(config.event_retention.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<pg_call_store>(options);
   log::info("store opened", {{"backend", "postgresql"}, {"schema_version", store->schema_version()},
@@ -74,13 +86,16 @@ std::unique_ptr<storage_backend> open_store(const serve_config& config, const st
   options.queue_limit = config.writer_queue;
   options.max_batch = config.max_batch;
   options.sync = config.sqlite_sync == "commit" ? sqlite_sync::commit : sqlite_sync::pipelined;
+  options.commit_delay = config.commit_delay;
   options.checkpoint_pages = config.wal_checkpoint_pages;
   options.checkpoint_limit_pages = std::max(config.wal_limit_pages, config.wal_checkpoint_pages);
   options.segment_packets = config.segment_packets;
+  options.cut_outside = cut_outside(config);
   options.segment_idle = static_cast<double>(config.segment_idle.count()) / 1000.0;
   options.max_attempts = config.retry_max_attempts;
   options.window = config.window;
   options.idle_timeout = static_cast<double>(config.call_idle_timeout.count()) / 1000.0;
+  options.event_retention = static_cast<double>(config.event_retention.count()) / 1000.0;
   options.clock = system_now;
   auto store = std::make_unique<sqlite_call_store>(options);
   log::info("store opened", {{"backend", "sqlite"}, {"path", options.path}, {"schema_version", store->schema_version()},
@@ -101,6 +116,7 @@ class service {
   bool load_tls();
   bool open_store();
   bool start_ai();
+  bool start_cutter();
   bool listen();
   void run_until_signal();
 
@@ -125,6 +141,9 @@ class service {
   // frames it then destroys still find the hub they leave.
   std::unique_ptr<ingest::ingest_path> ingest_;
   std::unique_ptr<streams::stream_hub> streams_;
+  // The event stream's hub: subscriptions in connections' frames tell it when they go, so it too outlives
+  // the io_context (its thread is stopped first, in the destructor, so that it posts to no dead strand).
+  std::unique_ptr<events::event_hub> events_;
   asio::io_context ioc_;
   // Caught from construction on, before anything listens: a signal that comes before the server runs is
   // queued for it, never lost nor left to the default action.
@@ -141,6 +160,7 @@ class service {
   std::unique_ptr<engines::ai_engine> engine_;
   std::unique_ptr<jobs::worker_pool> workers_;
   std::thread ai_thread_;
+  std::unique_ptr<engines::pause_cutter> cutter_;  // --segmenter vad
 
   std::unique_ptr<streams::audiosocket::listener> audiosocket_;
   std::unique_ptr<http::api> api_;
@@ -159,6 +179,7 @@ service::service(const serve_config& config)
       random_(config.mock_seed.value_or(seeded_random::fresh_seed())) {}
 
 service::~service() {
+  if (events_) events_->shutdown();
   stop_ai();
   if (store_) store_->stop();
   blocking_.join();
@@ -227,8 +248,34 @@ bool service::start_ai() {
   return true;
 }
 
-// Workers release their leases through the store, so they stop before it.
+// With --segmenter vad: the thread that cuts calls with audio at pauses, beside the store.
+bool service::start_cutter() {
+  if (config_.segmenter != "vad") return true;
+  engines::pause_cutter_options o;
+  o.rules = segment_rules(config_);
+  o.aggressiveness = config_.vad_aggressiveness;
+  o.segment_idle = static_cast<double>(config_.segment_idle.count()) / 1000.0;
+  o.default_media = config_.media;
+  o.clock = system_now;
+  try {
+    cutter_ = std::make_unique<engines::pause_cutter>(*store_, o);
+  } catch (const std::exception& e) {
+    log::error("cannot start the segmenter", {{"error", e.what()}});
+    return false;
+  }
+  cutter_->start();
+  log::info("segmenter started", {{"segmenter", "vad"},
+                                  {"segment_min_ms", o.rules.min_ms},
+                                  {"segment_max_ms", o.rules.max_ms},
+                                  {"segment_silence_ms", o.rules.silence_ms},
+                                  {"vad_aggressiveness", o.aggressiveness}});
+  return true;
+}
+
+// Workers release their leases through the store, so they stop before it; so does the segmenter, whose
+// last cuts the store answers.
 void service::stop_ai() {
+  if (cutter_) cutter_->stop();
   if (!ai_thread_.joinable()) return;
   if (config_.workers > 0)
     workers_->stop([this] { ai_work_.reset(); });
@@ -242,6 +289,7 @@ http::api_options service::api_options() {
   aopts.body_limit = config_.body_limit;
   aopts.metrics = &metrics_;
   if (config_.workers > 0) aopts.worker_stats = [this] { return std::optional(workers_->stats()); };
+  if (cutter_) aopts.segmenter_stats = [this] { return std::optional(cutter_->stats()); };
   aopts.engine = std::string(engine_->name());
   aopts.workers = config_.workers;
   aopts.auth = &tokens_;
@@ -251,6 +299,8 @@ http::api_options service::api_options() {
   aopts.connection_limit = config_.max_connections;
   aopts.default_media = config_.media;
   aopts.streams = streams_.get();
+  aopts.events = events_.get();
+  aopts.event_heartbeat = config_.event_heartbeat;
   return aopts;
 }
 
@@ -298,6 +348,11 @@ bool service::listen() {
   if (!all_api_tokens(config_).empty())
     token_ok = [this](std::string_view token) { return tokens_.current()->matches(token); };
   streams_ = std::make_unique<streams::stream_hub>(*store_, *ingest_, blocking_, stream_options(), token_ok);
+  events::hub_options hopts;
+  hopts.max_subscribers = config_.max_subscribers;
+  hopts.buffer = config_.event_buffer;
+  events_ = std::make_unique<events::event_hub>(*store_, hopts);
+  events_->start();
   api_ = std::make_unique<http::api>(*store_, *store_, *ingest_, blocking_, api_options());
   server_ = std::make_unique<http::server>(ioc_, server_options(), *api_);
   audiosocket_ = audiosocket_listener();
@@ -358,6 +413,8 @@ void service::shut_down_on_signal(asio::steady_timer& deadline,
       });
     };
     if (audiosocket_) audiosocket_->stop();
+    // Event subscribers are told where to resume, then their connections end.
+    events_->stop();
     streams_->stop(one_done);
     server_->stop(one_done);
   });
@@ -428,7 +485,7 @@ int serve(const serve_config& config) {
   const auto served = [&] {
     log::init(config.log_level);
     service s(config);
-    if (!s.load_tls() || !s.open_store() || !s.start_ai() || !s.listen()) return 1;
+    if (!s.load_tls() || !s.open_store() || !s.start_ai() || !s.start_cutter() || !s.listen()) return 1;
     s.run_until_signal();
     return 0;
   }();

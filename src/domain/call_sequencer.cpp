@@ -80,7 +80,13 @@ void call_sequencer::tick(double now, sequencer_changes& out) {
 
 void call_sequencer::flush(sequencer_changes& out) {
   for (const auto& gap : tracker_.missing()) declare_lost(gap, out);
-  cut_through(tracker_.highest(), out);
+  if (!external_cuts()) cut_through(tracker_.highest(), out);
+}
+
+bool call_sequencer::cut(std::int64_t last, sequencer_changes& out) {
+  if (last < next_segment_ || last >= tracker_.expected()) return false;
+  cut_one(last, out);
+  return true;
 }
 
 void call_sequencer::apply_packet_window(sequencer_changes& out) {
@@ -100,6 +106,7 @@ void call_sequencer::declare_lost(seq_range r, sequencer_changes& out) {
 }
 
 void call_sequencer::cut_ready(sequencer_changes& out) {
+  if (external_cuts()) return;
   // [next_segment, expected) has no open gap: cut its whole segments.
   const std::int64_t n = options_.segment_packets;
   const std::int64_t expected = tracker_.expected();
@@ -108,14 +115,15 @@ void call_sequencer::cut_ready(sequencer_changes& out) {
 
 void call_sequencer::cut_through(std::int64_t last, sequencer_changes& out) {
   const std::int64_t n = options_.segment_packets;
-  while (next_segment_ <= last) {
-    const std::int64_t end = std::min(last, next_segment_ + n - 1);
-    // A segment made only of lost sequences has nothing to transcribe.
-    auto it = lost_.upper_bound(next_segment_);
-    const bool all_lost = it != lost_.begin() && std::prev(it)->second >= end && std::prev(it)->first <= next_segment_;
-    if (!all_lost) out.segments.push_back({next_segment_, end});
-    next_segment_ = end + 1;
-  }
+  while (next_segment_ <= last) cut_one(std::min(last, next_segment_ + n - 1), out);
+}
+
+void call_sequencer::cut_one(std::int64_t last, sequencer_changes& out) {
+  // A segment made only of lost sequences has nothing to transcribe.
+  auto it = lost_.upper_bound(next_segment_);
+  const bool all_lost = it != lost_.begin() && std::prev(it)->second >= last && std::prev(it)->first <= next_segment_;
+  if (!all_lost) out.segments.push_back({next_segment_, last});
+  next_segment_ = last + 1;
 }
 
 }  // namespace aipbx

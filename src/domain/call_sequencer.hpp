@@ -5,7 +5,9 @@
 // received or lost, so segments cover each received packet exactly once, in order.
 //
 // Segments are cut only from contiguous packets: whole segments of `segment_packets` sequences below the
-// lowest open gap. A gap is held open while it may still be filled: the reorder window. It is declared
+// lowest open gap. With external cuts (set per call: the pause segmenter decides where a call with audio
+// is cut), the sequencer cuts nothing itself: `cut` takes one segment from `next_segment` through any
+// sequence below the lowest open gap, and `flush` only declares the open gaps lost. A gap is held open while it may still be filled: the reorder window. It is declared
 // lost when the highest sequence is `window.packets` past its end, or `window.seconds` have passed since it
 // opened (whichever comes first; 0 disables that bound). `flush` (a call ended or went idle) declares
 // every open gap lost and cuts everything up to the highest sequence. A packet that arrives after its
@@ -62,8 +64,16 @@ class call_sequencer {
   arrival_result observe(std::int64_t sequence, double now, sequencer_changes& out);
   // Declares lost the gaps whose time window has passed, and cuts what that frees.
   void tick(double now, sequencer_changes& out);
-  // The stream stopped (ended or idle): every open gap is lost, everything up to the highest is cut.
+  // The stream stopped (ended or idle): every open gap is lost, everything up to the highest is cut (with
+  // external cuts, left for `cut`).
   void flush(sequencer_changes& out);
+  // Whether segments are cut from outside (`cut`) rather than every `segment_packets` (not until told).
+  void set_external_cuts(bool external) { external_cuts_ = external; }
+  bool external_cuts() const { return external_cuts_.value_or(false); }
+  bool cuts_decided() const { return external_cuts_.has_value(); }
+  // Cuts [next_segment, last] as one segment (none if all of it was lost). False, changing nothing, unless
+  // next_segment <= last < the lowest sequence not received.
+  bool cut(std::int64_t last, sequencer_changes& out);
 
   const sequence_tracker& tracker() const { return tracker_; }
   std::int64_t next_segment() const { return next_segment_; }
@@ -83,6 +93,7 @@ class call_sequencer {
   void apply_packet_window(sequencer_changes& out);
   void cut_ready(sequencer_changes& out);
   void cut_through(std::int64_t last, sequencer_changes& out);
+  void cut_one(std::int64_t last, sequencer_changes& out);
 
   sequencer_options options_;
   sequence_tracker tracker_;
@@ -90,6 +101,7 @@ class call_sequencer {
   std::map<std::int64_t, std::int64_t> lost_;        // first -> last
   std::int64_t lost_count_ = 0;
   std::int64_t next_segment_ = sequence_tracker::first_sequence;
+  std::optional<bool> external_cuts_;
 };
 
 }  // namespace aipbx

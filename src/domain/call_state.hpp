@@ -40,6 +40,9 @@ struct packet {
   // when the call had no declaration (the node's default format applied). The store refuses the packet
   // with `media_changed` when the call's declaration is not this one any more.
   std::optional<std::string> media;
+  // Sent by a stream, whose sender goes on without waiting for the answer: the store may hold it for
+  // its commit delay to commit it with others (a request's packet is committed as soon as the writer can).
+  bool streamed = false;
 };
 
 }  // namespace aipbx

@@ -4,7 +4,11 @@
 #include "log/log.hpp"
 
 #include <pocketsphinx.h>
+#include <ckd_alloc.h>  // sphinxbase's
+#include <cmn.h>
 #include <err.h>  // sphinxbase's logging
+#include <fe.h>
+#include <feat.h>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -60,6 +64,59 @@ void require_file(const std::string& what, const std::string& path) {
   if (!std::filesystem::exists(path, ec))
     throw std::runtime_error("pocketsphinx " + what + " '" + path + "' does not exist");
 }
+
+// A segment's cepstra, from the decoder's front end, in sphinxbase's own 2-D array.
+class cepstra {
+ public:
+  cepstra(fe_t* fe, std::span<const std::int16_t> samples) {
+    std::size_t n = samples.size();
+    if (fe_process_frames(fe, nullptr, &n, nullptr, &frames_, nullptr) < 0) return;
+    rows_ = static_cast<mfcc_t**>(
+        ckd_calloc_2d(static_cast<std::size_t>(frames_) + 1, static_cast<std::size_t>(fe_get_output_size(fe)),
+                      sizeof(mfcc_t)));
+    // As pocketsphinx does for a whole utterance: every frame, then the last partial one.
+    const std::int16_t* at = samples.data();
+    n = samples.size();
+    int32 tail = 0;
+    ok_ = fe_start_utt(fe) >= 0 && fe_process_frames(fe, &at, &n, rows_, &frames_, nullptr) >= 0 &&
+          fe_end_utt(fe, rows_[frames_], &tail) >= 0;
+    frames_ += tail;
+  }
+  ~cepstra() {
+    if (rows_) ckd_free_2d(rows_);
+  }
+  cepstra(const cepstra&) = delete;
+  cepstra& operator=(const cepstra&) = delete;
+
+  bool ok() const { return ok_; }
+  mfcc_t** rows() const { return rows_; }
+  int32 frames() const { return frames_; }
+
+ private:
+  mfcc_t** rows_ = nullptr;
+  int32 frames_ = 0;
+  bool ok_ = false;
+};
+
+// Normalizes a segment's cepstra by their own mean (the model's batch CMN, as sphinxbase applies it to a
+// whole utterance), and keeps the feature computation from normalizing again while the search takes them in
+// chunks (it would switch for good to a running mean carried from utterance to utterance). Restores the
+// decoder's setting when it goes.
+class segment_cmn {
+ public:
+  segment_cmn(feat_t* feat, const cepstra& cep) : feat_(feat), saved_(feat->cmn) {
+    if (saved_ == CMN_NONE) return;
+    cmn(feat_->cmn_struct, cep.rows(), feat_->varnorm, cep.frames());
+    feat_->cmn = CMN_NONE;
+  }
+  ~segment_cmn() { feat_->cmn = saved_; }
+  segment_cmn(const segment_cmn&) = delete;
+  segment_cmn& operator=(const segment_cmn&) = delete;
+
+ private:
+  feat_t* feat_;
+  cmn_type_t saved_;
+};
 
 }  // namespace
 
@@ -164,12 +221,47 @@ std::size_t pocketsphinx_engine::decoders_loaded() const {
   return loaded_;
 }
 
-jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t> samples_16k) {
-  return recognize(samples_16k, nullptr);
+jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t> samples_16k,
+                                                    const partial_sink& on_partial) {
+  return recognize(samples_16k, nullptr, on_partial);
+}
+
+bool pocketsphinx_engine::decode(decoder& d, std::span<const std::int16_t> samples, const std::atomic<bool>* cancelled,
+                                 const partial_sink& on_partial, bool& interrupted) const {
+  // A transcript must depend on the segment's audio alone, not on what this pooled decoder heard before.
+  // The front end's noise tracker (the noise floor that -remove_noise subtracts and -remove_silence's voice
+  // detector compares against) outlives an utterance: only ps_start_stream resets it, so without it every
+  // decode starts from the noise estimate the previous segment left (a reused decoder then gives other
+  // words for the same audio). The cepstral mean is the segment's own (segment_cmn).
+  if (ps_start_stream(d.ps) < 0 || ps_start_utt(d.ps) < 0) return false;
+  const cepstra cep(ps_get_fe(d.ps), samples);
+  bool healthy = cep.ok();
+  if (healthy) {
+    const segment_cmn normalized(ps_get_feat(d.ps), cep);
+    const auto audio_ms = static_cast<std::int64_t>(samples.size() * 1000 / model_rate);
+    std::string heard;
+    const int32 step = std::max(1, options_.frames_per_step);
+    for (int32 at = 0; healthy && at < cep.frames(); at += step) {
+      if (cancelled && cancelled->load()) {
+        interrupted = true;
+        break;
+      }
+      const int32 n = std::min(step, cep.frames() - at);
+      healthy = ps_process_cep(d.ps, cep.rows() + at, n, FALSE, FALSE) >= 0;
+      int32 score = 0;
+      const char* hyp = on_partial && healthy ? ps_get_hyp(d.ps, &score) : nullptr;
+      if (hyp && *hyp && heard != hyp) {
+        heard = hyp;
+        on_partial({heard, audio_ms * (at + n) / cep.frames()});
+      }
+    }
+  }
+  return ps_end_utt(d.ps) >= 0 && healthy;
 }
 
 jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t> samples,
-                                                    const std::atomic<bool>* cancelled) {
+                                                    const std::atomic<bool>* cancelled,
+                                                    const partial_sink& on_partial) {
   jobs::attempt_result r;
   r.engine = "pocketsphinx";
   if (cancelled && cancelled->load()) {
@@ -183,20 +275,15 @@ jobs::attempt_result pocketsphinx_engine::recognize(std::span<const std::int16_t
     r.error = e.what();
     return r;
   }
-  // A transcript must depend on the segment's audio alone, not on what this pooled decoder heard before.
-  // Two states outlive an utterance. The front end's noise tracker (the noise floor that -remove_noise
-  // subtracts and -remove_silence's voice detector compares against) is reset only by ps_start_stream, so
-  // without it every decode starts from the noise estimate the previous segment left (a reused decoder then
-  // gives other words for the same audio). And the cepstral mean: the segment is one whole utterance
-  // (full_utt), so the model's batch CMN takes the mean over all of it; fed in chunks, sphinxbase would
-  // switch for good to a running mean carried from utterance to utterance.
-  bool healthy = ps_start_stream(d->ps) >= 0;
-  healthy = healthy && ps_start_utt(d->ps) >= 0;
-  healthy = healthy && ps_process_raw(d->ps, samples.data(), samples.size(), FALSE, TRUE) >= 0;
-  healthy = ps_end_utt(d->ps) >= 0 && healthy;
-  if (!healthy) {
+  bool interrupted = false;
+  if (!decode(*d, samples, cancelled, on_partial, interrupted)) {
     r.error = "the pocketsphinx decoder failed" + (last_sphinx_error.empty() ? "" : ": " + last_sphinx_error);
     release(nullptr);  // a decoder in an unknown state is not reused
+    return r;
+  }
+  if (interrupted) {
+    r.error = "interrupted";
+    release(std::move(d));
     return r;
   }
   std::int32_t score = 0;
@@ -217,13 +304,13 @@ jobs::attempt_result pocketsphinx_engine::transcribe_blocking(const audio_segmen
     r.permanent = true;
     return r;
   }
-  return recognize(pcm->samples, cancelled);
+  return recognize(pcm->samples, cancelled, segment.on_partial);
 }
 
 asio::awaitable<jobs::attempt_result> pocketsphinx_engine::transcribe(audio_segment segment) {
-  // Like storage/async_store.hpp's async_call, plus cancellation. A decode cannot be stopped halfway, so
-  // cancellation completes the operation at once ("interrupted") and the decode finishes on the pool on
-  // its own, its result dropped; a decode still queued is skipped. Whichever comes first completes, and
+  // Like storage/async_store.hpp's async_call, plus cancellation: it completes the operation at once
+  // ("interrupted"), and the decode on the pool stops at its next second of frames, its result dropped; a
+  // decode still queued is skipped. Whichever comes first completes, and
   // only it touches the caller's executor (the work it keeps alive ends with the completion).
   return asio::async_initiate<const asio::use_awaitable_t<>, void(jobs::attempt_result)>(
       [this](auto handler, audio_segment seg) {

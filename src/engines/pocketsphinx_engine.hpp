@@ -3,8 +3,15 @@
 // in the media format, resamples 8 kHz audio to the model's 16 kHz (speexdsp), and runs one utterance
 // through a decoder; the hypothesis is the transcript (empty when nothing was recognized). The transcript
 // is a function of the segment's audio and the options only: every decode starts from the same decoder
-// state (a new stream, one whole utterance), whichever pooled decoder runs it and whatever it decoded
-// before, in this process or another.
+// state (a new stream, one utterance), whichever pooled decoder runs it and whatever it decoded before,
+// in this process or another.
+//
+// One utterance, heard in two steps: the front end turns the whole segment into cepstra, which are
+// normalized by the segment's own mean (the model's batch CMN); then the search takes them one second of
+// frames at a time, so that the hypothesis so far can be read between two seconds (the segment's
+// `on_partial` hears each one that changed, with how much of the segment it covers) and a cancelled
+// decode stops there. The words do not depend on that step: the search is frame by frame over the same
+// features whatever the chunking (`frames_per_step`; tests/unit/engines/pocketsphinx_engine_test.cpp).
 //
 // Vocabulary: the language model (`lm`) by default; a JSGF grammar file (`grammar`) or a keyword list
 // (`keywords`, pocketsphinx's -kws format: one phrase per line with its /threshold/) replaces it for
@@ -17,7 +24,7 @@
 //
 // Outcomes: undecodable packet data is permanent (stored data cannot change); a decoder failure is
 // retryable and the decoder is dropped from the pool. At asio cancellation `transcribe` completes at once
-// ("interrupted"); the decode in progress finishes on the pool and its result is dropped. Thread-safe.
+// ("interrupted"); the decode in progress stops at its next second of frames. Thread-safe.
 // sphinxbase's warnings and errors are written to aipbx's log; its informational chatter is dropped.
 #pragma once
 
@@ -50,6 +57,9 @@ struct pocketsphinx_options {
   // a value it cannot read, fails the load.
   std::vector<std::pair<std::string, std::string>> settings;
   unsigned decoders = 4;  // decoders and decode threads at most (>= 1): the worker count
+  // Frames the search takes between two looks at its hypothesis and for cancellation (100: a second at
+  // pocketsphinx's 100 frames/s). The words do not depend on it; tests vary it to show so.
+  int frames_per_step = 100;
 };
 
 class pocketsphinx_engine final : public ai_engine {
@@ -66,8 +76,8 @@ class pocketsphinx_engine final : public ai_engine {
 
   // The recognizer on 16 kHz samples, on the calling thread (it blocks for about half the audio's
   // duration, and while every decoder is busy): what `transcribe` runs on its pool, for tools and tests
-  // that compare against it.
-  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k);
+  // that compare against it. `on_partial`, if set, hears the hypotheses on the way, on this thread.
+  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k, const partial_sink& on_partial = {});
 
   std::size_t decoders_loaded() const;
 
@@ -81,7 +91,12 @@ class pocketsphinx_engine final : public ai_engine {
   decoder_ptr load() const;
   decoder_ptr acquire();
   void release(decoder_ptr d);
-  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k, const std::atomic<bool>* cancelled);
+  jobs::attempt_result recognize(std::span<const std::int16_t> samples_16k, const std::atomic<bool>* cancelled,
+                                 const partial_sink& on_partial);
+  // One utterance on decoder `d` (see above): whether the decoder stayed healthy; `interrupted` when
+  // `cancelled` stopped it between two seconds of frames.
+  bool decode(decoder& d, std::span<const std::int16_t> samples_16k, const std::atomic<bool>* cancelled,
+              const partial_sink& on_partial, bool& interrupted) const;
   jobs::attempt_result transcribe_blocking(const audio_segment& segment, const std::atomic<bool>* cancelled);
 
   pocketsphinx_options options_;

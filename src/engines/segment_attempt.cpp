@@ -3,6 +3,8 @@
 #include "storage/async_store.hpp"
 
 #include <chrono>
+#include <memory>
+#include <mutex>
 
 namespace aipbx::engines {
 
@@ -14,6 +16,41 @@ struct attempt_context {
   ai_engine& engine;
   boost::asio::thread_pool& blocking;
   media::media_format default_media;
+  std::chrono::milliseconds partial_interval;
+};
+
+// Records an attempt's hypotheses as its partial result: one at a time, at most one per interval; the
+// others are dropped (a later one, or the result, supersedes them). Shared by the engine's thread and the
+// store's answers; it lives as long as either holds it.
+class partial_reporter : public std::enable_shared_from_this<partial_reporter> {
+ public:
+  partial_reporter(job_store& jobs, const job& j, std::chrono::milliseconds interval)
+      : jobs_(jobs), job_id_(j.id), owner_(j.lease_owner.value_or("")), attempt_(j.attempts), interval_(interval) {}
+
+  void report(const partial_hypothesis& h) {
+    {
+      std::lock_guard lock(mutex_);
+      const auto now = std::chrono::steady_clock::now();
+      if (in_flight_ || now - last_ < interval_) return;
+      in_flight_ = true;
+      last_ = now;
+    }
+    jobs_.record_partial(job_id_, owner_, attempt_, h.text, h.heard_ms,
+                         [self = shared_from_this()](const result<bool>&) {
+                           std::lock_guard lock(self->mutex_);
+                           self->in_flight_ = false;
+                         });
+  }
+
+ private:
+  job_store& jobs_;
+  const std::int64_t job_id_;
+  const std::string owner_;
+  const int attempt_;
+  const std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point last_{};
+  bool in_flight_ = false;
 };
 
 jobs::attempt_result read_failure(const attempt_context& ctx, const std::string& what,
@@ -41,6 +78,8 @@ boost::asio::awaitable<jobs::attempt_result> attempt(attempt_context ctx, job j)
     segment.media = media::parse_media_format((*declared)->format).value_or(media::media_format::none());
     segment.packet_ms = (*declared)->packet_ms;
   }
+  auto reporter = std::make_shared<partial_reporter>(ctx.jobs, j, ctx.partial_interval);
+  segment.on_partial = [reporter](const partial_hypothesis& h) { reporter->report(h); };
   const auto started = std::chrono::steady_clock::now();
   auto op = ctx.engine.transcribe(std::move(segment));
   jobs::attempt_result r = co_await std::move(op);
@@ -52,8 +91,9 @@ boost::asio::awaitable<jobs::attempt_result> attempt(attempt_context ctx, job j)
 }  // namespace
 
 jobs::attempt_fn make_segment_attempt(job_store& jobs, call_store& calls, ai_engine& engine,
-                                      boost::asio::thread_pool& blocking, media::media_format default_media) {
-  attempt_context ctx{jobs, calls, engine, blocking, default_media};
+                                      boost::asio::thread_pool& blocking, media::media_format default_media,
+                                      std::chrono::milliseconds partial_interval) {
+  attempt_context ctx{jobs, calls, engine, blocking, default_media, partial_interval};
   return [ctx](job j) { return attempt(ctx, std::move(j)); };
 }
 

@@ -3,6 +3,7 @@
 #include "domain/call_id.hpp"
 #include "domain/clock.hpp"
 #include "http/assets.hpp"
+#include "http/event_stream.hpp"
 #include "http/json_codec.hpp"
 #include "http/router.hpp"
 #include "log/json_text.hpp"
@@ -14,6 +15,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -113,6 +115,88 @@ bool is_json_content_type(std::string_view value) {
          boost::beast::iequals(type.substr(0, 12), "application/");
 }
 
+// The request's X-Request-ID, or one made up (r<counter>) when it has none or one too long.
+std::string request_id(const request& req) {
+  std::string rid(req["X-Request-ID"]);
+  if (rid.empty() || rid.size() > 128) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "r%llx",
+                  static_cast<unsigned long long>(request_counter.fetch_add(1, std::memory_order_relaxed)));
+    rid = buf;
+  }
+  return rid;
+}
+
+// 401 for a request without a valid token (RFC 6750: no error code when credentials are absent,
+// invalid_token when they do not match).
+response unauthorized(bool missing, std::string_view what = "bearer token") {
+  auto res = json_response(status::unauthorized,
+                           error_body(missing ? "Not authenticated" : "Invalid or unknown " + std::string(what), "unauthorized"));
+  res.set(beast_http::field::www_authenticate,
+          missing ? "Bearer realm=\"aipbx\"" : "Bearer realm=\"aipbx\", error=\"invalid_token\"");
+  return res;
+}
+
+// The event stream's query: ?call=, ?kind= (a comma list), ?after=, and the Last-Event-ID header, which
+// wins over ?after= (an EventSource reconnects to the URL it opened, ?after= included, with the header).
+struct event_query {
+  event_filter filter;
+  std::optional<std::int64_t> after;
+};
+
+std::string kind_names() {
+  std::string out;
+  for (std::size_t i = 0; i < event_kind_count; ++i) {
+    if (i > 0) out += ", ";
+    out += to_string(static_cast<event_kind>(i));
+  }
+  return out;
+}
+
+void parse_kinds(std::string_view value, event_filter& filter, validation_errors& errors) {
+  std::string_view rest = value;
+  for (;;) {
+    const auto comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (auto k = parse_event_kind(item)) {
+      if (std::find(filter.kinds.begin(), filter.kinds.end(), *k) == filter.kinds.end()) filter.kinds.push_back(*k);
+    } else {
+      errors.push_back(invalid_query("kind", "enum", "Input should be a comma-separated list of: " + kind_names(), value));
+      return;
+    }
+    if (comma == std::string_view::npos) return;
+    rest.remove_prefix(comma + 1);
+  }
+}
+
+std::optional<std::int64_t> parse_last_event_id(std::string_view value, validation_errors& errors) {
+  std::int64_t id = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), id);
+  if (ec == std::errc{} && end == value.data() + value.size() && id >= 0) return id;
+  errors.push_back({"int_parsing", json::array{"header", "last-event-id"},
+                    "Last-Event-ID should be an event id (a non-negative integer)", sanitized(value), {}});
+  return std::nullopt;
+}
+
+event_query parse_event_query(const request& req, const boost::urls::params_view& params, validation_errors& errors) {
+  event_query q;
+  if (auto it = params.find("call"); it != params.end()) {
+    const std::string value = (*it).value;
+    if (is_valid_call_id(value)) q.filter.call_id = value;
+    else
+      errors.push_back(invalid_query("call", "string_pattern_mismatch",
+                                     "String should match pattern '" + std::string(call_id_pattern) + "'", value,
+                                     {{"pattern", json::string_view(call_id_pattern.data(), call_id_pattern.size())}}));
+  }
+  if (auto it = params.find("kind"); it != params.end()) parse_kinds(std::string((*it).value), q.filter, errors);
+  if (params.find("after") != params.end())
+    q.after = query_int(params, "after", 0, 0, std::numeric_limits<std::int64_t>::max(), errors);
+  if (auto last = req["Last-Event-ID"]; !last.empty()) q.after = parse_last_event_id(last, errors);
+  return q;
+}
+
 }  // namespace
 
 response error_response(const boost::system::error_code& ec, std::string_view detail) {
@@ -173,13 +257,7 @@ api::api(call_store& store, job_store& jobs, ingest::ingest_path& ingest, asio::
 
 asio::awaitable<response> api::handle(request req) {
   const auto started = std::chrono::steady_clock::now();
-  std::string rid(req["X-Request-ID"]);
-  if (rid.empty() || rid.size() > 128) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "r%llx",
-                  static_cast<unsigned long long>(request_counter.fetch_add(1, std::memory_order_relaxed)));
-    rid = buf;
-  }
+  const std::string rid = request_id(req);
   response res;
   std::string_view pattern = "unmatched";
   try {
@@ -236,6 +314,17 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::list_jobs: res = co_await list_jobs(req); break;
           case route_id::get_job: res = co_await get_job(m.params[0]); break;
           case route_id::retry_job: res = co_await retry_job(m.params[0]); break;
+          case route_id::events:
+            // A GET is answered by stream() when the node has an event hub; HEAD gets the stream's head.
+            if (req.method() == beast_http::verb::head && options_.events != nullptr) {
+              res = response{status::ok, 11};
+              res.set(beast_http::field::content_type, "text/event-stream");
+              res.set(beast_http::field::cache_control, "no-cache");
+            } else {
+              res = json_response(status::service_unavailable,
+                                  error_body("The event stream is not available on this node", "unavailable"));
+            }
+            break;
           case route_id::media_streams:
           case route_id::audio_fork:
           case route_id::audio_fork_call:
@@ -277,6 +366,16 @@ upgrade_decision api::upgrade(const request& req) {
   std::vector<std::string> segments;
   for (auto seg : target->segments()) segments.push_back(seg);
   const route_match m = match_route(req.method(), segments);
+  if (m.outcome == route_match::kind::found && m.id == route_id::events && options_.events != nullptr) {
+    auto subscribed = subscribe_events(req, events::transport::websocket);
+    if (auto* refusal = std::get_if<response>(&subscribed)) return refuse(std::move(*refusal), m.pattern);
+    auto sub = std::get<std::shared_ptr<events::subscription>>(std::move(subscribed));
+    d.run = [sub, heartbeat = options_.event_heartbeat](streams::message_channel& channel) {
+      return serve_event_socket(channel, sub, heartbeat);
+    };
+    if (options_.metrics) options_.metrics->request(m.pattern, 101);
+    return d;
+  }
   if (m.outcome != route_match::kind::found || !is_websocket_route(m.id))
     return refuse(json_response(status::not_found, error_body("Not Found: no WebSocket endpoint here", "not_found")),
                   m.pattern.empty() ? std::string_view("unmatched") : m.pattern);
@@ -321,13 +420,66 @@ std::optional<response> api::authorize(const request& req, const route_match& m)
     return std::nullopt;
   const auto outcome = tokens->check(req[beast_http::field::authorization]);
   if (outcome == token_verifier::outcome::ok) return std::nullopt;
-  // RFC 6750: no error code when credentials are absent, invalid_token when they do not match.
-  const bool missing = outcome == token_verifier::outcome::missing;
-  auto res = json_response(status::unauthorized,
-                           error_body(missing ? "Not authenticated" : "Invalid or unknown bearer token", "unauthorized"));
-  res.set(beast_http::field::www_authenticate,
-          missing ? "Bearer realm=\"aipbx\"" : "Bearer realm=\"aipbx\", error=\"invalid_token\"");
-  return res;
+  return unauthorized(outcome == token_verifier::outcome::missing);
+}
+
+std::optional<streamed_response> api::stream(const request& req) {
+  // Cheap for every other request: a GET of /v1/events exactly, with or without a query.
+  if (req.method() != beast_http::verb::get || options_.events == nullptr) return std::nullopt;
+  const std::string_view target(req.target().data(), req.target().size());
+  constexpr std::string_view path = "/v1/events";
+  if (!target.starts_with(path) || (target.size() > path.size() && target[path.size()] != '?')) return std::nullopt;
+  streamed_response out;
+  try {
+    auto subscribed = subscribe_events(req, events::transport::sse);
+    if (auto* refusal = std::get_if<response>(&subscribed)) {
+      out.head = std::move(*refusal);
+    } else {
+      out.head = response{status::ok, 11};
+      out.head.set(beast_http::field::content_type, "text/event-stream");
+      out.head.set(beast_http::field::cache_control, "no-cache");
+      out.head.set("X-Accel-Buffering", "no");  // proxies such as nginx pass each event on at once
+      out.body = sse_events(std::get<std::shared_ptr<events::subscription>>(std::move(subscribed)),
+                            options_.event_heartbeat);
+    }
+  } catch (const std::exception& e) {
+    log::error("request failed", {{"route", path}, {"error", e.what()}});
+    out.head = json_response(status::internal_server_error, error_body("Internal Server Error", "internal"));
+    out.body.reset();
+  }
+  out.head.set("X-Request-ID", request_id(req));
+  if (options_.metrics) options_.metrics->request(path, out.head.result_int());
+  return out;
+}
+
+std::variant<response, std::shared_ptr<events::subscription>> api::subscribe_events(const request& req,
+                                                                                    events::transport t) {
+  auto target = boost::urls::parse_origin_form(req.target());
+  if (!target) return json_response(status::bad_request, error_body("Malformed request target", "bad_request"));
+  const auto params = target->params();
+  // An EventSource cannot set a header: the token may come as ?token= (as for the streams), or as Basic
+  // auth whose password is a token.
+  if (options_.auth != nullptr) {
+    const auto tokens = options_.auth->current();
+    std::string query_token;
+    if (auto it = params.find("token"); it != params.end()) query_token = (*it).value;
+    const auto outcome = tokens->check_stream(req[beast_http::field::authorization], query_token);
+    if (outcome != token_verifier::outcome::ok) return unauthorized(outcome == token_verifier::outcome::missing, "token");
+  }
+  validation_errors errors;
+  event_query q = parse_event_query(req, params, errors);
+  if (!errors.empty()) return unprocessable(errors);
+  auto sub = options_.events->subscribe(std::move(q.filter), q.after, t);
+  if (sub) return std::move(*sub);
+  if (sub.error() == errc::overloaded) {
+    auto res = json_response(status::service_unavailable,
+                             error_body("Too many event subscribers on this node (--max-subscribers " +
+                                            std::to_string(options_.events->options().max_subscribers) + "); retry later",
+                                        "too_many_subscribers"));
+    res.set(beast_http::field::retry_after, "5");
+    return res;
+  }
+  return error_response(sub.error());
 }
 
 asio::awaitable<response> api::ingest(const request& req, const std::string& call_id) {
@@ -597,24 +749,21 @@ asio::awaitable<response> api::get_transcript(const std::string& call_id) {
   auto call_op = run_blocking(blocking_, [this, call_id] { return store_.get_call(call_id); });
   auto call = co_await std::move(call_op);
   if (!call) co_return error_response(call.error(), call.error() == errc::not_found ? "Call not found" : "");
+  // The results first, then the partials: a job that succeeded in between shows its result twice at most,
+  // never neither (its partial is deleted in the transaction that writes its result).
   auto op = run_blocking(blocking_, [this, call_id] { return jobs_.transcript(call_id); });
   auto segments = co_await std::move(op);
   if (!segments) co_return error_response(segments.error(), segments.error() == errc::not_found ? "Call not found" : "");
-  const call_media_format media = effective_media(call->media, options_.default_media);
-  json::array items;
-  std::string text;
-  for (const auto& seg : *segments) {
-    if (!seg.text.empty()) {
-      if (!text.empty()) text += ' ';
-      text += seg.text;
-    }
-    items.push_back(to_json(seg, media));
-  }
-  co_return json_response(status::ok, json::value{{"call_id", call_id},
-                                                  {"ai_status", ai_status(*call)},
-                                                  {"text", text},
-                                                  {"segments", std::move(items)}});
+  auto partials_op = run_blocking(blocking_, [this, call_id] { return jobs_.partials(call_id); });
+  auto partials = co_await std::move(partials_op);
+  if (!partials) co_return error_response(partials.error(), partials.error() == errc::not_found ? "Call not found" : "");
+  std::erase_if(*partials, [&](const partial_segment& p) {
+    return std::any_of(segments->begin(), segments->end(), [&](const transcript_segment& s) { return s.job_id == p.job_id; });
+  });
+  co_return json_response(status::ok, transcript_json(*call, *segments, *partials,
+                                                      effective_media(call->media, options_.default_media)));
 }
+
 
 asio::awaitable<response> api::list_jobs(const request& req) {
   auto target = boost::urls::parse_origin_form(req.target());
@@ -690,6 +839,7 @@ asio::awaitable<response> api::scrape() {
   st.writer = store_.stats();
   st.backend = store_.backend_metrics();
   if (options_.worker_stats) st.workers = options_.worker_stats();
+  if (options_.segmenter_stats) st.segmenter = options_.segmenter_stats();
   st.engine = options_.engine;
   st.configured_workers = options_.workers;
   if (options_.open_connections) st.open_connections = options_.open_connections();
@@ -697,6 +847,10 @@ asio::awaitable<response> api::scrape() {
   st.ingest = &ingest_.stats();
   if (options_.streams) st.streams = &options_.streams->stats();
   if (options_.transport_failures) st.transport_failures = options_.transport_failures();
+  if (options_.events) {
+    st.events = options_.events->stats();
+    st.max_subscribers = options_.events->options().max_subscribers;
+  }
   st.now = system_now();
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

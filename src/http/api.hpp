@@ -7,6 +7,7 @@
 // Thread-safe: one api serves every connection.
 #pragma once
 
+#include "events/event_hub.hpp"
 #include "http/auth.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
@@ -19,9 +20,12 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 namespace aipbx::http {
 
@@ -30,6 +34,7 @@ struct api_options {
   http::metrics* metrics = nullptr;      // counts requests and serves GET /metrics when set
   // The AI workers' counters for /metrics; empty on a node that runs no AI.
   std::function<std::optional<jobs::worker_stats>()> worker_stats;
+  std::function<std::optional<engines::pause_cutter_stats>()> segmenter_stats;  // unset: --segmenter fixed
   std::string engine;                    // the AI engine's name, a label of the AI metrics
   unsigned workers = 0;
   // Bearer tokens: when the set in force has any, every route but /healthz, /readyz and /metrics answers
@@ -44,6 +49,9 @@ struct api_options {
   media::media_format default_media = media::media_format::none();
   // The stream protocols, for /metrics; may be null.
   const streams::stream_hub* streams = nullptr;
+  // The event stream (GET /v1/events); null: the route answers 503.
+  events::event_hub* events = nullptr;
+  std::chrono::milliseconds event_heartbeat{15'000};  // a comment (SSE) or heartbeat message when idle
 };
 
 class api final : public request_handler {
@@ -56,6 +64,8 @@ class api final : public request_handler {
   // The WebSocket endpoints (/v1/media-streams, /v1/audio-fork[/{call_id}]): checks the route and the
   // credentials a stream may bring with its upgrade (see streams/stream_hub.hpp).
   upgrade_decision upgrade(const request& req) override;
+  // GET /v1/events (without Upgrade): the event stream as Server-Sent Events, or why not.
+  std::optional<streamed_response> stream(const request& req) override;
 
  private:
   boost::asio::awaitable<response> ingest(const request& req, const std::string& call_id);
@@ -76,6 +86,10 @@ class api final : public request_handler {
   boost::asio::awaitable<response> scrape();
   // The 401 answer when the route needs a token and the request has no valid one; nullopt to go on.
   std::optional<response> authorize(const request& req, const route_match& m) const;
+  // The event stream's checks (its token, which may come as `?token=`, and its query) and the
+  // subscription; a refusal otherwise (401, 422, 503).
+  std::variant<response, std::shared_ptr<events::subscription>> subscribe_events(const request& req,
+                                                                                 events::transport t);
 
   // Awaited operations are bound to a name first (`auto op = ...; co_await std::move(op)`): GCC 12 can
   // destroy non-trivial temporaries inside a co_await expression twice. Parameters are references into the

@@ -574,21 +574,69 @@ json::object to_json(const job& j) {
   };
 }
 
+namespace {
+
+// Where sequences first..last lie in the call's audio, in seconds (null for a call without audio).
+std::pair<json::value, json::value> audio_span(std::int64_t first, std::int64_t last, const call_media_format& media) {
+  if (!media.format.carries_audio()) return {nullptr, nullptr};
+  return {static_cast<double>((first - 1) * media.packet_ms) / 1000.0,
+          static_cast<double>(last * media.packet_ms) / 1000.0};
+}
+
+}  // namespace
+
 json::object to_json(const transcript_segment& s, const call_media_format& media) {
-  json::value start = nullptr, end = nullptr;
-  if (media.format.carries_audio()) {
-    start = static_cast<double>((s.first_sequence - 1) * media.packet_ms) / 1000.0;
-    end = static_cast<double>(s.last_sequence * media.packet_ms) / 1000.0;
-  }
+  auto [start, end] = audio_span(s.first_sequence, s.last_sequence, media);
   return {{"job_id", s.job_id},
           {"first_sequence", s.first_sequence},
           {"last_sequence", s.last_sequence},
           {"start", start},
           {"end", end},
           {"text", s.text},
+          {"partial", false},
           {"engine", s.engine},
           {"latency_ms", s.latency_ms},
           {"created_at", s.created_at}};
+}
+
+json::object to_json(const partial_segment& s, const call_media_format& media) {
+  auto [start, end] = audio_span(s.first_sequence, s.last_sequence, media);
+  return {{"job_id", s.job_id},
+          {"first_sequence", s.first_sequence},
+          {"last_sequence", s.last_sequence},
+          {"start", start},
+          {"end", end},
+          {"text", s.text},
+          {"partial", true},
+          {"heard_s", static_cast<double>(s.heard_ms) / 1000.0},
+          {"updated_at", s.updated_at}};
+}
+
+json::object transcript_json(const call_summary& call, const std::vector<transcript_segment>& segments,
+                             const std::vector<partial_segment>& partials, const call_media_format& media) {
+  const auto join = [](std::string& text, const std::string& words) {
+    if (words.empty()) return;
+    if (!text.empty()) text += ' ';
+    text += words;
+  };
+  json::array finals, heard;
+  std::string text, current;
+  // `current_text`: results and partials in sequence order, what a live view shows.
+  auto p = partials.begin();
+  for (const auto& seg : segments) {
+    for (; p != partials.end() && p->first_sequence < seg.first_sequence; ++p) join(current, p->text);
+    join(text, seg.text);
+    join(current, seg.text);
+    finals.push_back(to_json(seg, media));
+  }
+  for (; p != partials.end(); ++p) join(current, p->text);
+  for (const auto& part : partials) heard.push_back(to_json(part, media));
+  return {{"call_id", call.id},
+          {"ai_status", ai_status(call)},
+          {"text", text},
+          {"segments", std::move(finals)},
+          {"partials", std::move(heard)},
+          {"current_text", current}};
 }
 
 json::object to_json(const stored_packet& p) {

@@ -92,6 +92,14 @@ boost::json::object to_json(const job& j);
 // With the segment's place in the call's audio when the call carries audio (`start`/`end` in seconds:
 // sequence s starts at (s - 1) x packet_ms, as in GET /v1/calls/{id}/audio); null times otherwise.
 boost::json::object to_json(const transcript_segment& s, const call_media_format& media);
+// A running job's current hypothesis, `"partial": true`, with how much of its segment it covers (`heard_s`).
+boost::json::object to_json(const partial_segment& s, const call_media_format& media);
+// GET /v1/calls/{id}/transcript: the call's results (`segments`, `"partial": false`) and their `text`; the
+// current hypotheses of its running jobs (`partials`, `"partial": true`, none of a job in `segments`); and
+// `current_text`, results and hypotheses joined in sequence order (what a live view shows, which may still
+// change). Segments and partials in sequence order.
+boost::json::object transcript_json(const call_summary& call, const std::vector<transcript_segment>& segments,
+                                    const std::vector<partial_segment>& partials, const call_media_format& media);
 // The AI progress of a call: "none", "pending" (packets not yet cut into jobs), "processing",
 // "completed" (every job so far succeeded) or "failed" (a job is dead).
 std::string_view ai_status(const call_summary& c);

@@ -87,6 +87,33 @@ void render_streams(const streams::stream_stats& st, std::vector<MetricFamily>& 
   for (auto* f : {&open, &opened, &frames, &bytes, &packets, &events, &closes, &lag}) out.push_back(std::move(*f));
 }
 
+// The pause cutter's counters (--segmenter vad): aipbx_segmenter_cuts_total by result,
+// aipbx_segmenter_packets_total, aipbx_segmenter_passes_total, aipbx_segmenter_failures_total and the calls
+// part-way through a segment, aipbx_segmenter_calls.
+void render_segmenter(const engines::pause_cutter_stats& s, std::vector<MetricFamily>& out) {
+  auto cuts = family("aipbx_segmenter_cuts_total",
+                     "Segments the pause segmenter cut, by result: cut (its job queued), stale (another cut of the "
+                     "same audio came first), failed (the store refused)",
+                     MetricType::Counter);
+  add_value(cuts, static_cast<double>(s.cuts), {{"result", "cut"}});
+  add_value(cuts, static_cast<double>(s.stale_cuts), {{"result", "stale"}});
+  add_value(cuts, static_cast<double>(s.failed_cuts), {{"result", "failed"}});
+  out.push_back(std::move(cuts));
+  const auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+    auto f = family(name, help, MetricType::Counter);
+    add_value(f, static_cast<double>(value));
+    out.push_back(std::move(f));
+  };
+  counter("aipbx_segmenter_packets_total", "Packets the voice detector heard (again after a cut included)", s.packets);
+  counter("aipbx_segmenter_passes_total", "Passes of the pause segmenter over the calls waiting for cuts", s.passes);
+  counter("aipbx_segmenter_failures_total", "Passes or calls of the pause segmenter that ended by an error",
+          s.failures);
+  auto calls = family("aipbx_segmenter_calls", "Calls part-way through a segment in the pause segmenter",
+                      MetricType::Gauge);
+  add_value(calls, static_cast<double>(s.calls));
+  out.push_back(std::move(calls));
+}
+
 // The backend's figures, a family for each run of one name.
 void add_backend_metrics(std::vector<MetricFamily>& out, const std::vector<backend_metric>& figures) {
   const std::string* current = nullptr;
@@ -161,6 +188,55 @@ void metrics::refused(std::string_view reason) {
 }
 
 void metrics::ingest_latency(double seconds) { ingest_latency_->Observe(seconds); }
+
+namespace {
+
+void render_events(const events::hub_stats& e, std::size_t limit, std::uint64_t pruned, std::vector<MetricFamily>& out) {
+  auto subscribers = family("aipbx_event_subscribers",
+                            "Event stream subscribers open now, by transport (sse, websocket), and --max-subscribers",
+                            MetricType::Gauge);
+  for (std::size_t i = 0; i < events::transport_count; ++i)
+    add_value(subscribers, static_cast<double>(e.subscribers[i]),
+              {{"transport", std::string(events::to_string(static_cast<events::transport>(i)))}});
+  add_value(subscribers, static_cast<double>(limit), {{"transport", "limit"}});
+  out.push_back(std::move(subscribers));
+  auto accepted = family("aipbx_event_subscriptions_total", "Event stream subscriptions accepted, by transport",
+                         MetricType::Counter);
+  for (std::size_t i = 0; i < events::transport_count; ++i)
+    add_value(accepted, static_cast<double>(e.subscriptions[i]),
+              {{"transport", std::string(events::to_string(static_cast<events::transport>(i)))}});
+  out.push_back(std::move(accepted));
+  auto ended = family("aipbx_event_subscribers_ended_total",
+                      "Subscriptions the server ended, by reason: slow (their queue was full: told to resume), "
+                      "shutdown, refused (over --max-subscribers)",
+                      MetricType::Counter);
+  add_value(ended, static_cast<double>(e.cut_slow), {{"reason", "slow"}});
+  add_value(ended, static_cast<double>(e.ended_shutdown), {{"reason", "shutdown"}});
+  add_value(ended, static_cast<double>(e.refused), {{"reason", "refused"}});
+  out.push_back(std::move(ended));
+  auto events_total = family("aipbx_events_total",
+                             "Event stream: events read from the log (following it, catching subscribers up), "
+                             "queued to subscribers, pruned from the log by retention (by this node), and "
+                             "subscribers told that events they asked for were pruned",
+                             MetricType::Counter);
+  add_value(events_total, static_cast<double>(e.events_read), {{"kind", "read"}});
+  add_value(events_total, static_cast<double>(e.events_queued), {{"kind", "queued"}});
+  add_value(events_total, static_cast<double>(pruned), {{"kind", "pruned"}});
+  add_value(events_total, static_cast<double>(e.truncated), {{"kind", "truncated_notices"}});
+  out.push_back(std::move(events_total));
+  auto position = family("aipbx_event_log_position",
+                         "The last event id the node's event stream has followed the log to (while it has "
+                         "subscribers)",
+                         MetricType::Gauge);
+  add_value(position, static_cast<double>(e.position));
+  out.push_back(std::move(position));
+  auto failures = family("aipbx_event_read_failures_total", "Reads of the event log that failed (retried)",
+                         MetricType::Counter);
+  add_value(failures, static_cast<double>(e.read_failures));
+  out.push_back(std::move(failures));
+}
+
+}  // namespace
 
 std::string metrics::render(const state& s) const {
   std::vector<MetricFamily> out = registry_->Collect();
@@ -244,6 +320,7 @@ std::string metrics::render(const state& s) const {
   add_value(queue, static_cast<double>(s.writer.queue_limit), {{"kind", "limit"}});
   out.push_back(std::move(queue));
   add_backend_metrics(out, s.backend);
+  if (s.events) render_events(*s.events, s.max_subscribers, s.writer.events_pruned, out);
 
   if (s.workers) {
     const std::vector<ClientMetric::Label> engine{{"engine", s.engine}};
@@ -269,6 +346,7 @@ std::string metrics::render(const state& s) const {
     add_histogram(latency, s.workers->latency_seconds, engine);
     out.push_back(std::move(latency));
   }
+  if (s.segmenter) render_segmenter(*s.segmenter, out);
   auto failures = family("aipbx_coroutine_failures_total",
                          "Coroutines that ended by an exception (a bug), by unit of work; each ended only its unit",
                          MetricType::Counter);

@@ -7,7 +7,8 @@
 //  - state read when scraped: ingest outcomes and packet arrival kinds (the ingest path's counters),
 //    calls by state and packet totals (a scan of the calls table), jobs by state and the age of the
 //    oldest due job, the writer's commits, batch sizes and queue, whatever the store's backend measures
-//    of itself (the embedded store's log syncs and checkpoints), the stream protocols' counters, the AI
+//    of itself (the embedded store's log syncs and checkpoints), the stream protocols' counters, the event
+//    stream's subscribers and events (and the event log's pruning), the AI
 //    workers' attempts, retries, dead jobs and latency (a histogram per engine), and their coroutines
 //    that ended by an exception.
 //
@@ -16,6 +17,8 @@
 #pragma once
 
 #include "domain/job.hpp"
+#include "events/event_hub.hpp"
+#include "engines/pause_cutter.hpp"
 #include "ingest/ingest_path.hpp"
 #include "http/server.hpp"
 #include "streams/stream_stats.hpp"
@@ -63,6 +66,7 @@ class metrics {
     writer_stats writer;
     std::vector<backend_metric> backend;        // the store backend's own figures, exported as they are
     std::optional<jobs::worker_stats> workers;  // empty on a node without AI workers
+    std::optional<engines::pause_cutter_stats> segmenter;  // empty without --segmenter vad
     std::string engine;
     unsigned configured_workers = 0;
     double now = 0;                   // unix seconds
@@ -71,6 +75,8 @@ class metrics {
     const ingest::ingest_stats* ingest = nullptr;  // packets by result and arrival, over every entry point
     const streams::stream_stats* streams = nullptr;  // the stream protocols
     std::optional<server::failures> transport_failures;  // the HTTP transport's coroutines, when it tells
+    std::optional<events::hub_stats> events;             // the event stream, when the node has one
+    std::size_t max_subscribers = 0;
   };
   std::string render(const state& s) const;
 

@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 24> routes{{
+constexpr std::array<route, 25> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -35,6 +35,8 @@ constexpr std::array<route, 24> routes{{
     {verb::get, "/v1/jobs", route_id::list_jobs},
     {verb::get, "/v1/jobs/{job_id}", route_id::get_job},
     {verb::post, "/v1/jobs/{job_id}/retry", route_id::retry_job},
+    // Server-Sent Events, or a WebSocket with Upgrade: websocket.
+    {verb::get, "/v1/events", route_id::events},
     // WebSocket upgrades (GET with Upgrade: websocket); a plain GET is answered 426.
     {verb::get, "/v1/media-streams", route_id::media_streams},
     {verb::get, "/v1/audio-fork", route_id::audio_fork},

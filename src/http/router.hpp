@@ -37,6 +37,7 @@ enum class route_id {
   list_jobs,
   get_job,
   retry_job,
+  events,           // the event stream: Server-Sent Events, or a WebSocket with Upgrade
   media_streams,    // Twilio Media Streams (WebSocket)
   audio_fork,       // the audio fork, call id in the metadata (WebSocket)
   audio_fork_call,  // the audio fork, call id in the path (WebSocket)

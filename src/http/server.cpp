@@ -41,6 +41,9 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+// The socket send buffer of a streamed answer (the kernel doubles it for its bookkeeping).
+constexpr std::size_t stream_send_buffer = 256 * 1024;
+
 // Answers a request the transport refuses, then the caller closes the connection.
 template <class Stream>
 asio::awaitable<void> write_error(Stream& stream, beast_http::status status, std::string_view detail,
@@ -112,6 +115,8 @@ upgrade_decision request_handler::upgrade(const request&) {
   d.refusal = std::move(res);
   return d;
 }
+
+std::optional<streamed_response> request_handler::stream(const request&) { return std::nullopt; }
 
 server::server(asio::io_context& ioc, server_options options, request_handler& handler)
     : ioc_(ioc), options_(std::move(options)), handler_(handler), acceptor_(asio::make_strand(ioc)) {}
@@ -275,6 +280,18 @@ asio::awaitable<void> server::serve(Stream& stream, bool& idle) {
       co_await std::move(op);
       co_return;
     }
+    if (auto streamed = handler_.stream(req)) {
+      in.body_bytes.release();
+      const unsigned version = req.version();
+      if (!streamed->body) {
+        auto op = write_answer(stream, io, streamed->head, version, req.keep_alive(), false);
+        if (!co_await std::move(op)) co_return;
+        continue;
+      }
+      auto op = write_stream(stream, io, std::move(*streamed), version, idle);
+      co_await std::move(op);
+      co_return;
+    }
     auto op = answer(stream, io, std::move(req), in.body_bytes);
     if (!co_await std::move(op)) co_return;
   }
@@ -342,14 +359,14 @@ server::fed_bytes server::feed(incoming& in, beast::flat_buffer& buffer) {
   buffer.consume(used);
   if (pec == beast_http::error::header_limit) {
     out.refused = refusal{beast_http::status::request_header_fields_too_large, "Request header fields too large",
-                          "header_too_large"};
+                          "header_too_large", {}, {}};
   } else if (pec == beast_http::error::body_limit) {
     // A declared Content-Length above the limit is refused as soon as the header is parsed.
     out.refused = refusal{beast_http::status::payload_too_large,
                           "Request body too large; the limit is " + std::to_string(options_.body_limit) + " bytes",
-                          "body_too_large"};
+                          "body_too_large", {}, {}};
   } else if (pec && pec != beast_http::error::need_more) {
-    out.refused = refusal{beast_http::status::bad_request, "Malformed HTTP request", "bad_request"};
+    out.refused = refusal{beast_http::status::bad_request, "Malformed HTTP request", "bad_request", {}, {}};
   } else if (!in.body_checked && in.parser.is_header_done()) {
     in.body_checked = true;
     const auto length = in.parser.content_length();
@@ -390,6 +407,14 @@ asio::awaitable<bool> server::answer(Stream& stream, connection_buffers& io, req
   // The request is consumed: its bytes return before the answer is written, so a client that has its
   // answer can count on them being free.
   body_bytes.release();
+  auto op = write_answer(stream, io, res, version, keep_alive, head_only);
+  co_return co_await std::move(op);
+}
+
+// Writes `res` (its head, and its body unless `head_only`); false when the connection is done.
+template <class Stream>
+asio::awaitable<bool> server::write_answer(Stream& stream, connection_buffers& io, response& res, unsigned version,
+                                           bool keep_alive, bool head_only) {
   res.version(version);
   res.keep_alive(keep_alive && !stopping_.load(std::memory_order_relaxed));
   res.set(beast_http::field::server, "aipbx");
@@ -403,10 +428,68 @@ asio::awaitable<bool> server::answer(Stream& stream, connection_buffers& io, req
   co_return !wec && res.keep_alive();
 }
 
+template <class Stream>
+asio::awaitable<void> server::write_stream(Stream& stream, connection_buffers& io, streamed_response answer,
+                                           unsigned version, bool& idle) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  response& head = answer.head;
+  head.version(version);
+  head.keep_alive(false);  // the body ends with the connection
+  head.set(beast_http::field::server, "aipbx");
+  head.body().clear();
+  io.head.clear();
+  append_head(io.head, head);
+  lowest.expires_after(options_.request_timeout);
+  auto [hec, hn] = co_await asio::async_write(stream, asio::buffer(io.head), use_tuple);
+  if (hec) co_return;
+  lowest.expires_never();
+  // The kernel would let a client that stops reading hold up to tcp_wmem's largest send buffer (4 MiB by
+  // default) of the server's memory before a write blocks; a stream's answer is bounded to much less.
+  boost::system::error_code ignored_option;
+  lowest.socket().set_option(asio::socket_base::send_buffer_size(static_cast<int>(stream_send_buffer)), ignored_option);
+  // Nothing is in flight that a stop should wait for: stop() cancels the watch, and the body ends.
+  idle = true;
+  body_stream& body = *answer.body;
+  auto watch_done = std::make_shared<bool>(false);
+  asio::steady_timer watch_signal(stream.get_executor(), asio::steady_timer::time_point::max());
+  asio::co_spawn(stream.get_executor(), watch_client(stream, body, watch_done, watch_signal), asio::detached);
+  for (;;) {
+    auto op = body.next();
+    const std::vector<asio::const_buffer> pieces = co_await std::move(op);
+    if (pieces.empty()) break;
+    // A client that stops reading fills its socket's buffer: the write times out and the connection ends.
+    lowest.expires_after(options_.request_timeout);
+    auto [wec, wn] = co_await asio::async_write(stream, pieces, use_tuple);
+    lowest.expires_never();
+    if (wec) break;
+  }
+  // The watch reads the socket and refers to the body: it ends before they go.
+  boost::system::error_code ignored;
+  lowest.socket().cancel(ignored);
+  while (!*watch_done) co_await watch_signal.async_wait(use_tuple);
+}
+
+template <class Stream>
+asio::awaitable<void> server::watch_client(Stream& stream, body_stream& body, std::shared_ptr<bool> done,
+                                           asio::steady_timer& done_signal) {
+  std::array<char, 512> scratch{};
+  for (;;) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(scratch), use_tuple);
+    if (!ec) continue;  // a client has nothing to say on a stream: dropped
+    body.cancel(ec == asio::error::operation_aborted && stopping_.load());
+    break;
+  }
+  *done = true;
+  done_signal.cancel();
+}
+
 // A WebSocket upgrade: refused with the handler's answer, or the handshake and the stream.
 template <class Stream>
 asio::awaitable<void> server::upgrade(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes) {
-  upgrade_decision decision = options_.streams != nullptr ? handler_.upgrade(req) : handler_.request_handler::upgrade(req);
+  upgrade_decision decision = handler_.upgrade(req);
+  // A stream protocol needs the hub; without one only the handler's own sessions are served.
+  if (!decision.refusal && !decision.run && options_.streams == nullptr)
+    decision = handler_.request_handler::upgrade(req);
   body_bytes.release();
   // A client sends nothing before the handshake's answer (RFC 6455, 4.1): bytes already here are not a
   // WebSocket stream's.
@@ -453,8 +536,12 @@ asio::awaitable<void> server::run_websocket(Stream& stream, request req, upgrade
 template <class NextLayer>
 asio::awaitable<void> server::run_websocket_on(NextLayer& next, request req, upgrade_decision decision) {
   beast::websocket::stream<NextLayer&> ws(next);
-  ws.set_option(beast::websocket::stream_base::timeout{options_.request_timeout,
-                                                       beast::websocket::stream_base::none(), false});
+  // The stream protocols watch for idle streams themselves. A session of the handler's own (the event
+  // stream) only writes: a client that stops answering pings (or reading) is dropped after the idle timeout.
+  using ws_duration = beast::websocket::stream_base::duration;
+  const ws_duration idle = decision.run ? std::chrono::duration_cast<ws_duration>(options_.idle_timeout)
+                                        : beast::websocket::stream_base::none();
+  ws.set_option(beast::websocket::stream_base::timeout{options_.request_timeout, idle, decision.run != nullptr});
   ws.set_option(beast::websocket::stream_base::decorator([sub = decision.subprotocol](auto& res) {
     res.set(beast_http::field::server, "aipbx");
     if (!sub.empty()) res.set(beast_http::field::sec_websocket_protocol, sub);
@@ -463,6 +550,11 @@ asio::awaitable<void> server::run_websocket_on(NextLayer& next, request req, upg
   auto [aec] = co_await ws.async_accept(req, use_tuple);
   if (aec) co_return;
   beast_channel<NextLayer> channel(ws, decision.stream.remote, options_.websocket_message_limit);
+  if (decision.run) {
+    auto op = decision.run(channel);
+    co_await std::move(op);
+    co_return;
+  }
   auto op = options_.streams->run_websocket(channel, std::move(decision.stream));
   co_await std::move(op);
 }

@@ -7,6 +7,11 @@
 // one connection are answered in order, one at a time. With a TLS context the listener speaks HTTPS only:
 // each connection completes a TLS handshake within the request timeout before its first request.
 //
+// A request the handler answers with a stream (`request_handler::stream`: Server-Sent Events) gets its head
+// and then the body as the handler produces it, each write within the request timeout (a client that stops
+// reading is dropped; its socket's send buffer is 256 KiB, not the kernel's autotuned up to 4 MiB), while
+// the connection is watched for the client closing it. The connection then ends.
+//
 // Threading: the server runs on the io_context it is given, which may be run by several threads; each
 // connection lives on its own strand. `stop` may be called from any thread: it closes the listener and
 // idle connections, lets requests in flight finish, then calls `done` once every connection has ended.
@@ -15,7 +20,9 @@
 #include "domain/thread_annotations.hpp"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -33,6 +40,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace aipbx::http {
 
@@ -43,11 +51,33 @@ using request = beast_http::request<beast_http::string_body>;
 using response = beast_http::response<beast_http::string_body>;
 
 // What a request handler decides for a WebSocket upgrade request: a response that refuses it (401, 404,
-// 426...; the connection then closes), or the stream to run once the handshake is done.
+// 426...; the connection then closes), or what to run once the handshake is done: `run` when set (a
+// session of the handler's own), else the stream protocol of `stream` (on the server's stream hub).
 struct upgrade_decision {
   std::optional<response> refusal;
   streams::stream_request stream;
   std::string subprotocol;  // echoed in the handshake when not empty
+  std::function<boost::asio::awaitable<void>(streams::message_channel&)> run;
+};
+
+// The body of an answer written as it is produced (Server-Sent Events), until it ends or the client goes.
+class body_stream {
+ public:
+  virtual ~body_stream() = default;
+  // The next bytes of the body, written as they are (they stay valid until the next call); none: the body
+  // is done and the connection closes. Runs on the connection's strand and may wait.
+  virtual boost::asio::awaitable<std::vector<boost::asio::const_buffer>> next() = 0;
+  // Called on the strand when the client closed the connection (`stopping` false: `next` should give
+  // nothing soon) or the server stops (`stopping` true: `next` should end the body soon, with whatever
+  // it wants to say last).
+  virtual void cancel(bool stopping) = 0;
+};
+
+// A request answered by a stream: its head (200 and its headers; the body ends when the connection
+// closes, so no Content-Length), and the body. A null body: `head` is a whole answer (a refusal).
+struct streamed_response {
+  response head;
+  std::unique_ptr<body_stream> body;
 };
 
 // Turns a request into a response. Must not throw; runs on the connection's strand and may suspend.
@@ -57,6 +87,10 @@ class request_handler {
   virtual boost::asio::awaitable<response> handle(request req) = 0;
   // A request that asks to become a WebSocket (`Upgrade: websocket`). Must not throw.
   virtual upgrade_decision upgrade(const request& req);
+  // Asked first for every other request: the handler's answer when it is a stream (or a refusal of one),
+  // nullopt to have `handle` answer it. Must not throw, and must be cheap for requests that are not
+  // streams.
+  virtual std::optional<streamed_response> stream(const request& req);
 };
 
 struct server_options {
@@ -181,6 +215,17 @@ class server {
   boost::asio::awaitable<bool> send_continue(Stream& stream, incoming& in);
   template <class Stream>
   boost::asio::awaitable<bool> answer(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes);
+  template <class Stream>
+  boost::asio::awaitable<bool> write_answer(Stream& stream, connection_buffers& io, response& res, unsigned version,
+                                            bool keep_alive, bool head_only);
+  // Writes a streamed answer's head and body until it ends, the client goes or a write times out.
+  template <class Stream>
+  boost::asio::awaitable<void> write_stream(Stream& stream, connection_buffers& io, streamed_response answer,
+                                            unsigned version, bool& idle);
+  // Reads (and drops) what the client sends during a streamed answer; tells the body when it closes.
+  template <class Stream>
+  boost::asio::awaitable<void> watch_client(Stream& stream, body_stream& body, std::shared_ptr<bool> done,
+                                            boost::asio::steady_timer& done_signal);
   template <class Stream>
   boost::asio::awaitable<void> upgrade(Stream& stream, connection_buffers& io, request req, body_reservation& body_bytes);
   // Completes the WebSocket handshake of `req` and runs the stream until it closes.

@@ -1,6 +1,7 @@
 #include "storage/call_ledger.hpp"
 
 #include "log/log.hpp"
+#include "storage/event_data.hpp"
 
 namespace aipbx {
 
@@ -10,6 +11,7 @@ void ledger_rows::clear() {
   jobs.clear();
   transitions.clear();
   events.clear();
+  log.clear();
 }
 
 void call_ledger::begin() {
@@ -38,6 +40,12 @@ call_sequencer call_ledger::sequencer(std::int64_t highest, const std::vector<op
 void call_ledger::created(const std::string& id, std::string_view reason, double now) {
   rows_.transitions.push_back({id, std::nullopt, call_state::in_progress, std::string(reason), now});
   created_.push_back(id);
+  log(event_kind::call_created, id, std::nullopt, now, event_data().add("reason", reason).take());
+}
+
+void call_ledger::log(event_kind kind, const std::string& call_id, std::optional<std::int64_t> job_id, double at,
+                      std::string data) {
+  rows_.log.push_back({kind, call_id, job_id, at, std::move(data)});
 }
 
 bool call_ledger::media_matches(const call_record* rec, const packet& p) {
@@ -76,7 +84,7 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
   }
 
   sequencer_changes changes;
-  const auto arrived = rec.seq.observe(p.sequence, now, changes);
+  const auto arrived = sequencer_of(rec).observe(p.sequence, now, changes);
   const observation& obs = arrived.obs;
   if (obs.removed) {
     rows_.gaps.push_back({gap_row::change::closed, rec.id, *obs.removed, 0});
@@ -110,11 +118,12 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
     case arrival::in_order: break;
   }
   rows_.packets.push_back({p.call_id, p.sequence, p.data, p.timestamp, obs.kind == arrival::after_lost});
+  log_arrival(rec, p.sequence, obs, now);
 
   if (!rec.first_timestamp || p.timestamp < *rec.first_timestamp) rec.first_timestamp = p.timestamp;
   if (!rec.last_timestamp || p.timestamp > *rec.last_timestamp) rec.last_timestamp = p.timestamp;
   rec.last_packet_at = now;
-  apply_changes(rec, changes);
+  apply_changes(rec, changes, now);
   mark_dirty(rec);
 
   ingest_outcome out;
@@ -125,28 +134,78 @@ result<ingest_outcome> call_ledger::ingest(call_record& rec, const packet& p, st
   return out;
 }
 
-void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes) {
+void call_ledger::log_arrival(const call_record& rec, std::int64_t sequence, const observation& obs, double now) {
+  if (obs.kind == arrival::gap && !obs.added.empty()) {
+    const seq_range& r = obs.added.front();
+    log(event_kind::gap_opened, rec.id, std::nullopt, now, event_data().add("first", r.first).add("last", r.last).take());
+  } else if (obs.kind == arrival::late && obs.removed) {
+    log(event_kind::gap_filled, rec.id, std::nullopt, now,
+        event_data()
+            .add("sequence", sequence)
+            .add("first", obs.removed->first)
+            .add("last", obs.removed->last)
+            .add("closed", obs.added.empty())
+            .take());
+  } else if (obs.kind == arrival::after_lost) {
+    log(event_kind::packet_late, rec.id, std::nullopt, now, event_data().add("sequence", sequence).take());
+  }
+}
+
+call_sequencer& call_ledger::sequencer_of(call_record& rec) const {
+  // Decided once per record: the declaration it depends on is made before any packet and never changes.
+  if (!rec.seq.cuts_decided()) rec.seq.set_external_cuts(cut_outside(rec));
+  return rec.seq;
+}
+
+bool call_ledger::cut_outside(const call_record& rec) const {
+  return options_.cut_outside && options_.cut_outside(rec.media);
+}
+
+void call_ledger::apply_changes(call_record& rec, const sequencer_changes& changes, double now) {
   for (const auto& r : changes.lost) {
     rows_.gaps.push_back({gap_row::change::lost, rec.id, r, 0});
     rec.gaps_dirty = true;
     warnings_.push_back({"packets declared lost", rec.id, r.last, r.first, r});
+    log(event_kind::gap_lost, rec.id, std::nullopt, now, event_data().add("first", r.first).add("last", r.last).take());
   }
   for (const auto& seg : changes.segments) {
     rows_.jobs.push_back({rec.id, seg});
     ++rec.jobs_total;
+    log(event_kind::segment_cut, rec.id, std::nullopt, now,
+        event_data().add("first", seg.first).add("last", seg.last).take());
   }
   if (!changes.empty()) mark_dirty(rec);
+}
+
+result<bool> call_ledger::cut(call_record& rec, seq_range range, double now) {
+  call_sequencer& seq = sequencer_of(rec);
+  if (!seq.external_cuts() || range.last < range.first) return errc::invalid_input;
+  const bool open = rec.state == call_state::in_progress || rec.state == call_state::processing_ai;
+  if (!open || range.first != seq.next_segment()) return false;
+  sequencer_changes changes;
+  if (!seq.cut(range.last, changes)) return errc::invalid_input;
+  apply_changes(rec, changes, now);
+  mark_dirty(rec);  // next_segment moved, even when every sequence of the range was lost
+  settle(rec, "ai jobs settled", now);
+  return true;
 }
 
 result<call_state> call_ledger::end(call_record& rec, const std::string& reason, double now) {
   if (rec.state != call_state::in_progress) return errc::invalid_transition;
   sequencer_changes changes;
-  rec.seq.flush(changes);
-  apply_changes(rec, changes);
+  sequencer_of(rec).flush(changes);
+  apply_changes(rec, changes, now);
   rec.ended_at = now;
   rec.end_reason = reason;
   rec.state_dirty = true;
   mark_dirty(rec);
+  log(event_kind::call_ended, rec.id, std::nullopt, now,
+      event_data()
+          .add("reason", reason)
+          .add("last_sequence", rec.seq.tracker().highest())
+          .add("packets_received", rec.packets_received)
+          .add("lost_packets", rec.seq.lost_packets())
+          .take());
   transition(rec, call_state::processing_ai, reason, now);
   settle(rec, "ai jobs settled", now);
   return rec.state;
@@ -168,6 +227,7 @@ result<declare_outcome> call_ledger::declare(call_record& rec, const media_decla
     if (rec.state != call_state::in_progress) return errc::call_ended;
     if (rec.packets_received > 0) return errc::media_too_late;
     rec.media = media;
+    rec.seq.set_external_cuts(cut_outside(rec));
     rec.media_dirty = true;
     mark_dirty(rec);
     declared_.emplace_back(rec.id, media);
@@ -238,6 +298,12 @@ result<void> call_ledger::record_event(const call_record* rec, call_event& e, do
   if (!rec) return errc::not_found;
   if (e.at <= 0) e.at = now;
   rows_.events.push_back({&e});
+  // The call's own data is JSON written by aipbx; anything else is carried as a string.
+  event_data data;
+  data.add("kind", e.kind).add("sequence", e.sequence);
+  if (e.data.starts_with('{') && e.data.ends_with('}')) data.add_raw("data", e.data);
+  else data.add("data", e.data);
+  log(e.kind == "dtmf" ? event_kind::dtmf : event_kind::call_event, e.call_id, std::nullopt, e.at, data.take());
   return {};
 }
 
@@ -253,11 +319,15 @@ void call_ledger::transition(call_record& rec, call_state to, const std::string&
   rec.state_dirty = true;
   mark_dirty(rec);
   rows_.transitions.push_back({rec.id, from, to, reason, now});
+  log(event_kind::call_state_changed, rec.id, std::nullopt, now,
+      event_data().add("from", to_string(from)).add("to", to_string(to)).add("reason", reason).take());
   state_changes_.push_back({rec.id, std::string(to_string(from)), std::string(to_string(to)), reason});
 }
 
 void call_ledger::settle(call_record& rec, const std::string& reason, double now) {
   if (rec.state == call_state::in_progress || rec.state == call_state::archived) return;
+  // Packets still to be cut (a call cut from outside) are AI work outstanding.
+  if (rec.seq.has_uncut()) return;
   const call_state target = settled_state(rec.outstanding(), rec.jobs_dead);
   // FAILED -> COMPLETED passes through PROCESSING_AI: no skipping.
   if (rec.state == call_state::failed && target == call_state::completed)
@@ -281,8 +351,8 @@ void call_ledger::job_changed(call_record& rec, job_state from, job_state to, do
 void call_ledger::expire_gaps(call_record& rec, double now) {
   if (rec.state != call_state::in_progress) return;
   sequencer_changes changes;
-  rec.seq.tick(now, changes);
-  apply_changes(rec, changes);
+  sequencer_of(rec).tick(now, changes);
+  apply_changes(rec, changes, now);
 }
 
 void call_ledger::end_if_timed_out(call_record& rec, double now) {
@@ -297,8 +367,8 @@ void call_ledger::cut_if_idle(call_record& rec, double now) {
       *rec.last_packet_at > now - options_.segment_idle)
     return;
   sequencer_changes changes;
-  rec.seq.flush(changes);
-  apply_changes(rec, changes);
+  sequencer_of(rec).flush(changes);
+  apply_changes(rec, changes, now);
 }
 
 void call_ledger::log_committed() const {

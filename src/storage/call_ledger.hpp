@@ -6,7 +6,8 @@
 // counters (in order, gaps, late, out of order, after a lost gap, duplicates), the idempotent answer to a
 // repeated packet, the reorder window and idle cut (through the call's sequencer), the lifecycle
 // (IN_PROGRESS -> PROCESSING_AI -> COMPLETED | FAILED -> ARCHIVED, replay), the media declaration and track
-// link, and which packet, gap, job, transition and event rows to write. It runs no SQL, reads no clock (`now`
+// link, and which packet, gap, job, transition, event and log rows to write (the log: the store-wide events
+// of storage/event_log.hpp, written in the same transaction as what they tell). It runs no SQL, reads no clock (`now`
 // arguments) and logs only in `log_committed`, which the writer calls once its transaction committed.
 //
 // Not thread-safe: one writer thread owns a ledger and the records it is given.
@@ -17,11 +18,14 @@
 #include "domain/errc.hpp"
 #include "domain/job.hpp"
 #include "storage/call_store.hpp"
+#include "storage/event_log.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace aipbx {
@@ -62,6 +66,9 @@ struct ledger_options {
   sequencer_options sequencing;
   double segment_idle = 2.0;  // seconds without a packet before a call's remaining packets are cut
   double idle_timeout = 0;    // seconds without a packet before a call ends (0: never)
+  // Whether a call, by its media declaration (empty: it declared none), is cut into segments from outside
+  // (`cut`: the pause segmenter) rather than every `segment_packets`. Unset: every call is cut by packets.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
 };
 
 // The rows the ledger decided on, each kind in the order decided.
@@ -92,21 +99,30 @@ struct transition_row {  // a call_transitions row
 struct event_row {                    // a call_events row; the database numbers it
   const call_event* event = nullptr;  // the operation's own event: valid while its operation is
 };
+struct log_row {  // an events row of the store-wide log (storage/event_log.hpp); the writer numbers it
+  event_kind kind = event_kind::call_created;
+  std::string call_id;
+  std::optional<std::int64_t> job_id;
+  double at = 0;
+  std::string data;  // a JSON object
+};
 struct ledger_rows {
   std::vector<packet_row> packets;
   std::vector<gap_row> gaps;
   std::vector<job_row> jobs;
   std::vector<transition_row> transitions;
   std::vector<event_row> events;
+  std::vector<log_row> log;  // in the order things happened, the job ledger's included
   bool empty() const {
-    return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty() && events.empty();
+    return packets.empty() && gaps.empty() && jobs.empty() && transitions.empty() && events.empty() &&
+           log.empty();
   }
   void clear();
 };
 
 class call_ledger {
  public:
-  explicit call_ledger(ledger_options options) : options_(options) {}
+  explicit call_ledger(ledger_options options) : options_(std::move(options)) {}
 
   const ledger_options& options() const { return options_; }
 
@@ -130,7 +146,14 @@ class call_ledger {
   // stored sequence is `sequence_conflict`; a new packet of an ended call is `call_ended`. `call_created`
   // is left to the writer.
   result<ingest_outcome> ingest(call_record& rec, const packet& p, std::optional<std::string_view> stored, double now);
-  // Ends an IN_PROGRESS call: the rest of its packets are cut, its open gaps lost, and it settles.
+  // Cuts [range.first, range.last] of a call cut from outside into one job (none when every sequence of it
+  // was lost). `false`, changing nothing, when the cut is stale: range.first is not the call's first uncut
+  // sequence (a cut made since by another segmenter), or the call has settled. `invalid_input` when the
+  // call is cut by packets, or the range is empty or reaches its lowest sequence not received. An ended
+  // call settles once its last packet is cut.
+  result<bool> cut(call_record& rec, seq_range range, double now);
+  // Ends an IN_PROGRESS call: the rest of its packets are cut (later, by `cut`, for a call cut from
+  // outside), its open gaps lost, and it settles.
   result<call_state> end(call_record& rec, const std::string& reason, double now);
   // Puts a COMPLETED or FAILED call away.
   result<call_state> archive(call_record& rec, double now);
@@ -159,6 +182,11 @@ class call_ledger {
   // Cuts the packets of a call that has had none for `segment_idle` seconds.
   void cut_if_idle(call_record& rec, double now);
 
+  // Appends an event of the store-wide log (the job ledger tells its own here, so that one list holds the
+  // batch's events in the order they happened).
+  void log(event_kind kind, const std::string& call_id, std::optional<std::int64_t> job_id, double at,
+           std::string data);
+
   ledger_rows& rows() { return rows_; }
   // The records changed in this batch, in the order of their first change.
   const std::vector<call_record*>& dirty() const { return dirty_; }
@@ -169,8 +197,13 @@ class call_ledger {
  private:
   void mark_dirty(call_record& rec);
   ingest_outcome duplicate(call_record& rec);
+  // The call's sequencer, told whether the call is cut from outside.
+  call_sequencer& sequencer_of(call_record& rec) const;
+  bool cut_outside(const call_record& rec) const;
   // Records what the call's sequencer decided: ranges lost, segments to queue as jobs.
-  void apply_changes(call_record& rec, const sequencer_changes& changes);
+  void apply_changes(call_record& rec, const sequencer_changes& changes, double now);
+  // The log events of one packet's arrival: a gap opened or filled, a packet after a lost gap.
+  void log_arrival(const call_record& rec, std::int64_t sequence, const observation& obs, double now);
   void transition(call_record& rec, call_state to, const std::string& reason, double now);
   void settle(call_record& rec, const std::string& reason, double now);
 

@@ -187,6 +187,7 @@ struct writer_stats {
   histogram_snapshot batch_sizes;   // writes per committed transaction
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;
+  std::uint64_t events_pruned = 0;  // events of the log deleted by retention (by this node's writers)
 };
 
 class call_store {

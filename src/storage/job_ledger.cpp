@@ -1,6 +1,7 @@
 #include "storage/job_ledger.hpp"
 
 #include "log/log.hpp"
+#include "storage/event_data.hpp"
 
 #include <algorithm>
 
@@ -8,11 +9,28 @@ namespace aipbx {
 
 namespace {
 constexpr const char* lease_expired_error = "lease expired on the last attempt";
+constexpr const char* lease_lost_error = "lease expired";
+
+// The fields every job event starts with: the job's segment.
+event_data segment_of(const job& j) {
+  event_data d;
+  d.add("first", j.first_sequence).add("last", j.last_sequence);
+  return d;
+}
 }  // namespace
 
 void job_rows::clear() {
   jobs.clear();
   results.clear();
+  partials.clear();
+}
+
+void job_rows::put_partial(std::int64_t job_id, std::optional<partial_row> row) {
+  auto it = std::find_if(partials.begin(), partials.end(), [&](const partial_change& c) { return c.job_id == job_id; });
+  if (it != partials.end())
+    it->row = std::move(row);
+  else
+    partials.push_back({job_id, std::move(row)});
 }
 
 void job_rows::put(const job& j) {
@@ -54,11 +72,13 @@ claim_result job_ledger::claim(const claim_reads& reads, const std::string& owne
     for (job* j : reads.expired(limit - out.jobs.size())) {
       if (j->state != job_state::running || !j->lease_expires_at || *j->lease_expires_at >= now) continue;
       if (j->attempts >= j->max_attempts) {
+        log_failed(*j, lease_expired_error, std::nullopt, now);
         kill(*j, lease_expired_error, now);
         call_changed(*j, job_state::running, now);
         expired_dead_.push_back(j->id);
         continue;
       }
+      log_failed(*j, lease_lost_error, now, now);
       lease(*j, owner, lease_seconds, now);
       out.jobs.push_back(*j);
     }
@@ -80,10 +100,17 @@ bool job_ledger::renew(job* j, const std::string& owner, int attempt, double lea
   return true;
 }
 
+bool job_ledger::hear(job* j, const partial_op& op, double now) {
+  if (!j || !holds(*j, op.owner, op.attempt)) return false;
+  rows_.put_partial(j->id, partial_row{j->id, j->call_id, op.attempt, op.text, op.heard_ms, now});
+  return true;
+}
+
 bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job_outcome& outcome,
                         double now) {
   // Fenced by owner and attempt: a worker whose lease was taken over records nothing.
   if (!j || !holds(*j, owner, attempt)) return false;
+  drop_partial(*j);  // the result, if any, replaces it in the same transaction
   j->lease_owner.reset();
   j->lease_expires_at.reset();
   j->updated_at = now;
@@ -98,12 +125,16 @@ bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job
                              ok->engine,
                              ok->latency_ms,
                              now});
+    log_succeeded(*j, *ok, now);
   } else if (const auto* retry = std::get_if<job_retry>(&outcome)) {
     j->state = job_state::queued;
     j->last_error = retry->error;
     j->run_at = retry->run_at;
+    log_failed(*j, retry->error, retry->run_at, now);
   } else {
-    kill(*j, std::get<job_dead>(outcome).error, now);
+    const std::string& error = std::get<job_dead>(outcome).error;
+    log_failed(*j, error, std::nullopt, now);
+    kill(*j, error, now);
   }
   rows_.put(*j);
   // A retry leaves the call's counters as they are: the job is still outstanding.
@@ -113,6 +144,8 @@ bool job_ledger::finish(job* j, const std::string& owner, int attempt, const job
 
 bool job_ledger::release(job* j, const std::string& owner, int attempt, double now) {
   if (!j || !holds(*j, owner, attempt)) return false;
+  calls_.log(event_kind::job_released, j->call_id, j->id, now, segment_of(*j).add("attempt", j->attempts).take());
+  drop_partial(*j);
   j->state = job_state::queued;
   --j->attempts;
   j->lease_owner.reset();
@@ -135,6 +168,7 @@ result<job> job_ledger::replay(job* j, double now) {
   j->updated_at = now;
   rows_.put(*j);
   queued_now_ = true;
+  calls_.log(event_kind::job_replayed, j->call_id, j->id, now, segment_of(*j).take());
   call_changed(*j, job_state::dead, now);
   return *j;
 }
@@ -147,6 +181,7 @@ bool job_ledger::apply(write_op& op, const std::function<job*(std::int64_t id)>&
         else if constexpr (std::is_same_v<T, finish_op>) o.r = finish(find(o.id), o.owner, o.attempt, o.outcome, now);
         else if constexpr (std::is_same_v<T, release_op>) o.r = release(find(o.id), o.owner, o.attempt, now);
         else if constexpr (std::is_same_v<T, replay_op>) o.r = replay(find(o.id), now);
+        else if constexpr (std::is_same_v<T, partial_op>) o.r = hear(find(o.id), o, now);
         else return false;
         return true;
       },
@@ -154,6 +189,7 @@ bool job_ledger::apply(write_op& op, const std::function<job*(std::int64_t id)>&
 }
 
 void job_ledger::lease(job& j, const std::string& owner, double seconds, double now) {
+  if (j.state == job_state::running) drop_partial(j);  // the attempt whose lease expired
   j.state = job_state::running;
   ++j.attempts;
   j.lease_owner = owner;
@@ -161,9 +197,17 @@ void job_ledger::lease(job& j, const std::string& owner, double seconds, double 
   if (!j.started_at) j.started_at = now;
   j.updated_at = now;
   rows_.put(j);
+  calls_.log(event_kind::job_claimed, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("attempt", j.attempts)
+                 .add("max_attempts", j.max_attempts)
+                 .add("owner", owner)
+                 .add("lease_expires_at", *j.lease_expires_at)
+                 .take());
 }
 
 void job_ledger::kill(job& j, const std::string& error, double now) {
+  drop_partial(j);
   j.state = job_state::dead;
   j.lease_owner.reset();
   j.lease_expires_at.reset();
@@ -171,6 +215,28 @@ void job_ledger::kill(job& j, const std::string& error, double now) {
   j.finished_at = now;
   j.updated_at = now;
   rows_.put(j);
+  calls_.log(event_kind::job_dead, j.call_id, j.id, now,
+             segment_of(j).add("attempts", j.attempts).add("error", error).take());
+}
+
+void job_ledger::log_failed(const job& j, const std::string& error, std::optional<double> next_run_at, double now) {
+  calls_.log(event_kind::job_failed, j.call_id, j.id, now,
+             segment_of(j).add("attempt", j.attempts).add("error", error).add("next_run_at", next_run_at).take());
+}
+
+void job_ledger::log_succeeded(const job& j, const job_succeeded& ok, double now) {
+  calls_.log(event_kind::job_succeeded, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("attempt", j.attempts)
+                 .add("engine", ok.engine)
+                 .add("latency_ms", ok.latency_ms)
+                 .take());
+  calls_.log(event_kind::transcript_final, j.call_id, j.id, now,
+             segment_of(j)
+                 .add("text", ok.text)
+                 .add("engine", ok.engine)
+                 .add("latency_ms", ok.latency_ms)
+                 .take());
 }
 
 void job_ledger::call_changed(const job& j, job_state from, double now) {

@@ -11,9 +11,13 @@
 //  - what an outcome does: succeeded (with its result row), queued again at the retry's time with its
 //    error, or dead with its error; a release gives the attempt back; only a dead job is replayed, with
 //    fresh attempts;
+//  - partial results: the owner of the running attempt records its hypothesis; any change of who holds
+//    the job (an outcome, a release, a new lease) deletes it in the same transaction;
 //  - what each change means for the job's call: the ledger tells the call_ledger (`job_changed`), which
 //    keeps the call's job counters and settles an ended call (COMPLETED, FAILED, back through
-//    PROCESSING_AI after a replay).
+//    PROCESSING_AI after a replay);
+//  - which events of the store-wide log each change tells (job claimed, failed, succeeded, dead, replayed,
+//    released, a transcript segment), appended to the call ledger's rows in the order they happen.
 // It runs no SQL, reads no clock (`now` arguments) and logs only in `log_committed`, which the writer calls
 // once its transaction committed.
 //
@@ -46,14 +50,31 @@ struct result_row {  // a transcript_segments row: the result of a job that succ
   double created_at = 0;
 };
 
+struct partial_row {  // a transcript_partials row: the current hypothesis of a running attempt
+  std::int64_t job_id = 0;
+  std::string call_id;
+  int attempt = 0;
+  std::string text;
+  std::int64_t heard_ms = 0;
+  double updated_at = 0;
+};
+// What becomes of a job's transcript_partials row: written (`row`) or deleted (none).
+struct partial_change {
+  std::int64_t job_id = 0;
+  std::optional<partial_row> row;
+};
+
 // The rows the ledger decided on since the writer last wrote them.
 struct job_rows {
   std::vector<job> jobs;  // whole rows to write back by id, one per job, each in its latest state
   std::vector<result_row> results;
-  bool empty() const { return jobs.empty() && results.empty(); }
+  std::vector<partial_change> partials;  // one per job, its latest
+  bool empty() const { return jobs.empty() && results.empty() && partials.empty(); }
   void clear();
   // Lists `j` to be written, replacing an earlier version of the same job.
   void put(const job& j);
+  // Lists the job's partial to be written, or (none) deleted, replacing an earlier change of it.
+  void put_partial(std::int64_t job_id, std::optional<partial_row> row);
 };
 
 // When a claim that found the queue short should come back: the earliest run_at of a queued job and the
@@ -93,10 +114,12 @@ class job_ledger {
   bool finish(job* j, const std::string& owner, int attempt, const job_outcome& outcome, double now);
   // Gives the attempt back: the job is queued, due now, and the attempt is not counted.
   bool release(job* j, const std::string& owner, int attempt, double now);
+  // Records the running attempt's current hypothesis.
+  bool hear(job* j, const partial_op& op, double now);
   // Puts a dead job back in the queue with fresh attempts; `not_found` or `job_not_dead` otherwise.
   result<job> replay(job* j, double now);
   // Applies `op` when it is one of the operations above that name a job by id (renew, finish, release,
-  // replay), to the row `find(id)` returns, and sets its result; returns whether it was one.
+  // replay, partial), to the row `find(id)` returns, and sets its result; returns whether it was one.
   bool apply(write_op& op, const std::function<job*(std::int64_t id)>& find, double now);
 
   // Whether `owner` holds the current attempt `attempt` of `j`.
@@ -112,7 +135,12 @@ class job_ledger {
 
  private:
   void lease(job& j, const std::string& owner, double seconds, double now);
+  // `j` changed hands (a new lease, an outcome, a release): its partial goes.
+  void drop_partial(const job& j) { rows_.put_partial(j.id, std::nullopt); }
   void kill(job& j, const std::string& error, double now);
+  // The log events of an attempt's end (see storage/event_log.hpp), told to the call ledger's list.
+  void log_failed(const job& j, const std::string& error, std::optional<double> next_run_at, double now);
+  void log_succeeded(const job& j, const job_succeeded& ok, double now);
   // The job moved from `from` to its current state: its call's counters and state follow.
   void call_changed(const job& j, job_state from, double now);
 

@@ -14,6 +14,23 @@
 // Errors: writes fail with `unavailable` / `store_failure` (nothing changed) or, for `replay`, with
 // `not_found` or `job_not_dead`. `renew`/`finish` answer `false` (not an error) when the caller no longer
 // holds the lease.
+//
+// Partial results: while an attempt runs, its worker may record the engine's current hypothesis
+// (`record_partial`, fenced like `renew`: only the owner of the current attempt). A partial is kept apart
+// from the results (transcript_partials, never transcript_segments) and only while it means something:
+// `partials` lists those of jobs still running under a lease that has not expired, recorded by their
+// current attempt; a job that finishes, is released or is taken by another attempt drops its partial in
+// the same transaction. So a partial is never read as a result, the result replaces it at once, and one
+// left by a process that died is not shown once its lease has expired (or, on the embedded store, once the
+// next start requeued its job).
+//
+// Cuts from outside: a call with audio may be cut into segments by a segmenter beside the store (the
+// pause segmenter, engines/pause_cutter.hpp) instead of every `segment_packets` (see call_ledger's
+// `cut_outside`). The store then keeps the call's packets uncut; `uncut_calls` lists the calls that have
+// some, and `cut_segment` queues one segment's job, durably, in a transaction of the writer like ingest. A
+// cut names where it starts, the call's first uncut sequence, so that of two segmenters deciding the same
+// cut (two nodes, or one before and after a restart) only the first takes effect: the second is answered
+// `false`. An ended call stays PROCESSING_AI until its last packet is cut.
 #pragma once
 
 #include "domain/errc.hpp"
@@ -44,6 +61,27 @@ struct transcript_segment {
   std::string engine;
   double latency_ms = 0;
   double created_at = 0;
+};
+
+// A call with packets not yet cut into a segment, as its calls row holds it (see uncut_calls).
+struct uncut_call {
+  std::string id;
+  call_state state = call_state::in_progress;
+  std::int64_t next_segment = 1;   // its first uncut sequence
+  std::int64_t expected = 1;       // its lowest sequence not received: cuts end below it
+  std::int64_t last_sequence = 0;  // its highest sequence received
+  std::optional<double> last_packet_at;
+  std::optional<media_declaration> media;
+};
+
+// The current hypothesis of a running job's attempt (see partials).
+struct partial_segment {
+  std::int64_t job_id = 0;
+  std::int64_t first_sequence = 0;
+  std::int64_t last_sequence = 0;
+  std::string text;
+  std::int64_t heard_ms = 0;  // how much of the segment's audio the hypothesis covers
+  double updated_at = 0;
 };
 
 struct job_query {
@@ -78,6 +116,24 @@ class job_store {
   virtual void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) = 0;
   // Puts a dead job back in the queue with fresh attempts.
   virtual void replay(std::int64_t job_id, job_handler done) = 0;
+
+  // Records the current hypothesis of the caller's attempt, replacing the one it recorded before; `false`
+  // when the caller no longer holds the lease (nothing changed). Answered without waiting for the disk: a
+  // partial lost with the machine is no loss.
+  virtual void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                              std::int64_t heard_ms, bool_handler done) = 0;
+  // The partials of the call's jobs running now (see above), in sequence order; `not_found` for an unknown
+  // call.
+  [[nodiscard]] virtual result<std::vector<partial_segment>> partials(std::string_view call_id) = 0;
+
+  // Cuts [range.first, range.last] of a call cut from outside into one job (see above): `true` once the
+  // job is durable, `false` when the cut is stale (range.first is no longer the call's first uncut
+  // sequence, or the call settled; nothing changed); `not_found`; `invalid_input` for a call cut by
+  // packets, an empty range, or one that reaches the call's lowest sequence not received.
+  virtual void cut_segment(std::string call_id, seq_range range, bool_handler done) = 0;
+  // Calls IN_PROGRESS or PROCESSING_AI with packets not yet cut, by id, after `after` (empty: from the
+  // first), at most `limit`.
+  [[nodiscard]] virtual result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) = 0;
 
   // Runs `listener` (on a store thread) after each commit that queued jobs due now.
   virtual void on_jobs_queued(std::function<void()> listener) = 0;

@@ -42,6 +42,15 @@ struct finish_op {
   job_store::bool_handler done;
   std::optional<result<bool>> r;
 };
+struct partial_op {
+  std::int64_t id;
+  std::string owner;
+  int attempt;
+  std::string text;
+  std::int64_t heard_ms;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
+};
 struct release_op {
   std::int64_t id;
   std::string owner;
@@ -53,6 +62,12 @@ struct replay_op {
   std::int64_t id;
   job_store::job_handler done;
   std::optional<result<job>> r;
+};
+struct cut_op {
+  std::string call_id;
+  seq_range range;
+  job_store::bool_handler done;
+  std::optional<result<bool>> r;
 };
 struct end_op {
   std::string call_id;
@@ -80,8 +95,8 @@ struct event_op {
 };
 
 struct write_op {
-  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, end_op, archive_op,
-               declare_op, event_op>
+  std::variant<ingest_op, claim_op, renew_op, finish_op, release_op, replay_op, partial_op, cut_op, end_op,
+               archive_op, declare_op, event_op>
       v;
   // Runs the handler with the stored result, or with `failure` when the transaction failed.
   void complete();
@@ -89,7 +104,13 @@ struct write_op {
   // The job queue's internal operations, whose answers need not wait for the flush to disk.
   bool answer_before_flush() const {
     return std::holds_alternative<claim_op>(v) || std::holds_alternative<renew_op>(v) ||
-           std::holds_alternative<finish_op>(v) || std::holds_alternative<release_op>(v);
+           std::holds_alternative<finish_op>(v) || std::holds_alternative<release_op>(v) ||
+           std::holds_alternative<partial_op>(v);
+  }
+  // A streamed packet, which the writer may hold for its commit delay (see packet::streamed).
+  bool may_wait() const {
+    const auto* i = std::get_if<ingest_op>(&v);
+    return i != nullptr && i->p.streamed;
   }
 };
 

@@ -105,7 +105,7 @@ asio::awaitable<void> call_feed::push(std::size_t t, std::optional<std::int64_t>
   auto& track = tracks_[t];
   const std::int64_t seq = sequence ? *sequence : track.next;
   track.next = std::max(track.next, seq + 1);
-  queue_.emplace_back(pending{packet{track.spec.call_id, seq, std::move(data), timestamp, track.media_text}, t,
+  queue_.emplace_back(pending{packet{track.spec.call_id, seq, std::move(data), timestamp, track.media_text, true}, t,
                               received, 0, check});
   ++in_flight_;
   submit(first_id_ + queue_.size() - 1);

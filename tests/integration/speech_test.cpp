@@ -10,6 +10,8 @@
 // the call (--segment-packets 1000) the call is one segment, cut at its end, and the direct decode is of
 // the whole recording; with 1 s segments the direct decode is of the same segments, joined.
 #include <algorithm>
+#include <csignal>
+#include <functional>
 #include <cstdint>
 #include <iostream>
 #include <memory>
@@ -22,6 +24,7 @@
 #include "engines/pocketsphinx_engine.hpp"
 #include "harness/api.hpp"
 #include "harness/fixture.hpp"
+#include "media/audio_codec.hpp"
 #include "support/speech_corpus.hpp"
 
 namespace aipbx::itest {
@@ -225,6 +228,133 @@ TEST_F(SpeechTest, SameAudioGivesTheSameWordsWhateverRanBefore) {
       << call_state(c, "replayed");
   EXPECT_EQ(transcript_words(c, "replayed"), words) << "on replay";
   report("librivox_0880", librivox[1].reference, first, test::word_error_rate(librivox[1].reference, first));
+}
+
+// Pause-aware segmentation with the recognizer (issue 15): goforward and the cards set, each followed by
+// half a second of silence as a caller pauses between sentences, cut by --segmenter vad. Every cut falls
+// in a pause, so each sentence is a segment of its own and every segment's words are the recognizer's own
+// for the same samples: the pipeline loses nothing at the cuts.
+TEST_F(SpeechTest, PauseCutsGiveEachSentenceItsSegment) {
+  server_flags flags{{"--engine", "pocketsphinx"}, {"--workers", "2"}, {"--segmenter", "vad"},
+                     {"--segment-min", "1s"},      {"--reorder-window", "50,10s"}};
+  start_server(flags);
+  // The last segment is the rest of the last pause, silence alone: sphinxbase reports "Couldn't find <s>
+  // in first frame" on its error channel (aipbx logs it) and answers an empty text.
+  allow_error_log("pocketsphinx");
+  const std::string silence = media::encode_audio(media::media_format::pcmu(), std::vector<std::int16_t>(160, 0));
+  std::vector<std::string> packets;
+  std::vector<std::size_t> sentence_ends;
+  std::vector<std::vector<std::int16_t>> sentences{test::read_raw16(test::speech_data + "goforward.raw")};
+  for (const auto& r : test::cards_recordings()) sentences.push_back(test::read_wav16(r.path));
+  for (const auto& samples : sentences) {
+    const auto p = test::pcmu_packets(samples);
+    packets.insert(packets.end(), p.begin(), p.end());
+    sentence_ends.push_back(packets.size());
+    packets.insert(packets.end(), 25, silence);
+  }
+  auto c = connect(30s);
+  ASSERT_NO_FATAL_FAILURE(stream(c, "paused", packets, 80));
+  const auto transcript = finished_transcript(c, "paused");
+  const auto& segments = transcript.at("segments").as_array();
+  // A cut in each pause (which begins with the recording's own trailing silence, up to half a second:
+  // goforward's), and in no other place; then the rest of the last pause, cut when the call ended.
+  ASSERT_EQ(segments.size(), sentences.size() + 1);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const auto first = static_cast<std::size_t>(as_int(segments[i].at("first_sequence")));
+    const auto last = static_cast<std::size_t>(as_int(segments[i].at("last_sequence")));
+    if (i < sentence_ends.size()) {
+      EXPECT_GE(last + 25, sentence_ends[i]) << "the cut after sentence " << i;
+      EXPECT_LE(last, sentence_ends[i] + 25) << "the cut after sentence " << i;
+    }
+    const std::vector<std::string> part(packets.begin() + static_cast<std::ptrdiff_t>(first - 1),
+                                        packets.begin() + static_cast<std::ptrdiff_t>(last));
+    EXPECT_EQ(std::string(segments[i].at("text").as_string()), direct_transcript(test::heard_16k(part)))
+        << "segment " << first << ".." << last;
+  }
+  report("paused_sentences", "goforward and the cards set", std::string(transcript.at("text").as_string()), 0);
+}
+
+// Partial results (issue 15): while the worker decodes a long segment, the call's transcript shows the
+// recognizer's hypothesis so far under `partials`, marked `"partial": true`, never in `segments` or `text`;
+// the result replaces it when the job succeeds. A process killed while a partial shows leaves none behind
+// as a result: the next start requeues the job, which decodes again to the same words.
+TEST_F(SpeechTest, ATranscriptShowsThePartialHypothesisUntilTheResultReplacesIt) {
+  std::vector<std::int16_t> reading;  // the five librivox sentences, 25 s: one segment, a decode of seconds
+  for (const auto& r : test::librivox_recordings()) {
+    const auto samples = test::read_wav16(r.path);
+    reading.insert(reading.end(), samples.begin(), samples.end());
+  }
+  const auto packets = test::pcmu_packets(reading);
+  start(100000);
+  auto c = connect(30s);
+
+  // Polls the transcript until the call completes: the partials seen, each with the response it came in.
+  struct seen {
+    std::int64_t job_id = 0;
+    std::string text, current_text;
+    double heard_s = 0;
+  };
+  const auto watch = [&](const std::string& id, const std::function<bool(const seen&)>& stop_at) {
+    std::vector<seen> partials;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          const auto t = get_ok(c, "/v1/calls/" + id + "/transcript");
+          for (const auto& p : t.at("partials").as_array()) {
+            const auto& o = p.as_object();
+            EXPECT_TRUE(o.at("partial").as_bool());
+            EXPECT_TRUE(t.at("segments").as_array().empty()) << "one job: its partial or its result";
+            EXPECT_EQ(t.at("text").as_string(), "") << "a partial is never in the text of the results";
+            partials.push_back({as_int(o.at("job_id")), std::string(o.at("text").as_string()),
+                                std::string(t.at("current_text").as_string()), as_double(o.at("heard_s"))});
+            if (stop_at(partials.back())) return true;
+          }
+          return call_state(c, id) == "COMPLETED";
+        },
+        120s, 20ms));
+    return partials;
+  };
+
+  ASSERT_NO_FATAL_FAILURE(stream(c, "reading", packets, 70));
+  ASSERT_EQ(c.request("POST", "/v1/calls/reading/end").status, 200);
+  const auto partials = watch("reading", [](const seen&) { return false; });
+  ASSERT_FALSE(partials.empty()) << "no partial seen while 25 s of speech were decoded";
+  for (std::size_t i = 0; i < partials.size(); ++i) {
+    EXPECT_FALSE(partials[i].text.empty());
+    EXPECT_EQ(partials[i].current_text, partials[i].text);
+    EXPECT_GT(partials[i].heard_s, 0.0);
+    EXPECT_LE(partials[i].heard_s, 0.02 * static_cast<double>(packets.size()) + 0.001);
+    if (i > 0) {
+      EXPECT_GE(partials[i].heard_s, partials[i - 1].heard_s);
+    }
+  }
+  const auto done = get_ok(c, "/v1/calls/reading/transcript");
+  EXPECT_TRUE(done.at("partials").as_array().empty());
+  ASSERT_EQ(done.at("segments").as_array().size(), 1u);
+  EXPECT_FALSE(done.at("segments").as_array()[0].at("partial").as_bool());
+  const std::string final_text(done.at("text").as_string());
+  EXPECT_EQ(final_text, direct_transcript(test::heard_16k(packets)));
+  EXPECT_EQ(done.at("current_text").as_string(), final_text);
+  std::cout << "[speech] partials seen while decoding 25 s: " << partials.size() << ", the first over "
+            << partials.front().heard_s << " s: \"" << partials.front().text << "\"\n";
+
+  // The same audio again; the process is killed while its partial shows. (A new connection: the direct
+  // decode above may have kept this one idle past the server's keep-alive timeout on a loaded machine.)
+  c = connect(30s);
+  ASSERT_NO_FATAL_FAILURE(stream(c, "killed", packets, 71));
+  ASSERT_EQ(c.request("POST", "/v1/calls/killed/end").status, 200);
+  const auto before_kill = watch("killed", [](const seen&) { return true; });
+  ASSERT_FALSE(before_kill.empty()) << "the job ended before a partial was seen";
+  server().kill();
+  ASSERT_EQ(server().wait_exit(10s), 128 + SIGKILL);
+  server().start();
+  c = connect(30s);
+  const auto after = get_ok(c, "/v1/calls/killed/transcript");
+  EXPECT_TRUE(after.at("segments").as_array().empty()) << "no result, and no partial taken for one";
+  EXPECT_EQ(after.at("text").as_string(), "");
+  for (const auto& p : after.at("partials").as_array()) EXPECT_TRUE(p.at("partial").as_bool());
+  ASSERT_TRUE(wait_until([&] { return call_state(c, "killed") == "COMPLETED"; }, 120s, 50ms));
+  EXPECT_EQ(std::string(get_ok(c, "/v1/calls/killed/transcript").at("text").as_string()), final_text)
+      << "decoded again after the restart, to the same words";
 }
 
 TEST_F(SpeechTest, CardsAsFiveConcurrentCallsEqualTheDirectDecodes) {

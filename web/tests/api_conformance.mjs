@@ -109,6 +109,42 @@ function validate(schemaIn, value, where = '$', strict = false) {
 // ------------------------------------------------------------------ HTTP helpers
 // Sends a request and checks the answer against the operation `op` of the document (path template +
 // method): the status must be documented, a JSON body must validate, documented headers must be present.
+// Reads a Server-Sent Events answer until `count` events came (0: just its first bytes), then drops the
+// connection. The frames' `data` are parsed as JSON.
+async function readSse(target, count, headers = {}) {
+  const abort = new AbortController();
+  const res = await fetch(new URL(target, base), { headers, signal: abort.signal });
+  const frames = [];
+  if (res.status !== 200) return { res, frames, text: await res.text() };
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  const deadline = Date.now() + 10000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffered.indexOf('\n\n')) >= 0) {
+      const frame = { event: '', id: undefined, data: '' };
+      for (const line of buffered.slice(0, end).split('\n')) {
+        const colon = line.indexOf(':');
+        if (colon === 0) continue;
+        const field = line.slice(0, colon);
+        const v = line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') frame.event = v;
+        else if (field === 'id') frame.id = Number(v);
+        else if (field === 'data') frame.data += v;
+      }
+      buffered = buffered.slice(end + 2);
+      if (frame.data) frames.push({ ...frame, json: JSON.parse(frame.data) });
+    }
+    if (frames.length >= count) break;
+  }
+  abort.abort();
+  return { res, frames };
+}
+
 async function call(method, target, { op, body, headers = {} } = {}) {
   const init = { method, headers: { ...headers } };
   if (body !== undefined) {
@@ -520,6 +556,28 @@ try {
   check(noAudio.res.status === 409 && noAudio.json?.error === 'no_audio', `GET /v1/calls/${callId}/audio: ${noAudio.res.status} ${noAudio.text}`);
   step(`${audioCallId}: declared pcmu/8000 (201, repeat 200, other 409, bad 422), undecodable packet 422, WAV of 3 packets with 1 silent; ${callId} has no audio (409)`);
 
+  // ---------------------------------------------------------------- the event stream
+  const eventSchema = spec.components.schemas.Event;
+  const created = await readSse(`/v1/events?after=0&kind=call.created,call.state_changed&call=${encodeURIComponent(callId)}`, 3);
+  check(created.res.status === 200 && created.frames.length >= 3, `GET /v1/events: ${created.res.status} with ${created.frames.length} events`);
+  for (const f of created.frames) {
+    check(f.event === '' && f.id === f.json.id && f.json.call_id === callId, `event frame ${JSON.stringify(f)}`);
+    const problems = validate(eventSchema, f.json, '$', true);
+    check(problems.length === 0, `event ${f.json.id} against Event: ${problems.join('; ')}`);
+  }
+  check(created.frames[0]?.json.kind === 'call.created', `the first event of ${callId}: ${created.frames[0]?.json.kind}`);
+  const everything = await readSse('/v1/events?after=0', 50);
+  for (const f of everything.frames) {
+    const problems = validate(eventSchema, f.json, '$', true);
+    check(problems.length === 0, `event ${f.json.id} (${f.json.kind}) against Event: ${problems.join('; ')}`);
+  }
+  check(everything.frames.every((f, i) => f.json.id === i + 1), 'the log\'s first events are not 1, 2, 3...');
+  const resumed = await readSse('/v1/events?after=0', 1, { 'Last-Event-ID': '10' });
+  check(resumed.frames[0]?.json.id === 11, `Last-Event-ID 10 resumed at ${resumed.frames[0]?.json.id}`);
+  const badKind = await call('GET', '/v1/events?kind=nope', { op: ['/v1/events', 'get'] });
+  check(badKind.res.status === 422 && same(badKind.json?.detail?.[0]?.loc, ['query', 'kind']), `kind=nope: ${badKind.res.status} ${badKind.text}`);
+  step(`GET /v1/events: ${everything.frames.length} events valid against Event, ids consecutive, Last-Event-ID resumes, a bad kind 422`);
+
   // ---------------------------------------------------------------- every documented read, GET and HEAD
   const params = { call_id: callId, job_id: String(jobs[0].id) };
   for (const [path, item] of Object.entries(spec.paths)) {
@@ -537,7 +595,15 @@ try {
       const codes = Object.keys(item[m].responses ?? {});
       check(codes.some((c) => c.startsWith('2')) || (websocket && codes.includes('101')), `${m.toUpperCase()} ${path}: no success response documented`);
     }
-    if (item.get) {
+    if (item.get?.responses?.['200']?.content?.['text/event-stream']) {
+      // A stream never ends by itself: its head and first bytes, then HEAD (the same head, no body).
+      const g = await readSse(target, 0, { 'X-Request-ID': 'conformance' });
+      check(g.res.status === 200 && g.res.headers.get('content-type') === 'text/event-stream', `GET ${target}: ${g.res.status} ${g.res.headers.get('content-type')}`);
+      check(g.res.headers.get('x-request-id') === 'conformance', `GET ${target}: X-Request-ID not echoed`);
+      check(g.res.headers.get('content-length') === null, `GET ${target}: a stream with a Content-Length`);
+      const h = await call('HEAD', target);
+      check(h.res.status === 200 && h.text === '' && h.res.headers.get('content-type') === 'text/event-stream', `HEAD ${target}: ${h.res.status}`);
+    } else if (item.get) {
       const g = await call('GET', target, { op: [path, 'get'], headers: { 'X-Request-ID': 'conformance' } });
       check(websocket ? g.res.status === 426 && g.json?.error === 'upgrade_required' : g.res.ok, `GET ${target}: ${g.res.status}`);
       check(g.res.headers.get('x-request-id') === 'conformance', `GET ${target}: X-Request-ID not echoed`);

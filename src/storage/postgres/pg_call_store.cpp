@@ -12,6 +12,7 @@
 #include <poll.h>
 
 #include <chrono>
+#include <limits>
 #include <random>
 
 namespace aipbx {
@@ -179,6 +180,14 @@ void pg_call_store::release(std::int64_t job_id, std::string owner, int attempt,
 void pg_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
+void pg_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                   std::int64_t heard_ms, bool_handler done) {
+  submit({partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done), std::nullopt}},
+         false);
+}
+void pg_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
+  submit({cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
+}
 void pg_call_store::end_call(std::string call_id, std::string reason, state_handler done) {
   submit({end_op{std::move(call_id), std::move(reason), std::move(done), std::nullopt}}, false);
 }
@@ -230,6 +239,20 @@ result<std::optional<media_declaration>> pg_call_store::call_media(std::string_v
 void pg_call_store::on_jobs_queued(std::function<void()> listener) {
   aipbx::lock_guard lock(listener_mutex_);
   listener_ = std::move(listener);
+}
+
+void pg_call_store::on_events(std::function<void()> listener) {
+  aipbx::lock_guard lock(listener_mutex_);
+  events_listener_ = std::move(listener);
+}
+
+void pg_call_store::notify_events() const {
+  std::function<void()> l;
+  {
+    aipbx::lock_guard lock(listener_mutex_);
+    l = events_listener_;
+  }
+  if (l) l();
 }
 
 void pg_call_store::notify_listener() const {
@@ -320,6 +343,7 @@ void pg_call_store::writer_loop(std::size_t index) {
       batch_sizes_.observe(static_cast<double>(n));
     }
     if (jobs_queued) notify_listener();
+    if (w.wrote_events()) notify_events();
     for (auto& op : batch) op.complete();
     batch.clear();
   }
@@ -335,8 +359,10 @@ void pg_call_store::listener_loop() {
       try {
         conn = std::make_unique<connection>(options_.url, "aipbx-listener");
         conn->exec("LISTEN aipbx_jobs");
-        // Jobs may have been queued while nobody listened.
+        conn->exec("LISTEN aipbx_events");
+        // Jobs and events may have been added while nobody listened.
         notify_listener();
+        notify_events();
         listening_.store(true);
       } catch (const pg_error&) {
         conn.reset();
@@ -352,12 +378,14 @@ void pg_call_store::listener_loop() {
       conn.reset();
       continue;
     }
-    bool heard = false;
+    bool heard = false, events = false;
     while (PGnotify* n = PQnotifies(conn->handle())) {
-      if (token_ != n->extra) heard = true;
+      if (std::string_view(n->relname) == "aipbx_events") events = true;
+      else if (token_ != n->extra) heard = true;
       PQfreemem(n);
     }
     if (heard) notify_listener();
+    if (events) notify_events();
   }
 }
 
@@ -518,6 +546,22 @@ result<std::vector<transcript_segment>> pg_call_store::transcript(std::string_vi
   });
 }
 
+result<std::vector<partial_segment>> pg_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto r = c.exec(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = $1 AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > $2 ORDER BY j.first_sequence",
+        params{}.add(call_id).add(options_.clock()));
+    std::vector<partial_segment> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.text(i, 3), r.int64(i, 4), r.float8(i, 5)});
+    return out;
+  });
+}
+
 result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                  std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
@@ -528,6 +572,30 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
     std::vector<stored_packet> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(read_packet(r, i));
+    return out;
+  });
+}
+
+result<std::vector<uncut_call>> pg_call_store::uncut_calls(std::string_view after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<std::vector<uncut_call>> {
+    auto r = c.exec(
+        "SELECT id, state, next_segment, expected_sequence, last_sequence, last_packet_at, media_format, "
+        "media_packet_ms FROM calls WHERE state IN ('IN_PROGRESS', 'PROCESSING_AI') AND next_segment <= "
+        "last_sequence AND id > $1 ORDER BY id LIMIT $2",
+        params{}.add(after).add(static_cast<std::int64_t>(limit)));
+    std::vector<uncut_call> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      uncut_call u;
+      u.id = r.text(i, 0);
+      u.state = parse_call_state(r.text_view(i, 1)).value_or(call_state::in_progress);
+      u.next_segment = r.int64(i, 2);
+      u.expected = r.int64(i, 3);
+      u.last_sequence = r.int64(i, 4);
+      u.last_packet_at = r.optional_float8(i, 5);
+      if (!r.is_null(i, 6)) u.media = media_declaration{r.text(i, 6), r.int64(i, 7)};
+      out.push_back(std::move(u));
+    }
     return out;
   });
 }
@@ -590,6 +658,7 @@ writer_stats pg_call_store::stats() const {
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
   s.batch_sizes = batch_sizes_.snapshot();
+  for (const auto& w : writers_) s.events_pruned += w->pruned_events();
   return s;
 }
 
@@ -617,6 +686,60 @@ std::vector<backend_metric> pg_call_store::backend_metrics() const {
               "kept",
               total.stale),
   };
+}
+
+namespace {
+
+logged_event read_logged(const result_set& r, int i) {
+  logged_event e;
+  e.id = r.int64(i, 2);
+  e.at = r.float8(i, 3);
+  e.kind = parse_event_kind(r.text_view(i, 4)).value_or(event_kind::call_event);
+  e.call_id = r.text(i, 5);
+  if (!r.is_null(i, 6)) e.job_id = r.int64(i, 6);
+  e.data = r.text(i, 7);
+  return e;
+}
+
+}  // namespace
+
+// One statement, so one snapshot: the counter, the prune mark and the rows agree. What is committed is
+// always every event up to the counter, so the rows read are a prefix of what any later read sees.
+result<log_page> pg_call_store::read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                         const event_filter& filter, std::size_t limit) {
+  limit = std::max<std::size_t>(limit, 1);
+  return with_reader([&](connection& c) -> result<log_page> {
+    std::vector<std::string> kinds;
+    for (auto k : filter.kinds) kinds.emplace_back(to_string(k));
+    auto r = c.exec(
+        "SELECT s.last_id, s.pruned_through, e.id, e.at, e.kind, e.call_id, e.job_id, e.data "
+        "FROM event_log_state s LEFT JOIN LATERAL (SELECT * FROM events WHERE id > GREATEST($1, s.pruned_through) "
+        "AND id <= LEAST($2, s.last_id) AND ($3::text = '' OR call_id = $3::text) "
+        "AND (cardinality($4::text[]) = 0 OR kind = ANY($4::text[])) ORDER BY id LIMIT $5) e ON true ORDER BY e.id",
+        params{}
+            .add(after)
+            .add(up_to.value_or(std::numeric_limits<std::int64_t>::max()))
+            .add(std::string_view(filter.call_id.value_or("")))  // a call id is never empty
+            .add_texts(kinds)
+            .add(static_cast<std::int64_t>(limit)));
+    if (r.rows() == 0) return errc::store_failure;  // the state row is missing: not a store of this version
+    log_page page;
+    const std::int64_t head = r.int64(0, 0);
+    page.pruned_through = r.int64(0, 1);
+    for (int i = 0; i < r.rows(); ++i)
+      if (!r.is_null(i, 2)) page.events.push_back(read_logged(r, i));
+    const std::int64_t end = up_to ? std::min(*up_to, head) : head;
+    page.scanned_to = page.events.size() < limit ? std::max(end, after) : page.events.back().id;
+    return page;
+  });
+}
+
+result<std::int64_t> pg_call_store::log_head() {
+  return with_reader([](connection& c) -> result<std::int64_t> {
+    auto r = c.exec("SELECT last_id FROM event_log_state");
+    if (r.rows() == 0) return errc::store_failure;
+    return r.int64(0, 0);
+  });
 }
 
 }  // namespace aipbx

@@ -22,6 +22,10 @@
 // queued jobs sends NOTIFY aipbx_jobs, at most every 20 ms; a listener thread per node (LISTEN) wakes that
 // node's workers, which otherwise only poll slowly. A node's own workers are woken at once.
 //
+// Events: a transaction that adds events to the log sends NOTIFY aipbx_events; the same listener thread
+// (LISTEN) tells the node's event stream, which reads what every node committed from the table, in id
+// order (see storage/event_log.hpp for why that order is the commit order).
+//
 // Sweeps (idle calls' last segments, reorder windows, idle timeouts) run every `sweep_interval` on one
 // writer, inside a transaction that first takes a transaction-level advisory lock with
 // pg_try_advisory_xact_lock: while one node sweeps, the others skip, so each decision is taken once; the
@@ -73,12 +77,16 @@ struct pg_options {
   std::size_t queue_limit = 50000;  // writes waiting before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   std::int64_t segment_packets = 1;
+  // Which calls are cut from outside (see call_ledger's ledger_options::cut_outside); unset: none.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
   double segment_idle = 2.0;
   reorder_window window;
   double idle_timeout = 0;
   std::chrono::milliseconds sweep_interval{250};
   std::chrono::milliseconds reconnect_interval{500};
   int max_attempts = 5;
+  double event_retention = 3600;    // seconds the event log keeps an event (0: for ever)
+  std::size_t prune_slice = 10000;  // events one sweep deletes at most, once a second
   std::string node;                 // this node's lease owner name; its leftover leases are requeued at start
   std::function<double()> clock;    // unix seconds; the system clock when empty
 };
@@ -119,6 +127,11 @@ class pg_call_store final : public storage_backend {
               bool_handler done) override;
   void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
   void replay(std::int64_t job_id, job_handler done) override;
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override;
+  [[nodiscard]] result<std::vector<partial_segment>> partials(std::string_view call_id) override;
+  void cut_segment(std::string call_id, seq_range range, bool_handler done) override;
+  [[nodiscard]] result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override;
   void on_jobs_queued(std::function<void()> listener) override;
   [[nodiscard]] result<job_page> list_jobs(const job_query& query) override;
   [[nodiscard]] result<job> get_job(std::int64_t id) override;
@@ -126,6 +139,12 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<std::vector<stored_packet>> segment_packets(std::string_view call_id, std::int64_t first,
                                                                   std::int64_t last) override;
   [[nodiscard]] result<job_counts> count_jobs() override;
+
+  // event_log
+  [[nodiscard]] result<log_page> read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                          const event_filter& filter, std::size_t limit) override;
+  [[nodiscard]] result<std::int64_t> log_head() override;
+  void on_events(std::function<void()> listener) override;
 
   int schema_version() const { return schema_version_; }
   // True while the listener's connection is LISTENing for other nodes' jobs.
@@ -138,6 +157,7 @@ class pg_call_store final : public storage_backend {
   void writer_loop(std::size_t index);
   void listener_loop();
   void notify_listener() const;
+  void notify_events() const;
 
   pg_options options_;
   std::string token_;  // this store's NOTIFY payload: its own notifications are not heard twice
@@ -164,6 +184,7 @@ class pg_call_store final : public storage_backend {
 
   mutable aipbx::mutex listener_mutex_;
   std::function<void()> listener_ GUARDED_BY(listener_mutex_);
+  std::function<void()> events_listener_ GUARDED_BY(listener_mutex_);
   std::atomic<bool> listener_stop_{false};
   std::atomic<bool> listening_{false};
   std::thread listener_thread_;

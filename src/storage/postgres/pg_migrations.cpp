@@ -185,7 +185,47 @@ constexpr const char* v8_call_versions = R"sql(
 ALTER TABLE calls ADD COLUMN version bigint NOT NULL DEFAULT 0 CONSTRAINT calls_version_kept CHECK (version >= 0);
 )sql";
 
-constexpr std::array<migration, 8> all{{
+// The store-wide event log (storage/event_log.hpp). Ids are not drawn from a sequence: several nodes commit
+// at once, and a sequence's values are taken in the order transactions ask, not the order they commit, so
+// a reader could see id 12 before id 11 commits and then skip it. The transaction that inserts events adds
+// their number to event_log_state.last_id instead, as its last statement before COMMIT: the row lock it
+// takes orders every event-writing transaction, so committed ids are always 1..last_id, without holes
+// (a rolled-back transaction's increment rolls back with it). See docs/architecture.md.
+constexpr const char* v9_event_log = R"sql(
+CREATE TABLE events (
+  id      bigint PRIMARY KEY,
+  at      double precision NOT NULL,
+  kind    text NOT NULL,
+  call_id text COLLATE "C" NOT NULL,
+  job_id  bigint,
+  data    text NOT NULL
+);
+CREATE INDEX events_call ON events(call_id, id);
+CREATE TABLE event_log_state (
+  one            integer PRIMARY KEY CHECK (one = 1),
+  last_id        bigint NOT NULL,
+  pruned_through bigint NOT NULL
+);
+INSERT INTO event_log_state(one, last_id, pruned_through) VALUES (1, 0, 0);
+)sql";
+
+// The current hypothesis of each running attempt that told one (see job_store.hpp, partial results): one
+// row per job, replaced as the attempt goes on and deleted in the transaction that ends the attempt. Read
+// only joined with the job's row (running, the same attempt, an unexpired lease). No foreign key, as for the
+// tables of version 6: the writer holds the job's row lock when it writes one.
+constexpr const char* v10_transcript_partials = R"sql(
+CREATE TABLE transcript_partials (
+  job_id     bigint PRIMARY KEY,
+  call_id    text COLLATE "C" NOT NULL,
+  attempt    integer NOT NULL,
+  text       text NOT NULL,
+  heard_ms   bigint NOT NULL,
+  updated_at double precision NOT NULL
+);
+CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
+)sql";
+
+constexpr std::array<migration, 10> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -194,6 +234,8 @@ constexpr std::array<migration, 8> all{{
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
     {8, "call versions", v8_call_versions},
+    {9, "event log", v9_event_log},
+    {10, "transcript partials", v10_transcript_partials},
 }};
 
 }  // namespace

@@ -95,7 +95,8 @@ void kept_calls::erase(const std::string& id) {
 
 writer::writer(const pg_options& options, kept_calls& kept)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return locked(*conn_, call_id); }),
       kept_(kept) {}
 
@@ -113,6 +114,8 @@ void writer::reset() {
   event_ops_.clear();
   events_at_.reset();
   versions_at_.reset();
+  prune_at_.reset();
+  wrote_events_ = false;
   sweep_ = {};
   sweeping_ = false;
   jobs_queued_ = false;
@@ -212,6 +215,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   auto results = c.exec_pipeline(writes);
   if (events_at_) assign_event_ids(results[*events_at_]);
   if (versions_at_) read_versions(results[*versions_at_]);
+  if (prune_at_) pruned_events_.fetch_add(static_cast<std::uint64_t>(results[*prune_at_].affected()));
 }
 
 bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
@@ -250,7 +254,8 @@ writer::batch_plan writer::plan(const std::deque<write_op>& batch) {
             (o.p.media ? p.lock_ids : p.new_ids).push_back(o.p.call_id);
           else if constexpr (std::is_same_v<T, declare_op>)
             p.new_ids.push_back(o.call_id);
-          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op>)
+          else if constexpr (std::is_same_v<T, end_op> || std::is_same_v<T, archive_op> ||
+                             std::is_same_v<T, cut_op>)
             p.lock_ids.push_back(o.call_id);
           else if constexpr (std::is_same_v<T, event_op>)
             p.lock_ids.push_back(o.e.call_id);  // an event never creates its call
@@ -289,7 +294,10 @@ bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now
     for (int i = 0; i < r.rows(); ++i) p.lock_ids.push_back(r.text(i, 0));
   };
   if (expired_at) add_ids(results[*expired_at]);
-  if (sweep_at) collect_sweep(results, *sweep_at, p);
+  if (sweep_at) {
+    collect_sweep(results, *sweep_at, p);
+    if (sweeping_) collect_prune(c, now);
+  }
   return true;
 }
 
@@ -324,6 +332,15 @@ void writer::collect_sweep(const std::vector<result_set>& results, std::size_t a
   if (options_.window.seconds > 0) collect(results[next++], sweep_.expired_gaps);
   if (options_.idle_timeout > 0) collect(results[next++], sweep_.timed_out);
   collect(results[next], sweep_.idle);
+}
+
+void writer::collect_prune(connection& c, double now) {
+  if (options_.event_retention <= 0 || now - last_prune_ < 1.0) return;
+  last_prune_ = now;
+  // The oldest events first, a slice at a time: the primary key alone finds them.
+  auto r = c.exec("SELECT MAX(id) FROM (SELECT id, at FROM events ORDER BY id LIMIT $1) e WHERE at < $2",
+                  params{}.add(static_cast<std::int64_t>(options_.prune_slice)).add(now - options_.event_retention));
+  if (!r.is_null(0, 0)) sweep_.prune_through = r.int64(0, 0);
 }
 
 void writer::order_locks(batch_plan& p) const {
@@ -482,6 +499,7 @@ void writer::apply(connection& c, write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(c, o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o.call_id, now);
@@ -524,6 +542,12 @@ void writer::sweep(double now) {
   each(sweep_.expired_gaps, [&](call_record& rec) { ledger_.expire_gaps(rec, now); });
   each(sweep_.timed_out, [&](call_record& rec) { ledger_.end_if_timed_out(rec, now); });
   each(sweep_.idle, [&](call_record& rec) { ledger_.cut_if_idle(rec, now); });
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  auto it = calls_.find(op.call_id);
+  if (it == calls_.end()) return errc::not_found;
+  return ledger_.cut(*it->second, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {
@@ -771,10 +795,38 @@ void insert_results(statements& out, const std::vector<result_row>& rows) {
                      .add_doubles(at)});
 }
 
-// What the job ledger changed: the jobs' rows, and the results of those that succeeded.
+// The partials the job ledger recorded (upserted) and dropped (deleted), one change per job.
+void write_partials(statements& out, const std::vector<partial_change>& changes) {
+  std::vector<std::int64_t> dropped, job_id, attempt, heard;
+  std::vector<std::string> call, text;
+  std::vector<double> at;
+  for (const auto& c : changes) {
+    if (!c.row) {
+      dropped.push_back(c.job_id);
+      continue;
+    }
+    job_id.push_back(c.row->job_id);
+    call.push_back(c.row->call_id);
+    attempt.push_back(c.row->attempt);
+    text.push_back(c.row->text);
+    heard.push_back(c.row->heard_ms);
+    at.push_back(c.row->updated_at);
+  }
+  if (!dropped.empty())
+    out.push_back({"DELETE FROM transcript_partials WHERE job_id = ANY($1::bigint[])", params{}.add_ints(dropped)});
+  if (job_id.empty()) return;
+  out.push_back({"INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) "
+                 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], "
+                 "$6::float8[]) ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, "
+                 "text = excluded.text, heard_ms = excluded.heard_ms, updated_at = excluded.updated_at",
+                 params{}.add_ints(job_id).add_texts(call).add_ints(attempt).add_texts(text).add_ints(heard).add_doubles(at)});
+}
+
+// What the job ledger changed: the jobs' rows, the results of those that succeeded, and the partials.
 void write_job_rows(statements& out, const job_rows& rows) {
   update_jobs(out, rows.jobs);
   insert_results(out, rows.results);
+  write_partials(out, rows.partials);
 }
 
 // The batch's events, numbered by the table's identity in the order of `rows` (WITH ORDINALITY ... ORDER BY:
@@ -798,6 +850,37 @@ std::optional<std::size_t> insert_events(statements& out, const std::vector<even
        "AS u(c, k, a, s, d, n) ORDER BY n RETURNING id",
        params{}.add_texts(call).add_texts(kind).add_doubles(at).add_optional_ints(sequence).add_texts(data)});
   return out.size() - 1;
+}
+
+// The batch's events of the store-wide log, numbered from the counter of event_log_state in the same
+// statement: it takes the counter's row lock, which orders the transactions of every writer and node
+// that log events, so ids are given in commit order (see pg_migrations.cpp, v8). Sent last before COMMIT,
+// so that the lock is held for as short a time as the commit takes.
+void insert_log(statements& out, const std::vector<log_row>& rows) {
+  if (rows.empty()) return;
+  std::vector<double> at;
+  std::vector<std::string> kind, call, data;
+  std::vector<std::optional<std::int64_t>> job;
+  for (const auto& r : rows) {
+    at.push_back(r.at);
+    kind.emplace_back(to_string(r.kind));
+    call.push_back(r.call_id);
+    job.push_back(r.job_id);
+    data.push_back(r.data);
+  }
+  out.push_back({"SELECT pg_notify('aipbx_events', '')", {}});
+  out.push_back(
+      {"WITH c AS (UPDATE event_log_state SET last_id = last_id + $6 RETURNING last_id - $6 AS base) "
+       "INSERT INTO events(id, at, kind, call_id, job_id, data) SELECT c.base + u.n, u.a, u.k, u.c, u.j, u.d "
+       "FROM c, unnest($1::float8[], $2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY "
+       "AS u(a, k, c, j, d, n)",
+       params{}
+           .add_doubles(at)
+           .add_texts(kind)
+           .add_texts(call)
+           .add_optional_ints(job)
+           .add_texts(data)
+           .add(static_cast<std::int64_t>(rows.size()))});
 }
 
 void insert_transitions(statements& out, const std::vector<transition_row>& rows) {
@@ -972,6 +1055,14 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   notifying_ = (jobs_queued_ || notify_owed_) && std::chrono::steady_clock::now() - last_notify_ >= notify_interval;
   if (notifying_) out.push_back({notify_sql, params{}.add(std::string_view(token))});
+  if (sweep_.prune_through) {
+    out.push_back({"DELETE FROM events WHERE id <= $1", params{}.add(*sweep_.prune_through)});
+    prune_at_ = out.size() - 1;
+    out.push_back({"UPDATE event_log_state SET pruned_through = GREATEST(pruned_through, $1)",
+                   params{}.add(*sweep_.prune_through)});
+  }
+  wrote_events_ = !rows.log.empty();
+  insert_log(out, rows.log);
 }
 
 void writer::pay_notify(connection& c, const std::string& token) {

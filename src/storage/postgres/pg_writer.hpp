@@ -83,6 +83,10 @@ class writer {
     std::uint64_t kept = 0, read = 0, stale = 0;
   };
   path_counts paths() const;
+  // Whether the last commit added events to the log.
+  bool wrote_events() const { return wrote_events_; }
+  // Log events deleted by retention by this writer so far.
+  std::uint64_t pruned_events() const { return pruned_events_.load(std::memory_order_relaxed); }
 
  private:
   using packet_key = std::pair<std::string_view, std::int64_t>;
@@ -116,6 +120,8 @@ class writer {
   void sweep_queries(std::vector<connection::statement>& out, double now) const;
   // Keeps the candidates when the lock (the result at `at`) was taken; the candidates' results follow it.
   void collect_sweep(const std::vector<result_set>& results, std::size_t at, batch_plan& plan);
+  // The last id of the log's oldest slice whose events are past the retention, once a second at most.
+  void collect_prune(connection& c, double now);
   // Creates only the calls this writer has not seen committed; every call is locked in id order.
   void order_locks(batch_plan& plan) const;
   // Opens the transaction unless `begun`, creates the calls to create that do not exist, locks the calls
@@ -132,6 +138,7 @@ class writer {
   void apply(connection& c, write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(connection& c, const claim_op& op, double now);
+  result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const std::string& call_id, double now);
   result<declare_outcome> apply_declare(const declare_op& op);
@@ -172,7 +179,12 @@ class writer {
   std::optional<std::size_t> versions_at_;  // the statement of flush() that updates calls
   struct sweep_candidates {
     std::vector<std::string> expired_gaps, timed_out, idle;
+    std::optional<std::int64_t> prune_through;  // the log's events up to this id are past the retention
   } sweep_;
+  std::optional<std::size_t> prune_at_;  // the statement of flush() that deletes them
+  double last_prune_ = 0;
+  bool wrote_events_ = false;
+  std::atomic<std::uint64_t> pruned_events_{0};
   bool sweeping_ = false;
   bool jobs_queued_ = false;
   bool kept_attempt_ = false;  // this attempt took its calls from the kept state

@@ -144,6 +144,9 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
   configure(*checkpoint_db_, options_.busy_timeout_ms);
   checkpoint_db_->exec("PRAGMA synchronous = NORMAL");  // checkpoints sync the WAL before and the file after
   writer_ = std::make_unique<sqlite::writer>(options_, std::move(db));
+  // Whatever the file holds now is what survived: durable.
+  durable_event_.store(writer_->last_event_id());
+  handed_event_ = writer_->last_event_id();
   checkpointer_thread_ = std::thread([this] { checkpointer_loop(); });
   if (options_.sync == sqlite_sync::pipelined) syncer_thread_ = std::thread([this] { syncer_loop(); });
   writer_thread_ = std::thread([this] { writer_loop(); });
@@ -220,9 +223,13 @@ void sqlite_call_store::submit(write_op op, bool bounded) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_ && (!bounded || queue_.size() < options_.queue_limit)) {
+      const bool urgent = !op.may_wait();
       queue_.push_back(std::move(op));
       queued_.store(queue_.size(), std::memory_order_relaxed);
-      if (queue_.size() == 1) wake_.notify_one();
+      if (urgent) ++urgent_queued_;
+      if (queue_.size() == 1) first_queued_at_ = std::chrono::steady_clock::now();
+      // The writer waits for a first write, or, holding streamed ones, for one that may not wait.
+      if (queue_.size() == 1 || (urgent && urgent_queued_ == 1)) wake_.notify_one();
       return;
     }
     refused = stopping_ ? errc::unavailable : errc::overloaded;
@@ -258,6 +265,17 @@ void sqlite_call_store::replay(std::int64_t job_id, job_handler done) {
   submit({sqlite::replay_op{job_id, std::move(done), std::nullopt}}, false);
 }
 
+void sqlite_call_store::record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text,
+                                       std::int64_t heard_ms, bool_handler done) {
+  submit({sqlite::partial_op{job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done),
+                             std::nullopt}},
+         false);
+}
+
+void sqlite_call_store::cut_segment(std::string call_id, seq_range range, bool_handler done) {
+  submit({sqlite::cut_op{std::move(call_id), range, std::move(done), std::nullopt}}, false);
+}
+
 void sqlite_call_store::on_jobs_queued(std::function<void()> listener) {
   std::lock_guard lock(mutex_);
   writer_->set_listener(std::move(listener));
@@ -272,12 +290,17 @@ void sqlite_call_store::writer_loop() {
       std::unique_lock lock(mutex_);
       wake_.wait_until(lock, next_sweep, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) break;
+      gather(lock);
       if (queue_.size() <= options_.max_batch) {
         batch.swap(queue_);
+        urgent_queued_ = 0;
       } else {
         auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
         batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
         queue_.erase(queue_.begin(), end);
+        urgent_queued_ = static_cast<std::size_t>(
+            std::count_if(queue_.begin(), queue_.end(), [](const write_op& op) { return !op.may_wait(); }));
+        first_queued_at_ = std::chrono::steady_clock::now();
       }
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
@@ -301,28 +324,8 @@ void sqlite_call_store::writer_loop() {
       batch_sizes_.observe(static_cast<double>(n));
     }
     failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
-    if (options_.sync == sqlite_sync::commit) {
-      writer_->answer(batch, jobs_queued);
-      batch.clear();
-      continue;
-    }
-    // The queue's own bookkeeping (claims, lease renewals, outcomes) is answered at once: should the
-    // machine lose what the flush would have saved, it loses those with the packets and jobs they refer
-    // to, and a lost lease or outcome only means the job runs again. The workers learn of new jobs now
-    // too. What a client is told (ingest, end, archive, replay) waits for the flush.
-    std::deque<write_op> durable;
-    for (auto& op : batch) {
-      if (op.answer_before_flush()) op.complete();
-      else durable.push_back(std::move(op));
-    }
-    batch.clear();
-    if (jobs_queued) writer_->notify_jobs_queued();
-    if (durable.empty()) continue;
-    {
-      std::lock_guard lock(sync_mutex_);
-      unsynced_.push_back(std::move(durable));
-    }
-    sync_wake_.notify_one();
+    pruned_.store(writer_->pruned_events(), std::memory_order_relaxed);
+    after_commit(batch, jobs_queued);
   }
   {
     std::lock_guard lock(sync_mutex_);
@@ -331,9 +334,61 @@ void sqlite_call_store::writer_loop() {
   sync_wake_.notify_one();
 }
 
+// Holds a queue of streamed packets only (nothing else waits on it) until the commit delay since the first
+// of them has passed or the batch is full. (A sweep due meanwhile runs with that commit.)
+void sqlite_call_store::gather(std::unique_lock<std::mutex>& lock) {
+  if (options_.commit_delay.count() == 0 || queue_.empty()) return;
+  wake_.wait_until(lock, first_queued_at_ + options_.commit_delay, [this] { return stopping_ || urgent_queued_ > 0 || queue_.size() >= options_.max_batch; });
+}
+
+void sqlite_call_store::after_commit(std::deque<write_op>& batch, bool jobs_queued) {
+  const std::int64_t last_event = writer_->last_event_id();
+  if (options_.sync == sqlite_sync::commit) {
+    publish_events(last_event);
+    writer_->answer(batch, jobs_queued);
+    batch.clear();
+    return;
+  }
+  // The queue's own bookkeeping (claims, lease renewals, outcomes) is answered at once: should the
+  // machine lose what the flush would have saved, it loses those with the packets and jobs they refer
+  // to, and a lost lease or outcome only means the job runs again. The workers learn of new jobs now
+  // too. What a client is told (ingest, end, archive, replay) waits for the flush, and so do the batch's
+  // events: a reader never sees an event (nor its id) that a crash could take back.
+  std::deque<write_op> durable;
+  for (auto& op : batch) {
+    if (op.answer_before_flush()) op.complete();
+    else durable.push_back(std::move(op));
+  }
+  batch.clear();
+  if (jobs_queued) writer_->notify_jobs_queued();
+  if (durable.empty() && last_event == handed_event_) return;
+  handed_event_ = last_event;
+  {
+    std::lock_guard lock(sync_mutex_);
+    unsynced_.push_back({std::move(durable), last_event});
+  }
+  sync_wake_.notify_one();
+}
+
+void sqlite_call_store::publish_events(std::int64_t id) {
+  if (id <= durable_event_.load(std::memory_order_relaxed)) return;
+  durable_event_.store(id, std::memory_order_release);
+  std::function<void()> listener;
+  {
+    aipbx::lock_guard lock(events_mutex_);
+    listener = events_listener_;
+  }
+  if (listener) listener();
+}
+
+void sqlite_call_store::on_events(std::function<void()> listener) {
+  aipbx::lock_guard lock(events_mutex_);
+  events_listener_ = std::move(listener);
+}
+
 void sqlite_call_store::syncer_loop() {
   log::name_thread("aipbx-syncer");
-  std::deque<std::deque<write_op>> ready;
+  std::deque<unsynced_batch> ready;
   for (;;) {
     {
       std::unique_lock lock(sync_mutex_);
@@ -348,9 +403,11 @@ void sqlite_call_store::syncer_loop() {
     if (!ok && !broken_.exchange(true))
       log::error("the write-ahead log could not be flushed to disk; refusing writes until restart",
                  {{"error", std::strerror(err)}, {"db", options_.path}});
+    // Published before the answers: a client told its write is durable finds its events.
+    if (ok) publish_events(ready.back().last_event);
     for (auto& b : ready) {
-      if (ok) writer_->answer(b, false);
-      else fail_batch(b);
+      if (ok) writer_->answer(b.ops, false);
+      else fail_batch(b.ops);
     }
     ready.clear();
   }
@@ -523,6 +580,63 @@ result<event_page> sqlite_call_store::list_events(std::string_view call_id, std:
   });
 }
 
+namespace {
+
+// The events query for a filter: its SQL (cached per shape) and the values to bind after the id bounds.
+std::string log_query(const event_filter& filter) {
+  std::string sql = "SELECT id, at, kind, call_id, job_id, data FROM events WHERE id > ? AND id <= ?";
+  if (filter.call_id) sql += " AND call_id = ?";
+  if (!filter.kinds.empty()) {
+    sql += " AND kind IN (";
+    for (std::size_t i = 0; i < filter.kinds.size(); ++i) sql += i == 0 ? "?" : ", ?";
+    sql += ")";
+  }
+  return sql + " ORDER BY id LIMIT ?";
+}
+
+logged_event read_logged(const statement& s) {
+  logged_event e;
+  e.id = s.column_int(0);
+  e.at = s.column_double(1);
+  e.kind = parse_event_kind(s.column_text_view(2)).value_or(event_kind::call_event);
+  e.call_id = s.column_text(3);
+  e.job_id = s.column_optional_int(4);
+  e.data = s.column_text(5);
+  return e;
+}
+
+}  // namespace
+
+result<log_page> sqlite_call_store::read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                             const event_filter& filter, std::size_t limit) {
+  // Only what is durable: the writer may have committed more, not yet flushed.
+  const std::int64_t durable = durable_event_.load(std::memory_order_acquire);
+  const std::int64_t end = up_to ? std::min(*up_to, durable) : durable;
+  limit = std::max<std::size_t>(limit, 1);
+  return with_reader([&](connection& c) -> result<log_page> {
+    log_page page;
+    // One snapshot for the rows and the prune mark: a prune between the two reads cannot hide events.
+    sqlite::transaction tx(c, "BEGIN");
+    auto& state = c.cached("SELECT pruned_through FROM event_log_state");
+    if (state.step()) page.pruned_through = state.column_int(0);
+    state.reset();
+    auto& s = c.cached(log_query(filter));
+    s.bind(1, std::max(after, page.pruned_through));
+    s.bind(2, end);
+    int i = 3;
+    if (filter.call_id) s.bind(i++, std::string_view(*filter.call_id));
+    for (auto k : filter.kinds) s.bind(i++, to_string(k));
+    s.bind(i, static_cast<std::int64_t>(limit));
+    while (s.step()) page.events.push_back(read_logged(s));
+    s.reset();
+    tx.commit();
+    page.scanned_to = page.events.size() < limit ? std::max(end, after) : page.events.back().id;
+    return page;
+  });
+}
+
+result<std::int64_t> sqlite_call_store::log_head() { return durable_event_.load(std::memory_order_acquire); }
+
 result<std::optional<media_declaration>> sqlite_call_store::call_media(std::string_view call_id) {
   return with_reader([&](connection& c) -> result<std::optional<media_declaration>> {
     auto& s = c.cached("SELECT media_format, media_packet_ms FROM calls WHERE id = ?");
@@ -580,6 +694,22 @@ result<std::vector<transcript_segment>> sqlite_call_store::transcript(std::strin
   });
 }
 
+result<std::vector<partial_segment>> sqlite_call_store::partials(std::string_view call_id) {
+  return with_reader([&](connection& c) -> result<std::vector<partial_segment>> {
+    if (!call_exists(c, call_id)) return errc::not_found;
+    auto& s = c.cached(
+        "SELECT p.job_id, j.first_sequence, j.last_sequence, p.text, p.heard_ms, p.updated_at FROM "
+        "transcript_partials p JOIN jobs j ON j.id = p.job_id WHERE p.call_id = ? AND j.state = 'running' AND "
+        "j.attempts = p.attempt AND j.lease_expires_at > ? ORDER BY j.first_sequence");
+    s.bind(1, call_id).bind(2, options_.clock());
+    std::vector<partial_segment> out;
+    while (s.step())
+      out.push_back({s.column_int(0), s.column_int(1), s.column_int(2), s.column_text(3), s.column_int(4),
+                     s.column_double(5)});
+    return out;
+  });
+}
+
 result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                      std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
@@ -590,6 +720,30 @@ result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::strin
     std::vector<stored_packet> out;
     while (s.step())
       out.push_back({s.column_int(0), s.column_int(1), s.column_text(2), s.column_double(3), s.column_double(4)});
+    return out;
+  });
+}
+
+result<std::vector<uncut_call>> sqlite_call_store::uncut_calls(std::string_view after, std::size_t limit) {
+  return with_reader([&](connection& c) -> result<std::vector<uncut_call>> {
+    // INDEXED BY: the live calls, a few among every call the file ever held.
+    auto& s = c.cached(
+        "SELECT id, state, next_segment, expected_sequence, last_sequence, last_packet_at, media_format, "
+        "media_packet_ms FROM calls INDEXED BY calls_state WHERE state IN ('IN_PROGRESS', 'PROCESSING_AI') "
+        "AND next_segment <= last_sequence AND id > ? ORDER BY id LIMIT ?");
+    s.bind(1, after).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<uncut_call> out;
+    while (s.step()) {
+      uncut_call u;
+      u.id = s.column_text(0);
+      u.state = parse_call_state(s.column_text_view(1)).value_or(call_state::in_progress);
+      u.next_segment = s.column_int(2);
+      u.expected = s.column_int(3);
+      u.last_sequence = s.column_int(4);
+      u.last_packet_at = s.column_optional_double(5);
+      if (!s.is_null(6)) u.media = media_declaration{s.column_text(6), s.column_int(7)};
+      out.push_back(std::move(u));
+    }
     return out;
   });
 }
@@ -652,6 +806,7 @@ writer_stats sqlite_call_store::stats() const {
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
   s.batch_sizes = batch_sizes_.snapshot();
+  s.events_pruned = pruned_.load(std::memory_order_relaxed);
   return s;
 }
 

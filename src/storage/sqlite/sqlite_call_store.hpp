@@ -31,7 +31,8 @@
 // The writer keeps each active call's sequence tracker and counters in memory (a cache loaded from the
 // database on first touch and dropped after any failed transaction), so a packet costs an INSERT, and the
 // call's row is written once per batch. It cuts segments of contiguous packets into jobs as packets
-// arrive, and every `sweep_interval` cuts what is left of calls idle for `segment_idle`.
+// arrive, and every `sweep_interval` cuts what is left of calls idle for `segment_idle` (a call cut from
+// outside waits for `cut_segment` instead).
 //
 // Lifecycle: the writer ends calls (on request, or idle for `idle_timeout`), declares their open gaps
 // lost, cuts their last segments and settles their state from their job counters (COMPLETED / FAILED),
@@ -86,15 +87,24 @@ struct sqlite_options {
   int checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes a checkpoint itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
+  // How long the writer may hold streamed packets to commit them together, while nothing else waits: a
+  // live call's packet touches pages of its own (its index leaf, its row), so each commit's cost grows
+  // with the calls it touches, not the packets; one commit per few milliseconds of all calls' frames
+  // writes each page once for several packets. 0: commit as soon as the writer is free.
+  std::chrono::microseconds commit_delay{0};
   std::size_t cache_limit = 100000; // calls whose state the writer keeps in memory
   std::int64_t writer_cache_kib = 65536;  // the writer connection's page cache (index pages of live calls)
   int busy_timeout_ms = 5000;       // how long a statement waits for a lock held by another process
   std::int64_t segment_packets = 1; // packets per AI job
+  // Which calls are cut from outside (see call_ledger's ledger_options::cut_outside); unset: none.
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;
   double segment_idle = 2.0;        // seconds without a packet before a call's remaining packets are cut
   reorder_window window;            // how long a gap may still be filled before it is declared lost
   double idle_timeout = 0;          // seconds without a packet before a call ends (0: never)
   std::chrono::milliseconds sweep_interval{250};
   int max_attempts = 5;             // attempts of each new job
+  double event_retention = 3600;    // seconds the event log keeps an event (0: for ever)
+  std::size_t prune_slice = 10000;  // events the sweep deletes at most, once a second
   std::function<double()> clock;    // unix seconds; the system clock when empty
   // How the syncer flushes the WAL's descriptor: 0 or an errno. ::fdatasync when empty; tests inject
   // failures here.
@@ -145,6 +155,11 @@ class sqlite_call_store final : public storage_backend {
               bool_handler done) override;
   void release(std::int64_t job_id, std::string owner, int attempt, bool_handler done) override;
   void replay(std::int64_t job_id, job_handler done) override;
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override;
+  [[nodiscard]] result<std::vector<partial_segment>> partials(std::string_view call_id) override;
+  void cut_segment(std::string call_id, seq_range range, bool_handler done) override;
+  [[nodiscard]] result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override;
   void on_jobs_queued(std::function<void()> listener) override;
   [[nodiscard]] result<job_page> list_jobs(const job_query& query) override;
   [[nodiscard]] result<job> get_job(std::int64_t id) override;
@@ -152,6 +167,12 @@ class sqlite_call_store final : public storage_backend {
   [[nodiscard]] result<std::vector<stored_packet>> segment_packets(std::string_view call_id, std::int64_t first,
                                                                   std::int64_t last) override;
   [[nodiscard]] result<job_counts> count_jobs() override;
+
+  // event_log
+  [[nodiscard]] result<log_page> read_log(std::int64_t after, std::optional<std::int64_t> up_to,
+                                          const event_filter& filter, std::size_t limit) override;
+  [[nodiscard]] result<std::int64_t> log_head() override;
+  void on_events(std::function<void()> listener) override;
 
   int schema_version() const { return schema_version_; }
   sqlite_wal_stats wal_stats() const;
@@ -168,6 +189,11 @@ class sqlite_call_store final : public storage_backend {
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
   // Fails `batch` with store_failure and runs its handlers.
   void fail_batch(std::deque<write_op>& batch);
+  void gather(std::unique_lock<std::mutex>& lock);
+  // Hands a committed batch to the syncer, or, in commit mode, answers it; its events are published then.
+  void after_commit(std::deque<write_op>& batch, bool jobs_queued);
+  // The log's events up to `id` are durable: readers may see them, and the listener hears of it.
+  void publish_events(std::int64_t id);
 
   sqlite_options options_;
   int schema_version_ = 0;
@@ -176,13 +202,21 @@ class sqlite_call_store final : public storage_backend {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<write_op> queue_;
+  // When the first write of queue_ came, and how many of queue_ may not wait for the commit delay.
+  std::chrono::steady_clock::time_point first_queued_at_;
+  std::size_t urgent_queued_ = 0;
   bool stopping_ = false;
   std::thread writer_thread_;
 
-  // Committed writes waiting for the syncer's fdatasync (pipelined mode), one deque per batch.
+  // Committed writes waiting for the syncer's fdatasync (pipelined mode), one entry per batch, with the id
+  // of the batch's last log event (a batch of the job queue's own writes alone comes for its events).
+  struct unsynced_batch {
+    std::deque<write_op> ops;
+    std::int64_t last_event = 0;
+  };
   std::mutex sync_mutex_;
   std::condition_variable sync_wake_;
-  std::deque<std::deque<write_op>> unsynced_;
+  std::deque<unsynced_batch> unsynced_;
   bool writer_done_ = false;
   int wal_fd_ = -1;
   std::thread syncer_thread_;
@@ -203,7 +237,13 @@ class sqlite_call_store final : public storage_backend {
   aipbx::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::connection>> idle_readers_ GUARDED_BY(readers_mutex_);
 
-  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0};
+  // The last event of the log that is durable (readers see no further), and who hears when it moves.
+  std::atomic<std::int64_t> durable_event_{0};
+  std::int64_t handed_event_ = 0;  // the last event id handed to the syncer (writer thread only)
+  aipbx::mutex events_mutex_;
+  std::function<void()> events_listener_ GUARDED_BY(events_mutex_);
+
+  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0}, pruned_{0};
   std::atomic<std::size_t> queued_{0};
   atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
 };

@@ -229,7 +229,43 @@ CREATE TABLE call_events (
 CREATE INDEX call_events_call ON call_events(call_id, id);
 )sql";
 
-constexpr std::array<migration, 7> all{{
+// The store-wide event log (storage/event_log.hpp). The writer numbers the events itself from
+// event_log_state.last_id, which it advances in the transaction that inserts them; pruning deletes old rows
+// and moves pruned_through, never the counter, so an id is given once.
+constexpr const char* v8_event_log = R"sql(
+CREATE TABLE events (
+  id      INTEGER PRIMARY KEY,
+  at      REAL NOT NULL,
+  kind    TEXT NOT NULL,
+  call_id TEXT NOT NULL,
+  job_id  INTEGER,
+  data    TEXT NOT NULL
+);
+CREATE INDEX events_call ON events(call_id, id);
+CREATE TABLE event_log_state (
+  one            INTEGER PRIMARY KEY CHECK (one = 1),
+  last_id        INTEGER NOT NULL,
+  pruned_through INTEGER NOT NULL
+);
+INSERT INTO event_log_state(one, last_id, pruned_through) VALUES (1, 0, 0);
+)sql";
+
+// The current hypothesis of each running attempt that told one (see job_store.hpp, partial results): one
+// row per job, replaced as the attempt goes on and deleted in the transaction that ends the attempt. Read
+// only joined with the job's row (running, the same attempt, an unexpired lease).
+constexpr const char* v9_transcript_partials = R"sql(
+CREATE TABLE transcript_partials (
+  job_id     INTEGER PRIMARY KEY,
+  call_id    TEXT NOT NULL,
+  attempt    INTEGER NOT NULL,
+  text       TEXT NOT NULL,
+  heard_ms   INTEGER NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
+)sql";
+
+constexpr std::array<migration, 9> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -237,6 +273,8 @@ constexpr std::array<migration, 7> all{{
     {5, "media declarations", v5_media},
     {6, "ingest without redundant keys", v6_ingest_keys},
     {7, "call events and tracks", v7_events_and_tracks},
+    {8, "event log", v8_event_log},
+    {9, "transcript partials", v9_transcript_partials},
 }};
 
 }  // namespace

@@ -30,7 +30,8 @@ job read_job(const statement& s) {
 
 writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
     : options_(options),
-      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout}),
+      ledger_({{options.segment_packets, options.window}, options.segment_idle, options.idle_timeout,
+               options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return load(call_id); }),
       db_(std::move(db)),
       insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
@@ -97,7 +98,21 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")),
       set_track_(db_->prepare("UPDATE calls SET track = ?, primary_id = ? WHERE id = ?")),
       insert_event_(
-          db_->prepare("INSERT INTO call_events(call_id, kind, at, sequence, data) VALUES (?, ?, ?, ?, ?)")) {
+          db_->prepare("INSERT INTO call_events(call_id, kind, at, sequence, data) VALUES (?, ?, ?, ?, ?)")),
+      insert_log_(db_->prepare("INSERT INTO events(id, at, kind, call_id, job_id, data) VALUES (?, ?, ?, ?, ?, ?)")),
+      set_log_head_(db_->prepare("UPDATE event_log_state SET last_id = ?")),
+      // The oldest events first, a slice at a time: the primary key alone finds them.
+      prune_cutoff_(db_->prepare(
+          "SELECT MAX(id) FROM (SELECT id, at FROM events ORDER BY id LIMIT ?) WHERE at < ?")),
+      prune_log_(db_->prepare("DELETE FROM events WHERE id <= ?")),
+      set_pruned_(db_->prepare("UPDATE event_log_state SET pruned_through = ?")),
+      upsert_partial_(db_->prepare(
+          "INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) VALUES (?, ?, ?, "
+          "?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, text = excluded.text, "
+          "heard_ms = excluded.heard_ms, updated_at = excluded.updated_at")),
+      delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")) {
+  auto head = db_->prepare("SELECT last_id FROM event_log_state");
+  if (head.step()) last_event_id_ = head.column_int(0);
 }
 
 writer::~writer() = default;
@@ -108,6 +123,8 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   jobs_.begin();
   job_rows_.clear();
   jobs_queued_ = false;
+  const std::int64_t events_before = last_event_id_;
+  pruning_ = 0;
   try {
     transaction tx(*db_);
     for (auto& op : batch) {
@@ -119,10 +136,13 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
       write_rows(now);
     }
     for (auto* rec : ledger_.dirty()) write_call(*rec, now);
+    if (last_event_id_ != events_before) set_log_head_.bind(1, last_event_id_).run();
     tx.commit();
   } catch (const sqlite_error& e) {
-    // The transaction rolled back: the cached trackers may hold changes that were never stored.
+    // The transaction rolled back: the cached trackers may hold changes that were never stored, and the
+    // event ids it gave are free again.
     cache_.clear();
+    last_event_id_ = events_before;
     ++failed_batches_;
     log::error("commit failed", {{"error", e.what()}, {"sqlite_code", e.code()}, {"writes", batch.size()}});
     const auto code = make_error_code(e.transient() ? errc::unavailable : errc::store_failure);
@@ -132,6 +152,7 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     jobs_queued_ = false;
     return false;
   }
+  pruned_events_ += pruning_;
   ledger_.log_committed();
   jobs_.log_committed();
   return jobs_queued_ || jobs_.queued_now();
@@ -176,8 +197,22 @@ void writer::write_rows(double now) {
         .bind(5, t.at)
         .run();
   }
+  write_log_rows();
   rows.clear();
   write_job_rows();
+}
+
+void writer::write_log_rows() {
+  for (const auto& e : ledger_.rows().log) {
+    insert_log_.bind(1, ++last_event_id_)
+        .bind(2, e.at)
+        .bind(3, to_string(e.kind))
+        .bind(4, std::string_view(e.call_id))
+        .bind(5, e.job_id)
+        .bind(6, std::string_view(e.data))
+        .run();
+  }
+  ledger_.rows().log.clear();
 }
 
 void writer::write_job_rows() {
@@ -206,6 +241,20 @@ void writer::write_job_rows() {
         .bind(8, r.created_at)
         .run();
   }
+  for (const auto& c : rows.partials) {
+    if (!c.row) {
+      delete_partial_.bind(1, c.job_id).run();
+      continue;
+    }
+    const partial_row& p = *c.row;
+    upsert_partial_.bind(1, p.job_id)
+        .bind(2, std::string_view(p.call_id))
+        .bind(3, std::int64_t{p.attempt})
+        .bind(4, std::string_view(p.text))
+        .bind(5, p.heard_ms)
+        .bind(6, p.updated_at)
+        .run();
+  }
   rows.clear();
 }
 
@@ -225,6 +274,7 @@ void writer::apply(write_op& op, double now) {
         using T = std::decay_t<decltype(o)>;
         if constexpr (std::is_same_v<T, ingest_op>) o.r = apply_ingest(o.p, now);
         else if constexpr (std::is_same_v<T, claim_op>) o.r = apply_claim(o, now);
+        else if constexpr (std::is_same_v<T, cut_op>) o.r = apply_cut(o, now);
         else if constexpr (std::is_same_v<T, end_op>) o.r = apply_end(o.call_id, o.reason, now);
         else if constexpr (std::is_same_v<T, declare_op>) o.r = apply_declare(o, now);
         else if constexpr (std::is_same_v<T, archive_op>) o.r = apply_archive(o, now);
@@ -285,6 +335,26 @@ void writer::sweep(double now) {
   collect(select_idle_, now - options_.segment_idle);
   for (const auto& id : ids)
     if (call_record* rec = load(id)) ledger_.cut_if_idle(*rec, now);
+  prune_events(now);
+}
+
+void writer::prune_events(double now) {
+  if (options_.event_retention <= 0 || now - last_prune_ < 1.0) return;
+  last_prune_ = now;
+  prune_cutoff_.bind(1, static_cast<std::int64_t>(options_.prune_slice)).bind(2, now - options_.event_retention);
+  std::optional<std::int64_t> cutoff;
+  if (prune_cutoff_.step()) cutoff = prune_cutoff_.column_optional_int(0);
+  prune_cutoff_.reset();
+  if (!cutoff) return;
+  prune_log_.bind(1, *cutoff).run();
+  pruning_ += static_cast<std::uint64_t>(db_->changes());
+  set_pruned_.bind(1, *cutoff).run();
+}
+
+result<bool> writer::apply_cut(const cut_op& op, double now) {
+  call_record* rec = load(op.call_id);
+  if (!rec) return errc::not_found;
+  return ledger_.cut(*rec, op.range, now);
 }
 
 result<call_state> writer::apply_end(const std::string& call_id, const std::string& reason, double now) {

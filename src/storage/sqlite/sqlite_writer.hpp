@@ -25,11 +25,13 @@ namespace aipbx::sqlite {
 // The queued writes are the backend-neutral ones of storage/write_op.hpp.
 using aipbx::archive_op;
 using aipbx::claim_op;
+using aipbx::cut_op;
 using aipbx::declare_op;
 using aipbx::end_op;
 using aipbx::event_op;
 using aipbx::finish_op;
 using aipbx::ingest_op;
+using aipbx::partial_op;
 using aipbx::release_op;
 using aipbx::renew_op;
 using aipbx::replay_op;
@@ -54,6 +56,10 @@ class writer {
   void notify_jobs_queued() const;
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+  // The id of the last event of the log committed so far (durable or not).
+  std::int64_t last_event_id() const { return last_event_id_; }
+  // Log events deleted by retention so far.
+  std::uint64_t pruned_events() const { return pruned_events_; }
   std::uint64_t failed_batches() const { return failed_batches_; }
 
  private:
@@ -62,11 +68,15 @@ class writer {
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
   result<claim_result> apply_claim(const claim_op& op, double now);
+  result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
   result<call_state> apply_archive(const archive_op& op, double now);
   result<declare_outcome> apply_declare(const declare_op& op, double now);
   result<std::int64_t> apply_event(event_op& op, double now);
   void sweep(double now);
+  // Deletes (a slice of) the log's events older than the retention.
+  void prune_events(double now);
+  void write_log_rows();
 
   call_record& load_or_create(const std::string& id, double now, bool& created, std::string_view reason);
   call_record* load(const std::string& id);
@@ -89,13 +99,18 @@ class writer {
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
-      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_;
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
+      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;
+  std::int64_t last_event_id_ = 0;  // event_log_state.last_id as this writer's transaction holds it
+  double last_prune_ = 0;
+  std::uint64_t pruned_events_ = 0;
+  std::uint64_t pruning_ = 0;  // deleted by the batch being written
 };
 
 }  // namespace aipbx::sqlite

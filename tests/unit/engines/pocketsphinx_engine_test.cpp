@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <iterator>
+#include <mutex>
 #include <sstream>
 
 namespace aipbx::engines {
@@ -252,10 +253,70 @@ TEST(PocketsphinxEngine, CancellationStopsALongDecode) {
   // Decoding it takes about ten seconds (far longer in a sanitizer build); the interrupted attempt
   // returns at once.
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-  // The decode went on in the background; its decoder goes back to the pool and still works.
+  // The decode stopped at its next second of frames; its decoder went back to the pool and still works.
   auto r = engine.recognize(once);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_EQ(engine.decoders_loaded(), 1u);
+}
+
+// While it decodes, the engine tells what it has heard so far; listening changes nothing of the result.
+TEST(PocketsphinxEngine, PartialHypothesesGrowAndListeningChangesNothing) {
+  pocketsphinx_engine engine(options_with());
+  const auto sentence = test::librivox_recordings()[0];  // 7 s of read speech
+  const auto audio = test::heard_16k(test::pcmu_packets(test::read_wav16(sentence.path)));
+  const auto audio_ms = static_cast<std::int64_t>(audio.size() / 16);
+  const auto unheard = engine.recognize(audio);
+  ASSERT_TRUE(unheard.ok) << unheard.error;
+
+  std::vector<partial_hypothesis> heard;
+  const auto listened = engine.recognize(audio, [&](const partial_hypothesis& h) { heard.push_back(h); });
+  ASSERT_TRUE(listened.ok) << listened.error;
+  EXPECT_EQ(listened.text, unheard.text);
+  ASSERT_GE(heard.size(), 3u) << "a hypothesis most seconds of a 7 s sentence";
+  for (std::size_t i = 0; i < heard.size(); ++i) {
+    EXPECT_FALSE(heard[i].text.empty());
+    EXPECT_LE(heard[i].heard_ms, audio_ms);
+    if (i > 0) {
+      EXPECT_GT(heard[i].heard_ms, heard[i - 1].heard_ms);
+      EXPECT_NE(heard[i].text, heard[i - 1].text) << "only hypotheses that changed";
+    }
+  }
+  EXPECT_LT(heard.front().heard_ms, audio_ms / 2);
+  EXPECT_LE(words_of(heard.front().text).size(), words_of(unheard.text).size());
+
+  // Through transcribe, the hypotheses come from the engine's own thread.
+  auto segment = pcmu_segment(test::pcmu_packets(test::read_wav16(sentence.path)));
+  std::mutex mutex;
+  std::size_t told = 0;
+  segment.on_partial = [&](const partial_hypothesis&) {
+    std::lock_guard lock(mutex);
+    ++told;
+  };
+  const auto transcribed = run(engine, segment);
+  ASSERT_TRUE(transcribed.ok) << transcribed.error;
+  EXPECT_EQ(transcribed.text, unheard.text);
+  EXPECT_EQ(told, heard.size());
+}
+
+// The search takes the segment's features a step of frames at a time; how many changes nothing.
+TEST(PocketsphinxEngine, TheWordsDoNotDependOnTheStepsOfTheSearch) {
+  std::vector<std::vector<std::int16_t>> recordings{test::read_raw16(test_data + "goforward.raw")};
+  for (std::size_t i : {1u, 3u}) recordings.push_back(test::read_wav16(test::librivox_recordings()[i].path));
+  std::vector<std::string> by_second;
+  for (const int step : {100, 7, 1'000'000}) {
+    auto o = options_with();
+    o.frames_per_step = step;
+    pocketsphinx_engine engine(o);
+    std::vector<std::string> texts;
+    for (const auto& r : recordings) {
+      const auto result = engine.recognize(test::heard_16k(test::pcmu_packets(r)));
+      ASSERT_TRUE(result.ok) << result.error;
+      texts.push_back(result.text);
+    }
+    if (by_second.empty()) by_second = texts;
+    EXPECT_EQ(texts, by_second) << step << " frames per step";
+  }
+  EXPECT_EQ(by_second[1], "he was not until that those young man");
 }
 
 TEST(PocketsphinxEngine, UndecodableAudioIsPermanent) {

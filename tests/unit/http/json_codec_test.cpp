@@ -479,5 +479,35 @@ TEST(JsonCodec, TheIngestBodyIsTheOutcomeObjectAsText) {
   }
 }
 
+TEST(JsonCodec, TranscriptKeepsResultsAndPartialsApart) {
+  call_summary call;
+  call.id = "c1";
+  call.state = call_state::in_progress;
+  call.jobs_total = 3;
+  call.jobs_succeeded = 1;
+  const call_media_format media{media::media_format::pcmu(), 20, true};
+  const std::vector<transcript_segment> results{{2, 51, 100, "ten meters", "pocketsphinx", 900, 1000}};
+  const std::vector<partial_segment> partials{{1, 1, 50, "go for", 600, 999}, {3, 101, 150, "now", 200, 1001}};
+  const auto t = transcript_json(call, results, partials, media);
+  EXPECT_EQ(t.at("text"), "ten meters") << "results alone";
+  EXPECT_EQ(t.at("current_text"), "go for ten meters now") << "results and hypotheses in sequence order";
+  const auto& segments = t.at("segments").as_array();
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_EQ(segments[0].at("partial"), false);
+  const auto& heard = t.at("partials").as_array();
+  ASSERT_EQ(heard.size(), 2u);
+  EXPECT_EQ(heard[0].at("partial"), true);
+  EXPECT_EQ(heard[0].at("job_id"), 1);
+  EXPECT_EQ(heard[0].at("text"), "go for");
+  EXPECT_EQ(heard[0].at("heard_s"), 0.6);
+  EXPECT_EQ(heard[0].at("start"), 0.0);
+  EXPECT_EQ(heard[0].at("end"), 1.0);
+  EXPECT_EQ(heard[1].at("start"), 2.0);
+
+  const auto none = transcript_json(call, results, {}, media);
+  EXPECT_TRUE(none.at("partials").as_array().empty());
+  EXPECT_EQ(none.at("current_text"), none.at("text"));
+}
+
 }  // namespace
 }  // namespace aipbx::http

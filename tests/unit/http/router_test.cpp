@@ -61,6 +61,7 @@ TEST(Router, EveryRoute) {
        route_id::list_events,
        "/v1/calls/{call_id}/events",
        {"c9:outbound"}},
+      {verb::get, "/v1/events", route_id::events, "/v1/events", {}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.path);

@@ -136,6 +136,17 @@ class faulty_job_store final : public job_store {
     real_.release(job_id, std::move(owner), attempt, std::move(done));
   }
   void replay(std::int64_t job_id, job_handler done) override { real_.replay(job_id, std::move(done)); }
+  void record_partial(std::int64_t job_id, std::string owner, int attempt, std::string text, std::int64_t heard_ms,
+                      bool_handler done) override {
+    real_.record_partial(job_id, std::move(owner), attempt, std::move(text), heard_ms, std::move(done));
+  }
+  result<std::vector<partial_segment>> partials(std::string_view call_id) override { return real_.partials(call_id); }
+  void cut_segment(std::string call_id, seq_range range, bool_handler done) override {
+    real_.cut_segment(std::move(call_id), range, std::move(done));
+  }
+  result<std::vector<uncut_call>> uncut_calls(std::string_view after, std::size_t limit) override {
+    return real_.uncut_calls(after, limit);
+  }
   void on_jobs_queued(std::function<void()> listener) override { real_.on_jobs_queued(std::move(listener)); }
   result<job_page> list_jobs(const job_query& query) override { return real_.list_jobs(query); }
   result<job> get_job(std::int64_t id) override { return real_.get_job(id); }

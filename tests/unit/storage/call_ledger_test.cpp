@@ -8,7 +8,7 @@ namespace {
 
 ledger_options opts(std::int64_t segment_packets = 1, reorder_window window = {}, double segment_idle = 2.0,
                     double idle_timeout = 0) {
-  return {{segment_packets, window}, segment_idle, idle_timeout};
+  return {{segment_packets, window}, segment_idle, idle_timeout, {}};
 }
 
 packet pkt(std::int64_t sequence, std::string data = "x", double timestamp = 0) {
@@ -445,6 +445,99 @@ TEST(CallLedger, RebuiltSequencerContinuesWhereTheStoredStateLeftOff) {
   EXPECT_EQ(g[1].opened_at, 7.0);
   ASSERT_EQ(ledger.rows().jobs.size(), 1u);
   EXPECT_EQ(ledger.rows().jobs[0].range, (seq_range{2, 2}));
+}
+
+// A call declared with media is cut from outside; one without, every `segment_packets`.
+ledger_options cut_outside_opts(reorder_window window = {100, 0}) {
+  ledger_options o = opts(2, window);
+  o.cut_outside = [](const std::optional<media_declaration>& m) { return m.has_value(); };
+  return o;
+}
+
+call_record audio_call(call_ledger& ledger, const std::string& id) {
+  call_record rec = ledger.fresh(id, 0);
+  EXPECT_TRUE(ledger.declare(rec, {"pcmu/8000", 20}));
+  return rec;
+}
+
+packet audio_pkt(std::int64_t sequence) {
+  packet p = pkt(sequence);
+  p.media = "pcmu/8000";
+  return p;
+}
+
+TEST(CallLedger, ACallCutFromOutsideGetsJobsOnlyFromCuts) {
+  call_ledger ledger(cut_outside_opts());
+  ledger.begin();
+  call_record rec = audio_call(ledger, "c1");
+  for (std::int64_t q : {1, 2, 3, 4, 6}) ASSERT_TRUE(ledger.ingest(rec, audio_pkt(q), std::nullopt, 1));
+  EXPECT_TRUE(ledger.rows().jobs.empty()) << "not every 2 packets";
+
+  auto first = ledger.cut(rec, {1, 3}, 2);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(*first);
+  ASSERT_EQ(ledger.rows().jobs.size(), 1u);
+  EXPECT_EQ(ledger.rows().jobs[0].range, (seq_range{1, 3}));
+  EXPECT_EQ(rec.seq.next_segment(), 4);
+  EXPECT_EQ(rec.jobs_total, 1);
+
+  auto again = ledger.cut(rec, {1, 3}, 2);
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again) << "the same cut a second time is stale";
+  auto past_gap = ledger.cut(rec, {4, 6}, 2);
+  ASSERT_FALSE(past_gap);
+  EXPECT_EQ(past_gap.error(), make_error_code(errc::invalid_input)) << "5 has not arrived";
+  auto empty = ledger.cut(rec, {4, 3}, 2);
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error(), make_error_code(errc::invalid_input));
+  EXPECT_EQ(ledger.rows().jobs.size(), 1u);
+
+  call_record plain = ledger.fresh("c2", 0);
+  for (std::int64_t q : {1, 2}) ASSERT_TRUE(ledger.ingest(plain, pkt(q), std::nullopt, 1));
+  EXPECT_EQ(ledger.rows().jobs.size(), 2u) << "no media: cut every 2 packets";
+  auto refused = ledger.cut(plain, {3, 3}, 2);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), make_error_code(errc::invalid_input));
+}
+
+TEST(CallLedger, AnEndedCallCutFromOutsideSettlesAfterItsLastCut) {
+  call_ledger ledger(cut_outside_opts());
+  ledger.begin();
+  call_record rec = audio_call(ledger, "c1");
+  for (std::int64_t q : {1, 2, 4}) ASSERT_TRUE(ledger.ingest(rec, audio_pkt(q), std::nullopt, 1));
+  auto ended = ledger.end(rec, "hangup", 2);
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(*ended, call_state::processing_ai) << "its packets wait for their cuts";
+  EXPECT_EQ(rec.seq.lost_packets(), 1);
+  EXPECT_TRUE(ledger.rows().jobs.empty());
+
+  ASSERT_TRUE(ledger.cut(rec, {1, 2}, 3));
+  ASSERT_TRUE(ledger.cut(rec, {3, 3}, 3));
+  EXPECT_EQ(ledger.rows().jobs.size(), 1u) << "3 was lost: no job";
+  ledger.job_changed(rec, job_state::running, job_state::succeeded, 4);
+  EXPECT_EQ(rec.state, call_state::processing_ai) << "4 is not cut yet";
+  ASSERT_TRUE(ledger.cut(rec, {4, 4}, 5));
+  ASSERT_EQ(ledger.rows().jobs.size(), 2u);
+  EXPECT_EQ(rec.state, call_state::processing_ai);
+  ledger.job_changed(rec, job_state::running, job_state::succeeded, 6);
+  EXPECT_EQ(rec.state, call_state::completed);
+  auto late = ledger.cut(rec, {5, 5}, 7);
+  ASSERT_TRUE(late);
+  EXPECT_FALSE(*late) << "a settled call takes no cut";
+}
+
+TEST(CallLedger, AnIdleCallCutFromOutsideOnlyLosesItsGaps) {
+  call_ledger ledger(cut_outside_opts());
+  ledger.begin();
+  call_record rec = audio_call(ledger, "c1");
+  for (std::int64_t q : {1, 3}) ASSERT_TRUE(ledger.ingest(rec, audio_pkt(q), std::nullopt, 100));
+  ledger.cut_if_idle(rec, 110);
+  EXPECT_EQ(rec.seq.lost_packets(), 1);
+  EXPECT_TRUE(ledger.rows().jobs.empty()) << "the cut is the segmenter's";
+  EXPECT_TRUE(rec.seq.has_uncut());
+  EXPECT_EQ(rec.seq.tracker().expected(), 4);
+  ASSERT_TRUE(ledger.cut(rec, {1, 3}, 111));
+  EXPECT_FALSE(rec.seq.has_uncut());
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct job_store_settings {
   int max_attempts = 5;
   std::function<double()> clock;
   std::string node;  // the lease owner name of this node (a restart requeues its running jobs)
+  double event_retention = 3600;  // seconds the event log keeps an event (0: for ever)
+  std::size_t writers = 1;        // writer threads, for a backend that has several
+  std::function<bool(const std::optional<media_declaration>&)> cut_outside;  // unset: every call by packets
 };
 
 struct job_backend {

@@ -15,7 +15,7 @@ namespace {
 class JobLedger : public ::testing::Test {
  protected:
   JobLedger()
-      : calls_({{1, {}}, 2.0, 0}), ledger_(calls_, [this](const std::string& id) { return lookup(id); }) {
+      : calls_({{1, {}}, 2.0, 0, {}}), ledger_(calls_, [this](const std::string& id) { return lookup(id); }) {
     calls_.begin();
     ledger_.begin();
     // A call that has ended and waits for its jobs: every outcome settles it.
@@ -290,6 +290,48 @@ TEST(JobLedgerTimes, EarliestOfTwoOptionalTimes) {
   EXPECT_EQ(job_ledger::earliest(3.0, std::nullopt), 3.0);
   EXPECT_EQ(job_ledger::earliest(std::nullopt, 4.0), 4.0);
   EXPECT_EQ(job_ledger::earliest(5.0, 4.0), 4.0);
+}
+
+partial_op partial(std::int64_t id, const std::string& owner, int attempt, std::string text) {
+  return partial_op{id, owner, attempt, std::move(text), 1500, {}, std::nullopt};
+}
+
+TEST_F(JobLedger, OnlyTheRunningAttemptRecordsAPartialAndEveryChangeOfHandsDropsIt) {
+  running(1, "w1", 2, 100);
+  EXPECT_TRUE(ledger_.hear(&table_[0], partial(1, "w1", 2, "go for"), 20));
+  EXPECT_TRUE(ledger_.hear(&table_[0], partial(1, "w1", 2, "go forward"), 21));
+  ASSERT_EQ(ledger_.rows().partials.size(), 1u) << "the latest replaces the earlier one";
+  const auto& row = ledger_.rows().partials[0].row;
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->text, "go forward");
+  EXPECT_EQ(row->attempt, 2);
+  EXPECT_EQ(row->call_id, "c1");
+  EXPECT_EQ(row->heard_ms, 1500);
+  EXPECT_EQ(row->updated_at, 21);
+  EXPECT_FALSE(ledger_.hear(&table_[0], partial(1, "w1", 1, "stale"), 22)) << "an earlier attempt";
+  EXPECT_FALSE(ledger_.hear(&table_[0], partial(1, "w2", 2, "other"), 22)) << "another owner";
+  EXPECT_FALSE(ledger_.hear(nullptr, partial(9, "w1", 2, "none"), 22));
+
+  ASSERT_TRUE(ledger_.finish(&table_[0], "w1", 2, job_succeeded{"go forward ten meters", "pocketsphinx", 5}, 23));
+  ASSERT_EQ(ledger_.rows().partials.size(), 1u);
+  EXPECT_FALSE(ledger_.rows().partials[0].row.has_value()) << "the result replaces the partial";
+  ASSERT_EQ(ledger_.rows().results.size(), 1u);
+  EXPECT_FALSE(ledger_.hear(&table_[0], partial(1, "w1", 2, "late"), 24)) << "after its outcome";
+  EXPECT_FALSE(ledger_.rows().partials[0].row.has_value());
+
+  ledger_.begin();
+  running(2, "w1", 1, 100);
+  ASSERT_TRUE(ledger_.hear(&table_[1], partial(2, "w1", 1, "ten"), 20));
+  ASSERT_TRUE(ledger_.release(&table_[1], "w1", 1, 21));
+  EXPECT_FALSE(ledger_.rows().partials[0].row.has_value()) << "a release drops it";
+
+  ledger_.begin();
+  running(3, "gone", 1, 5);  // its lease expires: another worker takes it
+  auto c = ledger_.claim(reads(20), "w2", 1, 30, 20);
+  ASSERT_EQ(c.jobs.size(), 1u);
+  ASSERT_EQ(ledger_.rows().partials.size(), 1u);
+  EXPECT_EQ(ledger_.rows().partials[0].job_id, 3);
+  EXPECT_FALSE(ledger_.rows().partials[0].row.has_value()) << "the expired attempt's partial goes";
 }
 
 }  // namespace

@@ -35,10 +35,11 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     store_.reset();
     fs::remove_all(dir_);
   }
-  void open(std::int64_t segment_packets = 1) {
+  void open(std::int64_t segment_packets = 1, bool cut_audio_outside = false) {
     store_.reset();
     job_store_settings o;
     o.segment_packets = segment_packets;
+    if (cut_audio_outside) o.cut_outside = [](const std::optional<media_declaration>& m) { return m.has_value(); };
     o.segment_idle = 5.0;
     o.sweep_interval = std::chrono::milliseconds(5);
     o.max_attempts = 3;
@@ -55,6 +56,20 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
         [&](auto done) { store_->ingest(packet{call, seq, data.empty() ? "d" + std::to_string(seq) : data, 1.0, std::nullopt}, done); });
     EXPECT_TRUE(r.has_value());
     return r.value();
+  }
+  void declare_audio(const std::string& call) {
+    auto r = wait_for<result<declare_outcome>>(
+        [&](auto done) { store_->declare_media(call, media_declaration{"pcmu/8000", 20}, done); });
+    ASSERT_TRUE(r.has_value());
+  }
+  void put_audio(const std::string& call, std::int64_t seq) {
+    auto r = wait_for<result<ingest_outcome>>([&](auto done) {
+      store_->ingest(packet{call, seq, "d" + std::to_string(seq), 1.0, std::string("pcmu/8000")}, done);
+    });
+    ASSERT_TRUE(r.has_value());
+  }
+  result<bool> cut(const std::string& call, seq_range range) {
+    return wait_for<result<bool>>([&](auto done) { store_->cut_segment(call, range, done); });
   }
   claim_result claim(const std::string& owner, std::size_t n = 10, double lease = 30) {
     auto r = wait_for<result<claim_result>>([&](auto done) { store_->claim(owner, n, lease, done); });
@@ -262,6 +277,108 @@ TEST_P(JobStore, IdleCallGetsItsLastPartialSegment) {
   ASSERT_EQ(packets.size(), 2u);
   EXPECT_EQ(packets[0].sequence, 4);
   EXPECT_EQ(packets[1].sequence, 6);
+}
+
+TEST_P(JobStore, CallsCutFromOutsideWaitForTheirCuts) {
+  open(2, true);
+  declare_audio("c1");
+  for (std::int64_t s : {1, 2, 3, 4, 5}) put_audio("c1", s);
+  put("c2", 1);
+  put("c2", 2);
+  EXPECT_TRUE(jobs_of("c1").empty()) << "no cut every 2 packets for a call with audio";
+  EXPECT_EQ(jobs_of("c2").size(), 1u) << "a call without audio is cut by packets";
+
+  auto uncut = store_->uncut_calls("", 10).value();
+  ASSERT_EQ(uncut.size(), 1u);
+  EXPECT_EQ(uncut[0].id, "c1");
+  EXPECT_EQ(uncut[0].state, call_state::in_progress);
+  EXPECT_EQ(uncut[0].next_segment, 1);
+  EXPECT_EQ(uncut[0].expected, 6);
+  EXPECT_EQ(uncut[0].last_sequence, 5);
+  EXPECT_EQ(uncut[0].media, (media_declaration{"pcmu/8000", 20}));
+  ASSERT_TRUE(uncut[0].last_packet_at.has_value());
+
+  auto first = cut("c1", {1, 3});
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(*first);
+  auto stale = cut("c1", {1, 3});
+  ASSERT_TRUE(stale);
+  EXPECT_FALSE(*stale) << "another segmenter made this cut first";
+  auto beyond = cut("c1", {4, 6});
+  ASSERT_FALSE(beyond);
+  EXPECT_EQ(beyond.error(), make_error_code(errc::invalid_input));
+  auto unknown = cut("nobody", {1, 1});
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error(), make_error_code(errc::not_found));
+  auto js = jobs_of("c1");
+  ASSERT_EQ(js.size(), 1u);
+  EXPECT_EQ(js[0].first_sequence, 1);
+  EXPECT_EQ(js[0].last_sequence, 3);
+
+  auto ended = wait_for<result<call_state>>([&](auto done) { store_->end_call("c1", "hangup", done); });
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(*ended, call_state::processing_ai);
+  open(2, true);  // a restart keeps what was cut and what was not
+  uncut = store_->uncut_calls("", 10).value();
+  ASSERT_EQ(uncut.size(), 1u);
+  EXPECT_EQ(uncut[0].state, call_state::processing_ai);
+  EXPECT_EQ(uncut[0].next_segment, 4);
+  EXPECT_TRUE(store_->uncut_calls("c1", 10).value().empty()) << "a page after c1";
+  ASSERT_TRUE(cut("c1", {4, 5}).value());
+  EXPECT_TRUE(store_->uncut_calls("", 10).value().empty());
+  EXPECT_EQ(jobs_of("c1").size(), 2u);
+  const auto call = store_->get_call("c1").value();
+  EXPECT_EQ(call.next_segment, 6);
+  EXPECT_EQ(call.state, call_state::processing_ai) << "its jobs are outstanding";
+}
+
+TEST_P(JobStore, APartialIsShownWhileItsAttemptRunsAndTheResultReplacesIt) {
+  put("c1", 1);
+  put("c1", 2);
+  auto c = claim("w", 2, 30);
+  ASSERT_EQ(c.jobs.size(), 2u);
+  const job& a = c.jobs[0];
+  const job& b = c.jobs[1];
+  const auto record = [&](const job& j, const std::string& owner, int attempt, const std::string& text) {
+    return wait_for<result<bool>>(
+        [&](auto done) { store_->record_partial(j.id, owner, attempt, text, 1200, done); });
+  };
+  EXPECT_TRUE(record(a, "w", a.attempts, "go for").value());
+  EXPECT_TRUE(record(a, "w", a.attempts, "go forward").value());
+  EXPECT_TRUE(record(b, "w", b.attempts, "ten").value());
+  EXPECT_FALSE(record(a, "other", a.attempts, "not mine").value());
+  EXPECT_FALSE(record(a, "w", a.attempts + 1, "no such attempt").value());
+  auto p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].job_id, a.id);
+  EXPECT_EQ(p[0].text, "go forward") << "the latest replaces the earlier one";
+  EXPECT_EQ(p[0].first_sequence, 1);
+  EXPECT_EQ(p[0].heard_ms, 1200);
+  EXPECT_DOUBLE_EQ(p[0].updated_at, 1000.0);
+  EXPECT_EQ(p[1].text, "ten");
+  EXPECT_TRUE(store_->transcript("c1").value().empty()) << "a partial is no result";
+
+  EXPECT_TRUE(finish(a, "w", job_succeeded{"go forward ten", "mock", 3}));
+  p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 1u) << "the result replaced it in the same transaction";
+  EXPECT_EQ(p[0].job_id, b.id);
+  const auto results = store_->transcript("c1").value();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].text, "go forward ten");
+
+  // b's worker dies: once its lease has expired, its partial is not shown, and the next attempt's replaces it.
+  now_ = 1031.0;
+  EXPECT_TRUE(store_->partials("c1").value().empty()) << "a lease that expired shows nothing";
+  auto again = claim("w2", 1, 30);
+  ASSERT_EQ(again.jobs.size(), 1u);
+  EXPECT_FALSE(record(again.jobs[0], "w", b.attempts, "the dead one").value());
+  EXPECT_TRUE(record(again.jobs[0], "w2", again.jobs[0].attempts, "ten meters").value());
+  p = store_->partials("c1").value();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].text, "ten meters");
+  EXPECT_TRUE(finish(again.jobs[0], "w2", job_retry{"busy", 1040.0}));
+  EXPECT_TRUE(store_->partials("c1").value().empty()) << "a failed attempt's partial goes with it";
+  EXPECT_EQ(store_->partials("nobody").error(), make_error_code(errc::not_found));
 }
 
 TEST_P(JobStore, ListenerHearsOfNewJobs) {

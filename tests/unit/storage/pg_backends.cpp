@@ -36,6 +36,9 @@ std::vector<job_backend> job_store_backends() {
                         o.sweep_interval = s.sweep_interval;
                         o.max_attempts = s.max_attempts;
                         o.clock = s.clock;
+                        o.event_retention = s.event_retention;
+                        o.writers = s.writers;
+                        o.cut_outside = s.cut_outside;
                         o.node = s.node;
                         return std::make_unique<pg_call_store>(std::move(o));
                       }}};

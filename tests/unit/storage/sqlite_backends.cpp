@@ -49,6 +49,8 @@ std::vector<job_backend> job_store_backends() {
                         o.sweep_interval = s.sweep_interval;
                         o.max_attempts = s.max_attempts;
                         o.clock = s.clock;
+                        o.event_retention = s.event_retention;
+                        o.cut_outside = s.cut_outside;
                         return std::make_unique<sqlite_call_store>(std::move(o));
                       }}};
 }

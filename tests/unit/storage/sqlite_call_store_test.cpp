@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <unistd.h>
 
@@ -67,6 +68,45 @@ TEST_F(SqliteStore, PipelinedSyncAnswersAfterTheFlushThatCoversIt) {
     EXPECT_GT(syncs.load(), before) << "answered before any flush, packet " << i;
   }
   EXPECT_EQ(store.wal_stats().syncs, static_cast<std::uint64_t>(syncs.load()));
+}
+
+// Streamed packets wait for the commit delay and go in one transaction; a packet that came in between is
+// not committed on its own.
+TEST_F(SqliteStore, StreamedPacketsWaitForTheCommitDelayAndCommitTogether) {
+  auto o = options();
+  o.commit_delay = std::chrono::milliseconds(600);
+  sqlite_call_store store(o);
+  std::vector<std::future<result<ingest_outcome>>> answers;
+  for (int i = 0; i < 3; ++i) {
+    auto p = make_packet("stream-" + std::to_string(i), 1);
+    p.streamed = true;
+    auto promise = std::make_shared<std::promise<result<ingest_outcome>>>();
+    answers.push_back(promise->get_future());
+    store.ingest(std::move(p), [promise](result<ingest_outcome> r) { promise->set_value(std::move(r)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& a : answers) ASSERT_TRUE(a.get());
+  EXPECT_EQ(store.stats().batches, 1u);
+  EXPECT_EQ(store.stats().packets, 3u);
+}
+
+// A request's packet (or any write that is not a streamed packet) ends the wait: it and the streamed
+// packets held so far commit at once.
+TEST_F(SqliteStore, ARequestPacketEndsTheCommitDelayOfStreamedOnes) {
+  auto o = options();
+  o.commit_delay = std::chrono::seconds(60);
+  sqlite_call_store store(o);
+  auto streamed = make_packet("stream", 1);
+  streamed.streamed = true;
+  auto promise = std::make_shared<std::promise<result<ingest_outcome>>>();
+  auto held = promise->get_future();
+  store.ingest(std::move(streamed), [promise](result<ingest_outcome> r) { promise->set_value(std::move(r)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(held.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  ASSERT_TRUE(ingest_sync(store, make_packet("request", 1)));
+  ASSERT_EQ(held.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(held.get());
+  EXPECT_EQ(store.stats().batches, 1u);
 }
 
 TEST_F(SqliteStore, AFailedFlushFailsItsBatchAndEveryLaterWrite) {

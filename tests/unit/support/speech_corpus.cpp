@@ -92,6 +92,13 @@ std::vector<std::int16_t> benchmark_speech() {
   return speech;
 }
 
+std::string benchmark_reference() {
+  std::string words = goforward_reference;
+  for (const auto& list : {cards_recordings(), librivox_recordings()})
+    for (const auto& r : list) words += " " + r.reference;
+  return words;
+}
+
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k) {
   const auto narrow = media::resample(samples_16k, 16000, 8000).value();
   std::vector<std::string> out;

@@ -32,6 +32,8 @@ std::vector<recording> librivox_recordings();
 // What the speech benchmarks stream, 16 kHz: goforward, the cards set and the librivox set one after the
 // other (41 s of speech with pauses between the recordings).
 std::vector<std::int16_t> benchmark_speech();
+// The words of benchmark_speech, its recordings' references in the same order (96 words).
+std::string benchmark_reference();
 
 // 16 kHz speech as a call carries it: resampled to 8 kHz (speexdsp), mu-law, one base64 `data` per 20 ms.
 std::vector<std::string> pcmu_packets(const std::vector<std::int16_t>& samples_16k);

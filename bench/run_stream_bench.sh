@@ -1,0 +1,168 @@
+#!/bin/bash
+# run_stream_bench.sh: how many live calls one aipbx holds per protocol, against its /healthz ceiling, in one run.
+#
+#   bench/run_stream_bench.sh [options] [AIPBX_BINARY]
+#
+# First the ceiling: aipbx answers `wrk -c64 GET /healthz` (no body, no JSON, no storage) for --ceiling-seconds,
+# with its CPU per request from /proc. Then for each protocol and each number of calls, a fresh aipbx on a
+# fresh SQLite file takes aipbx_stream_load's open-loop calls (one 20 ms frame every 20 ms per call, on
+# schedule) for --seconds; the load generator reports the server's receive -> durable lag (from /metrics),
+# the answer latency from the scheduled send where the protocol answers (http, fork-seq), the CPU per frame
+# of the server and of itself, and checks that every frame sent was stored. A number of calls "holds" when
+# p99 lag <= 20 ms, every frame is stored, no connection was closed and no request refused.
+#
+# Options:
+#   --protocols "L"   (default "twilio fork fork-seq audiosocket http")
+#   --calls "L"       numbers of calls to try, ascending (default "250 500 1000 1500 2000"); a protocol stops
+#                     at its first number that does not hold
+#   --seconds S       seconds of audio per call per run (default 10)
+#   --ceiling-seconds S (default 5)
+#   --aipbx-arg ARG   extra argument for aipbx serve (repeatable)
+#   --db-dir DIR      put the databases in DIR (e.g. /dev/shm, to see what the disk's sync costs; then
+#                     nothing is durable)
+#   --keep            keep the temporary directory (databases, logs)
+# Builds nothing: pass the binary (default build/release/src/app/aipbx); aipbx_stream_load is taken beside
+# it in build/release/bench. Needs wrk. Loopback only; every process it starts is stopped on exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+aipbx_bin="$root/build/release/src/app/aipbx"
+load_bin="$root/build/release/bench/aipbx_stream_load"
+protocols="twilio fork fork-seq audiosocket http"
+calls_list="250 500 1000 1500 2000"
+seconds=10
+ceiling_seconds=5
+keep=0
+db_dir=""
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --protocols) protocols=$2; shift 2 ;;
+    --calls) calls_list=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --ceiling-seconds) ceiling_seconds=$2; shift 2 ;;
+    --aipbx-arg) extra+=("$2"); shift 2 ;;
+    --keep) keep=1; shift ;;
+    --db-dir) db_dir=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) aipbx_bin=$1; shift ;;
+  esac
+done
+command -v wrk >/dev/null || { echo "run_stream_bench: wrk is missing (scripts/install-deps.sh)" >&2; exit 1; }
+[ -x "$aipbx_bin" ] && [ -x "$load_bin" ] || { echo "run_stream_bench: build first (cmake --build --preset release)" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d)
+pid=""
+stop_server() {
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+cleanup() {
+  stop_server
+  [ -n "$db_dir" ] && rm -rf "$db_dir/aipbx-stream-bench-$$"
+  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+# Starts aipbx on a fresh database; sets pid, port, as_port.
+start_server() {
+  local name=$1
+  mkdir -p "$work/$name"
+  local db="$work/$name/aipbx.db"
+  if [ -n "$db_dir" ]; then
+    mkdir -p "$db_dir/aipbx-stream-bench-$$"
+    rm -f "$db_dir/aipbx-stream-bench-$$"/aipbx.db*
+    db="$db_dir/aipbx-stream-bench-$$/aipbx.db"
+  fi
+  port=$((20000 + RANDOM % 20000))
+  as_port=$((port + 1))
+  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --audiosocket-port "$as_port" --db "$db" \
+    --log-level warn --max-streams 100000 --shutdown-timeout 5s "${extra[@]}" >"$work/$name/aipbx.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "run_stream_bench: aipbx did not start; its log:" >&2
+  cat "$work/$name/aipbx.log" >&2
+  exit 1
+}
+
+cpu_seconds() {  # user + system CPU seconds of process $1
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
+echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "aipbx: $aipbx_bin $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true) ${extra[*]}"
+
+# The disk's sync time, which every durable answer waits for: 8 KiB appended and fdatasync'd, 100 times.
+disk_sync=$(python3 - "${db_dir:-$work}" <<'PY'
+import os, sys, time
+fd = os.open(os.path.join(sys.argv[1], "sync-probe"), os.O_WRONLY | os.O_CREAT)
+t = []
+for _ in range(100):
+    os.write(fd, b"x" * 8192)
+    s = time.perf_counter(); os.fdatasync(fd); t.append((time.perf_counter() - s) * 1000)
+t.sort()
+print("p50 %.2f ms, p99 %.2f ms" % (t[50], t[98]))
+PY
+)
+echo "disk: fdatasync of an 8 KiB append in the database's directory: $disk_sync"
+
+start_server ceiling
+before=$(cpu_seconds "$pid")
+wrk -t2 -c64 -d"${ceiling_seconds}s" "http://127.0.0.1:$port/healthz" >"$work/ceiling.txt"
+after=$(cpu_seconds "$pid")
+stop_server
+ceiling_rps=$(awk '/Requests\/sec/ { print $2 }' "$work/ceiling.txt")
+ceiling_requests=$(awk '/requests in/ { print $1 }' "$work/ceiling.txt")
+healthz_us=$(awk -v a="$after" -v b="$before" -v n="$ceiling_requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
+echo "ceiling: GET /healthz at $ceiling_rps requests/s (wrk -t2 -c64, ${ceiling_seconds}s), server CPU $healthz_us µs per request"
+echo
+printf '%-12s %6s %9s %9s %9s %8s %8s %9s %9s %9s %9s %7s %s\n' protocol calls frames/s sent stored lag_p50 lag_p99 \
+  within20 answer99 server_us load_us x_healthz verdict
+declare -A held
+for protocol in $protocols; do
+  held[$protocol]=0
+  for calls in $calls_list; do
+    start_server "$protocol-$calls"
+    ramp=$(awk -v n="$calls" 'BEGIN { printf "%.1f", n / 250 }')
+    set +e
+    out=$("$load_bin" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$port" \
+      --audiosocket-port "$as_port" --server-pid "$pid" --prefix "b$calls" --json 2>"$work/$protocol-$calls/load.err")
+    set -e
+    stop_server
+    if [ -z "$out" ]; then
+      printf '%-12s %6s  load generator failed: %s\n' "$protocol" "$calls" "$(head -c 200 "$work/$protocol-$calls/load.err")"
+      break
+    fi
+    echo "$out" >>"$work/results.jsonl"
+    verdict=$(python3 - "$out" "$healthz_us" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1]); h = float(sys.argv[2])
+holds = r["ok"] and r["lag_p99_ms"] <= 20
+ans = "%.1f" % r["answer_p99_ms"] if r["protocol"] in ("http", "fork-seq") else "-"
+print("%-12s %6d %9.0f %9d %9d %8.2f %8.2f %8.1f%% %9s %9.1f %9.1f %7.1fx %s" % (
+    r["protocol"], r["calls"], r["frames_per_s"], r["sent"], r["stored"], r["lag_p50_ms"], r["lag_p99_ms"],
+    100 * r["lag_within_20ms"], ans, r["server_us_per_frame"], r["load_us_per_frame"],
+    r["server_us_per_frame"] / h if h > 0 else 0, "holds" if holds else "does not hold"))
+EOF
+)
+    echo "$verdict"
+    case "$verdict" in
+      *"does not hold") break ;;
+      *) held[$protocol]=$calls ;;
+    esac
+  done
+done
+echo
+for protocol in $protocols; do
+  echo "$protocol: holds ${held[$protocol]} calls ($((held[$protocol] * 50)) frames/s) with p99 receive->durable lag <= 20 ms"
+done
