@@ -127,7 +127,7 @@ struct hub_options {
   // Rounds of reads start at most this often while events keep coming, so that each subscriber gets them
   // in batches (one wake-up and one write per round, not per commit); an event after a quiet spell goes
   // out at once.
-  std::chrono::milliseconds batch{20};
+  std::chrono::milliseconds batch{50};
 };
 
 struct hub_stats {
