@@ -6,8 +6,9 @@
 
 namespace aipbx::events {
 
-std::shared_ptr<const wire_event> make_wire_event(const logged_event& e) {
-  auto w = std::make_shared<wire_event>();
+wire_event make_wire_event(const logged_event& e) {
+  wire_event out;
+  wire_event* w = &out;
   w->id = e.id;
   w->kind = e.kind;
   w->call_id = e.call_id;
@@ -27,7 +28,20 @@ std::shared_ptr<const wire_event> make_wire_event(const logged_event& e) {
   j += e.data;  // a JSON object written by the ledgers
   j += '}';
   w->sse = sse_frame({}, e.id, j);
-  return w;
+  return out;
+}
+
+std::shared_ptr<const wire_page> make_wire_page(const std::vector<logged_event>& events) {
+  auto page = std::make_shared<wire_page>();
+  page->events.reserve(events.size());
+  std::size_t bytes = 0;
+  for (const auto& e : events) {
+    page->events.push_back(make_wire_event(e));
+    bytes += page->events.back().sse.size();
+  }
+  page->sse.reserve(bytes);
+  for (const auto& w : page->events) page->sse += w.sse;
+  return page;
 }
 
 std::string sse_frame(std::string_view event, std::optional<std::int64_t> id, std::string_view data) {

@@ -81,8 +81,11 @@ struct reader {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       for (auto& item : sub->take()) {
-        if (auto* e = std::get_if<std::shared_ptr<const wire_event>>(&item)) events.push_back((*e)->id);
-        else notices.push_back(std::get<notice>(item));
+        if (auto* slice = std::get_if<page_slice>(&item)) {
+          for (std::size_t i = 0; i < slice->size(); ++i) events.push_back(slice->at(i).id);
+        } else {
+          notices.push_back(std::get<notice>(item));
+        }
       }
       if (done()) return true;
       if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -272,9 +275,13 @@ TEST_F(EventHub, ShutdownTellsEverySubscriberWhereToResume) {
 TEST(WireEvent, JsonAndServerSentEventFrames) {
   logged_event e{7, 1700000000.25, event_kind::gap_opened, "c1", std::nullopt, R"({"first":2,"last":3})"};
   auto w = make_wire_event(e);
-  EXPECT_EQ(w->json,
+  EXPECT_EQ(w.json,
             R"({"id":7,"kind":"gap.opened","at":1700000000.25,"call_id":"c1","job_id":null,"data":{"first":2,"last":3}})");
-  EXPECT_EQ(w->sse, "id: 7\ndata: " + w->json + "\n\n");
+  EXPECT_EQ(w.sse, "id: 7\ndata: " + w.json + "\n\n");
+  logged_event f = e;
+  f.id = 8;
+  auto page = make_wire_page({e, f});
+  EXPECT_EQ(page->sse, w.sse + make_wire_event(f).sse);
   EXPECT_EQ(sse_frame("resume", 9, "a\nb\r\nc"), "event: resume\nid: 9\ndata: a\ndata: b\ndata: c\n\n");
 }
 
