@@ -102,7 +102,7 @@ std::size_t subscription::push(page_slice slice) {
         slice.picked.resize(queued);
       }
     }
-    position_ = std::max(position_.value_or(0), slice.at(queued - 1).id);
+    position_ = std::max(position_.value_or(0), slice.id(queued - 1));
     queue_.emplace_back(std::move(slice));
     queued_events_ += queued;
     if (waiting_) {
@@ -373,7 +373,7 @@ bool event_hub::deliver(member& m, page_slice slice) {
   // Kept apart: the slice moves into the queue.
   std::vector<std::int64_t> ids;
   ids.reserve(offered);
-  for (std::size_t i = 0; i < offered; ++i) ids.push_back(slice.at(i).id);
+  for (std::size_t i = 0; i < offered; ++i) ids.push_back(slice.id(i));
   const std::size_t queued = m.sub->push(std::move(slice));
   events_queued_.fetch_add(queued, std::memory_order_relaxed);
   if (queued == offered) return true;

@@ -138,7 +138,7 @@ class sse_body final : public body_stream {
           continue;
         }
         std::string& text = texts_.emplace_back();
-        for (std::size_t k = 0; k < slice->size(); ++k) text += slice->at(k).sse;
+        for (std::size_t k = 0; k < slice->size(); ++k) text += slice->frame(k);
         out.push_back(asio::buffer(text));
       } else {
         out.push_back(asio::buffer(texts_.emplace_back(sse_notice(std::get<events::notice>(i)))));
@@ -182,7 +182,7 @@ asio::awaitable<bool> write_items(streams::message_channel& channel, const std::
   for (const auto& i : items) {
     if (const auto* slice = std::get_if<events::page_slice>(&i)) {
       for (std::size_t k = 0; k < slice->size(); ++k) {
-        std::string text = slice->at(k).json;
+        std::string text(slice->json(k));
         auto write = channel.write_text(std::move(text));
         if (co_await std::move(write)) co_return true;
       }
