@@ -353,7 +353,9 @@ bool event_hub::follow_tail() {
 bool event_hub::catch_up(member& m) {
   const std::size_t room = m.sub->room();
   if (room == 0) return false;  // woken again when the connection has taken its queue
-  auto page = log_.read_log(*m.position, *tail_, m.sub->filter(), std::min(room, options_.page));
+  const bool filtered = m.sub->filter().call_id || !m.sub->filter().kinds.empty();
+  const std::int64_t up_to = filtered ? std::min(*tail_, *m.position + options_.scan_window) : *tail_;
+  auto page = log_.read_log(*m.position, up_to, m.sub->filter(), std::min(room, options_.page));
   if (!page) {
     read_failures_.fetch_add(1, std::memory_order_relaxed);
     return false;

@@ -123,6 +123,9 @@ struct hub_options {
   std::size_t max_subscribers = 100;
   std::size_t buffer = 4096;  // events queued per subscriber at most
   std::size_t page = 1000;    // events per read of the store
+  // Ids one read of a filtered catch-up looks through at most (the log has no index by call or kind: it
+  // is scanned by id, a window at a time, so that a long catch-up never holds the hub for long).
+  std::int64_t scan_window = 50'000;
   std::chrono::milliseconds poll{1000};
   // Rounds of reads start at most this often while events keep coming, so that each subscriber gets them
   // in batches (one wake-up and one write per round, not per commit); an event after a quiet spell goes

@@ -134,14 +134,14 @@ class sse_body final : public body_stream {
     for (const auto& i : items_) {
       if (const auto* slice = std::get_if<events::page_slice>(&i)) {
         if (slice->whole()) {
-          out.push_back(asio::buffer(slice->page->sse));
+          out.emplace_back(asio::buffer(slice->page->sse));
           continue;
         }
         std::string& text = texts_.emplace_back();
         for (std::size_t k = 0; k < slice->size(); ++k) text += slice->frame(k);
-        out.push_back(asio::buffer(text));
+        out.emplace_back(asio::buffer(text));
       } else {
-        out.push_back(asio::buffer(texts_.emplace_back(sse_notice(std::get<events::notice>(i)))));
+        out.emplace_back(asio::buffer(texts_.emplace_back(sse_notice(std::get<events::notice>(i)))));
         if (is_resume(i)) done_ = true;
       }
     }

@@ -200,7 +200,6 @@ CREATE TABLE events (
   job_id  bigint,
   data    text NOT NULL
 );
-CREATE INDEX events_call ON events(call_id, id);
 CREATE TABLE event_log_state (
   one            integer PRIMARY KEY CHECK (one = 1),
   last_id        bigint NOT NULL,

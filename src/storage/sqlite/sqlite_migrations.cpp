@@ -241,7 +241,6 @@ CREATE TABLE events (
   job_id  INTEGER,
   data    TEXT NOT NULL
 );
-CREATE INDEX events_call ON events(call_id, id);
 CREATE TABLE event_log_state (
   one            INTEGER PRIMARY KEY CHECK (one = 1),
   last_id        INTEGER NOT NULL,

@@ -231,6 +231,22 @@ TEST_F(EventHub, ACatchingUpSubscriberIsReadForAtItsOwnPaceAndNotCut) {
   EXPECT_TRUE(r.notices.empty());
 }
 
+TEST_F(EventHub, AFilteredCatchUpScansTheLogAWindowAtATime) {
+  std::vector<std::int64_t> of_b;
+  for (int i = 0; i < 200; ++i) {
+    const auto id = log_.append(event_kind::segment_cut, i % 7 == 0 ? "b" : "a");
+    if (i % 7 == 0) of_b.push_back(id);
+  }
+  hub_options o;
+  o.scan_window = 10;
+  start(o);
+  event_filter f;
+  f.call_id = "b";
+  reader r(subscribe(f, 0));
+  ASSERT_TRUE(r.read_count(of_b.size()));
+  EXPECT_EQ(r.events, of_b);
+}
+
 TEST_F(EventHub, TheSubscriberLimitRefusesAndAClosedSlotIsFree) {
   hub_options o;
   o.max_subscribers = 2;
