@@ -66,7 +66,7 @@ packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
 
 bool kept_calls::contains(const std::string& id) const {
   aipbx::lock_guard lock(mutex_);
-  return calls_.contains(id);
+  return calls_.contains(id) || contended_.contains(id);
 }
 
 bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const {
@@ -82,6 +82,10 @@ bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call
 
 void kept_calls::put(const std::string& id, kept_call call) {
   aipbx::lock_guard lock(mutex_);
+  if (auto c = contended_.find(id); c != contended_.end()) {
+    if (std::chrono::steady_clock::now() < c->second) return;
+    contended_.erase(c);
+  }
   if (calls_.size() >= limit) calls_.clear();
   auto [it, inserted] = calls_.try_emplace(id, std::move(call));
   // Two writers that wrote the call one after the other may keep it in either order.
@@ -91,6 +95,13 @@ void kept_calls::put(const std::string& id, kept_call call) {
 void kept_calls::erase(const std::string& id) {
   aipbx::lock_guard lock(mutex_);
   calls_.erase(id);
+}
+
+void kept_calls::contend(const std::string& id) {
+  aipbx::lock_guard lock(mutex_);
+  calls_.erase(id);
+  if (contended_.size() >= limit) contended_.clear();
+  contended_.insert_or_assign(id, std::chrono::steady_clock::now() + contention_pause);
 }
 
 writer::writer(const pg_options& options, kept_calls& kept)
@@ -130,6 +141,7 @@ writer::path_counts writer::paths() const {
 
 bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool sweep_now,
                     const std::string& token) {
+  suspects_.clear();
   for (int attempt = 1;; ++attempt) {
     reset();
     try {
@@ -140,7 +152,10 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
       forget_calls();
       // A call kept by this writer was changed by another (see update_calls).
       const bool stale = kept_attempt_ && e.constraint() == "calls_version_kept";
-      if (stale) stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+      if (stale) {
+        stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+        suspects_ = versions_;
+      }
       if ((e.retryable() || stale) && attempt < 10) {
         log::debug("transaction retried", {{"error", e.what()}, {"attempt", attempt}});
         continue;
@@ -188,6 +203,12 @@ void writer::forget_calls() {
   for (const auto& [id, rec] : calls_) kept_.erase(id);
 }
 
+void writer::find_contended() {
+  for (const auto& [id, version] : suspects_)
+    if (auto read = versions_.find(id); read != versions_.end() && read->second != version) kept_.contend(id);
+  suspects_.clear();
+}
+
 void writer::read_versions(const result_set& r) {
   for (int i = 0; i < r.rows(); ++i) versions_.insert_or_assign(r.text(i, 0), r.int64(i, 1));
 }
@@ -207,6 +228,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
     const bool begun = find_calls(c, p, now, sweep_now);
     order_locks(p);
     load(c, begun, p, batch, now);
+    find_contended();
   }
   for (auto& op : batch) apply(c, op, now);
   if (sweeping_) sweep(now);

@@ -44,18 +44,26 @@ struct kept_call {
 };
 class kept_calls {
  public:
+  // Whether the call is known to exist (kept, or contended: see contend).
   bool contains(const std::string& id) const EXCLUDES(mutex_);
   // Copies of the kept calls of `ids`, or false (and nothing) when one of them is not kept.
   bool copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const EXCLUDES(mutex_);
-  // Keeps `call`, unless a later version of it is kept already. Forgets every call first when there are
-  // `limit` of them (a node's calls come and go; those still live are kept again by their next batch).
+  // Keeps `call`, unless a later version of it is kept already, or it is contended. Forgets every call
+  // first when there are `limit` of them (a node's calls come and go; those still live are kept again by
+  // their next batch).
   void put(const std::string& id, kept_call call) EXCLUDES(mutex_);
   void erase(const std::string& id) EXCLUDES(mutex_);
+  // Another node (or writer) wrote the call while it was kept: its packets are reaching several nodes at
+  // once, so a batch that started from a kept state would mostly fail its version check, after waiting
+  // for the other's lock. The call is not kept for `contention_pause`: its batches read it meanwhile.
+  void contend(const std::string& id) EXCLUDES(mutex_);
 
  private:
   static constexpr std::size_t limit = 50000;
+  static constexpr std::chrono::seconds contention_pause{1};
   mutable aipbx::mutex mutex_;
   std::unordered_map<std::string, kept_call> calls_ GUARDED_BY(mutex_);
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> contended_ GUARDED_BY(mutex_);
 };
 
 // Job columns in the order read_job expects.
@@ -113,6 +121,8 @@ class writer {
   void forget_calls();
   // The versions the written calls' rows got (RETURNING of the calls' UPDATE).
   void read_versions(const result_set& r);
+  // After the read that follows a failed version check: the calls whose version had moved are contended.
+  void find_contended();
   // Looks up the calls that claims (of jobs they may find dead) and the sweep will touch, in one round trip
   // that opens the transaction, when there are any; returns whether it did open it.
   bool find_calls(connection& c, batch_plan& plan, double now, bool sweep);
@@ -169,6 +179,8 @@ class writer {
   connection* conn_ = nullptr;  // the connection of the batch being applied
   call_map calls_;              // locked by this transaction
   std::unordered_map<std::string, std::int64_t> versions_;  // the version of each call it locked, as read
+  // The kept versions an attempt that failed its version check started from; kept across the retry.
+  std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>
       job_rows_;                                // read (and locked) by it; node-based: pointers stay valid
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
