@@ -8,6 +8,26 @@ namespace aipbx::events {
 
 std::string_view to_string(transport t) { return t == transport::sse ? "sse" : "websocket"; }
 
+namespace {
+
+// Which events of a page a member at `position` with `filter` wants: every one (the usual case of a live
+// member without a filter: it is given the page as it is), or those listed.
+struct picked_events {
+  bool all = false;
+  std::vector<std::uint32_t> indices;
+};
+
+picked_events pick(const std::vector<logged_event>& events, std::int64_t position, const event_filter& filter) {
+  picked_events out;
+  for (std::uint32_t i = 0; i < events.size(); ++i)
+    if (events[i].id > position && filter.matches(events[i])) out.indices.push_back(i);
+  out.all = !events.empty() && out.indices.size() == events.size();
+  if (out.all) out.indices.clear();
+  return out;
+}
+
+}  // namespace
+
 // ---- subscription ----------------------------------------------------------------------------------------
 
 subscription::subscription(event_hub& hub, event_filter filter, std::optional<std::int64_t> after, transport t,
@@ -35,7 +55,7 @@ std::vector<subscription::item> subscription::take() {
     room_wanted = wants_room_ && !out.empty();
     if (room_wanted) wants_room_ = false;
   }
-  if (room_wanted) hub_.wake();
+  if (room_wanted) hub_.wake_for_room();
   return out;
 }
 
@@ -64,20 +84,28 @@ bool subscription::closed() const {
   return closed_;
 }
 
-std::size_t subscription::push(std::vector<std::shared_ptr<const wire_event>>& events) {
+std::size_t subscription::push(page_slice slice) {
   std::function<void()> wake;
+  const std::size_t offered = slice.size();
   std::size_t queued = 0;
   {
     aipbx::lock_guard lock(mutex_);
-    if (ended_ || closed_) return events.size();  // nothing more for it; not a reason to cut it again
+    if (ended_ || closed_) return offered;  // nothing more for it; not a reason to cut it again
     const std::size_t room = buffer_ > queued_events_ ? buffer_ - queued_events_ : 0;
-    queued = std::min(room, events.size());
-    for (std::size_t i = 0; i < queued; ++i) {
-      position_ = std::max(position_.value_or(0), events[i]->id);
-      queue_.emplace_back(std::move(events[i]));
+    queued = std::min(room, offered);
+    if (queued == 0) return 0;
+    if (queued < offered) {
+      // What fits: the first `queued` events of the slice.
+      if (slice.whole()) {
+        for (std::uint32_t i = 0; i < queued; ++i) slice.picked.push_back(i);
+      } else {
+        slice.picked.resize(queued);
+      }
     }
+    position_ = std::max(position_.value_or(0), slice.id(queued - 1));
+    queue_.emplace_back(std::move(slice));
     queued_events_ += queued;
-    if (queued > 0 && waiting_) {
+    if (waiting_) {
       waiting_ = false;
       wake = wake_;
     }
@@ -188,6 +216,15 @@ void event_hub::wake() {
   wake_cv_.notify_one();
 }
 
+void event_hub::wake_for_room() {
+  {
+    aipbx::lock_guard lock(mutex_);
+    woken_ = true;
+    room_ = true;
+  }
+  wake_cv_.notify_one();
+}
+
 void event_hub::stop() {
   {
     aipbx::lock_guard lock(mutex_);
@@ -214,9 +251,12 @@ void event_hub::run() {
       aipbx::unique_lock lock(mutex_);
       if (!more)
         wake_cv_.wait_for(lock.native(), options_.poll, [this]() REQUIRES(mutex_) { return woken_ || stopping_; });
-      // Rounds no closer than `batch`: what comes meanwhile is read in the next one.
-      wake_cv_.wait_until(lock.native(), last_round + options_.batch, [this]() REQUIRES(mutex_) { return stopping_; });
+      // New events are read in rounds no closer than `batch` (what comes meanwhile is read in the next one);
+      // work already there (more to read, a subscriber to catch up) goes on at once.
+      if (!more && !room_)
+        wake_cv_.wait_until(lock.native(), last_round + options_.batch, [this]() REQUIRES(mutex_) { return stopping_; });
       woken_ = false;
+      room_ = false;
       if (stopping_) break;
     }
     last_round = std::chrono::steady_clock::now();
@@ -288,20 +328,16 @@ bool event_hub::follow_tail() {
     }
     events_read_.fetch_add(page->events.size(), std::memory_order_relaxed);
     const std::int64_t from = *tail_;
-    // Formatted once, when some member wants the event.
-    std::vector<std::shared_ptr<const wire_event>> wired(page->events.size());
-    std::vector<std::shared_ptr<const wire_event>> batch;
+    // Formatted once, when some member wants an event of it, and shared by every member it goes to.
+    std::shared_ptr<const wire_page> wired;
     for (auto& m : members_) {
       if (*m.position < from) continue;  // catching up: read for apart
       if (page->pruned_through > *m.position) tell_truncated(m, page->pruned_through);
-      batch.clear();
-      for (std::size_t i = 0; i < page->events.size(); ++i) {
-        const auto& e = page->events[i];
-        if (e.id <= *m.position || !m.sub->filter().matches(e)) continue;
-        if (!wired[i]) wired[i] = make_wire_event(e);
-        batch.push_back(wired[i]);
+      picked_events wanted = pick(page->events, *m.position, m.sub->filter());
+      if (wanted.all || !wanted.indices.empty()) {
+        if (!wired) wired = make_wire_page(page->events);
+        if (!deliver(m, page_slice{wired, std::move(wanted.indices)})) continue;
       }
-      if (!deliver(m, batch)) continue;
       m.position = std::max(*m.position, page->scanned_to);
       m.sub->advance(*m.position);
     }
@@ -324,24 +360,25 @@ bool event_hub::catch_up(member& m) {
   }
   events_read_.fetch_add(page->events.size(), std::memory_order_relaxed);
   if (page->pruned_through > *m.position) tell_truncated(m, page->pruned_through);
-  std::vector<std::shared_ptr<const wire_event>> batch;
-  batch.reserve(page->events.size());
-  for (const auto& e : page->events) batch.push_back(make_wire_event(e));
-  // The read was bounded by the room: it all fits.
-  if (!deliver(m, batch)) return false;
+  // The read was filtered and bounded by the room: all of it is the member's, and it fits.
+  if (!page->events.empty() && !deliver(m, page_slice{make_wire_page(page->events), {}})) return false;
   m.position = std::max(*m.position, page->scanned_to);
   m.sub->advance(*m.position);
   return *m.position < *tail_;
 }
 
-bool event_hub::deliver(member& m, std::vector<std::shared_ptr<const wire_event>>& events) {
-  if (events.empty()) return true;
-  const std::int64_t first_id = events.front()->id;
-  const std::size_t queued = m.sub->push(events);
+bool event_hub::deliver(member& m, page_slice slice) {
+  const std::size_t offered = slice.size();
+  if (offered == 0) return true;
+  // Kept apart: the slice moves into the queue.
+  std::vector<std::int64_t> ids;
+  ids.reserve(offered);
+  for (std::size_t i = 0; i < offered; ++i) ids.push_back(slice.id(i));
+  const std::size_t queued = m.sub->push(std::move(slice));
   events_queued_.fetch_add(queued, std::memory_order_relaxed);
-  if (queued == events.size()) return true;
+  if (queued == offered) return true;
   // Full while live: everything up to the event before the first left out is queued; it resumes there.
-  const std::int64_t resume_after = queued == 0 ? first_id - 1 : events[queued]->id - 1;
+  const std::int64_t resume_after = ids[queued] - 1;
   m.sub->end(resume_after, "slow_subscriber");
   m.sub->close();
   cut_slow_.fetch_add(1, std::memory_order_relaxed);

@@ -62,7 +62,7 @@ std::string_view to_string(transport t);
 
 class subscription {
  public:
-  using item = std::variant<std::shared_ptr<const wire_event>, notice>;
+  using item = std::variant<page_slice, notice>;
 
   subscription(event_hub& hub, event_filter filter, std::optional<std::int64_t> after, transport t,
                std::size_t buffer);
@@ -88,9 +88,9 @@ class subscription {
 
  private:
   friend class event_hub;
-  // The hub's side. Queues the events (one lock, one wake-up for the lot) as far as the queue has room;
-  // returns how many were queued (fewer than given: the queue is full).
-  std::size_t push(std::vector<std::shared_ptr<const wire_event>>& events);
+  // The hub's side. Queues the slice's events (one lock, one wake-up for the lot) as far as the queue has
+  // room; returns how many were queued (fewer than the slice holds: the queue is full).
+  std::size_t push(page_slice slice);
   void push_notice(notice n);
   // How many events may be queued for catching up now (0: too few; the next take wakes the hub).
   std::size_t room();
@@ -127,7 +127,7 @@ struct hub_options {
   // Rounds of reads start at most this often while events keep coming, so that each subscriber gets them
   // in batches (one wake-up and one write per round, not per commit); an event after a quiet spell goes
   // out at once.
-  std::chrono::milliseconds batch{20};
+  std::chrono::milliseconds batch{50};
 };
 
 struct hub_stats {
@@ -174,6 +174,8 @@ class event_hub {
   };
 
   void wake();
+  // A subscriber being caught up took its queue: read for it at once (no wait for the next round).
+  void wake_for_room();
   void closed(transport t);
   void run();
   // One round of reads and deliveries; true when more is ready to read at once.
@@ -182,8 +184,8 @@ class event_hub {
   bool place_members();
   bool follow_tail();
   bool catch_up(member& m);
-  // Queues `events` (all of which `m` wants) to `m`; false when `m` was cut for being full.
-  bool deliver(member& m, std::vector<std::shared_ptr<const wire_event>>& events);
+  // Queues `slice` (all of which `m` wants) to `m`; false when `m` was cut for being full.
+  bool deliver(member& m, page_slice slice);
   void tell_truncated(member& m, std::int64_t pruned_through);
   void end_all(const std::string& reason);
 
@@ -193,6 +195,7 @@ class event_hub {
   mutable aipbx::mutex mutex_;
   std::condition_variable_any wake_cv_;
   bool woken_ GUARDED_BY(mutex_) = false;
+  bool room_ GUARDED_BY(mutex_) = false;  // the wake-up is a subscriber's room, not new events
   bool stopping_ GUARDED_BY(mutex_) = false;
   std::vector<std::shared_ptr<subscription>> joining_ GUARDED_BY(mutex_);
   std::thread thread_;

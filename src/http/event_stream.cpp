@@ -11,6 +11,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <deque>
+
 namespace aipbx::http {
 
 namespace asio = boost::asio;
@@ -123,25 +125,32 @@ class sse_body final : public body_stream {
   static constexpr std::string_view preamble = "retry: 1000\n\n";
   static constexpr std::string_view keep_alive = ": keep-alive\n\n";
 
-  // The frames of `items_`, copied into one buffer (kept until the next call): one write, whatever the
-  // number of events, where a buffer per event would cost a system call per 64 (the iovec limit).
+  // The frames of `items_` (kept until the next call): a page a subscriber takes whole is written as the
+  // hub formatted it, shared with every other subscriber; a filtered one's events are copied together.
   std::vector<asio::const_buffer> frames() {
-    out_.clear();
+    texts_.clear();
+    std::vector<asio::const_buffer> out;
+    out.reserve(items_.size());
     for (const auto& i : items_) {
-      if (const auto* e = std::get_if<std::shared_ptr<const events::wire_event>>(&i)) {
-        out_ += (*e)->sse;
+      if (const auto* slice = std::get_if<events::page_slice>(&i)) {
+        if (slice->whole()) {
+          out.push_back(asio::buffer(slice->page->sse));
+          continue;
+        }
+        std::string& text = texts_.emplace_back();
+        for (std::size_t k = 0; k < slice->size(); ++k) text += slice->frame(k);
+        out.push_back(asio::buffer(text));
       } else {
-        out_ += sse_notice(std::get<events::notice>(i));
+        out.push_back(asio::buffer(texts_.emplace_back(sse_notice(std::get<events::notice>(i)))));
         if (is_resume(i)) done_ = true;
       }
     }
-    items_.clear();
-    return {asio::buffer(out_)};
+    return out;
   }
 
   subscription_pump pump_;
   std::vector<item> items_;
-  std::string out_;
+  std::deque<std::string> texts_;  // a deque: the buffers given out point into its strings
   bool started_ = false;
   bool done_ = false;
 };
@@ -171,13 +180,19 @@ asio::awaitable<void> read_until_closed(streams::message_channel& channel, subsc
 // a co_await expression twice.)
 asio::awaitable<bool> write_items(streams::message_channel& channel, const std::vector<item>& items) {
   for (const auto& i : items) {
-    const auto* e = std::get_if<std::shared_ptr<const events::wire_event>>(&i);
-    const auto* n = std::get_if<events::notice>(&i);
-    std::string text = e != nullptr ? (*e)->json : socket_notice(*n);
-    auto write = channel.write_text(std::move(text));
+    if (const auto* slice = std::get_if<events::page_slice>(&i)) {
+      for (std::size_t k = 0; k < slice->size(); ++k) {
+        std::string text(slice->json(k));
+        auto write = channel.write_text(std::move(text));
+        if (co_await std::move(write)) co_return true;
+      }
+      continue;
+    }
+    const auto& n = std::get<events::notice>(i);
+    auto write = channel.write_text(socket_notice(n));
     if (co_await std::move(write)) co_return true;
-    if (n == nullptr || n->what != events::notice::kind::resume) continue;
-    const bool slow = n->reason == "slow_subscriber";
+    if (n.what != events::notice::kind::resume) continue;
+    const bool slow = n.reason == "slow_subscriber";
     std::string reason = slow ? "slow subscriber: resume after the last id" : "server stopping";
     auto close = channel.close(slow ? streams::close_code::try_again_later : streams::close_code::going_away,
                                std::move(reason));

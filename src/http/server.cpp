@@ -447,15 +447,24 @@ asio::awaitable<void> server::write_stream(Stream& stream, connection_buffers& i
   // default) of the server's memory before a write blocks; a stream's answer is bounded to much less.
   boost::system::error_code ignored_option;
   lowest.socket().set_option(asio::socket_base::send_buffer_size(static_cast<int>(stream_send_buffer)), ignored_option);
-  // Nothing is in flight that a stop should wait for: stop() cancels the watch, and the body ends.
-  idle = true;
+  // While the body waits for more there is nothing in flight that a stop should wait for: stop() cancels
+  // the watch, and the body ends with what it says last. A write under way is left to finish (a cancelled
+  // one could leave half a frame).
   body_stream& body = *answer.body;
   auto watch_done = std::make_shared<bool>(false);
   asio::steady_timer watch_signal(stream.get_executor(), asio::steady_timer::time_point::max());
   asio::co_spawn(stream.get_executor(), watch_client(stream, body, watch_done, watch_signal), asio::detached);
+  bool told_stopping = false;
   for (;;) {
+    idle = true;
+    // A stop that came during a write did not cancel the watch: the body is told now.
+    if (stopping_.load(std::memory_order_relaxed) && !told_stopping) {
+      told_stopping = true;
+      body.cancel(true);
+    }
     auto op = body.next();
     const std::vector<asio::const_buffer> pieces = co_await std::move(op);
+    idle = false;
     if (pieces.empty()) break;
     // A client that stops reading fills its socket's buffer: the write times out and the connection ends.
     lowest.expires_after(options_.request_timeout);

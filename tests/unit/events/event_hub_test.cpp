@@ -81,8 +81,11 @@ struct reader {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       for (auto& item : sub->take()) {
-        if (auto* e = std::get_if<std::shared_ptr<const wire_event>>(&item)) events.push_back((*e)->id);
-        else notices.push_back(std::get<notice>(item));
+        if (auto* slice = std::get_if<page_slice>(&item)) {
+          for (std::size_t i = 0; i < slice->size(); ++i) events.push_back(slice->id(i));
+        } else {
+          notices.push_back(std::get<notice>(item));
+        }
       }
       if (done()) return true;
       if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -271,10 +274,21 @@ TEST_F(EventHub, ShutdownTellsEverySubscriberWhereToResume) {
 
 TEST(WireEvent, JsonAndServerSentEventFrames) {
   logged_event e{7, 1700000000.25, event_kind::gap_opened, "c1", std::nullopt, R"({"first":2,"last":3})"};
-  auto w = make_wire_event(e);
-  EXPECT_EQ(w->json,
-            R"({"id":7,"kind":"gap.opened","at":1700000000.25,"call_id":"c1","job_id":null,"data":{"first":2,"last":3}})");
-  EXPECT_EQ(w->sse, "id: 7\ndata: " + w->json + "\n\n");
+  logged_event f{8, 1700000000.5, event_kind::job_failed, "c\"2", 3, "{\"error\":\"x\",\n \"y\":1}"};
+  auto page = make_wire_page({e, f});
+  ASSERT_EQ(page->events.size(), 2u);
+  const std::string json7 =
+      R"({"id":7,"kind":"gap.opened","at":1700000000.25,"call_id":"c1","job_id":null,"data":{"first":2,"last":3}})";
+  // A line break of the stored data is whitespace: the JSON stays on one line.
+  const std::string json8 = R"({"id":8,"kind":"job.failed","at":1700000000.5,"call_id":"c\"2","job_id":3,"data":{"error":"x",  "y":1}})";
+  EXPECT_EQ(page->json(0), json7);
+  EXPECT_EQ(page->json(1), json8);
+  EXPECT_EQ(page->frame(0), "id: 7\ndata: " + json7 + "\n\n");
+  EXPECT_EQ(page->sse, "id: 7\ndata: " + json7 + "\n\nid: 8\ndata: " + json8 + "\n\n");
+  page_slice picked{page, {1}};
+  EXPECT_EQ(picked.size(), 1u);
+  EXPECT_EQ(picked.id(0), 8);
+  EXPECT_EQ(picked.json(0), json8);
   EXPECT_EQ(sse_frame("resume", 9, "a\nb\r\nc"), "event: resume\nid: 9\ndata: a\ndata: b\ndata: c\n\n");
 }
 
