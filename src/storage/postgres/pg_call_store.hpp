@@ -22,9 +22,10 @@
 // queued jobs sends NOTIFY aipbx_jobs, at most every 20 ms; a listener thread per node (LISTEN) wakes that
 // node's workers, which otherwise only poll slowly. A node's own workers are woken at once.
 //
-// Events: a transaction that adds events to the log sends NOTIFY aipbx_events; the same listener thread
-// (LISTEN) tells the node's event stream, which reads what every node committed from the table, in id
-// order (see storage/event_log.hpp for why that order is the commit order).
+// Events: a writer whose transactions add events to the log tells its node's event stream at once, and
+// sends NOTIFY aipbx_events at most every 20 ms; the same listener thread (LISTEN) tells the node's event
+// stream of the other nodes' events; it reads what every node committed from the table, in id order
+// (see storage/event_log.hpp for why that order is the commit order).
 //
 // Sweeps (idle calls' last segments, reorder windows, idle timeouts) run every `sweep_interval` on one
 // writer, inside a transaction that first takes a transaction-level advisory lock with

@@ -318,6 +318,7 @@ static wire_params to_wire(const P& values) {
 void connection::prepare_generic() {
   exec("SET plan_cache_mode = force_generic_plan");
   exec("SET enable_seqscan = off");
+  exec("SET jit = off");
 }
 
 std::vector<result_set> connection::exec_pipeline(const std::vector<statement>& statements) {

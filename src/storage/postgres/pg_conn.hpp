@@ -124,7 +124,9 @@ class connection {
   // enable_seqscan = off: a plan made once may have been made on tables still empty (a new database), where
   // scanning a table costs less than its index; it is kept while they grow, and a batch's lookup of its
   // calls, or update of its jobs by id, would then read every row. Each of the writer's statements finds
-  // its rows through a key or an index.
+  // its rows through a key or an index, but for a table of one row (the event log's counter), whose scan
+  // then costs that setting's penalty: with jit = off, no statement is compiled for its cost (JIT compiled
+  // that one at every execution, 200 ms each, though it reads one row).
   void prepare_generic();
   // False once the connection is broken: throw it away and connect again.
   bool ok() const;

@@ -33,8 +33,6 @@ job read_job(const result_set& r, int row) {
 
 namespace {
 
-constexpr const char* notify_sql = "SELECT pg_notify('aipbx_jobs', $1)";
-
 constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, "
@@ -66,7 +64,7 @@ packet_key_arrays packet_keys(const std::deque<write_op>& batch) {
 
 bool kept_calls::contains(const std::string& id) const {
   aipbx::lock_guard lock(mutex_);
-  return calls_.contains(id);
+  return calls_.contains(id) || contended_.contains(id);
 }
 
 bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const {
@@ -82,6 +80,10 @@ bool kept_calls::copy(const std::vector<std::string>& ids, std::vector<kept_call
 
 void kept_calls::put(const std::string& id, kept_call call) {
   aipbx::lock_guard lock(mutex_);
+  if (auto c = contended_.find(id); c != contended_.end()) {
+    if (std::chrono::steady_clock::now() < c->second) return;
+    contended_.erase(c);
+  }
   if (calls_.size() >= limit) calls_.clear();
   auto [it, inserted] = calls_.try_emplace(id, std::move(call));
   // Two writers that wrote the call one after the other may keep it in either order.
@@ -91,6 +93,13 @@ void kept_calls::put(const std::string& id, kept_call call) {
 void kept_calls::erase(const std::string& id) {
   aipbx::lock_guard lock(mutex_);
   calls_.erase(id);
+}
+
+void kept_calls::contend(const std::string& id) {
+  aipbx::lock_guard lock(mutex_);
+  calls_.erase(id);
+  if (contended_.size() >= limit) contended_.clear();
+  contended_.insert_or_assign(id, std::chrono::steady_clock::now() + contention_pause);
 }
 
 writer::writer(const pg_options& options, kept_calls& kept)
@@ -120,7 +129,8 @@ void writer::reset() {
   sweeping_ = false;
   jobs_queued_ = false;
   kept_attempt_ = false;
-  notifying_ = false;
+  jobs_notice_.begin();
+  events_notice_.begin();
 }
 
 writer::path_counts writer::paths() const {
@@ -130,6 +140,7 @@ writer::path_counts writer::paths() const {
 
 bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool sweep_now,
                     const std::string& token) {
+  suspects_.clear();
   for (int attempt = 1;; ++attempt) {
     reset();
     try {
@@ -140,7 +151,10 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
       forget_calls();
       // A call kept by this writer was changed by another (see update_calls).
       const bool stale = kept_attempt_ && e.constraint() == "calls_version_kept";
-      if (stale) stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+      if (stale) {
+        stale_attempts_.fetch_add(1, std::memory_order_relaxed);
+        suspects_ = versions_;
+      }
       if ((e.retryable() || stale) && attempt < 10) {
         log::debug("transaction retried", {{"error", e.what()}, {"attempt", attempt}});
         continue;
@@ -165,12 +179,8 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
   jobs_.log_committed();
   (kept_attempt_ ? kept_batches_ : read_batches_).fetch_add(1, std::memory_order_relaxed);
   keep_calls();
-  if (notifying_) {
-    last_notify_ = std::chrono::steady_clock::now();
-    notify_owed_ = false;
-  } else if (jobs_queued_) {
-    notify_owed_ = true;
-  }
+  jobs_notice_.committed(jobs_queued_);
+  events_notice_.committed(wrote_events_);
   return jobs_queued_;
 }
 
@@ -186,6 +196,12 @@ void writer::keep_calls() {
 
 void writer::forget_calls() {
   for (const auto& [id, rec] : calls_) kept_.erase(id);
+}
+
+void writer::find_contended() {
+  for (const auto& [id, version] : suspects_)
+    if (auto read = versions_.find(id); read != versions_.end() && read->second != version) kept_.contend(id);
+  suspects_.clear();
 }
 
 void writer::read_versions(const result_set& r) {
@@ -207,6 +223,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
     const bool begun = find_calls(c, p, now, sweep_now);
     order_locks(p);
     load(c, begun, p, batch, now);
+    find_contended();
   }
   for (auto& op : batch) apply(c, op, now);
   if (sweeping_) sweep(now);
@@ -868,7 +885,6 @@ void insert_log(statements& out, const std::vector<log_row>& rows) {
     job.push_back(r.job_id);
     data.push_back(r.data);
   }
-  out.push_back({"SELECT pg_notify('aipbx_events', '')", {}});
   out.push_back(
       {"WITH c AS (UPDATE event_log_state SET last_id = last_id + $6 RETURNING last_id - $6 AS base) "
        "INSERT INTO events(id, at, kind, call_id, job_id, data) SELECT c.base + u.n, u.a, u.k, u.c, u.j, u.d "
@@ -1053,8 +1069,7 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   events_at_ = insert_events(out, rows.events);
   jobs_queued_ = !rows.jobs.empty() || jobs_.queued_now();
   // Delivered at commit, to every node's listener (this node's own ignores its token).
-  notifying_ = (jobs_queued_ || notify_owed_) && std::chrono::steady_clock::now() - last_notify_ >= notify_interval;
-  if (notifying_) out.push_back({notify_sql, params{}.add(std::string_view(token))});
+  jobs_notice_.add(out, jobs_queued_, token);
   if (sweep_.prune_through) {
     out.push_back({"DELETE FROM events WHERE id <= $1", params{}.add(*sweep_.prune_through)});
     prune_at_ = out.size() - 1;
@@ -1062,14 +1077,34 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
                    params{}.add(*sweep_.prune_through)});
   }
   wrote_events_ = !rows.log.empty();
+  events_notice_.add(out, wrote_events_, "");
   insert_log(out, rows.log);
 }
 
 void writer::pay_notify(connection& c, const std::string& token) {
-  if (!notify_owed_ || std::chrono::steady_clock::now() - last_notify_ < notify_interval) return;
-  c.exec(notify_sql, params{}.add(std::string_view(token)));
-  last_notify_ = std::chrono::steady_clock::now();
-  notify_owed_ = false;
+  jobs_notice_.pay(c, token);
+  events_notice_.pay(c, "");
+}
+
+void notice::add(std::vector<connection::statement>& out, bool wanted, const std::string& payload) {
+  sending_ = (wanted || owed_) && std::chrono::steady_clock::now() - last_ >= interval;
+  if (sending_) out.push_back({sql_, params{}.add(std::string_view(payload))});
+}
+
+void notice::committed(bool wanted) {
+  if (sending_) {
+    last_ = std::chrono::steady_clock::now();
+    owed_ = false;
+  } else if (wanted) {
+    owed_ = true;
+  }
+}
+
+void notice::pay(connection& c, const std::string& payload) {
+  if (!owed_ || std::chrono::steady_clock::now() - last_ < interval) return;
+  c.exec(sql_, params{}.add(std::string_view(payload)));
+  last_ = std::chrono::steady_clock::now();
+  owed_ = false;
 }
 
 }  // namespace aipbx::pg

@@ -44,18 +44,50 @@ struct kept_call {
 };
 class kept_calls {
  public:
+  // Whether the call is known to exist (kept, or contended: see contend).
   bool contains(const std::string& id) const EXCLUDES(mutex_);
   // Copies of the kept calls of `ids`, or false (and nothing) when one of them is not kept.
   bool copy(const std::vector<std::string>& ids, std::vector<kept_call>& out) const EXCLUDES(mutex_);
-  // Keeps `call`, unless a later version of it is kept already. Forgets every call first when there are
-  // `limit` of them (a node's calls come and go; those still live are kept again by their next batch).
+  // Keeps `call`, unless a later version of it is kept already, or it is contended. Forgets every call
+  // first when there are `limit` of them (a node's calls come and go; those still live are kept again by
+  // their next batch).
   void put(const std::string& id, kept_call call) EXCLUDES(mutex_);
   void erase(const std::string& id) EXCLUDES(mutex_);
+  // Another node (or writer) wrote the call while it was kept: its packets are reaching several nodes at
+  // once, so a batch that started from a kept state would mostly fail its version check, after waiting
+  // for the other's lock. The call is not kept for `contention_pause`: its batches read it meanwhile.
+  void contend(const std::string& id) EXCLUDES(mutex_);
 
  private:
   static constexpr std::size_t limit = 50000;
+  static constexpr std::chrono::seconds contention_pause{1};
   mutable aipbx::mutex mutex_;
   std::unordered_map<std::string, kept_call> calls_ GUARDED_BY(mutex_);
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> contended_ GUARDED_BY(mutex_);
+};
+
+// NOTIFY on one channel, sent by a writer at most every `interval`: each one wakes every node's listener,
+// and the commits of transactions that notify take a database-wide lock in turn. A batch with something
+// to announce sooner owes one, which the writer's next transaction, or pay(), sends. Not thread-safe.
+class notice {
+ public:
+  static constexpr std::chrono::milliseconds interval{20};
+  explicit notice(const char* channel) : sql_(std::string("SELECT pg_notify('") + channel + "', $1)") {}
+  // Starts an attempt: it carries no NOTIFY yet.
+  void begin() { sending_ = false; }
+  // Adds the NOTIFY to an attempt's writes when `wanted` (the batch has something to announce) or one is
+  // owed, and one is due.
+  void add(std::vector<connection::statement>& out, bool wanted, const std::string& payload);
+  // The attempt committed.
+  void committed(bool wanted);
+  // Sends an owed NOTIFY on its own, when it is due (a writer with nothing to commit). Throws pg_error.
+  void pay(connection& c, const std::string& payload);
+
+ private:
+  std::string sql_;
+  std::chrono::steady_clock::time_point last_{};
+  bool owed_ = false;
+  bool sending_ = false;
 };
 
 // Job columns in the order read_job expects.
@@ -73,8 +105,8 @@ class writer {
   // error for all of them if the transaction failed). `token` is the NOTIFY payload. Returns whether jobs
   // were queued.
   bool commit(connection& c, std::deque<write_op>& batch, double now, bool sweep, const std::string& token);
-  // Sends the NOTIFY a committed batch owes (see notify_interval), when it is due; for a writer with nothing
-  // to commit. Throws pg_error.
+  // Sends the NOTIFYs committed batches owe (see notice), when they are due; for a writer with nothing to
+  // commit. Throws pg_error.
   void pay_notify(connection& c, const std::string& token);
   std::uint64_t failed_batches() const { return failed_batches_.load(std::memory_order_relaxed); }
   // Committed batches that took their calls from the kept state, and those that read them; attempts whose
@@ -113,6 +145,8 @@ class writer {
   void forget_calls();
   // The versions the written calls' rows got (RETURNING of the calls' UPDATE).
   void read_versions(const result_set& r);
+  // After the read that follows a failed version check: the calls whose version had moved are contended.
+  void find_contended();
   // Looks up the calls that claims (of jobs they may find dead) and the sweep will touch, in one round trip
   // that opens the transaction, when there are any; returns whether it did open it.
   bool find_calls(connection& c, batch_plan& plan, double now, bool sweep);
@@ -169,6 +203,8 @@ class writer {
   connection* conn_ = nullptr;  // the connection of the batch being applied
   call_map calls_;              // locked by this transaction
   std::unordered_map<std::string, std::int64_t> versions_;  // the version of each call it locked, as read
+  // The kept versions an attempt that failed its version check started from; kept across the retry.
+  std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>
       job_rows_;                                // read (and locked) by it; node-based: pointers stay valid
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
@@ -188,13 +224,10 @@ class writer {
   bool sweeping_ = false;
   bool jobs_queued_ = false;
   bool kept_attempt_ = false;  // this attempt took its calls from the kept state
-  // Other nodes hear of new jobs by NOTIFY aipbx_jobs, sent by a writer at most every notify_interval
-  // (each one wakes every node's listener): a batch that queued jobs sooner owes one, which the writer's
-  // next transaction, or pay_notify, sends. This node's own workers are told at once, in-process.
-  static constexpr std::chrono::milliseconds notify_interval{20};
-  std::chrono::steady_clock::time_point last_notify_{};
-  bool notify_owed_ = false;
-  bool notifying_ = false;  // this attempt's writes carry the NOTIFY
+  // Other nodes hear of new jobs and events by NOTIFY (see notice); this node's own workers and event hub
+  // are told at once, in-process.
+  notice jobs_notice_{"aipbx_jobs"};
+  notice events_notice_{"aipbx_events"};
   std::atomic<std::uint64_t> failed_batches_{0};
   std::atomic<std::uint64_t> kept_batches_{0}, read_batches_{0}, stale_attempts_{0};
 };
