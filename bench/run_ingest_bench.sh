@@ -482,6 +482,13 @@ pg_ticks() {  # CPU ticks of the postmaster and its children (the backends, and 
   done
   echo "$total"
 }
+# "TABLE t ... WHERE <call id>", for a condition on the call id of TABLE's rows (packets or jobs): the
+# schema from version 11 on keys them by calls.key, earlier ones by the call's id (a "before" build).
+rows_of_calls() {
+  local keyed
+  keyed=$(psql -At "$1" -c "SELECT 1 FROM information_schema.columns WHERE table_name = '$2' AND column_name = 'call_key'")
+  if [ "$keyed" = 1 ]; then echo "$2 t JOIN calls c ON c.key = t.call_key WHERE c.id"; else echo "$2 t WHERE t.call_id"; fi
+}
 run_pg() {
   local n=$1 bi=$2 t=${aipbx_threads%% *}
   local bname=${builds[$bi]%%|*} bin=${builds[$bi]#*|}
@@ -558,7 +565,7 @@ PY
   local kv
   for kv in $sum; do r[${kv%%=*}]=${kv#*=}; done
   local stored check
-  stored=$(psql -At "$url" -c "SELECT COUNT(*) FROM packets WHERE call_id LIKE '$prefix-%'" 2>&1) || stored="?"
+  stored=$(psql -At "$url" -c "SELECT COUNT(*) FROM $(rows_of_calls "$url" packets) LIKE '$prefix-%'" 2>&1) || stored="?"
   if ! [[ "$stored" =~ ^[0-9]+$ ]]; then
     check="psql failed: $stored"; status=1
   elif (( stored < r[ok] )); then
@@ -597,10 +604,10 @@ print(f"{(nodes + pg) / secs:.2f} {per(nodes + pg):.0f} {wrk / secs:.2f} {per(no
   pg_costs+=("$(printf '%-34s %8.0f %10s %10s %10s %10s %10s' "$name" "${r[ok_rps]}" "$exec_us" "$pg_us" "$pg_cores" \
     "$nodes_us" "$srv_us")")
   local jobs
-  jobs=$(psql -At -F '|' "$url" -c "SELECT COUNT(*), COUNT(*) FILTER (WHERE state = 'succeeded'),
-      COUNT(*) FILTER (WHERE state = 'dead'), COUNT(*) FILTER (WHERE state IN ('queued', 'running')),
-      COUNT(*) FILTER (WHERE finished_at IS NOT NULL AND finished_at <= $t_end) FROM jobs
-      WHERE call_id LIKE '$prefix-%'" 2>/dev/null) || jobs=""
+  jobs=$(psql -At -F '|' "$url" -c "SELECT COUNT(*), COUNT(*) FILTER (WHERE t.state = 'succeeded'),
+      COUNT(*) FILTER (WHERE t.state = 'dead'), COUNT(*) FILTER (WHERE t.state IN ('queued', 'running')),
+      COUNT(*) FILTER (WHERE t.finished_at IS NOT NULL AND t.finished_at <= $t_end) FROM $(rows_of_calls "$url" jobs)
+      LIKE '$prefix-%'" 2>/dev/null) || jobs=""
   if [ -n "$jobs" ]; then
     local total ok dead waiting done_in_load
     IFS='|' read -r total ok dead waiting done_in_load <<<"$jobs"

@@ -106,7 +106,8 @@ std::int64_t scalar(pg::connection& db, const std::string& sql) { return db.exec
 void expect_stored_exactly(pg::connection& db, const std::map<std::string, std::map<std::int64_t, std::string>>& acked) {
   std::size_t total = 0;
   for (const auto& [call, packets] : acked) {
-    auto r = db.exec("SELECT sequence, data FROM packets WHERE call_id = $1 ORDER BY sequence",
+    auto r = db.exec("SELECT p.sequence, p.data FROM packets p JOIN calls c ON c.key = p.call_key WHERE c.id = $1 "
+                     "ORDER BY p.sequence",
                      pg::params{}.add(std::string_view(call)));
     std::map<std::int64_t, std::string> stored;
     for (int i = 0; i < r.rows(); ++i) stored.emplace(r.int64(i, 0), r.bytes(i, 1));
@@ -141,16 +142,17 @@ void expect_jobs_settled_once(pg::connection& db, std::int64_t packets_per_call)
   EXPECT_EQ(scalar(db, "SELECT COUNT(*) FROM jobs WHERE attempts > max_attempts"), 0);
   auto calls = db.exec(
       "SELECT id, state, jobs_total, jobs_succeeded, jobs_dead, "
-      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id), "
-      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'succeeded'), "
-      "(SELECT COUNT(*) FROM jobs j WHERE j.call_id = calls.id AND j.state = 'dead') FROM calls ORDER BY id");
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_key = calls.key), "
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_key = calls.key AND j.state = 'succeeded'), "
+      "(SELECT COUNT(*) FROM jobs j WHERE j.call_key = calls.key AND j.state = 'dead') FROM calls ORDER BY id");
   for (int i = 0; i < calls.rows(); ++i) {
     const std::string id = calls.text(i, 0);
     EXPECT_EQ(calls.int64(i, 2), calls.int64(i, 5)) << id;
     EXPECT_EQ(calls.int64(i, 3), calls.int64(i, 6)) << id;
     EXPECT_EQ(calls.int64(i, 4), calls.int64(i, 7)) << id;
     EXPECT_EQ(calls.text(i, 1), calls.int64(i, 7) > 0 ? "FAILED" : "COMPLETED") << id;
-    auto segs = db.exec("SELECT first_sequence, last_sequence FROM jobs WHERE call_id = $1 ORDER BY first_sequence",
+    auto segs = db.exec("SELECT j.first_sequence, j.last_sequence FROM jobs j JOIN calls c ON c.key = j.call_key "
+                        "WHERE c.id = $1 ORDER BY j.first_sequence",
                         pg::params{}.add(std::string_view(id)));
     std::int64_t next = 1;
     for (int s = 0; s < segs.rows(); ++s) {

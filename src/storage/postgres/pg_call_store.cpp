@@ -83,6 +83,13 @@ bool call_exists(connection& c, std::string_view id) {
   return c.exec("SELECT 1 FROM calls WHERE id = $1", params{}.add(id)).rows() > 0;
 }
 
+// The key of call `id` (calls.key: its packets and jobs carry it), if the call exists.
+std::optional<std::int64_t> call_key(connection& c, std::string_view id) {
+  auto r = c.exec("SELECT key FROM calls WHERE id = $1", params{}.add(id));
+  if (r.rows() == 0) return std::nullopt;
+  return r.int64(0, 0);
+}
+
 std::string random_token() {
   std::random_device rd;
   return std::to_string(rd()) + "-" + std::to_string(rd());
@@ -475,11 +482,12 @@ result<call_summary> pg_call_store::get_call(std::string_view call_id) {
 
 result<packet_page> pg_call_store::list_packets(std::string_view call_id, std::int64_t after, std::size_t limit) {
   return with_reader([&](connection& c) -> result<packet_page> {
-    if (!call_exists(c, call_id)) return errc::not_found;
+    const auto key = call_key(c, call_id);
+    if (!key) return errc::not_found;
     auto r = c.exec(
-        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = $1 AND sequence > $2 "
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_key = $1 AND sequence > $2 "
         "ORDER BY sequence LIMIT $3",
-        params{}.add(call_id).add(after).add(static_cast<std::int64_t>(limit + 1)));
+        params{}.add(*key).add(after).add(static_cast<std::int64_t>(limit + 1)));
     packet_page page;
     for (int i = 0; i < r.rows(); ++i) page.packets.push_back(read_packet(r, i));
     page.next_after = trim_page(page.packets, limit, [](const stored_packet& p) { return p.sequence; });
@@ -510,7 +518,7 @@ result<job_page> pg_call_store::list_jobs(const job_query& query) {
       p.add(to_string(*query.state));
     }
     if (query.call_id) {
-      sql += " AND call_id = $" + std::to_string(n++);
+      sql += " AND call_key = (SELECT key FROM calls WHERE id = $" + std::to_string(n++) + ")";
       p.add(std::string_view(*query.call_id));
     }
     sql += " ORDER BY id LIMIT $2";
@@ -566,8 +574,8 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
                                                                  std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
     auto r = c.exec(
-        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = $1 AND sequence BETWEEN $2 "
-        "AND $3 AND NOT late ORDER BY sequence",
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_key = (SELECT key FROM calls "
+        "WHERE id = $1) AND sequence BETWEEN $2 AND $3 AND NOT late ORDER BY sequence",
         params{}.add(call_id).add(first).add(last));
     std::vector<stored_packet> out;
     out.reserve(static_cast<std::size_t>(r.rows()));

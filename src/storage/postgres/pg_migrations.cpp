@@ -224,7 +224,72 @@ CREATE TABLE transcript_partials (
 CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
 )sql";
 
-constexpr std::array<migration, 10> all{{
+// Every packet and job row is keyed by its call: a packet by (call, sequence), a job by (call, first
+// sequence), each a B-tree entry at one of as many places as there are live calls. Text call ids made
+// those the costliest entries of a packet (byte comparisons all the way down, keys as long as the ids);
+// a call's number is compared in one instruction and takes 8 bytes. `calls.key` numbers the calls
+// (set once, so the calls row's updates stay HOT), and packets and jobs carry it instead of the id.
+// The two tables are rebuilt rather than altered, so that their rows have no dropped column: their ids
+// are kept, and their identities go on from the highest.
+constexpr const char* v11_call_keys = R"sql(
+ALTER TABLE calls ADD COLUMN key bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE calls ADD CONSTRAINT calls_key UNIQUE (key);
+
+CREATE TABLE packets_keyed (
+  id          bigint GENERATED ALWAYS AS IDENTITY,
+  call_key    bigint NOT NULL,
+  sequence    bigint NOT NULL,
+  timestamp   double precision NOT NULL,
+  received_at double precision NOT NULL,
+  late        boolean NOT NULL DEFAULT false,
+  data        bytea NOT NULL
+);
+INSERT INTO packets_keyed(id, call_key, sequence, timestamp, received_at, late, data) OVERRIDING SYSTEM VALUE
+  SELECT p.id, c.key, p.sequence, p.timestamp, p.received_at, p.late, p.data
+  FROM packets p JOIN calls c ON c.id = p.call_id ORDER BY p.id;
+SELECT setval(pg_get_serial_sequence('packets_keyed', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM packets_keyed;
+DROP TABLE packets;
+ALTER TABLE packets_keyed RENAME TO packets;
+ALTER SEQUENCE packets_keyed_id_seq RENAME TO packets_id_seq;
+ALTER TABLE packets ADD CONSTRAINT packets_call_sequence UNIQUE (call_key, sequence);
+
+CREATE TABLE jobs_keyed (
+  id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  call_key         bigint NOT NULL,
+  first_sequence   bigint NOT NULL,
+  last_sequence    bigint NOT NULL,
+  state            text NOT NULL DEFAULT 'queued'
+                   CHECK (state IN ('queued','running','succeeded','dead')),
+  attempts         integer NOT NULL DEFAULT 0,
+  max_attempts     integer NOT NULL,
+  run_at           double precision NOT NULL,
+  created_at       double precision NOT NULL,
+  updated_at       double precision NOT NULL,
+  lease_owner      text,
+  lease_expires_at double precision,
+  last_error       text,
+  started_at       double precision,
+  finished_at      double precision
+);
+INSERT INTO jobs_keyed(id, call_key, first_sequence, last_sequence, state, attempts, max_attempts, run_at,
+                       created_at, updated_at, lease_owner, lease_expires_at, last_error, started_at, finished_at)
+  OVERRIDING SYSTEM VALUE
+  SELECT j.id, c.key, j.first_sequence, j.last_sequence, j.state, j.attempts, j.max_attempts, j.run_at,
+         j.created_at, j.updated_at, j.lease_owner, j.lease_expires_at, j.last_error, j.started_at, j.finished_at
+  FROM jobs j JOIN calls c ON c.id = j.call_id ORDER BY j.id;
+SELECT setval(pg_get_serial_sequence('jobs_keyed', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM jobs_keyed;
+DROP TABLE jobs;
+ALTER TABLE jobs_keyed RENAME TO jobs;
+ALTER SEQUENCE jobs_keyed_id_seq RENAME TO jobs_id_seq;
+ALTER INDEX jobs_keyed_pkey RENAME TO jobs_pkey;
+ALTER TABLE jobs RENAME CONSTRAINT jobs_keyed_state_check TO jobs_state_check;
+ALTER TABLE jobs ADD CONSTRAINT jobs_call_segment UNIQUE (call_key, first_sequence);
+CREATE INDEX jobs_queued_due ON jobs(run_at, id) WHERE state = 'queued';
+CREATE INDEX jobs_running_lease ON jobs(lease_expires_at) WHERE state = 'running';
+CREATE INDEX jobs_state ON jobs(state, id);
+)sql";
+
+constexpr std::array<migration, 11> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -235,6 +300,7 @@ constexpr std::array<migration, 10> all{{
     {8, "call versions", v8_call_versions},
     {9, "event log", v9_event_log},
     {10, "transcript partials", v10_transcript_partials},
+    {11, "numeric call keys for packets and jobs", v11_call_keys},
 }};
 
 }  // namespace

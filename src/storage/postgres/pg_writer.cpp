@@ -7,9 +7,11 @@
 
 namespace aipbx::pg {
 
+// A job row holds its call's key; its call's id is read from the call's row.
 const char* const job_columns =
-    "id, call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, lease_owner, "
-    "lease_expires_at, last_error, created_at, updated_at, started_at, finished_at";
+    "id, (SELECT c.id FROM calls c WHERE c.key = jobs.call_key) AS call_id, first_sequence, last_sequence, "
+    "state, attempts, max_attempts, run_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, "
+    "started_at, finished_at";
 
 job read_job(const result_set& r, int row) {
   job j;
@@ -37,7 +39,8 @@ constexpr const char* record_columns =
     "id, state, last_sequence, packets_received, duplicate_packets, out_of_order_packets, gaps_opened, "
     "first_timestamp, last_timestamp, next_segment, last_packet_at, late_packets, jobs_total, "
     "jobs_succeeded, "
-    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, track, primary_id, version";
+    "jobs_dead, ended_at, end_reason, state_changed_at, media_format, media_packet_ms, track, primary_id, version, "
+    "key";
 
 void sort_unique(std::vector<std::string>& v) {
   std::sort(v.begin(), v.end());
@@ -116,6 +119,7 @@ void writer::reset() {
   jobs_.begin();
   calls_.clear();
   versions_.clear();
+  keys_.clear();
   job_rows_.clear();
   created_.clear();
   existing_.clear();
@@ -187,9 +191,10 @@ bool writer::commit(connection& c, std::deque<write_op>& batch, double now, bool
 void writer::keep_calls() {
   for (auto& [id, rec] : calls_) {
     auto version = versions_.find(id);
-    if (version == versions_.end()) continue;
+    auto key = keys_.find(id);
+    if (version == versions_.end() || key == keys_.end()) continue;
     rec->dirty = rec->state_dirty = rec->gaps_dirty = rec->media_dirty = rec->track_dirty = false;
-    kept_.put(id, kept_call{std::move(*rec), version->second});
+    kept_.put(id, kept_call{std::move(*rec), version->second, key->second});
   }
   calls_.clear();
 }
@@ -244,6 +249,7 @@ bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
   if (!kept_.copy(ids, copies)) return false;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     versions_.emplace(ids[i], copies[i].version);
+    keys_.emplace(ids[i], copies[i].key);
     calls_.emplace(std::move(ids[i]), std::make_unique<call_record>(std::move(copies[i].rec)));
   }
   // A packet at or below its call's highest sequence and not missing may repeat a stored one: reading
@@ -257,6 +263,7 @@ bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
   if (!may_repeat) return true;
   calls_.clear();
   versions_.clear();
+  keys_.clear();
   return false;
 }
 
@@ -298,8 +305,8 @@ bool writer::find_calls(connection& c, batch_plan& p, double now, bool sweep_now
   // The calls of jobs a claim may find dead (a lease expired on their last attempt).
   if (p.claims) {
     expired_at = reads.size();
-    reads.push_back({"SELECT DISTINCT call_id FROM jobs WHERE state = 'running' AND lease_expires_at < $1 "
-                     "AND attempts >= max_attempts LIMIT 1000",
+    reads.push_back({"SELECT DISTINCT c.id FROM jobs j JOIN calls c ON c.key = j.call_key WHERE j.state = 'running' "
+                     "AND j.lease_expires_at < $1 AND j.attempts >= j.max_attempts LIMIT 1000",
                      params{}.add(now)});
   }
   if (sweep_now) {
@@ -389,8 +396,8 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
   if (!p.lock_ids.empty() || !p.job_call_ids.empty()) {
     // The calls the batch names, and those of the jobs whose outcome changes their call (finish, replay).
     const bool of_jobs = !p.job_call_ids.empty();
-    const std::string named = of_jobs ? " IN (SELECT unnest($1::text[]) UNION SELECT call_id FROM jobs WHERE id = "
-                                        "ANY($2::bigint[]))"
+    const std::string named = of_jobs ? " IN (SELECT unnest($1::text[]) UNION SELECT c.id FROM jobs j JOIN calls c "
+                                        "ON c.key = j.call_key WHERE j.id = ANY($2::bigint[]))"
                                       : " = ANY($1::text[])";
     const auto ids = [&] {
       params values;
@@ -409,9 +416,9 @@ void writer::load(connection& c, bool begun, const batch_plan& p, const std::deq
   // can be (the call is locked, so no other transaction adds any meanwhile).
   if (auto keys = packet_keys(batch); !keys.call_ids.empty())
     existing_at = add(
-        "SELECT p.call_id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
+        "SELECT c.id, p.sequence, p.data FROM unnest($1::text[], $2::bigint[]) AS k(call_id, sequence) "
         "JOIN calls c ON c.id = k.call_id AND k.sequence <= c.last_sequence "
-        "JOIN packets p ON p.call_id = k.call_id AND p.sequence = k.sequence",
+        "JOIN packets p ON p.call_key = c.key AND p.sequence = k.sequence",
         params{}.add_texts(keys.call_ids).add_ints(keys.sequences));
   // Job rows are locked after call rows, in every transaction (claims, too, take jobs after the batch's
   // calls), so that two writers never wait on each other in a cycle.
@@ -468,6 +475,7 @@ void writer::read_records(const result_set& r, const result_set& g) {
     // The sequencer is rebuilt below with the call's gaps; highest and next_segment wait in it.
     rec->seq = ledger_.sequencer(r.int64(i, 2), {}, {}, r.int64(i, 9));
     versions_.insert_or_assign(rec->id, r.int64(i, 22));
+    keys_.insert_or_assign(rec->id, r.int64(i, 23));
     calls_.emplace(rec->id, std::move(rec));
   }
   struct gaps_of {
@@ -672,25 +680,26 @@ namespace {
 
 using statements = std::vector<connection::statement>;
 
-void insert_packets(statements& out, const std::vector<packet_row>& rows, double now) {
+using call_keys = std::unordered_map<std::string, std::int64_t>;
+
+void insert_packets(statements& out, const std::vector<packet_row>& rows, const call_keys& keys, double now) {
   if (rows.empty()) return;
-  std::vector<std::string> call_id;
-  std::vector<std::int64_t> sequence;
+  std::vector<std::int64_t> call_key, sequence;
   std::vector<std::string_view> data;
   std::vector<double> timestamp;
   std::vector<bool> late;
   for (const auto& r : rows) {
-    call_id.push_back(r.call_id);
+    call_key.push_back(keys.at(r.call_id));
     sequence.push_back(r.sequence);
     data.push_back(r.data);
     timestamp.push_back(r.timestamp);
     late.push_back(r.late);
   }
   out.push_back(
-      {"INSERT INTO packets(call_id, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
-       "FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
+      {"INSERT INTO packets(call_key, sequence, data, timestamp, received_at, late) SELECT c, s, d, t, $5, l "
+       "FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::float8[], $6::bool[]) AS u(c, s, d, t, l)",
        params{}
-           .add_texts(call_id)
+           .add_ints(call_key)
            .add_ints(sequence)
            .add_bytes_array(data)
            .add_doubles(timestamp)
@@ -728,19 +737,19 @@ void rewrite_gaps(statements& out, const Calls& calls, double now) {
          params{}.add_texts(call_id).add_ints(first).add_ints(last).add_doubles(opened_at).add_bools(lost)});
 }
 
-void insert_jobs(statements& out, const std::vector<job_row>& rows, int max_attempts, double now) {
+void insert_jobs(statements& out, const std::vector<job_row>& rows, const call_keys& keys, int max_attempts,
+                 double now) {
   if (rows.empty()) return;
-  std::vector<std::string> call;
-  std::vector<std::int64_t> first, last;
+  std::vector<std::int64_t> call, first, last;
   for (const auto& r : rows) {
-    call.push_back(r.call_id);
+    call.push_back(keys.at(r.call_id));
     first.push_back(r.range.first);
     last.push_back(r.range.last);
   }
   out.push_back(
-      {"INSERT INTO jobs(call_id, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
-       "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
-       params{}.add_texts(call).add_ints(first).add_ints(last).add(std::int64_t{max_attempts}).add(now)});
+      {"INSERT INTO jobs(call_key, first_sequence, last_sequence, max_attempts, run_at, created_at, updated_at) "
+       "SELECT c, f, l, $4, $5, $5, $5 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(c, f, l)",
+       params{}.add_ints(call).add_ints(first).add_ints(last).add(std::int64_t{max_attempts}).add(now)});
 }
 
 // The job rows the job ledger changed (one per job: see job_rows::put), whole.
@@ -1059,9 +1068,9 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   const auto& rows = ledger_.rows();
   // First: in a batch of kept calls, it locks them (see update_calls).
   versions_at_ = update_calls(out, calls_, versions_, kept_attempt_, now);
-  insert_packets(out, rows.packets, now);
+  insert_packets(out, rows.packets, keys_, now);
   rewrite_gaps(out, calls_, now);
-  insert_jobs(out, rows.jobs, options_.max_attempts, now);
+  insert_jobs(out, rows.jobs, keys_, options_.max_attempts, now);
   write_job_rows(out, jobs_.rows());
   insert_transitions(out, rows.transitions);
   update_media(out, calls_);

@@ -36,11 +36,13 @@
 
 namespace aipbx::pg {
 
-// What a node's writers committed last of each call: its record, and its row's version then. Shared by
-// the node's writers, so that what one wrote is kept for the next batch of another. Thread-safe.
+// What a node's writers committed last of each call: its record, its row's version then, and its key
+// (calls.key, which its packets and jobs carry). Shared by the node's writers, so that what one wrote is
+// kept for the next batch of another. Thread-safe.
 struct kept_call {
   call_record rec;
   std::int64_t version = 0;
+  std::int64_t key = 0;
 };
 class kept_calls {
  public:
@@ -203,6 +205,7 @@ class writer {
   connection* conn_ = nullptr;  // the connection of the batch being applied
   call_map calls_;              // locked by this transaction
   std::unordered_map<std::string, std::int64_t> versions_;  // the version of each call it locked, as read
+  std::unordered_map<std::string, std::int64_t> keys_;      // the key of each call it locked or created
   // The kept versions an attempt that failed its version check started from; kept across the retry.
   std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>

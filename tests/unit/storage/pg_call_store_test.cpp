@@ -202,8 +202,8 @@ TEST(PgCallStore, ANodeSeesWhatAnotherNodeWroteSinceItsLastBatch) {
   EXPECT_EQ(summary->last_sequence, 7);
   EXPECT_EQ(summary->jobs_total, 7);
   EXPECT_NE(summary->state, call_state::in_progress);
-  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets WHERE call_id = 'kept'"), 7);
-  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs WHERE call_id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM packets p JOIN calls c ON c.key = p.call_key WHERE c.id = 'kept'"), 7);
+  EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM jobs j JOIN calls c ON c.key = j.call_key WHERE c.id = 'kept'"), 7);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM call_gaps WHERE call_id = 'kept'"), 0);
 }
 
