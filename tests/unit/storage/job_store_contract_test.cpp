@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -407,6 +408,29 @@ TEST_P(JobStore, CountsAndFiltersByState) {
   ASSERT_TRUE(page.next_after.has_value());
   q.after = *page.next_after;
   EXPECT_EQ(store_->list_jobs(q).value().jobs.size(), 1u);
+  // Every state, alone and with a call, in id order.
+  put("c2", 1);
+  const auto listed = [&](std::optional<job_state> state, std::optional<std::string> call) {
+    job_query all;
+    all.state = state;
+    all.call_id = std::move(call);
+    std::vector<std::int64_t> ids;
+    for (const auto& j : store_->list_jobs(all).value().jobs) {
+      EXPECT_TRUE(!state || j.state == *state);
+      ids.push_back(j.id);
+    }
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+    return ids.size();
+  };
+  EXPECT_EQ(listed(job_state::queued, std::nullopt), 3u);
+  EXPECT_EQ(listed(job_state::queued, "c1"), 2u);
+  EXPECT_EQ(listed(job_state::queued, "c2"), 1u);
+  EXPECT_EQ(listed(job_state::running, std::nullopt), 1u);
+  EXPECT_EQ(listed(job_state::running, "c2"), 0u);
+  EXPECT_EQ(listed(job_state::dead, "c1"), 1u);
+  EXPECT_EQ(listed(job_state::succeeded, std::nullopt), 0u);
+  EXPECT_EQ(listed(std::nullopt, "c1"), 4u);
+  EXPECT_EQ(listed(std::nullopt, "nobody"), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, JobStore, ::testing::ValuesIn(job_store_backends()),
