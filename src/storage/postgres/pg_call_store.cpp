@@ -723,24 +723,37 @@ logged_event read_logged(const result_set& r, int i) {
 }  // namespace
 
 // One statement, so one snapshot: the counter, the prune mark and the rows agree. What is committed is
-// always every event up to the counter, so the rows read are a prefix of what any later read sees.
+// always every event up to the counter, so the rows read are a prefix of what any later read sees. Events
+// are stored a transaction's worth to a row (pg_migrations.cpp, version 13): the read takes the rows that
+// hold ids in (lo, hi], by their last id (up to the first row at or past hi), and unnests them in id order;
+// the filters apply to the events. Ids are consecutive, so an unfiltered read of `limit` events needs no
+// more than the `limit` ids after lo: hi is bounded by that too, and a read unnests no more rows than its
+// page needs (a filtered one is bounded by `up_to`; the event hub gives one).
 result<log_page> pg_call_store::read_log(std::int64_t after, std::optional<std::int64_t> up_to,
                                          const event_filter& filter, std::size_t limit) {
   limit = std::max<std::size_t>(limit, 1);
   return with_reader([&](connection& c) -> result<log_page> {
     std::vector<std::string> kinds;
     for (auto k : filter.kinds) kinds.emplace_back(to_string(k));
+    constexpr auto unbounded = std::numeric_limits<std::int64_t>::max();
+    const bool filtered = filter.call_id || !filter.kinds.empty();
     auto r = c.exec(
         "SELECT s.last_id, s.pruned_through, e.id, e.at, e.kind, e.call_id, e.job_id, e.data "
-        "FROM event_log_state s LEFT JOIN LATERAL (SELECT * FROM events WHERE id > GREATEST($1, s.pruned_through) "
-        "AND id <= LEAST($2, s.last_id) AND ($3::text = '' OR call_id = $3::text) "
-        "AND (cardinality($4::text[]) = 0 OR kind = ANY($4::text[])) ORDER BY id LIMIT $5) e ON true ORDER BY e.id",
+        "FROM event_log_state s LEFT JOIN LATERAL (SELECT b.first_id + u.n - 1 AS id, u.at, u.kind, u.call_id, "
+        "u.job_id, u.data FROM (SELECT GREATEST($1, s.pruned_through) AS lo, LEAST($2, s.last_id, "
+        "GREATEST($1, s.pruned_through) + LEAST($6, s.last_id)) AS hi) r, event_batches b, "
+        "unnest(b.ats, b.kinds, b.call_ids, b.job_ids, b.data) WITH ORDINALITY AS u(at, kind, call_id, job_id, data, n) "
+        "WHERE b.last_id > r.lo AND b.last_id <= COALESCE((SELECT MIN(last_id) FROM event_batches "
+        "WHERE last_id >= r.hi), r.hi) AND b.first_id + u.n - 1 > r.lo AND b.first_id + u.n - 1 <= r.hi "
+        "AND ($3::text = '' OR u.call_id = $3::text) AND (cardinality($4::text[]) = 0 OR u.kind = ANY($4::text[])) "
+        "ORDER BY b.last_id, u.n LIMIT $5) e ON true ORDER BY e.id",
         params{}
             .add(after)
-            .add(up_to.value_or(std::numeric_limits<std::int64_t>::max()))
+            .add(up_to.value_or(unbounded))
             .add(std::string_view(filter.call_id.value_or("")))  // a call id is never empty
             .add_texts(kinds)
-            .add(static_cast<std::int64_t>(limit)));
+            .add(static_cast<std::int64_t>(limit))
+            .add(filtered ? unbounded : static_cast<std::int64_t>(limit)));
     if (r.rows() == 0) return errc::store_failure;  // the state row is missing: not a store of this version
     log_page page;
     const std::int64_t head = r.int64(0, 0);

@@ -300,7 +300,34 @@ DROP INDEX jobs_state;
 CREATE INDEX jobs_dead ON jobs(id) WHERE state = 'dead';
 )sql";
 
-constexpr std::array<migration, 12> all{{
+// The event log, a row per transaction instead of a row per event. A batch of packets logs an event or
+// more per packet (a segment cut for each job it queues), and each was a row: its heap tuple, its entry in
+// the primary key, its header, its WAL record. Now the transaction that numbers its events (pg_writer.cpp,
+// insert_log) stores them in one row, as arrays, under the id of its last event: event `first_id + i - 1`
+// is the i-th element of each array. The ids are what they were (consecutive, in commit order; see
+// version 9); a reader unnests the rows it reads (pg_call_store.cpp, read_log). `at` is the latest time
+// of the row's events: retention deletes whole rows, those whose events are all past it. A row stays in
+// its page up to 8,160 bytes (toast_tuple_target): a batch's arrays are written as they are, neither
+// compressed nor moved out of line. Existing events are regrouped, a thousand ids to a row.
+constexpr const char* v13_event_rows = R"sql(
+CREATE TABLE event_batches (
+  last_id  bigint PRIMARY KEY,
+  first_id bigint NOT NULL,
+  at       double precision NOT NULL,
+  ats      double precision[] NOT NULL,
+  kinds    text[] NOT NULL,
+  call_ids text[] NOT NULL,
+  job_ids  bigint[] NOT NULL,
+  data     text[] NOT NULL
+) WITH (toast_tuple_target = 8160);
+INSERT INTO event_batches(last_id, first_id, at, ats, kinds, call_ids, job_ids, data)
+  SELECT MAX(id), MIN(id), MAX(at), array_agg(at ORDER BY id), array_agg(kind ORDER BY id),
+         array_agg(call_id ORDER BY id), array_agg(job_id ORDER BY id), array_agg(data ORDER BY id)
+  FROM events GROUP BY (id - 1) / 1000;
+DROP TABLE events;
+)sql";
+
+constexpr std::array<migration, 13> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -313,6 +340,7 @@ constexpr std::array<migration, 12> all{{
     {10, "transcript partials", v10_transcript_partials},
     {11, "numeric call keys for packets and jobs", v11_call_keys},
     {12, "job listings by state without a state index", v12_job_state_indexes},
+    {13, "the event log in a row per transaction", v13_event_rows},
 }};
 
 }  // namespace

@@ -237,7 +237,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
   auto results = c.exec_pipeline(writes);
   if (events_at_) assign_event_ids(results[*events_at_]);
   if (versions_at_) read_versions(results[*versions_at_]);
-  if (prune_at_) pruned_events_.fetch_add(static_cast<std::uint64_t>(results[*prune_at_].affected()));
+  if (prune_at_) pruned_events_.fetch_add(static_cast<std::uint64_t>(results[*prune_at_].int64(0, 0)));
 }
 
 bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
@@ -361,8 +361,9 @@ void writer::collect_sweep(const std::vector<result_set>& results, std::size_t a
 void writer::collect_prune(connection& c, double now) {
   if (options_.event_retention <= 0 || now - last_prune_ < 1.0) return;
   last_prune_ = now;
-  // The oldest events first, a slice at a time: the primary key alone finds them.
-  auto r = c.exec("SELECT MAX(id) FROM (SELECT id, at FROM events ORDER BY id LIMIT $1) e WHERE at < $2",
+  // The oldest rows of events first, a slice at a time: the primary key alone finds them.
+  auto r = c.exec("SELECT MAX(last_id) FROM (SELECT last_id, at FROM event_batches ORDER BY last_id LIMIT $1) e "
+                  "WHERE at < $2",
                   params{}.add(static_cast<std::int64_t>(options_.prune_slice)).add(now - options_.event_retention));
   if (!r.is_null(0, 0)) sweep_.prune_through = r.int64(0, 0);
 }
@@ -878,10 +879,10 @@ std::optional<std::size_t> insert_events(statements& out, const std::vector<even
   return out.size() - 1;
 }
 
-// The batch's events of the store-wide log, numbered from the counter of event_log_state in the same
-// statement: it takes the counter's row lock, which orders the transactions of every writer and node
-// that log events, so ids are given in commit order (see pg_migrations.cpp, v8). Sent last before COMMIT,
-// so that the lock is held for as short a time as the commit takes.
+// The batch's events of the store-wide log, in one row (pg_migrations.cpp, version 13), numbered from the
+// counter of event_log_state in the same statement: it takes the counter's row lock, which orders the
+// transactions of every writer and node that log events, so ids are given in commit order (version 9). Sent
+// last before COMMIT, so that the lock is held for as short a time as the commit takes.
 void insert_log(statements& out, const std::vector<log_row>& rows) {
   if (rows.empty()) return;
   std::vector<double> at;
@@ -894,17 +895,19 @@ void insert_log(statements& out, const std::vector<log_row>& rows) {
     job.push_back(r.job_id);
     data.push_back(r.data);
   }
+  const double latest = *std::max_element(at.begin(), at.end());
   out.push_back(
-      {"WITH c AS (UPDATE event_log_state SET last_id = last_id + $6 RETURNING last_id - $6 AS base) "
-       "INSERT INTO events(id, at, kind, call_id, job_id, data) SELECT c.base + u.n, u.a, u.k, u.c, u.j, u.d "
-       "FROM c, unnest($1::float8[], $2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY "
-       "AS u(a, k, c, j, d, n)",
+      {"WITH c AS (UPDATE event_log_state SET last_id = last_id + $7 RETURNING last_id) "
+       "INSERT INTO event_batches(last_id, first_id, at, ats, kinds, call_ids, job_ids, data) "
+       "SELECT c.last_id, c.last_id - $7 + 1, $6, $1::float8[], $2::text[], $3::text[], $4::bigint[], $5::text[] "
+       "FROM c",
        params{}
            .add_doubles(at)
            .add_texts(kind)
            .add_texts(call)
            .add_optional_ints(job)
            .add_texts(data)
+           .add(latest)
            .add(static_cast<std::int64_t>(rows.size()))});
 }
 
@@ -1080,7 +1083,9 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   // Delivered at commit, to every node's listener (this node's own ignores its token).
   jobs_notice_.add(out, jobs_queued_, token);
   if (sweep_.prune_through) {
-    out.push_back({"DELETE FROM events WHERE id <= $1", params{}.add(*sweep_.prune_through)});
+    out.push_back({"WITH d AS (DELETE FROM event_batches WHERE last_id <= $1 RETURNING last_id - first_id + 1 AS n) "
+                   "SELECT COALESCE(SUM(n), 0)::bigint FROM d",
+                   params{}.add(*sweep_.prune_through)});
     prune_at_ = out.size() - 1;
     out.push_back({"UPDATE event_log_state SET pruned_through = GREATEST(pruned_through, $1)",
                    params{}.add(*sweep_.prune_through)});

@@ -3,6 +3,7 @@
 #include "storage/pg_test_database.hpp"
 #include "storage/postgres/pg_call_store.hpp"
 #include "storage/postgres/pg_conn.hpp"
+#include "storage/postgres/pg_migrations.hpp"
 #include "support/printers.hpp"
 
 #include <gtest/gtest.h>
@@ -90,6 +91,95 @@ TEST(PgCallStore, StoresStartingTogetherApplyEachMigrationOnce) {
   for (int v : versions) EXPECT_EQ(v, versions[0]);
   EXPECT_EQ(scalar(url, "SELECT COUNT(*) FROM schema_migrations"), versions[0]);
   EXPECT_EQ(scalar(url, "SELECT COUNT(DISTINCT version) FROM schema_migrations"), versions[0]);
+}
+
+// A database of version 10 (text call ids in packets and jobs, a row per event) upgrades in place: its
+// packets, jobs and events read as before, ids included, and new rows go on after the old ids.
+TEST(PgCallStore, ADatabaseOfVersion10UpgradesWithItsRows) {
+  const std::string url = fresh("upgrade");
+  {
+    pg::connection c(url, "aipbx-tests");
+    ASSERT_EQ(pg::migrate(c, 1000.0, 10), 10);
+    c.exec(
+        "INSERT INTO calls(id, created_at, updated_at, state_changed_at, last_sequence, expected_sequence, "
+        "packets_received, next_segment, jobs_total, last_packet_at) VALUES "
+        "('old-a', 1000, 1000, 1000, 2, 3, 2, 3, 2, 1000), ('old-b', 1000, 1000, 1000, 1, 2, 1, 2, 1, 1000)");
+    c.exec(
+        "INSERT INTO packets(call_id, sequence, data, timestamp, received_at) VALUES "
+        "('old-a', 1, 'a1', 1, 1000), ('old-b', 1, 'b1', 1, 1000), ('old-a', 2, 'a2', 2, 1000)");
+    c.exec(
+        "INSERT INTO jobs(call_id, first_sequence, last_sequence, state, max_attempts, run_at, created_at, "
+        "updated_at) VALUES ('old-a', 1, 1, 'succeeded', 5, 1000, 1000, 1000), "
+        "('old-b', 1, 1, 'queued', 5, 1000, 1000, 1000), ('old-a', 2, 2, 'dead', 5, 1000, 1000, 1000)");
+    // 2,500 events, the first ten pruned.
+    c.exec(
+        "INSERT INTO events(id, at, kind, call_id, job_id, data) SELECT i, 1000, 'segment.cut', "
+        "CASE WHEN i % 2 = 0 THEN 'old-a' ELSE 'old-b' END, CASE WHEN i % 3 = 0 THEN i END, '{\"n\":' || i || '}' "
+        "FROM generate_series(11, 2500) i");
+    c.exec("UPDATE event_log_state SET last_id = 2500, pruned_through = 10");
+  }
+  pg_options o;
+  o.url = url;
+  o.segment_idle = 3600;
+  pg_call_store store(o);
+  EXPECT_EQ(store.schema_version(), pg::latest_version());
+
+  const auto packets = store.list_packets("old-a", 0, 10);
+  ASSERT_TRUE(packets.has_value());
+  ASSERT_EQ(packets->packets.size(), 2u);
+  EXPECT_EQ(packets->packets[0].id, 1);
+  EXPECT_EQ(packets->packets[0].data, "a1");
+  EXPECT_EQ(packets->packets[1].id, 3);
+  EXPECT_EQ(packets->packets[1].data, "a2");
+  const auto job = store.get_job(3);
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->call_id, "old-a");
+  EXPECT_EQ(job->state, job_state::dead);
+  job_query of_b;
+  of_b.call_id = "old-b";
+  const auto jobs_b = store.list_jobs(of_b);
+  ASSERT_TRUE(jobs_b.has_value());
+  ASSERT_EQ(jobs_b->jobs.size(), 1u);
+  EXPECT_EQ(jobs_b->jobs[0].id, 2);
+  EXPECT_EQ(jobs_b->jobs[0].state, job_state::queued);
+
+  const auto log = store.read_log(0, std::nullopt, {}, 5000);
+  ASSERT_TRUE(log.has_value());
+  EXPECT_EQ(log->pruned_through, 10);
+  ASSERT_EQ(log->events.size(), 2490u);
+  for (std::size_t i = 0; i < log->events.size(); ++i) {
+    const auto& e = log->events[i];
+    const std::int64_t id = 11 + static_cast<std::int64_t>(i);
+    ASSERT_EQ(e.id, id);
+    EXPECT_EQ(e.call_id, id % 2 == 0 ? "old-a" : "old-b");
+    EXPECT_EQ(e.job_id, id % 3 == 0 ? std::optional<std::int64_t>(id) : std::nullopt);
+    EXPECT_EQ(e.data, "{\"n\":" + std::to_string(id) + "}");
+  }
+  event_filter of_a;
+  of_a.call_id = "old-a";
+  const auto log_a = store.read_log(1990, 2010, of_a, 100);
+  ASSERT_TRUE(log_a.has_value());
+  ASSERT_EQ(log_a->events.size(), 10u);
+  EXPECT_EQ(log_a->events.front().id, 1992);
+  EXPECT_EQ(log_a->scanned_to, 2010);
+
+  // New rows: the next packet id, job id and event ids.
+  ASSERT_TRUE(ingest_sync(store, packet{"old-a", 3, "a3", 3.0, std::nullopt}).has_value());
+  const auto after = store.list_packets("old-a", 2, 10);
+  ASSERT_TRUE(after.has_value());
+  ASSERT_EQ(after->packets.size(), 1u);
+  EXPECT_EQ(after->packets[0].id, 4);
+  job_query of_a_jobs;
+  of_a_jobs.call_id = "old-a";
+  const auto jobs_a = store.list_jobs(of_a_jobs);
+  ASSERT_TRUE(jobs_a.has_value());
+  ASSERT_EQ(jobs_a->jobs.size(), 3u);
+  EXPECT_EQ(jobs_a->jobs.back().id, 4);
+  const auto tail = store.read_log(2500, std::nullopt, {}, 10);
+  ASSERT_TRUE(tail.has_value());
+  ASSERT_EQ(tail->events.size(), 1u);  // the segment cut of packet 3
+  EXPECT_EQ(tail->events[0].id, 2501);
+  EXPECT_EQ(tail->events[0].kind, event_kind::segment_cut);
 }
 
 // Two nodes take the packets of the same calls at once, in any order, with repeats: each call's state is
