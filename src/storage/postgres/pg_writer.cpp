@@ -120,6 +120,7 @@ void writer::reset() {
   calls_.clear();
   versions_.clear();
   keys_.clear();
+  still_.clear();
   job_rows_.clear();
   created_.clear();
   existing_.clear();
@@ -209,6 +210,16 @@ void writer::find_contended() {
   suspects_.clear();
 }
 
+writer::still_columns writer::still_columns::of(const call_record& rec) {
+  return {rec.state,        rec.duplicate_packets,       rec.out_of_order_packets, rec.gaps_opened,
+          rec.seq.tracker().missing_count(), rec.late_packets, rec.seq.lost_packets(), rec.jobs_succeeded,
+          rec.jobs_dead,    rec.ended_at,                rec.end_reason,           rec.state_changed_at};
+}
+
+void writer::note_still() {
+  for (const auto& [id, rec] : calls_) still_.try_emplace(id, still_columns::of(*rec));
+}
+
 void writer::read_versions(const result_set& r) {
   for (int i = 0; i < r.rows(); ++i) versions_.insert_or_assign(r.text(i, 0), r.int64(i, 1));
 }
@@ -230,6 +241,7 @@ void writer::run(connection& c, std::deque<write_op>& batch, double now, bool sw
     load(c, begun, p, batch, now);
     find_contended();
   }
+  note_still();
   for (auto& op : batch) apply(c, op, now);
   if (sweeping_) sweep(now);
   flush(writes, now, token);
@@ -264,6 +276,7 @@ bool writer::load_kept(const batch_plan& p, const std::deque<write_op>& batch) {
   calls_.clear();
   versions_.clear();
   keys_.clear();
+  still_.clear();
   return false;
 }
 
@@ -509,6 +522,7 @@ void writer::lock_call(connection& c, const std::string& id) {
         "ORDER BY first_sequence",
         params{}.add(std::string_view(id))}});
   read_records(results[0], results[1]);
+  note_still();
 }
 
 call_record* writer::locked(connection& c, const std::string& id) {
@@ -931,7 +945,8 @@ void insert_transitions(statements& out, const std::vector<transition_row>& rows
 
 // The calls columns of the changed records, one array per column.
 struct call_columns {
-  std::vector<std::string> id, state;
+  std::vector<std::int64_t> key;
+  std::vector<std::string> state;
   std::vector<std::int64_t> last, expected, received, dup, ooo, gaps, missing, next_segment, late, lost, total,
       succeeded, dead;
   std::vector<std::optional<double>> first_ts, last_ts, last_packet_at, ended_at;
@@ -939,88 +954,127 @@ struct call_columns {
   std::vector<double> changed_at;
   std::vector<std::int64_t> version;
 
-  void add(const std::string& call_id, const call_record& rec, std::int64_t read_version) {
+  // The columns packets in sequence change (a narrow row), or all of them.
+  void add(std::int64_t call_key, const call_record& rec, std::int64_t read_version, bool narrow) {
     const auto& t = rec.seq.tracker();
-    id.push_back(call_id);
-    state.emplace_back(to_string(rec.state));
+    key.push_back(call_key);
     last.push_back(t.highest());
     expected.push_back(t.expected());
     received.push_back(rec.packets_received);
+    next_segment.push_back(rec.seq.next_segment());
+    total.push_back(rec.jobs_total);
+    first_ts.push_back(rec.first_timestamp);
+    last_ts.push_back(rec.last_timestamp);
+    last_packet_at.push_back(rec.last_packet_at);
+    version.push_back(read_version);
+    if (narrow) return;
+    state.emplace_back(to_string(rec.state));
     dup.push_back(rec.duplicate_packets);
     ooo.push_back(rec.out_of_order_packets);
     gaps.push_back(rec.gaps_opened);
     missing.push_back(t.missing_count());
-    next_segment.push_back(rec.seq.next_segment());
     late.push_back(rec.late_packets);
     lost.push_back(rec.seq.lost_packets());
-    total.push_back(rec.jobs_total);
     succeeded.push_back(rec.jobs_succeeded);
     dead.push_back(rec.jobs_dead);
-    first_ts.push_back(rec.first_timestamp);
-    last_ts.push_back(rec.last_timestamp);
-    last_packet_at.push_back(rec.last_packet_at);
     ended_at.push_back(rec.ended_at);
     end_reason.push_back(rec.end_reason);
     changed_at.push_back(rec.state_changed_at);
-    version.push_back(read_version);
   }
 };
 
-// Every call the batch wrote anything of (its row, gaps, media or track), or `every` call it holds, gets its
-// row written whole and its version counted up from the one it was read or kept at: a writer that kept the
-// call's state sees the change. A row at another version gets -1, which calls_version_kept refuses
-// (pg_migrations.cpp). The rows are updated in the order of `calls` (ids sorted; the plan runs through the
-// array into calls' key, never a scan), so that, first in a transaction, the statement locks them in id
-// order, as every writer does. Returns the statement's index: its RETURNING gives the new versions.
-template <class Calls>
-std::optional<std::size_t> update_calls(statements& out, const Calls& calls,
-                                        const std::unordered_map<std::string, std::int64_t>& versions, bool every,
-                                        double now) {
-  call_columns u;
-  for (const auto& [id, rec] : calls)
-    if (every || rec->dirty || rec->gaps_dirty || rec->media_dirty || rec->track_dirty) u.add(id, *rec, versions.at(id));
-  if (u.id.empty()) return std::nullopt;
-  out.push_back({"UPDATE calls SET state = u.state, last_sequence = u.last, expected_sequence = u.expected, "
-                 "packets_received = u.received, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
-                 "gaps_opened = u.gaps, missing_packets = u.missing, next_segment = u.next_segment, "
-                 "late_packets = u.late, lost_packets = u.lost, jobs_total = u.total, "
-                 "jobs_succeeded = u.succeeded, jobs_dead = u.dead, first_timestamp = u.first_ts, "
-                 "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, ended_at = u.ended_at, "
-                 "end_reason = u.end_reason, state_changed_at = u.changed_at, updated_at = $22, "
-                 "version = CASE WHEN calls.version = u.version THEN u.version + 1 ELSE -1 END "
-                 "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
-                 "$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], "
-                 "$13::bigint[], $14::bigint[], $15::bigint[], $16::float8[], $17::float8[], $18::float8[], "
-                 "$19::float8[], $20::text[], $21::float8[], $23::bigint[]) AS u(id, state, last, expected, "
-                 "received, dup, ooo, gaps, missing, next_segment, late, lost, total, succeeded, dead, first_ts, "
-                 "last_ts, last_packet_at, ended_at, end_reason, changed_at, version) "
-                 "WHERE calls.id = u.id RETURNING calls.id, calls.version",
-                 params{}
-                     .add_texts(u.id)
+// The columns every calls UPDATE sets, and the arrays they come from (the first ten parameters; $10 is the
+// time). The arrays are unnested in the select list, side by side, rather than by unnest(a, b, ...) in
+// FROM, which copies each array into a tuple store of its own first.
+constexpr const char* narrow_sets =
+    "last_sequence = u.last, expected_sequence = u.expected, packets_received = u.received, "
+    "next_segment = u.next_segment, jobs_total = u.total, first_timestamp = u.first_ts, "
+    "last_timestamp = u.last_ts, last_packet_at = u.last_packet_at, updated_at = $10, "
+    "version = CASE WHEN calls.version = u.version THEN u.version + 1 ELSE -1 END";
+constexpr const char* narrow_arrays =
+    "unnest($1::bigint[]) AS key, unnest($2::bigint[]) AS last, unnest($3::bigint[]) AS expected, "
+    "unnest($4::bigint[]) AS received, unnest($5::bigint[]) AS next_segment, unnest($6::bigint[]) AS total, "
+    "unnest($7::float8[]) AS first_ts, unnest($8::float8[]) AS last_ts, unnest($9::float8[]) AS last_packet_at, "
+    "unnest($11::bigint[]) AS version";
+
+params narrow_params(const call_columns& u, double now) {
+  params p;
+  p.add_ints(u.key)
+      .add_ints(u.last)
+      .add_ints(u.expected)
+      .add_ints(u.received)
+      .add_ints(u.next_segment)
+      .add_ints(u.total)
+      .add_optional_doubles(u.first_ts)
+      .add_optional_doubles(u.last_ts)
+      .add_optional_doubles(u.last_packet_at)
+      .add(now)
+      .add_ints(u.version);
+  return p;
+}
+
+void update_narrow(statements& out, const call_columns& u, double now) {
+  out.push_back({std::string("UPDATE calls SET ") + narrow_sets + " FROM (SELECT " + narrow_arrays +
+                     ") AS u WHERE calls.key = u.key RETURNING calls.id, calls.version",
+                 narrow_params(u, now)});
+}
+
+void update_wide(statements& out, const call_columns& u, double now) {
+  out.push_back({std::string("UPDATE calls SET ") + narrow_sets +
+                     ", state = u.state, duplicate_packets = u.dup, out_of_order_packets = u.ooo, "
+                     "gaps_opened = u.gaps, missing_packets = u.missing, late_packets = u.late, "
+                     "lost_packets = u.lost, jobs_succeeded = u.succeeded, jobs_dead = u.dead, "
+                     "ended_at = u.ended_at, end_reason = u.end_reason, state_changed_at = u.changed_at "
+                     "FROM (SELECT " +
+                     narrow_arrays +
+                     ", unnest($12::text[]) AS state, unnest($13::bigint[]) AS dup, unnest($14::bigint[]) AS ooo, "
+                     "unnest($15::bigint[]) AS gaps, unnest($16::bigint[]) AS missing, unnest($17::bigint[]) AS late, "
+                     "unnest($18::bigint[]) AS lost, unnest($19::bigint[]) AS succeeded, "
+                     "unnest($20::bigint[]) AS dead, unnest($21::float8[]) AS ended_at, "
+                     "unnest($22::text[]) AS end_reason, unnest($23::float8[]) AS changed_at) AS u "
+                     "WHERE calls.key = u.key RETURNING calls.id, calls.version",
+                 narrow_params(u, now)
                      .add_texts(u.state)
-                     .add_ints(u.last)
-                     .add_ints(u.expected)
-                     .add_ints(u.received)
                      .add_ints(u.dup)
                      .add_ints(u.ooo)
                      .add_ints(u.gaps)
                      .add_ints(u.missing)
-                     .add_ints(u.next_segment)
                      .add_ints(u.late)
                      .add_ints(u.lost)
-                     .add_ints(u.total)
                      .add_ints(u.succeeded)
                      .add_ints(u.dead)
-                     .add_optional_doubles(u.first_ts)
-                     .add_optional_doubles(u.last_ts)
-                     .add_optional_doubles(u.last_packet_at)
                      .add_optional_doubles(u.ended_at)
                      .add_optional_texts(u.end_reason)
-                     .add_doubles(u.changed_at)
-                     .add(now)
-                     .add_ints(u.version)});
+                     .add_doubles(u.changed_at)});
+}
+
+}  // namespace
+
+// Every call the batch wrote anything of (its row, gaps, media or track), or every call it holds in a batch of
+// kept calls, gets its row written and its version counted up from the one it was read or kept at: a writer
+// that kept the call's state sees the change. A row at another version gets -1, which calls_version_kept
+// refuses (pg_migrations.cpp). The rows are updated in the order of calls_ (ids sorted; the plan runs through
+// the arrays into calls' key, never a scan), so that, first in a transaction, the statement locks them in id
+// order, as every writer does. When every call keeps its still columns (packets in sequence: the common
+// batch), only the others are written; else all of them, of every call (one statement either way, so that the
+// locks are taken in one order). Returns the statement's index: its RETURNING gives the new versions.
+std::optional<std::size_t> writer::update_calls(std::vector<connection::statement>& out, double now) const {
+  std::vector<std::pair<const std::string*, const call_record*>> changed;
+  bool narrow = true;
+  for (const auto& [id, rec] : calls_) {
+    if (!kept_attempt_ && !rec->dirty && !rec->gaps_dirty && !rec->media_dirty && !rec->track_dirty) continue;
+    changed.emplace_back(&id, rec.get());
+    narrow = narrow && still_columns::of(*rec) == still_.at(id);
+  }
+  if (changed.empty()) return std::nullopt;
+  call_columns u;
+  for (const auto& [id, rec] : changed) u.add(keys_.at(*id), *rec, versions_.at(*id), narrow);
+  if (narrow) update_narrow(out, u, now);
+  else update_wide(out, u, now);
   return out.size() - 1;
 }
+
+namespace {
 
 template <class Calls>
 void update_media(statements& out, const Calls& calls) {
@@ -1070,7 +1124,7 @@ result_set writer::read_jobs_table(connection& c, connection::statement read) {
 void writer::flush(std::vector<connection::statement>& out, double now, const std::string& token) {
   const auto& rows = ledger_.rows();
   // First: in a batch of kept calls, it locks them (see update_calls).
-  versions_at_ = update_calls(out, calls_, versions_, kept_attempt_, now);
+  versions_at_ = update_calls(out, now);
   insert_packets(out, rows.packets, keys_, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, keys_, options_.max_attempts, now);

@@ -124,6 +124,18 @@ class writer {
 
  private:
   using packet_key = std::pair<std::string_view, std::int64_t>;
+  // The columns of a calls row that packets in sequence leave as they are. A batch whose calls all keep them
+  // writes only the others (update_calls).
+  struct still_columns {
+    call_state state = call_state::in_progress;
+    std::int64_t duplicate = 0, out_of_order = 0, gaps_opened = 0, missing = 0, late = 0, lost = 0, succeeded = 0,
+                 dead = 0;
+    std::optional<double> ended_at;
+    std::optional<std::string> end_reason;
+    double state_changed_at = 0;
+    static still_columns of(const call_record& rec);
+    friend bool operator==(const still_columns&, const still_columns&) = default;
+  };
   using call_map = std::map<std::string, std::unique_ptr<call_record>, std::less<>>;
 
   // What a batch names, gathered before its transaction reads anything.
@@ -147,6 +159,10 @@ class writer {
   void forget_calls();
   // The versions the written calls' rows got (RETURNING of the calls' UPDATE).
   void read_versions(const result_set& r);
+  // Notes the still columns of the calls the attempt holds that it has not noted yet (as read or kept).
+  void note_still();
+  // The UPDATE of the calls the batch changed (see the definition); its index in `out`, if any.
+  std::optional<std::size_t> update_calls(std::vector<connection::statement>& out, double now) const;
   // After the read that follows a failed version check: the calls whose version had moved are contended.
   void find_contended();
   // Looks up the calls that claims (of jobs they may find dead) and the sweep will touch, in one round trip
@@ -206,6 +222,7 @@ class writer {
   call_map calls_;              // locked by this transaction
   std::unordered_map<std::string, std::int64_t> versions_;  // the version of each call it locked, as read
   std::unordered_map<std::string, std::int64_t> keys_;      // the key of each call it locked or created
+  std::unordered_map<std::string, still_columns> still_;    // of each call it holds, as read or kept
   // The kept versions an attempt that failed its version check started from; kept across the retry.
   std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>
