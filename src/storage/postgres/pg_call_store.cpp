@@ -585,8 +585,8 @@ result<std::vector<stored_packet>> pg_call_store::segment_packets(std::string_vi
                                                                  std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
     auto r = c.exec(
-        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_key = (SELECT key FROM calls "
-        "WHERE id = $1) AND sequence BETWEEN $2 AND $3 AND NOT late ORDER BY sequence",
+        "SELECT p.id, p.sequence, p.data, p.timestamp, p.received_at FROM calls c JOIN packets p ON p.call_key = "
+        "c.key WHERE c.id = $1 AND p.sequence BETWEEN $2 AND $3 AND NOT p.late ORDER BY p.sequence",
         params{}.add(call_id).add(first).add(last));
     std::vector<stored_packet> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
