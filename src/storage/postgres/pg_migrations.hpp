@@ -1,6 +1,6 @@
 // The PostgreSQL schema: the same logical tables as the embedded store (calls, packets, call_gaps, jobs,
-// transcript_segments, call_transitions), as numbered migrations recorded in `schema_migrations`, with the
-// same version numbers as the embedded store's.
+// transcript_segments, call_transitions), as numbered migrations recorded in `schema_migrations`; versions
+// 1 to 7 are numbered as the embedded store's, later ones are PostgreSQL's own.
 //
 // Several nodes may start at once: `migrate` holds a session advisory lock while it reads the version and
 // applies what is missing, each migration in its own transaction, so exactly one node applies each.
