@@ -230,7 +230,8 @@ CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
 // a call's number is compared in one instruction and takes 8 bytes. `calls.key` numbers the calls
 // (set once, so the calls row's updates stay HOT), and packets and jobs carry it instead of the id.
 // The two tables are rebuilt rather than altered, so that their rows have no dropped column: their ids
-// are kept, and their identities go on from the highest.
+// are kept, and their identities go on from the highest. (No call is ever deleted; a row whose call were
+// missing would fail the migration on its NULL key rather than be left behind.)
 constexpr const char* v11_call_keys = R"sql(
 ALTER TABLE calls ADD COLUMN key bigint GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE calls ADD CONSTRAINT calls_key UNIQUE (key);
@@ -246,7 +247,7 @@ CREATE TABLE packets_keyed (
 );
 INSERT INTO packets_keyed(id, call_key, sequence, timestamp, received_at, late, data) OVERRIDING SYSTEM VALUE
   SELECT p.id, c.key, p.sequence, p.timestamp, p.received_at, p.late, p.data
-  FROM packets p JOIN calls c ON c.id = p.call_id ORDER BY p.id;
+  FROM packets p LEFT JOIN calls c ON c.id = p.call_id ORDER BY p.id;
 SELECT setval(pg_get_serial_sequence('packets_keyed', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM packets_keyed;
 DROP TABLE packets;
 ALTER TABLE packets_keyed RENAME TO packets;
@@ -276,7 +277,7 @@ INSERT INTO jobs_keyed(id, call_key, first_sequence, last_sequence, state, attem
   OVERRIDING SYSTEM VALUE
   SELECT j.id, c.key, j.first_sequence, j.last_sequence, j.state, j.attempts, j.max_attempts, j.run_at,
          j.created_at, j.updated_at, j.lease_owner, j.lease_expires_at, j.last_error, j.started_at, j.finished_at
-  FROM jobs j JOIN calls c ON c.id = j.call_id ORDER BY j.id;
+  FROM jobs j LEFT JOIN calls c ON c.id = j.call_id ORDER BY j.id;
 SELECT setval(pg_get_serial_sequence('jobs_keyed', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM jobs_keyed;
 DROP TABLE jobs;
 ALTER TABLE jobs_keyed RENAME TO jobs;
