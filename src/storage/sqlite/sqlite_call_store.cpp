@@ -484,7 +484,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     sql += " ORDER BY id LIMIT ?";
     auto& s = c.cached(sql);
     int i = 1;
-    s.bind(i++, std::string_view(query.after.value_or("")));
+    s.bind(i++, query.after ? std::string_view(*query.after) : std::string_view(""));
     if (query.state) s.bind(i++, to_string(*query.state));
     s.bind(i, static_cast<std::int64_t>(query.limit + 1));
     call_page page;
