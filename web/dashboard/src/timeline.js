@@ -20,7 +20,8 @@ export function drawTimeline(canvas, track) {
     canvas.width = Math.round(width * dpr);
     canvas.height = Math.round(height * dpr);
   }
-  const ctx = canvas.getContext('2d');
+  canvas.dataset.last = String(track.last); // what the bar spans (read by the browser test)
+  const ctx = canvas.getContext('2d', { willReadFrequently: false });
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
   const barHeight = Math.round(height * 0.62);

@@ -146,6 +146,7 @@ export class CallsView {
     const row = el('a.vrow.calls-grid', {}, cells);
     row.cells = cells;
     row.shown = null;
+    row.style.display = 'none';
     this.rows.append(row);
     return row;
   }
