@@ -29,8 +29,17 @@ export function setClass(node, name) {
   if (node.className !== name) node.className = name;
 }
 
+// 1234567 -> "1,234,567" (by hand: toLocaleString goes through Intl, slow for a list redrawn per frame).
 export function fmtInt(n) {
-  return n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US');
+  if (n === null || n === undefined || !Number.isFinite(n)) return '–';
+  const s = String(Math.round(Math.abs(n)));
+  let out = s.length > 3 ? '' : s;
+  if (s.length > 3) {
+    const head = s.length % 3 || 3;
+    out = s.slice(0, head);
+    for (let i = head; i < s.length; i += 3) out += `,${s.slice(i, i + 3)}`;
+  }
+  return n < 0 ? `-${out}` : out;
 }
 
 export function fmtRate(r) {

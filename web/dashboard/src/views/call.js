@@ -15,7 +15,7 @@ const JOB_ROWS = 200;
 const ACTIVITY = 40;
 const JOB_ORDER = { dead: 0, running: 1, retrying: 2, queued: 3, succeeded: 4 };
 
-class Track {
+export class Track {
   constructor(id, name) {
     this.id = id;
     this.name = name;

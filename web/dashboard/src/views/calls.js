@@ -136,15 +136,20 @@ export class CallsView {
     const height = this.body.clientHeight;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const count = Math.ceil(height / ROW_HEIGHT) + 2 * OVERSCAN;
-    this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    const spacer = `${rows.length * ROW_HEIGHT}px`;
+    if (this.spacer.style.height !== spacer) this.spacer.style.height = spacer;
     while (this.pool.length < count) this.pool.push(this.makeRow());
-    for (let i = 0; i < this.pool.length; ++i) this.fill(this.pool[i], rows[first + i], first + i);
+    // Row k of the list is always pool[k % n]: scrolling by a row moves and refills one element, not all.
+    const n = this.pool.length;
+    for (let k = first; k < first + n; ++k) this.fill(this.pool[k % n], rows[k], k);
   }
 
   makeRow() {
     const cells = COLUMNS.map((c) => el(`span.td${c.num ? '.num' : ''}`));
     const row = el('a.vrow.calls-grid', {}, cells);
     row.cells = cells;
+    row.values = COLUMNS.map(() => null);
+    row.classes = COLUMNS.map(() => null);
     row.shown = null;
     row.style.display = 'none';
     this.rows.append(row);
@@ -168,10 +173,18 @@ export class CallsView {
       row.href = `#/call/${encodeURIComponent(r.id)}`;
       row.shown = r.id;
     }
-    for (let i = 0; i < COLUMNS.length; ++i) setText(row.cells[i], cellText(COLUMNS[i].key, r));
-    setClass(row.cells[1], `td state s-${r.state}`);
-    setClass(row.cells[5], `td num${r.missing_packets > 0 ? ' warn' : ''}`);
-    setClass(row.cells[7], `td num${r.lost_packets > 0 ? ' bad' : ''}`);
-    setClass(row.cells[8], `td ai a-${r.ai}`);
+    // The row remembers what it shows: only what changed is written to the page.
+    for (let i = 0; i < COLUMNS.length; ++i) {
+      const text = cellText(COLUMNS[i].key, r);
+      if (row.values[i] !== text) row.cells[i].textContent = row.values[i] = text;
+    }
+    this.cellClass(row, 1, `td state s-${r.state}`);
+    this.cellClass(row, 5, `td num${r.missing_packets > 0 ? ' warn' : ''}`);
+    this.cellClass(row, 7, `td num${r.lost_packets > 0 ? ' bad' : ''}`);
+    this.cellClass(row, 8, `td ai a-${r.ai}`);
+  }
+
+  cellClass(row, i, name) {
+    if (row.classes[i] !== name) row.cells[i].className = row.classes[i] = name;
   }
 }
