@@ -78,8 +78,12 @@ export class CallsView {
     forget('calls');
   }
 
-  // Every active call, read again every POLL_MS (packets/s comes from two reads).
+  // Every active call, read again every POLL_MS (packets/s comes from two reads). Called again (a resync),
+  // it reads now and keeps one loop.
   async poll() {
+    clearTimeout(this.timer);
+    if (this.reading) return;
+    this.reading = true;
     const at = Date.now() / 1000;
     try {
       const [running, ending] = await Promise.all([
@@ -91,6 +95,7 @@ export class CallsView {
     } catch (err) {
       console.warn('calls poll', err);
     }
+    this.reading = false;
     if (this.root.isConnected) this.timer = setTimeout(() => this.poll(), POLL_MS);
   }
 
