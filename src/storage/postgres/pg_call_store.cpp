@@ -655,6 +655,7 @@ result<std::vector<node_presence>> pg_call_store::nodes() {
         "COALESCE(l.running, 0) FROM connected c FULL JOIN leases l ON l.name = c.name ORDER BY 1",
         params{}.add(listener_prefix));
     std::vector<node_presence> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i)
       out.push_back({r.text(i, 0), r.optional_float8(i, 1), r.optional_text(i, 2), r.int64(i, 3)});
     return out;
