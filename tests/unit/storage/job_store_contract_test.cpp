@@ -398,6 +398,7 @@ TEST_P(JobStore, CountsAndFiltersByState) {
   EXPECT_TRUE(finish(c.jobs[0], "w", job_dead{"x"}));
   auto counts = store_->count_jobs().value();
   EXPECT_EQ(counts.queued, 2);
+  EXPECT_EQ(counts.retrying, 0);
   EXPECT_EQ(counts.running, 1);
   EXPECT_EQ(counts.dead, 1);
   ASSERT_TRUE(counts.oldest_due_at.has_value());
@@ -410,6 +411,34 @@ TEST_P(JobStore, CountsAndFiltersByState) {
   ASSERT_TRUE(page.next_after.has_value());
   q.after = *page.next_after;
   EXPECT_EQ(store_->list_jobs(q).value().jobs.size(), 1u);
+  EXPECT_TRUE(finish(c.jobs[1], "w", job_retry{"busy", now_ + 5}));
+  counts = store_->count_jobs().value();
+  EXPECT_EQ(counts.queued, 3) << "a job waiting out its backoff is queued";
+  EXPECT_EQ(counts.retrying, 1) << "and counted apart";
+  EXPECT_EQ(counts.running, 0);
+}
+
+TEST_P(JobStore, NodesAreThoseConnectedAndThoseHoldingLeases) {
+  for (std::int64_t s = 1; s <= 3; ++s) put("c1", s);
+  ASSERT_EQ(claim("w", 2).jobs.size(), 2u);
+  ASSERT_EQ(claim("gone", 1).jobs.size(), 1u);
+  const bool shared = GetParam().name == "postgresql";
+  std::vector<node_presence> nodes;
+  // The listening connection of a shared store connects on a thread of its own.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    nodes = store_->nodes().value();
+    const bool told = !shared || (!nodes.empty() && nodes.back().connected_since);
+    if (told || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].name, "gone");
+  EXPECT_EQ(nodes[0].running_jobs, 1);
+  EXPECT_FALSE(nodes[0].connected_since) << "no connection of its own: only its leases";
+  EXPECT_EQ(nodes[1].name, "w");
+  EXPECT_EQ(nodes[1].running_jobs, 2);
+  EXPECT_EQ(nodes[1].connected_since.has_value(), shared) << "a shared database tells who is connected";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, JobStore, ::testing::ValuesIn(job_store_backends()),
