@@ -78,6 +78,10 @@ export class Track {
         this.segments.set(e.job_id, { job_id: e.job_id, first_sequence: d.first, last_sequence: d.last, text: d.text, start: null });
         this.partials = this.partials.filter((p) => p.job_id !== e.job_id);
         return 'transcript';
+      case 'transcript.partial':
+        this.partials = this.partials.filter((p) => p.job_id !== e.job_id).concat(
+          { job_id: e.job_id, first_sequence: d.first, last_sequence: d.last, text: d.text, heard_s: d.heard_s, partial: true });
+        return 'transcript';
       case 'dtmf': this.dtmf.push({ digit: d.data?.digit ?? '?', at: e.at, sequence: d.sequence }); return 'call';
       default: return null;
     }
@@ -207,11 +211,10 @@ export class CallView {
     return Promise.all(this.tracks.map((t) => this.readTrackJobs(t))).catch(() => {});
   }
 
-  // Every second: the live call's counters, and the hypotheses of jobs running now.
+  // Every second: the live call's counters (no event carries them). Hypotheses come as transcript.partial.
   poll() {
     for (const t of this.tracks) {
       if (t.call?.state === 'IN_PROGRESS' || t.call?.state === 'PROCESSING_AI') this.readCall(t).catch(() => {});
-      if ([...t.jobs.values()].some((j) => j.state === 'running') || t.partials.length) this.readTranscript(t).catch(() => {});
     }
   }
 
