@@ -166,6 +166,7 @@ class service {
   std::unique_ptr<http::api> api_;
   std::unique_ptr<http::server> server_;
   bool served_ = false;
+  double started_at_;  // unix seconds
 };
 
 service::service(const serve_config& config)
@@ -176,7 +177,8 @@ service::service(const serve_config& config)
       blocking_(config.blocking_threads),
       tokens_(http::token_verifier(all_api_tokens(config))),
       ai_work_(asio::make_work_guard(ai_ioc_)),
-      random_(config.mock_seed.value_or(seeded_random::fresh_seed())) {}
+      random_(config.mock_seed.value_or(seeded_random::fresh_seed())),
+      started_at_(system_now()) {}
 
 service::~service() {
   if (events_) events_->shutdown();
@@ -301,6 +303,10 @@ http::api_options service::api_options() {
   aopts.streams = streams_.get();
   aopts.events = events_.get();
   aopts.event_heartbeat = config_.event_heartbeat;
+  aopts.node_name = node_;
+  const auto url = parse_database_url(config_.db);
+  aopts.backend = url && url->kind == backend::postgresql ? "postgresql" : "sqlite";
+  aopts.started_at = started_at_;
   return aopts;
 }
 

@@ -52,6 +52,7 @@ using job_outcome = std::variant<job_succeeded, job_retry, job_dead>;
 
 struct job_counts {
   std::int64_t queued = 0;
+  std::int64_t retrying = 0;  // of `queued`, those with an attempt behind them (a backoff wait, or due again)
   std::int64_t running = 0;
   std::int64_t succeeded = 0;
   std::int64_t dead = 0;

@@ -14,6 +14,15 @@ std::string_view to_string(arrival a) {
   return "unknown";
 }
 
+std::vector<seq_range> to_ranges(const std::vector<std::int64_t>& ascending) {
+  std::vector<seq_range> out;
+  for (const auto s : ascending) {
+    if (!out.empty() && out.back().last + 1 == s) out.back().last = s;
+    else out.push_back({s, s});
+  }
+  return out;
+}
+
 sequence_tracker::sequence_tracker(std::int64_t highest, const std::vector<seq_range>& missing)
     : highest_(highest) {
   for (const auto& r : missing) {

@@ -37,6 +37,9 @@ enum class arrival {
 
 std::string_view to_string(arrival a);
 
+// Ascending distinct sequences as the fewest inclusive ranges that hold exactly them.
+std::vector<seq_range> to_ranges(const std::vector<std::int64_t>& ascending);
+
 // What one packet did to the tracker; `removed` and `added` describe the change to the missing set so a
 // store can mirror it without rewriting the whole set.
 struct observation {

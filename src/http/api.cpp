@@ -278,28 +278,18 @@ asio::awaitable<response> api::handle(request req) {
         res.set(beast_http::field::allow, m.allow);
       } else {
         switch (m.id) {
-          case route_id::root:
-            res = response{status::found, 11};
-            res.set(beast_http::field::location, "/docs");
-            break;
+          case route_id::root: res = asset_response("index.html"); break;
+          case route_id::ui_asset: res = asset_response("ui/" + m.params[0]); break;
           case route_id::healthz: res = json_response(status::ok, json::value{{"status", "ok"}}); break;
           case route_id::readyz: res = co_await readyz(); break;
           case route_id::metrics: res = co_await scrape(); break;
           case route_id::openapi:
           case route_id::docs:
-          case route_id::docs_asset: {
-            std::string name = m.id == route_id::openapi ? "openapi.json" : m.id == route_id::docs ? "docs" : "docs/" + m.params[0];
-            if (auto a = find_asset(name)) {
-              res = response{status::ok, 11};
-              res.set(beast_http::field::content_type, a->content_type);
-              // The document and the page change with the binary: revalidate rather than keep a stale copy.
-              res.set(beast_http::field::cache_control, "no-cache");
-              res.body().assign(a->content);
-            } else {
-              res = json_response(status::not_found, error_body("Not Found", "not_found"));
-            }
+          case route_id::docs_asset:
+            res = asset_response(m.id == route_id::openapi ? "openapi.json"
+                                 : m.id == route_id::docs  ? "docs"
+                                                           : "docs/" + m.params[0]);
             break;
-          }
           case route_id::ingest: res = co_await ingest(req, m.params[0]); break;
           case route_id::list_calls: res = co_await list_calls(req); break;
           case route_id::get_call: res = co_await get_call(m.params[0]); break;
@@ -314,6 +304,8 @@ asio::awaitable<response> api::handle(request req) {
           case route_id::list_jobs: res = co_await list_jobs(req); break;
           case route_id::get_job: res = co_await get_job(m.params[0]); break;
           case route_id::retry_job: res = co_await retry_job(m.params[0]); break;
+          case route_id::queue: res = co_await queue(); break;
+          case route_id::nodes: res = co_await nodes(); break;
           case route_id::events:
             // A GET is answered by stream() when the node has an event hub; HEAD gets the stream's head.
             if (req.method() == beast_http::verb::head && options_.events != nullptr) {
@@ -415,8 +407,11 @@ std::optional<response> api::authorize(const request& req, const route_match& m)
   if (options_.auth == nullptr) return std::nullopt;
   const auto tokens = options_.auth->current();
   if (!tokens->enabled()) return std::nullopt;
+  // Probes and scrapers; and the dashboard's page and assets, the same for everyone and holding no data
+  // (a browser cannot send a header when it opens a page: the page asks for a token and sends it itself).
   if (m.outcome == route_match::kind::found &&
-      (m.id == route_id::healthz || m.id == route_id::readyz || m.id == route_id::metrics))
+      (m.id == route_id::healthz || m.id == route_id::readyz || m.id == route_id::metrics ||
+       m.id == route_id::root || m.id == route_id::ui_asset))
     return std::nullopt;
   const auto outcome = tokens->check(req[beast_http::field::authorization]);
   if (outcome == token_verifier::outcome::ok) return std::nullopt;
@@ -707,9 +702,10 @@ asio::awaitable<response> api::get_gaps(const std::string& call_id) {
   auto gaps_op = run_blocking(blocking_, [this, call_id] { return store_.gaps(call_id); });
   auto gaps = co_await std::move(gaps_op);
   if (!gaps) co_return error_response(gaps.error(), gaps.error() == errc::not_found ? "Call not found" : "");
-  json::array open, lost;
+  json::array open, lost, late;
   for (const auto& r : gaps->open) open.push_back(to_json(r));
   for (const auto& r : gaps->lost) lost.push_back(to_json(r));
+  for (const auto& r : gaps->late) late.push_back(to_json(r));
   co_return json_response(status::ok, json::value{{"call_id", call_id},
                                                   {"state", to_string(call->state)},
                                                   {"last_sequence", call->last_sequence},
@@ -717,7 +713,8 @@ asio::awaitable<response> api::get_gaps(const std::string& call_id) {
                                                   {"missing_packets", call->missing_packets},
                                                   {"lost_packets", call->lost_packets},
                                                   {"open", std::move(open)},
-                                                  {"lost", std::move(lost)}});
+                                                  {"lost", std::move(lost)},
+                                                  {"late", std::move(late)}});
 }
 
 asio::awaitable<response> api::change_call(const std::string& call_id, bool end) {
@@ -812,6 +809,67 @@ asio::awaitable<response> api::retry_job(const std::string& job_id) {
   if (!j) co_return error_response(j.error(), j.error() == errc::not_found ? "Job not found" : "");
   log::info("job replayed", {{"job_id", j->id}, {"call_id", j->call_id}});
   co_return json_response(status::accepted, to_json(*j));
+}
+
+response api::asset_response(std::string_view name) {
+  auto a = find_asset(name);
+  if (!a) return json_response(status::not_found, error_body("Not Found", "not_found"));
+  response res{status::ok, 11};
+  res.set(beast_http::field::content_type, a->content_type);
+  // The assets change with the binary: revalidate rather than keep a stale copy.
+  res.set(beast_http::field::cache_control, "no-cache");
+  res.body().assign(a->content);
+  return res;
+}
+
+asio::awaitable<response> api::queue() {
+  auto op = run_blocking(blocking_, [this] { return jobs_.count_jobs(); });
+  auto counts = co_await std::move(op);
+  if (!counts) co_return error_response(counts.error());
+  co_return json_response(status::ok, json::value(to_json(*counts, system_now())));
+}
+
+asio::awaitable<response> api::nodes() {
+  auto op = run_blocking(blocking_, [this] { return jobs_.nodes(); });
+  auto known = co_await std::move(op);
+  if (!known) co_return error_response(known.error());
+  // The embedded store knows no connections: this node is there because it answers.
+  if (std::none_of(known->begin(), known->end(), [&](const node_presence& n) { return n.name == options_.node_name; }))
+    known->push_back({options_.node_name, std::nullopt, std::nullopt, 0});
+  json::array out;
+  for (auto& n : *known) {
+    const bool self = n.name == options_.node_name;
+    if (self && !n.connected_since) n.connected_since = options_.started_at;
+    out.push_back(to_json(n, self));
+  }
+  co_return json_response(status::ok, json::value{{"backend", options_.backend},
+                                                  {"node", options_.node_name},
+                                                  {"nodes", std::move(out)},
+                                                  {"this_node", this_node()}});
+}
+
+// What only this node can tell of itself.
+json::object api::this_node() const {
+  const writer_stats w = store_.stats();
+  const auto workers = options_.worker_stats ? options_.worker_stats() : std::nullopt;
+  json::object out{{"name", options_.node_name},
+                   {"started_at", options_.started_at},
+                   {"engine", options_.engine},
+                   {"workers", options_.workers},
+                   {"ai_running", workers ? workers->running : 0},
+                   {"writer_queue", w.queued},
+                   {"writer_queue_limit", w.queue_limit},
+                   {"open_connections", options_.open_connections ? options_.open_connections() : 0},
+                   {"event_subscribers", nullptr},
+                   {"max_subscribers", nullptr}};
+  if (options_.events) {
+    const auto by_transport = options_.events->stats().subscribers;
+    std::size_t open = 0;
+    for (const auto n : by_transport) open += n;
+    out["event_subscribers"] = open;
+    out["max_subscribers"] = options_.events->options().max_subscribers;
+  }
+  return out;
 }
 
 asio::awaitable<response> api::readyz() {

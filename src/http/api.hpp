@@ -18,6 +18,7 @@
 #include "storage/job_store.hpp"
 
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -52,6 +53,11 @@ struct api_options {
   // The event stream (GET /v1/events); null: the route answers 503.
   events::event_hub* events = nullptr;
   std::chrono::milliseconds event_heartbeat{15'000};  // a comment (SSE) or heartbeat message when idle
+  // This node, for GET /v1/nodes: its name (the lease owner of its jobs), the store's backend
+  // ("sqlite", "postgresql") and when it started (unix seconds).
+  std::string node_name;
+  std::string backend = "sqlite";
+  double started_at = 0;
 };
 
 class api final : public request_handler {
@@ -82,6 +88,11 @@ class api final : public request_handler {
   boost::asio::awaitable<response> list_jobs(const request& req);
   boost::asio::awaitable<response> get_job(const std::string& job_id);
   boost::asio::awaitable<response> retry_job(const std::string& job_id);
+  boost::asio::awaitable<response> queue();
+  boost::asio::awaitable<response> nodes();
+  boost::json::object this_node() const;
+  // A static file compiled into the binary (the docs, the dashboard), or 404.
+  static response asset_response(std::string_view name);
   boost::asio::awaitable<response> readyz();
   boost::asio::awaitable<response> scrape();
   // The 401 answer when the route needs a token and the request has no valid one; nullopt to go on.

@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -684,6 +685,25 @@ std::string ingest_body(const ingest_outcome& o, std::string_view call_id, std::
   number(R"(,"missing_packets":)", o.missing);
   out += '}';
   return out;
+}
+
+json::object to_json(const job_counts& c, double now) {
+  return {{"ready", c.queued - c.retrying},
+          {"retrying", c.retrying},
+          {"queued", c.queued},
+          {"running", c.running},
+          {"succeeded", c.succeeded},
+          {"dead", c.dead},
+          {"oldest_due_s", c.oldest_due_at ? json::value(std::max(0.0, now - *c.oldest_due_at)) : json::value(nullptr)}};
+}
+
+json::object to_json(const node_presence& n, bool self) {
+  return {{"name", n.name},
+          {"self", self},
+          {"connected", n.connected_since.has_value()},
+          {"connected_since", n.connected_since ? json::value(*n.connected_since) : json::value(nullptr)},
+          {"address", n.address ? json::value(*n.address) : json::value(nullptr)},
+          {"running_jobs", n.running_jobs}};
 }
 
 }  // namespace aipbx::http

@@ -100,6 +100,11 @@ boost::json::object to_json(const partial_segment& s, const call_media_format& m
 // change). Segments and partials in sequence order.
 boost::json::object transcript_json(const call_summary& call, const std::vector<transcript_segment>& segments,
                                     const std::vector<partial_segment>& partials, const call_media_format& media);
+// GET /v1/queue: {"ready", "retrying", "queued" (the two), "running", "succeeded", "dead",
+// "oldest_due_s" (how long the oldest due job has waited at `now`; null when none is due)}.
+boost::json::object to_json(const job_counts& c, double now);
+// One node of GET /v1/nodes: {"name", "self", "connected", "connected_since", "address", "running_jobs"}.
+boost::json::object to_json(const node_presence& n, bool self);
 // The AI progress of a call: "none", "pending" (packets not yet cut into jobs), "processing",
 // "completed" (every job so far succeeded) or "failed" (a job is dead).
 std::string_view ai_status(const call_summary& c);

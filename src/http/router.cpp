@@ -13,7 +13,7 @@ struct route {
   route_id id;
 };
 
-constexpr std::array<route, 25> routes{{
+constexpr std::array<route, 28> routes{{
     {verb::get, "/", route_id::root},
     {verb::get, "/healthz", route_id::healthz},
     {verb::get, "/readyz", route_id::readyz},
@@ -21,6 +21,7 @@ constexpr std::array<route, 25> routes{{
     {verb::get, "/openapi.json", route_id::openapi},
     {verb::get, "/docs", route_id::docs},
     {verb::get, "/docs/{asset}", route_id::docs_asset},
+    {verb::get, "/ui/{asset}", route_id::ui_asset},
     {verb::post, "/v1/call/stream/{call_id}", route_id::ingest},
     {verb::get, "/v1/calls", route_id::list_calls},
     {verb::get, "/v1/calls/{call_id}", route_id::get_call},
@@ -35,6 +36,8 @@ constexpr std::array<route, 25> routes{{
     {verb::get, "/v1/jobs", route_id::list_jobs},
     {verb::get, "/v1/jobs/{job_id}", route_id::get_job},
     {verb::post, "/v1/jobs/{job_id}/retry", route_id::retry_job},
+    {verb::get, "/v1/queue", route_id::queue},
+    {verb::get, "/v1/nodes", route_id::nodes},
     // Server-Sent Events, or a WebSocket with Upgrade: websocket.
     {verb::get, "/v1/events", route_id::events},
     // WebSocket upgrades (GET with Upgrade: websocket); a plain GET is answered 426.

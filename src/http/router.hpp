@@ -22,7 +22,8 @@ enum class route_id {
   openapi,
   docs,
   docs_asset,
-  root,
+  root,      // the dashboard's page
+  ui_asset,  // the dashboard's script and style sheet
   ingest,
   list_calls,
   get_call,
@@ -37,6 +38,8 @@ enum class route_id {
   list_jobs,
   get_job,
   retry_job,
+  queue,  // the AI queue's counts
+  nodes,  // the nodes sharing the store
   events,           // the event stream: Server-Sent Events, or a WebSocket with Upgrade
   media_streams,    // Twilio Media Streams (WebSocket)
   audio_fork,       // the audio fork, call id in the metadata (WebSocket)

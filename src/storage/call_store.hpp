@@ -204,10 +204,12 @@ class call_store {
   // Packets in sequence order, starting after sequence `after`.
   [[nodiscard]] virtual result<packet_page> list_packets(std::string_view call_id, std::int64_t after,
                                                          std::size_t limit) = 0;
-  // The call's open (still missing) and lost (given up) ranges, ascending.
+  // The call's open (still missing) and lost (given up) ranges, ascending, and the late packets: those
+  // stored after their range was declared lost (so inside `lost`, which they do not shrink), as ranges.
   struct gap_ranges {
     std::vector<seq_range> open;
     std::vector<seq_range> lost;
+    std::vector<seq_range> late;
   };
   [[nodiscard]] virtual result<gap_ranges> gaps(std::string_view call_id) = 0;
 

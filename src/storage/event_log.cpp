@@ -17,7 +17,7 @@ constexpr std::array<std::string_view, event_kind_count> kind_names{
     "call.created", "call.state_changed", "call.ended",     "gap.opened",       "gap.filled",
     "gap.lost",     "packet.late",        "segment.cut",    "job.claimed",      "job.failed",
     "job.succeeded", "job.dead",          "job.replayed",   "job.released",     "transcript.final",
-    "dtmf",         "call.event",
+    "dtmf",         "call.event",         "transcript.partial",
 };
 
 }  // namespace

@@ -56,9 +56,11 @@ enum class event_kind {
                        //   call_store::record_event) of kind dtmf
   call_event,          // call.event: {"kind", "sequence", "data"}: another call event (stream start and
                        //   stop, mark, text...)
+  transcript_partial,  // transcript.partial: {"first", "last", "attempt", "text", "heard_s"}: the running
+                       //   attempt's current hypothesis (engines that give one), replaced by transcript.final
 };
 
-inline constexpr std::size_t event_kind_count = 17;
+inline constexpr std::size_t event_kind_count = 18;
 
 std::string_view to_string(event_kind k);
 std::optional<event_kind> parse_event_kind(std::string_view text);

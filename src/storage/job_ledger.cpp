@@ -103,6 +103,12 @@ bool job_ledger::renew(job* j, const std::string& owner, int attempt, double lea
 bool job_ledger::hear(job* j, const partial_op& op, double now) {
   if (!j || !holds(*j, op.owner, op.attempt)) return false;
   rows_.put_partial(j->id, partial_row{j->id, j->call_id, op.attempt, op.text, op.heard_ms, now});
+  calls_.log(event_kind::transcript_partial, j->call_id, j->id, now,
+             segment_of(*j)
+                 .add("attempt", op.attempt)
+                 .add("text", op.text)
+                 .add("heard_s", static_cast<double>(op.heard_ms) / 1000.0)
+                 .take());
   return true;
 }
 

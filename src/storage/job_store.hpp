@@ -84,6 +84,14 @@ struct partial_segment {
   double updated_at = 0;
 };
 
+// A node that shares the store, as the database knows it (see job_store::nodes).
+struct node_presence {
+  std::string name;                        // its --node-name: the lease owner of the jobs it runs
+  std::optional<double> connected_since;   // unix seconds; none: not connected now (or not told)
+  std::optional<std::string> address;      // its address as the database sees its connection, when told
+  std::int64_t running_jobs = 0;           // jobs running under its lease
+};
+
 struct job_query {
   std::size_t limit = 50;
   std::int64_t after = 0;              // keyset cursor on id
@@ -148,6 +156,10 @@ class job_store {
                                                                           std::int64_t first,
                                                                           std::int64_t last) = 0;
   [[nodiscard]] virtual result<job_counts> count_jobs() = 0;
+  // The nodes the store knows of, by name: those connected to a shared database now (PostgreSQL: each
+  // node's listening connection, named after it), and those holding leases of running jobs (a node that
+  // died keeps its leases until they expire). The embedded store tells lease holders only.
+  [[nodiscard]] virtual result<std::vector<node_presence>> nodes() = 0;
 };
 
 }  // namespace aipbx

@@ -1,7 +1,8 @@
-// Bearer tokens through the real binary: every route but /healthz, /readyz and /metrics needs one of the
-// configured tokens (several at once, for rotation; from flags or a token file); a missing or wrong token is
-// a 401 with WWW-Authenticate: Bearer and changes nothing; a non-loopback address without tokens refuses to
-// start unless --insecure is given. (Servers bound to 0.0.0.0 are only ever spoken to on 127.0.0.1.)
+// Bearer tokens through the real binary: every route but /healthz, /readyz, /metrics and the dashboard's
+// page and assets needs one of the configured tokens (several at once, for rotation; from flags or a token
+// file); a missing or wrong token is a 401 with WWW-Authenticate: Bearer and changes nothing; a non-loopback
+// address without tokens refuses to start unless --insecure is given. (Servers bound to 0.0.0.0 are only
+// ever spoken to on 127.0.0.1.)
 #include <csignal>
 #include <fstream>
 
@@ -69,6 +70,21 @@ TEST_F(AuthTest, HealthReadinessAndMetricsNeedNoToken) {
   // The refusals above and below are counted by route and status.
   expect_unauthorized(c.get("/v1/jobs"), false);
   EXPECT_NE(c.get("/metrics").body.find("status=\"401\""), std::string::npos);
+}
+
+// The dashboard's page and assets hold no data and a browser cannot send a header when it opens a page:
+// they are served without a token; the page's own reads (here /v1/queue and /v1/nodes) are not.
+TEST_F(AuthTest, TheDashboardPageNeedsNoTokenItsDataDoes) {
+  start_server({{"--api-token", token_new}});
+  auto c = connect();
+  EXPECT_EQ(c.get("/").status, 200);
+  EXPECT_EQ(c.get("/ui/dashboard.js").status, 200);
+  EXPECT_EQ(c.get("/ui/dashboard.css").status, 200);
+  EXPECT_EQ(c.get("/ui/other.js").status, 404);
+  expect_unauthorized(c.get("/v1/queue"), false);
+  expect_unauthorized(c.get("/v1/nodes"), false);
+  EXPECT_EQ(c.request("GET", "/v1/queue", {}, bearer(token_new)).status, 200);
+  EXPECT_EQ(c.request("GET", "/v1/nodes", {}, bearer(token_new)).status, 200);
 }
 
 TEST_F(AuthTest, TokensFromAFile) {

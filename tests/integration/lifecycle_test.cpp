@@ -394,6 +394,7 @@ TEST_F(LifecycleTest, ADroppedPacketIsDeclaredLostAfterThePacketWindowAndALateAr
   gaps = get_ok(c, "/v1/calls/" + id + "/gaps");
   EXPECT_TRUE(ranges(gaps, "open").empty()) << json::serialize(gaps);
   EXPECT_EQ(ranges(gaps, "lost"), (range_list{{7, 7}}));
+  EXPECT_TRUE(ranges(gaps, "late").empty());
   EXPECT_EQ(as_int(gaps.at("lost_packets")), 1);
   EXPECT_TRUE(server().wait_for_record(
       [&](const json::object& r) {
@@ -438,6 +439,7 @@ TEST_F(LifecycleTest, ADroppedPacketIsDeclaredLostAfterThePacketWindowAndALateAr
   EXPECT_EQ(get_ok(c, "/v1/calls/" + id + "/transcript").at("text"), joined(expected).c_str());
   gaps = get_ok(c, "/v1/calls/" + id + "/gaps");
   EXPECT_EQ(ranges(gaps, "lost"), (range_list{{7, 7}}));
+  EXPECT_EQ(ranges(gaps, "late"), (range_list{{7, 7}})) << "the late packet is listed where it fell";
 }
 
 TEST_F(LifecycleTest, ADroppedPacketIsDeclaredLostAfterTheTimeWindowAndALateArrivalIsOnlyFlagged) {

@@ -8,6 +8,7 @@
 #include "storage/pg_test_database.hpp"
 #include "storage/postgres/pg_conn.hpp"
 
+#include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -28,6 +29,8 @@
 
 namespace aipbx::itest {
 namespace {
+
+namespace json = boost::json;
 
 std::string database_name() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -245,6 +248,61 @@ TEST(PostgresNodes, ADeclarationOnAnotherNodeIsHonouredByTheIngestCheck) {
   EXPECT_EQ(as_int(get_ok(cb, "/v1/calls/race-2").at("packets_received")), 1);
   EXPECT_EQ(a.stop(), 0);
   EXPECT_EQ(b.stop(), 0);
+}
+
+// GET /v1/nodes on a shared database: each node sees every node connected (by the name of its listening
+// connection) and the jobs each runs; a node killed while running jobs is shown not connected, with the
+// leases it still holds. Late packets of a lost range are listed in /gaps here too.
+TEST(PostgresNodes, NodesAreListedWithTheirJobsAndAKilledOneKeepsItsLeases) {
+  const std::string url = test::pg_fresh_database(database_name());
+  server_process a(url, {{"--node-name", "node-a"}, {"--workers", "0"}, {"--reorder-window", "2,60s"}});
+  // b runs every attempt for a minute: its jobs are running under its lease when it is killed.
+  server_process b(url, {{"--node-name", "node-b"}, {"--workers", "2"}, {"--mock-delay-ms", "60000:60000"},
+                         {"--lease-timeout", "60s"}});
+  a.start();
+  b.start();
+  connection ca(a.port());
+  for (std::int64_t s : {1, 2, 3, 7, 8, 9}) ASSERT_EQ(post_packet(ca, "n1", s, "p").status, 202);  // 4-6 lost
+  ASSERT_EQ(post_packet(ca, "n1", 5, "p").status, 202);  // late
+  const auto gaps = get_ok(ca, "/v1/calls/n1/gaps");
+  ASSERT_EQ(gaps.at("lost").as_array().size(), 1u) << json::serialize(gaps);
+  const auto& late = gaps.at("late").as_array();
+  ASSERT_EQ(late.size(), 1u) << json::serialize(gaps);
+  EXPECT_EQ(as_int(late[0].as_object().at("first")), 5);
+  EXPECT_EQ(as_int(late[0].as_object().at("last")), 5);
+
+  const auto node = [&](const json::object& nodes, const std::string& name) -> json::object {
+    for (const auto& n : nodes.at("nodes").as_array())
+      if (n.as_object().at("name").as_string() == name) return n.as_object();
+    return {};
+  };
+  json::object nodes;
+  ASSERT_TRUE(wait_until([&] {
+    nodes = get_ok(ca, "/v1/nodes");
+    const auto nb = node(nodes, "node-b");
+    return !nb.empty() && nb.at("connected").as_bool() && as_int(nb.at("running_jobs")) == 2;
+  }, 20s)) << json::serialize(nodes);
+  EXPECT_EQ(nodes.at("backend").as_string(), "postgresql");
+  EXPECT_EQ(nodes.at("node").as_string(), "node-a");
+  const auto na = node(nodes, "node-a");
+  ASSERT_FALSE(na.empty()) << json::serialize(nodes);
+  EXPECT_TRUE(na.at("self").as_bool());
+  EXPECT_TRUE(na.at("connected").as_bool());
+  EXPECT_EQ(as_int(na.at("running_jobs")), 0);
+  EXPECT_FALSE(node(nodes, "node-b").at("self").as_bool());
+  EXPECT_EQ(nodes.at("this_node").as_object().at("workers").as_int64(), 0);
+
+  b.kill();
+  EXPECT_EQ(b.wait_exit(10s), 128 + SIGKILL);
+  ASSERT_TRUE(wait_until([&] {
+    nodes = get_ok(ca, "/v1/nodes");
+    const auto nb = node(nodes, "node-b");
+    return !nb.empty() && !nb.at("connected").as_bool();
+  }, 20s)) << json::serialize(nodes);
+  const auto gone = node(nodes, "node-b");
+  EXPECT_EQ(as_int(gone.at("running_jobs")), 2) << "its leases outlive it";
+  EXPECT_TRUE(gone.at("connected_since").is_null());
+  EXPECT_EQ(a.stop(), 0);
 }
 
 // Three nodes on one database; clients spread the packets of the same calls over all three at once; the mock

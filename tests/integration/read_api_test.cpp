@@ -206,9 +206,18 @@ TEST_F(ReadApiTest, ServiceEndpointsAnswer) {
   EXPECT_EQ(ready.status, 200) << ready.body;
   EXPECT_EQ(body_object(ready).at("status"), "ready");
 
+  // The dashboard: its page and the two assets the build bundled, embedded in the binary.
   const auto root = c.get("/");
-  EXPECT_EQ(root.status, 302);
-  EXPECT_EQ(root.header("Location"), "/docs");
+  EXPECT_EQ(root.status, 200);
+  EXPECT_EQ(root.header("Content-Type").rfind("text/html", 0), 0u);
+  EXPECT_NE(root.body.find("/ui/dashboard.js"), std::string::npos) << root.body;
+  for (const char* asset : {"/ui/dashboard.js", "/ui/dashboard.css"}) {
+    const auto r = c.get(asset);
+    EXPECT_EQ(r.status, 200) << asset;
+    EXPECT_GT(r.body.size(), 1000u) << asset;
+  }
+  EXPECT_EQ(c.get("/ui/dashboard.js").header("Content-Type").rfind("application/javascript", 0), 0u);
+  EXPECT_TRUE(is_json_error(c.get("/ui/nope.js"), 404));
 
   const auto spec = c.get("/openapi.json");
   ASSERT_EQ(spec.status, 200);

@@ -24,6 +24,7 @@
 #include "engines/pocketsphinx_engine.hpp"
 #include "harness/api.hpp"
 #include "harness/fixture.hpp"
+#include "harness/sse_client.hpp"
 #include "media/audio_codec.hpp"
 #include "support/speech_corpus.hpp"
 
@@ -336,6 +337,32 @@ TEST_F(SpeechTest, ATranscriptShowsThePartialHypothesisUntilTheResultReplacesIt)
   EXPECT_EQ(done.at("current_text").as_string(), final_text);
   std::cout << "[speech] partials seen while decoding 25 s: " << partials.size() << ", the first over "
             << partials.front().heard_s << " s: \"" << partials.front().text << "\"\n";
+  {
+    // The event stream told the same: hypotheses of the running attempt as it went, then the final text.
+    sse_client sub(server().port(), "/v1/events?after=0&call=reading&kind=transcript.partial,transcript.final");
+    ASSERT_EQ(sub.head().status, 200);
+    std::vector<boost::json::object> partial_events;
+    std::string told_final;
+    while (told_final.empty()) {
+      auto frame = sub.next(30s);
+      ASSERT_TRUE(frame.has_value()) << "the stream ended before the final text";
+      if (!frame->event.empty()) continue;  // a notice
+      const auto e = frame->json();
+      const auto& data = e.at("data").as_object();
+      if (e.at("kind").as_string() == "transcript.final") told_final = std::string(data.at("text").as_string());
+      else partial_events.push_back(data);
+    }
+    EXPECT_EQ(told_final, final_text);
+    ASSERT_FALSE(partial_events.empty()) << "no transcript.partial before transcript.final";
+    for (std::size_t i = 0; i < partial_events.size(); ++i) {
+      EXPECT_FALSE(partial_events[i].at("text").as_string().empty());
+      EXPECT_GT(as_double(partial_events[i].at("heard_s")), 0.0);
+      if (i > 0) {
+        EXPECT_GE(as_double(partial_events[i].at("heard_s")), as_double(partial_events[i - 1].at("heard_s")));
+      }
+    }
+    std::cout << "[speech] partial hypotheses on the event stream: " << partial_events.size() << "\n";
+  }
 
   // The same audio again; the process is killed while its partial shows. (A new connection: the direct
   // decode above may have kept this one idle past the server's keep-alive timeout on a loaded machine.)

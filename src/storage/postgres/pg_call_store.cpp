@@ -90,6 +90,13 @@ std::optional<std::int64_t> call_key(connection& c, std::string_view id) {
   return r.int64(0, 0);
 }
 
+// The application_name of a node's listening connection, by which nodes() finds the nodes connected now.
+// PostgreSQL keeps 63 bytes of it: a longer node name is cut (its leases are then listed apart).
+constexpr std::string_view listener_prefix = "aipbx-listener ";
+std::string listener_name(const std::string& node) {
+  return (std::string(listener_prefix) + node).substr(0, 63);
+}
+
 std::string random_token() {
   std::random_device rd;
   return std::to_string(rd()) + "-" + std::to_string(rd());
@@ -364,7 +371,7 @@ void pg_call_store::listener_loop() {
       conn.reset();
       listening_.store(false);
       try {
-        conn = std::make_unique<connection>(options_.url, "aipbx-listener");
+        conn = std::make_unique<connection>(options_.url, listener_name(options_.node).c_str());
         conn->exec("LISTEN aipbx_jobs");
         conn->exec("LISTEN aipbx_events");
         // Jobs and events may have been added while nobody listened.
@@ -503,6 +510,18 @@ result<call_store::gap_ranges> pg_call_store::gaps(std::string_view call_id) {
         params{}.add(call_id));
     gap_ranges out;
     for (int i = 0; i < r.rows(); ++i) (r.boolean(i, 2) ? out.lost : out.open).push_back({r.int64(i, 0), r.int64(i, 1)});
+    if (out.lost.empty()) return out;
+    // A packet inside a lost range arrived after the range was given up: read on the (call_key, sequence)
+    // index, range by range, not by scanning every packet of the call for the flag.
+    auto late = c.exec(
+        "SELECT p.sequence FROM call_gaps g JOIN calls k ON k.id = g.call_id JOIN packets p "
+        "ON p.call_key = k.key AND p.sequence BETWEEN g.first_sequence AND g.last_sequence "
+        "WHERE g.call_id = $1 AND g.lost ORDER BY p.sequence",
+        params{}.add(call_id));
+    std::vector<std::int64_t> sequences;
+    sequences.reserve(static_cast<std::size_t>(late.rows()));
+    for (int i = 0; i < late.rows(); ++i) sequences.push_back(late.int64(i, 0));
+    out.late = to_ranges(sequences);
     return out;
   });
 }
@@ -635,7 +654,30 @@ result<job_counts> pg_call_store::count_jobs() {
     auto due = c.exec("SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND run_at <= $1",
                       params{}.add(options_.clock()));
     counts.oldest_due_at = due.optional_float8(0, 0);
+    auto retrying = c.exec("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND attempts > 0");
+    counts.retrying = retrying.int64(0, 0);
     return counts;
+  });
+}
+
+result<std::vector<node_presence>> pg_call_store::nodes() {
+  return with_reader([&](connection& c) -> result<std::vector<node_presence>> {
+    // Each node holds one listening connection named after it (listener_name); other roles' sessions
+    // show their application_name and address too.
+    auto r = c.exec(
+        "WITH connected AS (SELECT substr(application_name, length($1) + 1) AS name, "
+        "MIN(backend_start) AS since, MIN(host(client_addr)) AS address FROM pg_stat_activity "
+        "WHERE datname = current_database() AND starts_with(application_name, $1) GROUP BY 1), "
+        "leases AS (SELECT lease_owner AS name, COUNT(*) AS running FROM jobs WHERE state = 'running' "
+        "GROUP BY lease_owner) "
+        "SELECT COALESCE(c.name, l.name) AS name, EXTRACT(EPOCH FROM c.since)::float8, c.address, "
+        "COALESCE(l.running, 0) FROM connected c FULL JOIN leases l ON l.name = c.name ORDER BY 1",
+        params{}.add(listener_prefix));
+    std::vector<node_presence> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.optional_float8(i, 1), r.optional_text(i, 2), r.int64(i, 3)});
+    return out;
   });
 }
 

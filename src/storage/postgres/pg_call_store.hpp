@@ -140,6 +140,7 @@ class pg_call_store final : public storage_backend {
   [[nodiscard]] result<std::vector<stored_packet>> segment_packets(std::string_view call_id, std::int64_t first,
                                                                   std::int64_t last) override;
   [[nodiscard]] result<job_counts> count_jobs() override;
+  [[nodiscard]] result<std::vector<node_presence>> nodes() override;
 
   // event_log
   [[nodiscard]] result<log_page> read_log(std::int64_t after, std::optional<std::int64_t> up_to,

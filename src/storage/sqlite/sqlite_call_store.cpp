@@ -484,7 +484,7 @@ result<call_page> sqlite_call_store::list_calls(const call_query& query) {
     sql += " ORDER BY id LIMIT ?";
     auto& s = c.cached(sql);
     int i = 1;
-    s.bind(i++, std::string_view(query.after.value_or("")));
+    s.bind(i++, query.after ? std::string_view(*query.after) : std::string_view(""));
     if (query.state) s.bind(i++, to_string(*query.state));
     s.bind(i, static_cast<std::int64_t>(query.limit + 1));
     call_page page;
@@ -542,6 +542,17 @@ result<call_store::gap_ranges> sqlite_call_store::gaps(std::string_view call_id)
     s.bind(1, call_id);
     gap_ranges out;
     while (s.step()) (s.column_int(2) ? out.lost : out.open).push_back({s.column_int(0), s.column_int(1)});
+    if (out.lost.empty()) return out;
+    // A packet inside a lost range arrived after the range was given up: read on the (call_id, sequence)
+    // index, range by range, not by scanning every packet of the call for the flag.
+    auto& in_lost = c.cached(
+        "SELECT p.sequence FROM call_gaps g JOIN packets p ON p.call_id = g.call_id "
+        "AND p.sequence BETWEEN g.first_sequence AND g.last_sequence WHERE g.call_id = ? AND g.lost = 1 "
+        "ORDER BY p.sequence");
+    in_lost.bind(1, call_id);
+    std::vector<std::int64_t> late;
+    while (in_lost.step()) late.push_back(in_lost.column_int(0));
+    out.late = to_ranges(late);
     return out;
   });
 }
@@ -764,7 +775,20 @@ result<job_counts> sqlite_call_store::count_jobs() {
     auto& due = c.cached("SELECT MIN(run_at) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= ?");
     due.bind(1, options_.clock());
     if (due.step()) counts.oldest_due_at = due.column_optional_double(0);
+    auto& retrying = c.cached("SELECT COUNT(*) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND attempts > 0");
+    if (retrying.step()) counts.retrying = retrying.column_int(0);
     return counts;
+  });
+}
+
+result<std::vector<node_presence>> sqlite_call_store::nodes() {
+  return with_reader([&](connection& c) -> result<std::vector<node_presence>> {
+    auto& s = c.cached(
+        "SELECT lease_owner, COUNT(*) FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running' "
+        "GROUP BY lease_owner ORDER BY lease_owner");
+    std::vector<node_presence> out;
+    while (s.step()) out.push_back({s.column_text(0), std::nullopt, std::nullopt, s.column_int(1)});
+    return out;
   });
 }
 

@@ -101,7 +101,9 @@ statement& statement::bind(int index, double value) {
 }
 
 statement& statement::bind(int index, std::string_view text) {
-  if (int rc = sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  // SQLITE_STATIC: SQLite reads the caller's bytes instead of copying them (a malloc and a copy per text,
+  // a packet's data included); reset() clears the bindings, so none outlives its step.
+  if (int rc = sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
       rc != SQLITE_OK)
     conn_->fail(rc, "bind");
   return *this;

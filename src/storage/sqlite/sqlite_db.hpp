@@ -68,6 +68,7 @@ class statement {
 
   statement& bind(int index, std::int64_t value);
   statement& bind(int index, double value);
+  // The text is not copied: it must stay valid until the statement is reset (run() resets).
   statement& bind(int index, std::string_view text);
   statement& bind(int index, std::nullopt_t);
   statement& bind(int index, const std::optional<double>& value);

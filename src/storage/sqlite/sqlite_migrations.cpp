@@ -264,7 +264,17 @@ CREATE TABLE transcript_partials (
 CREATE INDEX transcript_partials_call ON transcript_partials(call_id);
 )sql";
 
-constexpr std::array<migration, 9> all{{
+// A calls row is updated by every commit that has packets of the call, and last_packet_at changes with each
+// packet: the two indexes on it made each of those updates delete and insert two index entries (a quarter
+// of the writer's work per streamed frame). The sweeps that used them (idle calls, calls left uncut) find
+// the same calls among the IN_PROGRESS ones through calls_state, as the PostgreSQL store does: a few
+// hundred or thousand rows four times a second instead of two index updates per packet.
+constexpr const char* v10_unindexed_activity = R"sql(
+DROP INDEX calls_unsegmented;
+DROP INDEX calls_active;
+)sql";
+
+constexpr std::array<migration, 10> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -274,6 +284,7 @@ constexpr std::array<migration, 9> all{{
     {7, "call events and tracks", v7_events_and_tracks},
     {8, "event log", v8_event_log},
     {9, "transcript partials", v9_transcript_partials},
+    {10, "calls' activity without indexes", v10_unindexed_activity},
 }};
 
 }  // namespace

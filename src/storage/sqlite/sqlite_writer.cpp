@@ -82,14 +82,15 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       insert_result_(
           db_->prepare("INSERT INTO transcript_segments(job_id, call_id, first_sequence, last_sequence, "
                        "text, engine, latency_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")),
-      select_idle_(db_->prepare("SELECT id FROM calls WHERE next_segment <= last_sequence AND state = "
-                                "'IN_PROGRESS' AND last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")),
+      select_idle_(db_->prepare("SELECT id FROM calls INDEXED BY calls_state WHERE state = 'IN_PROGRESS' AND "
+                                "next_segment <= last_sequence AND last_packet_at <= ? ORDER BY last_packet_at "
+                                "LIMIT 1000")),
       select_expired_gaps_(
           db_->prepare("SELECT DISTINCT call_id FROM call_gaps WHERE lost = 0 AND opened_at <= ? "
                        "LIMIT 1000")),
       select_timed_out_(
-          db_->prepare("SELECT id FROM calls WHERE state = 'IN_PROGRESS' AND last_packet_at <= ? "
-                       "ORDER BY last_packet_at LIMIT 1000")),
+          db_->prepare("SELECT id FROM calls INDEXED BY calls_state WHERE state = 'IN_PROGRESS' AND "
+                       "last_packet_at <= ? ORDER BY last_packet_at LIMIT 1000")),
       mark_lost_(db_->prepare("UPDATE call_gaps SET lost = 1 WHERE call_id = ? AND first_sequence = ?")),
       insert_transition_(
           db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "

@@ -368,5 +368,11 @@ TEST(SequenceTracker, RandomStreamsMatchModel) {
   }
 }
 
+TEST(ToRanges, CollapsesConsecutiveSequences) {
+  EXPECT_TRUE(to_ranges({}).empty());
+  EXPECT_EQ(to_ranges({7}), (std::vector<seq_range>{{7, 7}}));
+  EXPECT_EQ(to_ranges({3, 4, 5, 9, 11, 12}), (std::vector<seq_range>{{3, 5}, {9, 9}, {11, 12}}));
+}
+
 }  // namespace
 }  // namespace aipbx

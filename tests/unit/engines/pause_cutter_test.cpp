@@ -287,7 +287,10 @@ TEST_F(PauseCutterOrder, CutsDependOnTheAudioNotOnArrivalOrPassesOrRestarts) {
     for (std::size_t at = 0; at < order.size(); at += 30)
       std::shuffle(order.begin() + static_cast<std::ptrdiff_t>(at),
                    order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), at + 30)), rng);
-    for (std::size_t i = 0; i < order.size(); i += 10) order.insert(order.begin() + static_cast<std::ptrdiff_t>(i + 3), order[i]);
+    for (std::size_t i = 0; i < order.size(); i += 10) {
+      const std::size_t again = order[i];  // sent again up to three packets later (never past the end)
+      order.insert(order.begin() + static_cast<std::ptrdiff_t>(std::min(i + 3, order.size())), again);
+    }
     const std::string call = "c" + std::to_string(run);
     EXPECT_EQ(cut(call, packets, order, 7 + 13 * static_cast<std::size_t>(run), 100 + 150 * static_cast<std::size_t>(run)),
               reference)

@@ -158,6 +158,7 @@ class faulty_job_store final : public job_store {
     return real_.segment_packets(call_id, first, last);
   }
   result<job_counts> count_jobs() override { return real_.count_jobs(); }
+  result<std::vector<node_presence>> nodes() override { return real_.nodes(); }
 
  private:
   static bool take(std::atomic<int>& n) {

@@ -39,8 +39,8 @@ class BufferedWalVfs : public ::testing::Test {
     transaction tx(c);
     auto s = c.prepare("INSERT INTO t(k, v) VALUES (?, ?)");
     for (int i = first; i < first + n; ++i) {
-      s.bind(1, std::int64_t{(i * 7919) % 1000}).bind(2, std::string_view(std::string(static_cast<std::size_t>(size), char('a' + i % 26))));
-      s.run();
+      const std::string value(static_cast<std::size_t>(size), char('a' + i % 26));
+      s.bind(1, std::int64_t{(i * 7919) % 1000}).bind(2, std::string_view(value)).run();
     }
     tx.commit();
   }

@@ -162,6 +162,32 @@ TEST_P(EventLog, FailedAttemptsDeadJobsAndReplaysAreTold) {
   EXPECT_EQ(events[5].data, R"({"first":1,"last":1})");
 }
 
+TEST_P(EventLog, PartialHypothesesAreToldThenTheFinalText) {
+  put("p", 1);
+  auto jobs = claim();
+  ASSERT_EQ(jobs.size(), 1u);
+  const auto hear = [&](const std::string& owner, int attempt, std::string text, std::int64_t heard_ms) {
+    return wait_for<result<bool>>(
+        [&](auto done) { store_->record_partial(jobs[0].id, owner, attempt, std::move(text), heard_ms, done); });
+  };
+  ASSERT_TRUE(hear("w", jobs[0].attempts, "go", 1000).value());
+  ASSERT_TRUE(hear("w", jobs[0].attempts, "go forward", 2000).value());
+  // Not the lease's holder: nothing is heard, nothing is told.
+  EXPECT_FALSE(hear("someone else", jobs[0].attempts, "stop", 3000).value());
+  finish(jobs[0], job_succeeded{"go forward ten meters", "mock", 5});
+  // An outcome is answered before the flush and its events are read once durable: a packet, answered
+  // after its flush, makes everything committed before it durable.
+  put("p", 2);
+  event_filter f;
+  f.kinds = {event_kind::transcript_partial, event_kind::transcript_final};
+  auto events = all(0, f);
+  ASSERT_EQ(kinds(events), (std::vector<std::string>{"transcript.partial", "transcript.partial", "transcript.final"}));
+  EXPECT_EQ(events[0].data, R"({"first":1,"last":1,"attempt":1,"text":"go","heard_s":1.0})");
+  EXPECT_EQ(events[1].data, R"({"first":1,"last":1,"attempt":1,"text":"go forward","heard_s":2.0})");
+  EXPECT_EQ(events[0].job_id, jobs[0].id);
+  EXPECT_EQ(events[2].call_id, "p");
+}
+
 TEST_P(EventLog, CallEventsAndDtmfAreLogged) {
   put("d", 1);
   auto id = wait_for<result<std::int64_t>>([&](auto done) {

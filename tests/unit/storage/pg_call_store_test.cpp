@@ -332,8 +332,8 @@ TEST(PgCallStore, OtherNodesHearOfNewJobs) {
   const std::string url = fresh("notify");
   pg_options o;
   o.url = url;
+  std::atomic<int> heard_a{0}, heard_b{0};  // before the stores: they outlive every call of the listeners
   pg_call_store a(o), b(o);
-  std::atomic<int> heard_a{0}, heard_b{0};
   // The listener threads connect and LISTEN in the background.
   ASSERT_TRUE(eventually([&] { return a.listening() && b.listening(); }));
   b.on_jobs_queued([&] { ++heard_b; });
@@ -356,8 +356,8 @@ TEST(PgCallStore, JobsQueuedRightAfterANotificationAreAnnouncedToo) {
   const std::string url = fresh("notify_owed");
   pg_options o;
   o.url = url;
+  std::atomic<int> heard_b{0};  // before the stores: it outlives every call of the listener
   pg_call_store a(o), b(o);
-  std::atomic<int> heard_b{0};
   ASSERT_TRUE(eventually([&] { return a.listening() && b.listening(); }));
   b.on_jobs_queued([&] { ++heard_b; });
   ASSERT_TRUE(ingest_sync(a, packet{"owed-1", 1, "d", 1.0, std::nullopt}));
