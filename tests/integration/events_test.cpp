@@ -111,12 +111,15 @@ TEST_F(EventsTest, ResumeAfterDisconnectLosesNothingAndDoublesNothing) {
       continue;
     }
     writer.join();
-    // The calls end, so every job settles and the log stops growing.
+    // The calls end, so every job settles and the log stops growing. (A call is FAILED from its first dead
+    // job on, while its other jobs may still run: it is the jobs that say when the log is still.)
     auto c = connect();
     for (const std::string call : {"r1", "r2", "r3"}) ASSERT_EQ(c.post_json("/v1/calls/" + call + "/end", "").status, 200);
     ASSERT_TRUE(wait_until([&] {
       for (const std::string call : {"r1", "r2", "r3"})
         if (call_state(c, call) == "IN_PROGRESS" || call_state(c, call) == "PROCESSING_AI") return false;
+      for (const std::string state : {"queued", "running"})
+        if (!get_ok(c, "/v1/jobs?state=" + state + "&limit=1").at("jobs").as_array().empty()) return false;
       return true;
     }, 30s)) << server().tail();
     read_through(sub, log_head(db()), got);
