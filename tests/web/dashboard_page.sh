@@ -9,15 +9,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="$(cd "${2:-.}" && pwd)"
-chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
-for need in "$root/web/node_modules/playwright-core/package.json" "$chromium"; do
-  if [ ! -e "$need" ]; then
-    echo "missing $need: run scripts/install-deps.sh (apt chromium, npm ci in web/)" >&2
-    exit 1
-  fi
-done
-
 source "$here/serve_helper.sh"
+need_browser
 token="dashboard-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 # Segments of 4 packets, never cut by time (--segment-idle) nor lost (--reorder-window: the test fills
 # its gap); attempts one at a time, 0.6-0.8 s each, a failed one retried after 1 s.
@@ -25,5 +18,4 @@ start_aipbx "${1:-}" --api-token "$token" --workers 1 --mock-delay-ms 600:800 --
   --mock-seed 12 --retry-max-attempts 2 --retry-base-delay 1s --retry-jitter 0 --segment-packets 4 \
   --segment-idle 60s --reorder-window 50,60s --idle-timeout 0
 
-export CHROMIUM_PATH="$chromium"
 node "$root/web/tests/dashboard_page.mjs" "$AIPBX_URL" "$token" "$out"

@@ -6,16 +6,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="$(cd "${2:-.}" && pwd)"
-chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
-for need in "$root/web/node_modules/playwright-core/package.json" "$chromium"; do
-  if [ ! -e "$need" ]; then
-    echo "missing $need: run scripts/install-deps.sh (apt chromium, npm ci in web/)" >&2
-    exit 1
-  fi
-done
-
 source "$here/serve_helper.sh"
+need_browser
 start_aipbx "${1:-}"
 
-export CHROMIUM_PATH="$chromium"
 node "$root/web/tests/docs_page.mjs" "$AIPBX_URL" "$out/docs_page.png"

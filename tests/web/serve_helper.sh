@@ -3,6 +3,20 @@
 # Further arguments are passed to `aipbx serve` (e.g. mock engine settings).
 # Sets AIPBX_PID, AIPBX_PORT, AIPBX_URL and AIPBX_TMP. Needs bash.
 
+# Fails unless playwright-core (npm ci in web/) and Chromium are installed; exports CHROMIUM_PATH (default
+# Debian's /usr/bin/chromium) for the page tests.
+need_browser() {
+  local root need
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  for need in "$root/web/node_modules/playwright-core/package.json" "$CHROMIUM_PATH"; do
+    if [ ! -e "$need" ]; then
+      echo "missing $need: run scripts/install-deps.sh (apt chromium, npm ci in web/)" >&2
+      exit 1
+    fi
+  done
+}
+
 start_aipbx() {
   local binary="$1"
   shift || true
