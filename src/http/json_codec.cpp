@@ -584,33 +584,29 @@ std::pair<json::value, json::value> audio_span(std::int64_t first, std::int64_t 
           static_cast<double>(last * media.packet_ms) / 1000.0};
 }
 
+// What a final and a partial segment both show: its job, its packets, their span of audio, its text.
+json::object segment_object(std::int64_t job_id, std::int64_t first, std::int64_t last, const std::string& text,
+                            bool partial, const call_media_format& media) {
+  auto [start, end] = audio_span(first, last, media);
+  return {{"job_id", job_id}, {"first_sequence", first}, {"last_sequence", last}, {"start", start},
+          {"end", end},       {"text", text},            {"partial", partial}};
+}
+
 }  // namespace
 
 json::object to_json(const transcript_segment& s, const call_media_format& media) {
-  auto [start, end] = audio_span(s.first_sequence, s.last_sequence, media);
-  return {{"job_id", s.job_id},
-          {"first_sequence", s.first_sequence},
-          {"last_sequence", s.last_sequence},
-          {"start", start},
-          {"end", end},
-          {"text", s.text},
-          {"partial", false},
-          {"engine", s.engine},
-          {"latency_ms", s.latency_ms},
-          {"created_at", s.created_at}};
+  auto o = segment_object(s.job_id, s.first_sequence, s.last_sequence, s.text, false, media);
+  o.emplace("engine", s.engine);
+  o.emplace("latency_ms", s.latency_ms);
+  o.emplace("created_at", s.created_at);
+  return o;
 }
 
 json::object to_json(const partial_segment& s, const call_media_format& media) {
-  auto [start, end] = audio_span(s.first_sequence, s.last_sequence, media);
-  return {{"job_id", s.job_id},
-          {"first_sequence", s.first_sequence},
-          {"last_sequence", s.last_sequence},
-          {"start", start},
-          {"end", end},
-          {"text", s.text},
-          {"partial", true},
-          {"heard_s", static_cast<double>(s.heard_ms) / 1000.0},
-          {"updated_at", s.updated_at}};
+  auto o = segment_object(s.job_id, s.first_sequence, s.last_sequence, s.text, true, media);
+  o.emplace("heard_s", static_cast<double>(s.heard_ms) / 1000.0);
+  o.emplace("updated_at", s.updated_at);
+  return o;
 }
 
 json::object transcript_json(const call_summary& call, const std::vector<transcript_segment>& segments,
