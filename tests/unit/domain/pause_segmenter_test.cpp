@@ -11,14 +11,6 @@ namespace {
 const std::vector<bool> voice{true, true};
 const std::vector<bool> quiet{false, false};
 
-pause_rules rules(std::int64_t min_ms, std::int64_t max_ms, std::int64_t silence_ms) {
-  pause_rules r;
-  r.min_ms = min_ms;
-  r.max_ms = max_ms;
-  r.silence_ms = silence_ms;
-  return r;
-}
-
 // Adds `count` packets of `frames`; the first cut any of them answers.
 std::optional<std::int64_t> add_packets(pause_segmenter& s, int count, const std::vector<bool>& frames) {
   for (int i = 0; i < count; ++i)
@@ -27,16 +19,16 @@ std::optional<std::int64_t> add_packets(pause_segmenter& s, int count, const std
 }
 
 TEST(PauseRules, ValidOnlyWithWholeFramesAndAMaximumPastTheMinimum) {
-  EXPECT_TRUE(rules(3000, 20000, 400).valid());
-  EXPECT_TRUE(rules(0, 10, 10).valid());
-  EXPECT_FALSE(rules(3000, 3000, 400).valid());
-  EXPECT_FALSE(rules(3000, 20000, 0).valid());
-  EXPECT_FALSE(rules(3005, 20000, 400).valid());
-  EXPECT_FALSE(rules(-10, 20000, 400).valid());
+  EXPECT_TRUE((pause_rules{3000, 20000, 400}.valid()));
+  EXPECT_TRUE((pause_rules{0, 10, 10}.valid()));
+  EXPECT_FALSE((pause_rules{3000, 3000, 400}.valid()));
+  EXPECT_FALSE((pause_rules{3000, 20000, 0}.valid()));
+  EXPECT_FALSE((pause_rules{3005, 20000, 400}.valid()));
+  EXPECT_FALSE((pause_rules{-10, 20000, 400}.valid()));
 }
 
 TEST(PauseSegmenter, CutsInTheMiddleOfTheFirstPauseLongEnoughPastTheMinimum) {
-  pause_segmenter s(rules(1000, 10000, 300), 101);
+  pause_segmenter s(pause_rules{1000, 10000, 300}, 101);
   EXPECT_FALSE(add_packets(s, 75, voice));  // 1.5 s of voice: packets 101..175, frames 0..149
   // The pause starts at frame 150 (packet 176) and reaches 300 ms at frame 179 (packet 190), whose middle,
   // frame 165, is in packet 183.
@@ -45,7 +37,7 @@ TEST(PauseSegmenter, CutsInTheMiddleOfTheFirstPauseLongEnoughPastTheMinimum) {
 }
 
 TEST(PauseSegmenter, IgnoresPausesBeforeTheMinimum) {
-  pause_segmenter s(rules(2000, 10000, 300), 1);
+  pause_segmenter s(pause_rules{2000, 10000, 300}, 1);
   EXPECT_FALSE(add_packets(s, 25, voice));  // 0.5 s
   EXPECT_FALSE(add_packets(s, 50, quiet)) << "a 1 s pause whose middle is at 1 s, before the 2 s minimum";
   EXPECT_FALSE(add_packets(s, 40, voice));
@@ -54,20 +46,20 @@ TEST(PauseSegmenter, IgnoresPausesBeforeTheMinimum) {
 }
 
 TEST(PauseSegmenter, APauseThatStraddlesTheMinimumCutsOnceItsMiddlePassesIt) {
-  pause_segmenter s(rules(1000, 10000, 200), 1);
+  pause_segmenter s(pause_rules{1000, 10000, 200}, 1);
   EXPECT_FALSE(add_packets(s, 45, voice));  // 0.9 s
   // The pause starts at frame 90; its middle reaches frame 100 when it is 20 frames (200 ms) long.
   EXPECT_EQ(add_packets(s, 10, quiet), 51) << "frame 100 is in packet 51";
 }
 
 TEST(PauseSegmenter, WithoutAPauseCutsAtTheMaximum) {
-  pause_segmenter s(rules(1000, 3000, 300), 1);
+  pause_segmenter s(pause_rules{1000, 3000, 300}, 1);
   EXPECT_FALSE(add_packets(s, 149, voice));
   EXPECT_EQ(s.add(voice), 150) << "3 s of voice: the 150th packet reaches the maximum";
 }
 
 TEST(PauseSegmenter, AtTheMaximumCutsInTheLongestShortPausePastTheMinimum) {
-  pause_segmenter s(rules(1000, 4000, 500), 1);
+  pause_segmenter s(pause_rules{1000, 4000, 500}, 1);
   EXPECT_FALSE(add_packets(s, 25, voice));
   EXPECT_FALSE(add_packets(s, 10, quiet)) << "200 ms, before the minimum: not a candidate";
   EXPECT_FALSE(add_packets(s, 30, voice));  // to 1.9 s, packet 65
@@ -80,17 +72,17 @@ TEST(PauseSegmenter, AtTheMaximumCutsInTheLongestShortPausePastTheMinimum) {
 }
 
 TEST(PauseSegmenter, SilenceBeforeAnyVoiceIsNoPause) {
-  pause_segmenter s(rules(1000, 4000, 300), 1);
+  pause_segmenter s(pause_rules{1000, 4000, 300}, 1);
   EXPECT_FALSE(add_packets(s, 100, quiet)) << "2 s of silence: it stays with the words that follow";
   EXPECT_FALSE(add_packets(s, 20, voice));
   EXPECT_EQ(add_packets(s, 15, quiet), 128) << "the first pause after the voice: 120 + 15 / 2";
 
-  pause_segmenter hush(rules(1000, 4000, 300), 1);
+  pause_segmenter hush(pause_rules{1000, 4000, 300}, 1);
   EXPECT_EQ(add_packets(hush, 200, quiet), 200) << "no voice at all: cut at the maximum";
 }
 
 TEST(PauseSegmenter, FinishCutsWhatIsLeftHoweverShort) {
-  pause_segmenter s(rules(3000, 20000, 400), 7);
+  pause_segmenter s(pause_rules{3000, 20000, 400}, 7);
   EXPECT_FALSE(s.finish());
   EXPECT_EQ(s.last(), 6);
   EXPECT_FALSE(add_packets(s, 3, voice));
@@ -99,7 +91,7 @@ TEST(PauseSegmenter, FinishCutsWhatIsLeftHoweverShort) {
 }
 
 TEST(PauseSegmenter, PacketsOfAnySizeMapFramesToThePacketThatHoldsThem) {
-  pause_segmenter s(rules(0, 10000, 100), 1);
+  pause_segmenter s(pause_rules{0, 10000, 100}, 1);
   EXPECT_FALSE(s.add({true, true, true}));
   EXPECT_FALSE(s.add({}));  // a packet shorter than a frame ends none
   EXPECT_FALSE(s.add({false, false, false, false}));  // frames 3..6
@@ -134,7 +126,7 @@ TEST(PauseSegmenter, SegmentsCoverTheCallWithinTheirBounds) {
     if (rng() % 40 == 0) talking = !talking;
     packets.push_back(talking ? voice : quiet);
   }
-  const auto r = rules(2000, 8000, 300);
+  const auto r = pause_rules{2000, 8000, 300};
   const auto cuts = cut_call(r, packets);
   ASSERT_FALSE(cuts.empty());
   EXPECT_EQ(cuts.back(), 20'000);

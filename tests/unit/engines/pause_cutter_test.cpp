@@ -77,14 +77,6 @@ R wait_for(Start start) {
   return future.get();
 }
 
-pause_rules rules(std::int64_t min_ms, std::int64_t max_ms, std::int64_t silence_ms) {
-  pause_rules r;
-  r.min_ms = min_ms;
-  r.max_ms = max_ms;
-  r.silence_ms = silence_ms;
-  return r;
-}
-
 class PauseCutter : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -113,11 +105,11 @@ class PauseCutter : public ::testing::Test {
     o.clock = [this] { return now_; };
     return o;
   }
-  pause_cutter cutter(pause_rules r = rules(1000, 10'000, 400), int aggressiveness = 2) {
+  pause_cutter cutter(pause_rules r = pause_rules{1000, 10'000, 400}, int aggressiveness = 2) {
     return pause_cutter(*store_, cutter_options(r, aggressiveness));
   }
   std::unique_ptr<pause_cutter> make_cutter() {
-    return std::make_unique<pause_cutter>(*store_, cutter_options(rules(1000, 10'000, 400), 2));
+    return std::make_unique<pause_cutter>(*store_, cutter_options(pause_rules{1000, 10'000, 400}, 2));
   }
   void declare(const std::string& call) {
     ASSERT_TRUE(wait_for<result<declare_outcome>>(
@@ -186,7 +178,7 @@ TEST_F(PauseCutter, ContinuousSoundIsCutAtTheMaximum) {
   a.talk(12);
   declare("c1");
   put_all("c1", a.packets());
-  auto c = cutter(rules(1000, 5000, 400));
+  auto c = cutter(pause_rules{1000, 5000, 400});
   c.run_once();
   EXPECT_EQ(segments("c1"), (std::vector<seq_range>{{1, 250}, {251, 500}}));
 }
@@ -196,7 +188,7 @@ TEST_F(PauseCutter, SilenceStaysWithTheWordsThatFollowIt) {
   a.pause(3).talk(1.5).pause(0.8).talk(1);
   declare("c1");
   put_all("c1", a.packets());
-  auto c = cutter(rules(1000, 10'000, 400));
+  auto c = cutter(pause_rules{1000, 10'000, 400});
   c.run_once();
   const auto cuts = segments("c1");
   ASSERT_EQ(cuts.size(), 1u) << "the leading silence is no pause: one cut, after the words";
@@ -216,7 +208,7 @@ TEST_F(PauseCutter, PausesUnderSteadyNoiseAreFound) {
   a.talk(2).pause(0.8).talk(2).pause(0.8).talk(1).with_noise(60);
   declare("c1");
   put_all("c1", a.packets());
-  auto c = cutter(rules(1000, 10'000, 400), 3);
+  auto c = cutter(pause_rules{1000, 10'000, 400}, 3);
   c.run_once();
   const auto cuts = segments("c1");
   ASSERT_EQ(cuts.size(), 2u);
@@ -314,7 +306,7 @@ TEST_F(PauseCutter, RecordedSpeechIsCutInThePausesBetweenSentences) {
   declare("speech");
   put_all("speech", packets);
   end("speech");
-  auto c = cutter(rules(1000, 15'000, 300));
+  auto c = cutter(pause_rules{1000, 15'000, 300});
   c.run_once();
   const auto cuts = segments("speech");
   ASSERT_GE(cuts.size(), boundaries.size() - 1);
