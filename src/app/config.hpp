@@ -43,8 +43,8 @@ struct serve_config {
   std::size_t max_batch = 4096;
   std::chrono::milliseconds commit_delay{5};  // streamed packets may wait this long to be committed together
   std::string sqlite_sync = "pipelined";
-  int wal_checkpoint_pages = 4000;
-  int wal_limit_pages = 16000;
+  int wal_checkpoint_pages = 16000;
+  int wal_limit_pages = 64000;
   std::size_t pg_pool_size = 4;  // PostgreSQL store: read connections
   std::size_t pg_writers = 1;    // PostgreSQL store: writer threads (one connection each)
   log::level log_level = log::level::info;

@@ -17,6 +17,14 @@ struct histogram_snapshot {
   std::uint64_t count = 0;
 };
 
+// Buckets for durations in seconds that matter around one 20 ms audio frame: commit lags, transaction and
+// fdatasync times.
+inline const std::vector<double>& duration_bounds() {
+  static const std::vector<double> bounds{0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
+                                          0.03,   0.05,  0.075, 0.1,   0.2,   0.5,    1,    2,     5};
+  return bounds;
+}
+
 class atomic_histogram {
  public:
   explicit atomic_histogram(std::vector<double> bounds)

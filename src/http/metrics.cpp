@@ -119,13 +119,16 @@ void add_backend_metrics(std::vector<MetricFamily>& out, const std::vector<backe
   const std::string* current = nullptr;
   for (const auto& m : figures) {
     if (!current || *current != m.name) {
-      out.push_back(family(
-          m.name, m.help, m.type == backend_metric::kind::counter ? MetricType::Counter : MetricType::Gauge));
+      const auto type = m.type == backend_metric::kind::counter ? MetricType::Counter
+                        : m.type == backend_metric::kind::gauge ? MetricType::Gauge
+                                                                  : MetricType::Histogram;
+      out.push_back(family(m.name, m.help, type));
       current = &m.name;
     }
     std::vector<ClientMetric::Label> labels;
     for (const auto& [name, value] : m.labels) labels.push_back({name, value});
-    add_value(out.back(), m.value, std::move(labels));
+    if (m.type == backend_metric::kind::histogram) add_histogram(out.back(), m.buckets, std::move(labels));
+    else add_value(out.back(), m.value, std::move(labels));
   }
 }
 
@@ -315,6 +318,11 @@ std::string metrics::render(const state& s) const {
                       MetricType::Histogram);
   add_histogram(batch, s.writer.batch_sizes);
   out.push_back(std::move(batch));
+  auto commit_time = family("aipbx_commit_seconds",
+                            "The writer's time in each transaction, from its first write to its commit",
+                            MetricType::Histogram);
+  add_histogram(commit_time, s.writer.commit_seconds);
+  out.push_back(std::move(commit_time));
   auto queue = family("aipbx_writer_queue", "Writes waiting for the writer, and the limit", MetricType::Gauge);
   add_value(queue, static_cast<double>(s.writer.queued), {{"kind", "queued"}});
   add_value(queue, static_cast<double>(s.writer.queue_limit), {{"kind", "limit"}});

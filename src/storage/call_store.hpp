@@ -185,6 +185,7 @@ struct writer_stats {
   std::uint64_t largest_batch = 0;
   std::uint64_t failed_batches = 0;
   histogram_snapshot batch_sizes;   // writes per committed transaction
+  histogram_snapshot commit_seconds;  // the writer's time in each transaction, from its first write to its commit
   std::size_t queued = 0;           // waiting for the writer now
   std::size_t queue_limit = 0;
   std::uint64_t events_pruned = 0;  // events of the log deleted by retention (by this node's writers)

@@ -39,11 +39,7 @@ inline constexpr std::size_t close_reason_count = 12;
 std::string_view to_string(close_reason r);
 
 // Receive -> durable lag buckets (seconds): fine around the 20 ms of one frame.
-inline const std::vector<double>& commit_lag_bounds() {
-  static const std::vector<double> bounds{0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
-                                          0.03,   0.05,  0.075, 0.1,   0.2,   0.5,    1,    2,     5};
-  return bounds;
-}
+inline const std::vector<double>& commit_lag_bounds() { return duration_bounds(); }
 
 struct protocol_stats {
   std::atomic<std::int64_t> open{0};       // streams open now

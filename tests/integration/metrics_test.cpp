@@ -88,8 +88,14 @@ TEST_F(MetricsTest, IngestOutcomesArrivalsAndRequestsAreCounted) {
   EXPECT_GE(at(m, "aipbx_commits_total"), 1);
   EXPECT_GE(at(m, "aipbx_commit_batch_size_count"), 1);
   EXPECT_GE(at(m, "aipbx_log_syncs_total"), 1);
+  // Each commit and each sync is timed: as many observations as there were of them.
+  EXPECT_EQ(at(m, "aipbx_commit_seconds_count"), at(m, "aipbx_commits_total"));
+  EXPECT_EQ(at(m, R"(aipbx_commit_seconds_bucket{le="+Inf"})"), at(m, "aipbx_commits_total"));
+  EXPECT_EQ(at(m, "aipbx_log_sync_seconds_count"), at(m, "aipbx_log_syncs_total"));
   for (const char* by : {"checkpointer", "writer", "writer_waiting"})
     EXPECT_EQ(m.count(std::string("aipbx_checkpoints_total{by=\"") + by + "\"}"), 1u) << by;
+  for (const char* by : {"checkpointer", "writer"})
+    EXPECT_EQ(m.count(std::string("aipbx_checkpoint_seconds_count{by=\"") + by + "\"}"), 1u) << by;
   EXPECT_EQ(at(m, R"(aipbx_writer_queue{kind="limit"})"), 50000);
   // A node without workers has no AI figures.
   EXPECT_EQ(m.count(R"(aipbx_ai_attempts_total{engine="mock",outcome="started"})"), 0u);

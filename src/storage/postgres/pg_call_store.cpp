@@ -343,6 +343,7 @@ void pg_call_store::writer_loop(std::size_t index) {
     }
 
     const std::uint64_t n = batch.size();
+    const auto began = std::chrono::steady_clock::now();
     const bool jobs_queued = w.commit(*conn, batch, options_.clock(), sweep, token_);
     if (!conn->ok()) {
       if (reachable_.exchange(false)) log::error("database connection lost", {});
@@ -355,6 +356,7 @@ void pg_call_store::writer_loop(std::size_t index) {
       while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
       }
       batch_sizes_.observe(static_cast<double>(n));
+      commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     }
     if (jobs_queued) notify_listener();
     if (w.wrote_events()) notify_events();
@@ -719,6 +721,7 @@ writer_stats pg_call_store::stats() const {
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
   s.batch_sizes = batch_sizes_.snapshot();
+  s.commit_seconds = commit_seconds_.snapshot();
   for (const auto& w : writers_) s.events_pruned += w->pruned_events();
   return s;
 }
@@ -735,9 +738,8 @@ std::vector<backend_metric> pg_call_store::backend_metrics() const {
       "Committed write transactions by how they got their calls' state: kept by the writer from its last "
       "commit (one round trip), or read from the database";
   const auto counter = [](const char* name, const char* help, std::uint64_t value,
-                          std::vector<std::pair<std::string, std::string>> labels = {}) {
-    return backend_metric{name, help, backend_metric::kind::counter, std::move(labels),
-                          static_cast<double>(value)};
+                          backend_metric::labels_type labels = {}) {
+    return backend_metric::counter(name, help, static_cast<double>(value), std::move(labels));
   };
   return {
       counter("aipbx_pg_batches_total", batches_help, total.kept, {{"path", "kept"}}),

@@ -81,19 +81,23 @@ auto trim_page(std::vector<T>& rows, std::size_t limit, Key key) -> std::optiona
 }
 
 // One checkpoint of `schema` on `db`. SQLITE_BUSY (another checkpoint holds the lock) is no failure: that
-// one copies the frames.
-// True if it ran (false when another checkpoint was running: PASSIVE does not wait).
-bool checkpoint(sqlite3* db, const char* schema, int mode, const char* by) {
+// one copies the frames. Its time goes to `took`.
+struct checkpoint_pass {
+  bool ran = false;  // false when another checkpoint was running (PASSIVE does not wait) or it failed
+  int log_pages = 0; // the WAL's frames when it began
+};
+checkpoint_pass checkpoint(sqlite3* db, const char* schema, int mode, const char* by, atomic_histogram& took) {
   int log_pages = 0, copied = 0;
   const auto started = std::chrono::steady_clock::now();
   const int rc = sqlite3_wal_checkpoint_v2(db, schema, mode, &log_pages, &copied);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  took.observe(ms / 1000);
   if (rc != SQLITE_OK && rc != SQLITE_BUSY)
     log::warn("checkpoint failed", {{"error", sqlite3_errstr(rc)}, {"wal_pages", log_pages}, {"by", by}, {"ms", ms}});
   else
     log::debug("checkpoint",
                {{"wal_pages", log_pages}, {"copied", copied}, {"by", by}, {"ms", ms}, {"busy", rc == SQLITE_BUSY}});
-  return rc == SQLITE_OK;
+  return {rc == SQLITE_OK, log_pages};
 }
 
 }  // namespace
@@ -159,7 +163,7 @@ sqlite_call_store::~sqlite_call_store() {
   if (wal_fd_ >= 0) ::close(wal_fd_);
 }
 
-int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, int pages) {
+int sqlite_call_store::on_wal_commit(void* self, sqlite3* /*db*/, const char* /*name*/, int pages) {
   auto* store = static_cast<sqlite_call_store*>(self);
   const auto& o = store->options_;
   const auto ask = [store](bool for_restart) {
@@ -170,6 +174,7 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, 
     }
     store->checkpoint_wake_.notify_one();
   };
+  store->wal_pages_.store(pages, std::memory_order_relaxed);
   if (pages < store->checkpoint_base_) {  // the WAL started over
     store->checkpoint_base_ = 0;
     store->restart_asked_ = false;
@@ -188,16 +193,26 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* db, const char* name, 
   // appended meanwhile itself (PASSIVE: a few hundred pages, so the pause is short); its next transaction
   // then starts the WAL over. Should that not be enough (readers on old snapshots), at twice the limit it
   // copies everything, waiting for the checkpointer and for readers (FULL, through the busy timeout).
+  // The copy itself waits until the commit's batch is handed on (writer_loop), so that it delays the
+  // next batch only.
   const bool hard = pages >= 2 * o.checkpoint_limit_pages;
   if (hard || store->restart_pass_done_.exchange(false, std::memory_order_acquire)) {
-    if (checkpoint(db, name, hard ? SQLITE_CHECKPOINT_FULL : SQLITE_CHECKPOINT_PASSIVE, "writer"))
-      (hard ? store->waiting_checkpoints_ : store->writer_checkpoints_).fetch_add(1, std::memory_order_relaxed);
+    store->writer_checkpoint_ = hard ? SQLITE_CHECKPOINT_FULL : SQLITE_CHECKPOINT_PASSIVE;
     store->restart_asked_ = false;
   } else if (!store->restart_asked_) {
     store->restart_asked_ = true;
     ask(true);
   }
   return SQLITE_OK;
+}
+
+void sqlite_call_store::writer_checkpoint(sqlite3* db) {
+  if (!writer_checkpoint_) return;
+  const int mode = *writer_checkpoint_;
+  writer_checkpoint_.reset();
+  const bool hard = mode == SQLITE_CHECKPOINT_FULL;
+  if (checkpoint(db, "main", mode, "writer", writer_checkpoint_seconds_).ran)
+    (hard ? waiting_checkpoints_ : writer_checkpoints_).fetch_add(1, std::memory_order_relaxed);
 }
 
 void sqlite_call_store::checkpointer_loop() {
@@ -212,8 +227,16 @@ void sqlite_call_store::checkpointer_loop() {
       for_restart = restart_pass_wanted_;
       restart_pass_wanted_ = false;
     }
-    if (checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer"))
-      checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    // For a restart, passes follow one another while each leaves more than a few commits' worth (what the
+    // writer appended during the last): each copies less than the one before, so the rest that the writer
+    // then copies itself, while its next batch waits, is short.
+    const int few = std::max(64, options_.checkpoint_pages / 8);
+    for (int pass = 0; pass < (for_restart ? 8 : 1); ++pass) {
+      const checkpoint_pass done =
+          checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer", checkpointer_seconds_);
+      if (done.ran) checkpoints_.fetch_add(1, std::memory_order_relaxed);
+      if (!done.ran || wal_pages_.load(std::memory_order_relaxed) - done.log_pages <= few) break;
+    }
     if (for_restart) restart_pass_done_.store(true, std::memory_order_release);
   }
 }
@@ -313,6 +336,7 @@ void sqlite_call_store::writer_loop() {
       continue;
     }
     const std::uint64_t n = batch.size();
+    const auto began = std::chrono::steady_clock::now();
     const bool jobs_queued = writer_->commit(batch, options_.clock(), sweep);
     // Counted before anyone is answered: a client that got its 202 finds its packet in the stats.
     if (n > 0) {
@@ -322,10 +346,12 @@ void sqlite_call_store::writer_loop() {
       while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
       }
       batch_sizes_.observe(static_cast<double>(n));
+      commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     }
     failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
     pruned_.store(writer_->pruned_events(), std::memory_order_relaxed);
     after_commit(batch, jobs_queued);
+    writer_checkpoint(writer_->handle());
   }
   {
     std::lock_guard lock(sync_mutex_);
@@ -397,7 +423,9 @@ void sqlite_call_store::syncer_loop() {
       ready.swap(unsynced_);
     }
     // Every batch in `ready` was committed, hence written to the WAL, before this call starts.
+    const auto began = std::chrono::steady_clock::now();
     const int err = broken_.load() ? EIO : options_.sync_file(wal_fd_);
+    sync_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     const bool ok = err == 0;
     syncs_.fetch_add(1, std::memory_order_relaxed);
     if (!ok && !broken_.exchange(true))
@@ -830,6 +858,7 @@ writer_stats sqlite_call_store::stats() const {
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
   s.batch_sizes = batch_sizes_.snapshot();
+  s.commit_seconds = commit_seconds_.snapshot();
   s.events_pruned = pruned_.load(std::memory_order_relaxed);
   return s;
 }
@@ -846,16 +875,23 @@ sqlite_wal_stats sqlite_call_store::wal_stats() const {
 std::vector<backend_metric> sqlite_call_store::backend_metrics() const {
   const sqlite_wal_stats s = wal_stats();
   const auto counter = [](const char* name, const char* help, std::uint64_t value,
-                          std::vector<std::pair<std::string, std::string>> labels = {}) {
-    return backend_metric{name, help, backend_metric::kind::counter, std::move(labels),
-                          static_cast<double>(value)};
+                          backend_metric::labels_type labels = {}) {
+    return backend_metric::counter(name, help, static_cast<double>(value), std::move(labels));
+  };
+  const auto histogram = [](const char* name, const char* help, const atomic_histogram& h,
+                            backend_metric::labels_type labels = {}) {
+    return backend_metric::histogram(name, help, h.snapshot(), std::move(labels));
   };
   constexpr const char* checkpoints_help = "Write-ahead log checkpoints, by who ran them";
+  constexpr const char* checkpoint_time_help = "Time of each write-ahead log checkpoint, by who ran it";
   return {
       counter("aipbx_log_syncs_total", "fdatasync calls on the write-ahead log by the syncer", s.syncs),
+      histogram("aipbx_log_sync_seconds", "Time of each fdatasync of the write-ahead log", sync_seconds_),
       counter("aipbx_checkpoints_total", checkpoints_help, s.checkpoints, {{"by", "checkpointer"}}),
       counter("aipbx_checkpoints_total", checkpoints_help, s.writer_checkpoints, {{"by", "writer"}}),
       counter("aipbx_checkpoints_total", checkpoints_help, s.waiting_checkpoints, {{"by", "writer_waiting"}}),
+      histogram("aipbx_checkpoint_seconds", checkpoint_time_help, checkpointer_seconds_, {{"by", "checkpointer"}}),
+      histogram("aipbx_checkpoint_seconds", checkpoint_time_help, writer_checkpoint_seconds_, {{"by", "writer"}}),
   };
 }
 

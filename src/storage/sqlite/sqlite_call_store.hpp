@@ -59,6 +59,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -83,8 +84,8 @@ enum class sqlite_sync {
 struct sqlite_options {
   std::string path = "aipbx.db";
   sqlite_sync sync = sqlite_sync::pipelined;
-  int checkpoint_pages = 4000;         // WAL growth (pages) that starts a background checkpoint
-  int checkpoint_limit_pages = 16000;  // WAL size at which the writer finishes a checkpoint itself
+  int checkpoint_pages = 16000;        // WAL growth (pages) that starts a background checkpoint
+  int checkpoint_limit_pages = 64000;  // WAL size at which the writer finishes a checkpoint itself
   std::size_t queue_limit = 50000;  // writes waiting for the writer before ingest answers `overloaded`
   std::size_t max_batch = 4096;     // writes per transaction at most
   // How long the writer may hold streamed packets to commit them together, while nothing else waits: a
@@ -188,6 +189,8 @@ class sqlite_call_store final : public storage_backend {
   void checkpointer_loop();
   // The writer connection's WAL hook: after each commit, with the WAL's size in pages.
   static int on_wal_commit(void* self, sqlite3* db, const char* name, int pages);
+  // The checkpoint that the hook found due on the writer's connection `db`, if any (writer thread).
+  void writer_checkpoint(sqlite3* db);
   // Fails `batch` with store_failure and runs its handlers.
   void fail_batch(std::deque<write_op>& batch);
   void gather(std::unique_lock<std::mutex>& lock);
@@ -230,10 +233,15 @@ class sqlite_call_store final : public storage_backend {
   std::atomic<bool> restart_pass_done_{false};
   int checkpoint_base_ = 0;     // WAL size at the last checkpoint request (writer thread only)
   bool restart_asked_ = false;  // a pass for the restart is asked for (writer thread only)
+  std::optional<int> writer_checkpoint_;  // the writer's own checkpoint due, by mode (writer thread only)
+  std::atomic<int> wal_pages_{0};  // the WAL's size after the last commit
   bool checkpoint_stop_ = false;
   std::unique_ptr<sqlite::connection> checkpoint_db_;
   std::thread checkpointer_thread_;
   std::atomic<std::uint64_t> checkpoints_{0}, writer_checkpoints_{0}, waiting_checkpoints_{0}, syncs_{0};
+  atomic_histogram sync_seconds_{duration_bounds()};                // each fdatasync of the WAL
+  atomic_histogram checkpointer_seconds_{duration_bounds()};        // each background pass
+  atomic_histogram writer_checkpoint_seconds_{duration_bounds()};   // each pass by the writer, in a commit
 
   aipbx::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::connection>> idle_readers_ GUARDED_BY(readers_mutex_);
@@ -247,6 +255,7 @@ class sqlite_call_store final : public storage_backend {
   std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0}, pruned_{0};
   std::atomic<std::size_t> queued_{0};
   atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
+  atomic_histogram commit_seconds_{duration_bounds()};
 };
 
 }  // namespace aipbx

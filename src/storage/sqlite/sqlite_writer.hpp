@@ -56,6 +56,8 @@ class writer {
   void notify_jobs_queued() const;
 
   void set_listener(std::function<void()> listener) { listener_ = std::move(listener); }
+  // The writer's connection, for the checkpoints it runs between transactions.
+  sqlite3* handle() const { return db_->handle(); }
   // The id of the last event of the log committed so far (durable or not).
   std::int64_t last_event_id() const { return last_event_id_; }
   // Log events deleted by retention so far.
