@@ -349,15 +349,7 @@ void pg_call_store::writer_loop(std::size_t index) {
       if (reachable_.exchange(false)) log::error("database connection lost", {});
       conn.reset();
     }
-    if (n > 0) {
-      batches_.fetch_add(1, std::memory_order_relaxed);
-      packets_.fetch_add(n, std::memory_order_relaxed);
-      std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
-      while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
-      }
-      batch_sizes_.observe(static_cast<double>(n));
-      commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
-    }
+    commits_.committed(n, std::chrono::steady_clock::now() - began);
     if (jobs_queued) notify_listener();
     if (w.wrote_events()) notify_events();
     for (auto& op : batch) op.complete();
@@ -712,16 +704,12 @@ bool pg_call_store::ping() {
 
 writer_stats pg_call_store::stats() const {
   writer_stats s;
-  s.batches = batches_.load(std::memory_order_relaxed);
-  s.packets = packets_.load(std::memory_order_relaxed);
-  s.largest_batch = largest_batch_.load(std::memory_order_relaxed);
+  commits_.fill(s);
   std::uint64_t failed = failed_batches_.load(std::memory_order_relaxed);
   for (const auto& w : writers_) failed += w->failed_batches();
   s.failed_batches = failed;
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
-  s.batch_sizes = batch_sizes_.snapshot();
-  s.commit_seconds = commit_seconds_.snapshot();
   for (const auto& w : writers_) s.events_pruned += w->pruned_events();
   return s;
 }

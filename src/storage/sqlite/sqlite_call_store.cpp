@@ -338,16 +338,7 @@ void sqlite_call_store::writer_loop() {
     const std::uint64_t n = batch.size();
     const auto began = std::chrono::steady_clock::now();
     const bool jobs_queued = writer_->commit(batch, options_.clock(), sweep);
-    // Counted before anyone is answered: a client that got its 202 finds its packet in the stats.
-    if (n > 0) {
-      batches_.fetch_add(1, std::memory_order_relaxed);
-      packets_.fetch_add(n, std::memory_order_relaxed);
-      std::uint64_t largest = largest_batch_.load(std::memory_order_relaxed);
-      while (n > largest && !largest_batch_.compare_exchange_weak(largest, n)) {
-      }
-      batch_sizes_.observe(static_cast<double>(n));
-      commit_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
-    }
+    commits_.committed(n, std::chrono::steady_clock::now() - began);
     failed_batches_.store(writer_->failed_batches(), std::memory_order_relaxed);
     pruned_.store(writer_->pruned_events(), std::memory_order_relaxed);
     after_commit(batch, jobs_queued);
@@ -851,14 +842,10 @@ bool sqlite_call_store::ping() {
 
 writer_stats sqlite_call_store::stats() const {
   writer_stats s;
-  s.batches = batches_.load(std::memory_order_relaxed);
-  s.packets = packets_.load(std::memory_order_relaxed);
-  s.largest_batch = largest_batch_.load(std::memory_order_relaxed);
+  commits_.fill(s);
   s.failed_batches = failed_batches_.load(std::memory_order_relaxed);
   s.queued = queued_.load(std::memory_order_relaxed);
   s.queue_limit = options_.queue_limit;
-  s.batch_sizes = batch_sizes_.snapshot();
-  s.commit_seconds = commit_seconds_.snapshot();
   s.events_pruned = pruned_.load(std::memory_order_relaxed);
   return s;
 }

@@ -49,6 +49,7 @@
 #include "domain/call_sequencer.hpp"
 #include "domain/thread_annotations.hpp"
 #include "storage/call_store.hpp"
+#include "storage/commit_counters.hpp"
 #include "storage/job_store.hpp"
 #include "storage/storage_backend.hpp"
 
@@ -252,10 +253,9 @@ class sqlite_call_store final : public storage_backend {
   aipbx::mutex events_mutex_;
   std::function<void()> events_listener_ GUARDED_BY(events_mutex_);
 
-  std::atomic<std::uint64_t> batches_{0}, packets_{0}, largest_batch_{0}, failed_batches_{0}, pruned_{0};
+  std::atomic<std::uint64_t> failed_batches_{0}, pruned_{0};
   std::atomic<std::size_t> queued_{0};
-  atomic_histogram batch_sizes_{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}};
-  atomic_histogram commit_seconds_{duration_bounds()};
+  commit_counters commits_;
 };
 
 }  // namespace aipbx
