@@ -167,6 +167,10 @@ try {
     return s.length === 4 && s[3].includes('w13 w14 w15 w16');
   });
   await until('the events tell the replay', () => document.querySelector('.activity')?.textContent.includes('job.replayed'));
+  await until('the call\'s AI status is no longer failed, with every job done', () => {
+    const head = document.querySelector('.callhead')?.textContent ?? '';
+    return !head.includes('AI failed') && head.includes('4 / 4');
+  }, null, 5_000);
   await screenshot('replayed');
 
   // ---- the queue and the nodes

@@ -99,6 +99,9 @@ export class CallView {
     this.error = null;
     this.refreshGaps = debounce(() => this.readGaps(), 400);
     this.refreshJobs = debounce(() => this.readJobs(), 500);
+    // A job that ends or starts over changes the call's AI status and job counters at once: read them
+    // then rather than at the next poll.
+    this.refreshCalls = debounce(() => Promise.all(this.tracks.map((t) => this.readCall(t))).catch(() => {}), 300);
   }
 
   mount(main) {
@@ -225,6 +228,7 @@ export class CallView {
     if (changed === 'gaps') this.refreshGaps();
     if (changed === 'cut') this.refreshJobs();
     if (changed === 'jobs') invalidate('call-jobs');
+    if (['job.succeeded', 'job.dead', 'job.replayed'].includes(e.kind)) this.refreshCalls();
     if (changed === 'transcript') invalidate('call-transcript');
     invalidate('call');
   }
