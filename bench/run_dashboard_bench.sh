@@ -19,7 +19,6 @@
 # process it starts is stopped on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib/aipbx_bench.sh
 source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"

@@ -14,7 +14,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib/aipbx_bench.sh
 source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"

@@ -2,6 +2,7 @@
 # Sourced by the benchmark scripts in bench/: the steps they share to run `aipbx serve` (or another HTTP
 # server) on loopback for a measurement, and to stop it. Needs bash, curl and python3 (checked on sourcing).
 #
+#   root                        the checkout (the scripts' default paths start there)
 #   need_tools TOOL...          exits 2 naming the first TOOL that is not installed
 #   need_built FILE...          exits 2 naming the first FILE that is not an executable (build it first)
 #   make_work_dir NAME          creates the run's temporary directory as $work
@@ -27,6 +28,8 @@
 # is stopped, then the script's own bench_cleanup function runs if it defines one, then $work is removed,
 # or kept and named when $keep is 1.
 
+# shellcheck disable=SC2034  # read by the scripts
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BENCH_READY_SECONDS=${BENCH_READY_SECONDS:-30}
 BENCH_STOP_SECONDS=${BENCH_STOP_SECONDS:-30}
 AIPBX_PID=""
