@@ -28,18 +28,12 @@ shift
 protocols=("$@")
 [ ${#protocols[@]} -gt 0 ] || protocols=(http twilio fork fork-seq audiosocket)
 load=build/release/bench/aipbx_stream_load
-for tool in valgrind callgrind_annotate callgrind_control wrk; do
-  command -v "$tool" >/dev/null || { echo "count_instructions: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
-done
-[ -x "$load" ] || { echo "count_instructions: build $load first (cmake --build --preset release)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib/aipbx_bench.sh
+source bench/lib/aipbx_bench.sh
+need_tools valgrind callgrind_annotate callgrind_control wrk
+need_built "$bin" "$load"
+make_work_dir aipbx-callgrind
+BENCH_READY_SECONDS=120  # the server starts slowed down too
 
 # The inclusive instruction count of the first function whose name matches $2 in the callgrind file $1.
 inclusive() {
@@ -49,20 +43,16 @@ inclusive() {
   echo "${v:-0}"
 }
 
-port=$((20000 + RANDOM % 20000))
 for protocol in "${protocols[@]}"; do
   rm -f "$work"/aipbx.db* "$work"/callgrind.out*
-  valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" "$bin" serve --port "$port" \
-    --audiosocket-port $((port + 1)) --db "$work/aipbx.db" --workers 0 --segment-packets 250 --idle-timeout 0 \
-    --log-level warning >"$work/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+  start_aipbx --audiosocket "$work/server.log" valgrind --tool=callgrind \
+    --callgrind-out-file="$work/callgrind.out.%p" "$bin" serve --db "$work/aipbx.db" --workers 0 \
+    --segment-packets 250 --idle-timeout 0 --log-level warning
+  pid=$AIPBX_PID
+  port=$AIPBX_PORT
   callgrind_control -z "$pid" >/dev/null 2>&1
   "$load" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --port "$port" \
-    --audiosocket-port $((port + 1)) --ramp 0.5 --json >"$work/load.txt" 2>&1 || true
+    --audiosocket-port "$AIPBX_AS_PORT" --ramp 0.5 --json >"$work/load.txt" 2>&1 || true
   frames=$(grep -o '"sent":[0-9]*' "$work/load.txt" | head -1 | cut -d: -f2)
   [ -n "$frames" ] && [ "$frames" -gt 0 ] || { echo "count_instructions: the load failed: $(head -c 300 "$work/load.txt")" >&2; exit 1; }
   callgrind_control -d "$pid" >/dev/null 2>&1
@@ -71,9 +61,7 @@ for protocol in "${protocols[@]}"; do
   requests=$(wrk -t1 -c10 -d3s "http://127.0.0.1:$port/healthz" | awk '/requests in/ {print $1}')
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 0.5
-  kill -INT "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=""
+  stop_aipbx
   stream_dump=$(ls "$work"/callgrind.out.*.1)
   health_dump=$(ls "$work"/callgrind.out.*.2)
   io=$(inclusive "$stream_dump" 'io_context::run()')
@@ -81,5 +69,4 @@ for protocol in "${protocols[@]}"; do
   health=$(inclusive "$health_dump" 'io_context::run()')
   printf '%-12s %6s frames: I/O threads %7d instr/frame, writer %7d instr/frame | GET /healthz: %7d instr/request (%s requests)\n' \
     "$protocol" "$frames" $((io / frames)) $((writer / frames)) $((health / requests)) "$requests"
-  port=$((port + 2))
 done

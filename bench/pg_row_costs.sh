@@ -25,7 +25,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"
 batches=1000
 rounds=2
@@ -47,38 +48,23 @@ while [ $# -gt 0 ]; do
     *) aipbx_bin=$1; shift ;;
   esac
 done
-for tool in psql pgbench curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (scripts/install-deps.sh)" >&2; exit 2; }
-done
-[ -x "$aipbx_bin" ] || { echo "no aipbx binary at $aipbx_bin" >&2; exit 2; }
+need_tools psql pgbench
+need_built "$aipbx_bin"
 [[ "$rows" =~ ^[0-9]+$ ]] && ((rows >= 1 && rows <= 128)) || { echo "--rows: 1 to 128" >&2; exit 2; }
 
-work=$(mktemp -d /tmp/aipbx-rowcosts.XXXXXX)
+make_work_dir aipbx-rowcosts
 pg_dir=$(mktemp -d /tmp/aipbx-rowcosts-pg.XXXXXX)  # its own: the server's user owns it
-aipbx_pid=""
-cleanup() {
-  [ -n "$aipbx_pid" ] && kill "$aipbx_pid" 2>/dev/null || true
+bench_cleanup() {
   "$root/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1 || true
-  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
-trap cleanup EXIT
 
 admin=$(AIPBX_PG_SETTINGS="shared_preload_libraries=pg_stat_statements" "$root/scripts/pg-cluster.sh" start "$pg_dir")
 psql -q "$admin" -c "CREATE DATABASE rowcosts"
 url="${admin%/*}/rowcosts"
 
 # The schema, as aipbx makes it.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-"$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$url" --log-level warning >"$work/aipbx.log" 2>&1 &
-aipbx_pid=$!
-for _ in $(seq 300); do
-  curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null && break
-  kill -0 "$aipbx_pid" 2>/dev/null || { echo "aipbx exited; see $work/aipbx.log" >&2; exit 1; }
-  sleep 0.1
-done
-kill "$aipbx_pid"
-wait "$aipbx_pid" 2>/dev/null || true
-aipbx_pid=""
+start_aipbx "$work/aipbx.log" "$aipbx_bin" serve --db "$url" --log-level warning
+stop_aipbx
 psql -q "$url" <<'SQL'
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 INSERT INTO calls(id, created_at, updated_at, state_changed_at)

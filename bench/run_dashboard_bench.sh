@@ -19,13 +19,14 @@
 # process it starts is stopped on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"
 load_bin="$root/build/release/bench/aipbx_stream_load"
 calls=1000
 phase=15
 keep=0
-work=$(mktemp -d)
+make_work_dir aipbx-dashboard
 screenshot="$work/dashboard.png"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,31 +38,14 @@ while [ $# -gt 0 ]; do
     *) aipbx_bin=$1; shift ;;
   esac
 done
-[ -x "$aipbx_bin" ] && [ -x "$load_bin" ] || { echo "run_dashboard_bench: build first (cmake --build --preset release)" >&2; exit 1; }
+need_built "$aipbx_bin" "$load_bin"
+need_tools node
 [ -e "$root/web/node_modules/playwright-core/package.json" ] || { echo "run_dashboard_bench: run scripts/install-deps.sh" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-port=$((20000 + RANDOM % 20000))
-as_port=$((port + 1))
-"$aipbx_bin" serve --host 127.0.0.1 --port "$port" --audiosocket-port "$as_port" --db "$work/aipbx.db" \
-  --log-level warn --max-streams 100000 --shutdown-timeout 5s --segment-packets 50 --workers 8 \
-  --mock-delay-ms 50:150 >"$work/aipbx.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$work/aipbx.log" >&2; exit 1; }
+start_aipbx --audiosocket "$work/aipbx.log" "$aipbx_bin" serve --db "$work/aipbx.db" --log-level warn \
+  --max-streams 100000 --shutdown-timeout 5s --segment-packets 50 --workers 8 --mock-delay-ms 50:150
+port=$AIPBX_PORT
 
 echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "aipbx: $aipbx_bin $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true); chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
@@ -71,5 +55,5 @@ seconds=$(awk -v r="$ramp" -v p="$phase" 'BEGIN { printf "%d", r + 3 * p + 25 }'
 echo "load: $calls AudioSocket calls for ${seconds}s (ramp ${ramp}s); phases of ${phase}s"
 node "$root/web/bench/dashboard_frames.mjs" "http://127.0.0.1:$port" "$phase" "$calls" "$work/frames.json" "$screenshot" -- \
   "$load_bin" --protocol audiosocket --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$port" \
-  --audiosocket-port "$as_port" --server-pid "$pid" --prefix dash
+  --audiosocket-port "$AIPBX_AS_PORT" --server-pid "$AIPBX_PID" --prefix dash
 echo "screenshot: $screenshot"

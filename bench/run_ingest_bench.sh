@@ -38,7 +38,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 
 aipbx_bin="$root/build/release/src/app/aipbx"
 duration=10s
@@ -147,16 +148,9 @@ for i in "${!builds[@]}"; do
 done
 load_calls=$calls  # what wrk is told; 0 for the ceiling run (GET /healthz only)
 
-for tool in wrk sqlite3 curl python3 timeout /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
-done
+need_tools wrk sqlite3 timeout /usr/bin/time
 if [ "$run_aipbx" = 1 ]; then
-  for b in "${builds[@]}"; do
-    if [ ! -x "${b#*|}" ]; then
-      echo "no aipbx binary at ${b#*|}: build it first (see docs/performance.md) or pass its path" >&2
-      exit 2
-    fi
-  done
+  for b in "${builds[@]}"; do need_built "${b#*|}"; done
 fi
 if [ "$run_seed" = 1 ] && [ ! -x "$seed_dir/run.sh" ]; then
   echo "no seed peer at $seed_dir/run.sh (use --seed-dir or --no-seed)" >&2
@@ -178,48 +172,13 @@ print(max(1, math.ceil(v)))' "$1"
 duration_s=$(seconds_of "$duration") || { echo "bad --duration $duration" >&2; exit 2; }
 timeout_s=$(seconds_of "$timeout") || { echo "bad --timeout $timeout" >&2; exit 2; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/aipbx-bench.XXXXXX")
-pids=()
+make_work_dir aipbx-bench
 db_dirs=()
-
-stop_pid() {  # SIGTERM, then SIGKILL after 10 s; waits for the process to be gone
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "  (pid $pid ignored SIGTERM for 10 s: SIGKILL)" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 pg_dir=""
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
-  pids=()
-  [ -n "$pg_dir" ] && "$root/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1 || true
-  if [ "$keep" = 1 ]; then
-    echo "kept $work ${db_dirs[*]}" >&2
-  else
-    rm -rf "$work" "${db_dirs[@]}"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-cpu_ticks() {  # user + system clock ticks of a process, all threads
-  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo "?"
+bench_cleanup() {
+  [ -z "$pg_dir" ] || "$root/scripts/pg-cluster.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+  ((${#db_dirs[@]})) || return 0
+  if [ "$keep" = 1 ]; then echo "kept ${db_dirs[*]}" >&2; else rm -rf "${db_dirs[@]}"; fi
 }
 
 wait_quiet() {
@@ -233,21 +192,6 @@ wait_quiet() {
     sleep 10
     waited=$((waited + 10))
   done
-}
-
-wait_ready() {  # URL PID LOG
-  local url=$1 pid=$2 log=$3 i
-  for i in $(seq 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "server exited before answering; last lines of $log:" >&2
-      tail -20 "$log" >&2
-      return 1
-    fi
-    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "server did not answer $url within 30 s" >&2
-  return 1
 }
 
 declare -a rows=()
@@ -272,15 +216,13 @@ run_one() {
   local load_before
   load_before=$(load1)
   echo "== $name: load $load_before, $(nproc) cores; wrk -t$wrk_threads -c$conns -d$duration --timeout $timeout, $calls calls" >&2
-  "$@" >"$log.stdout" 2>"$log" &
-  local pid=$!
-  pids+=("$pid")
-  wait_ready "http://127.0.0.1:$port$ready_path" "$pid" "$log" || { status=1; stop_pid "$pid"; return 0; }
+  start_server "$log" "http://127.0.0.1:$port$ready_path" "$@" || { status=1; return 0; }
+  local pid=$AIPBX_PID
   local sub_pids=()
-  start_subscribers "$tag" "$subscribers_now" sub_pids || { status=1; stop_pid "$pid"; return 0; }
+  start_subscribers "$tag" "$subscribers_now" sub_pids || { status=1; stop_aipbx "$pid"; return 0; }
   local prefix="r$(date +%s)$RANDOM$tag"
   local cpu_before t_start t_end
-  cpu_before=$(cpu_ticks "$pid")
+  cpu_before=$(cpu_seconds_of "$pid") || cpu_before="?"
   t_start=$(date +%s.%N)
   timeout $((duration_s + timeout_s + 30)) /usr/bin/time -f '%U %S' -o "$out.time" \
     wrk -t"$wrk_threads" -c"$conns" -d"$duration" --timeout "$timeout" --latency \
@@ -291,7 +233,7 @@ run_one() {
   local load_after cpu_after
   t_end=$(date +%s.%N)
   load_after=$(load1)
-  cpu_after=$(cpu_ticks "$pid")
+  cpu_after=$(cpu_seconds_of "$pid") || cpu_after="?"
   # The subscribers are given what the last requests committed, then end with the server (its resume
   # notice, reason shutdown).
   local committed_before=""
@@ -299,7 +241,7 @@ run_one() {
     sleep 1
     committed_before=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT last_id FROM event_log_state" 2>/dev/null) || committed_before="?"
   fi
-  stop_pid "$pid"
+  stop_aipbx "$pid"
   local sp
   for sp in "${sub_pids[@]}"; do wait "$sp" 2>/dev/null || true; done
   local line
@@ -331,9 +273,12 @@ run_one() {
   local cpu
   cpu=$(python3 -c '
 import sys
-b, a, secs, n, wrk, tick = sys.argv[1:]
+b, a, secs, n, wrk = sys.argv[1:]
 nan = float("nan")
-srv = (int(a) - int(b)) / float(tick) if b.isdigit() and a.isdigit() else nan
+try:
+    srv = float(a) - float(b)
+except ValueError:
+    srv = nan
 try:
     w = sum(float(x) for x in wrk.split())
 except ValueError:
@@ -341,8 +286,7 @@ except ValueError:
 secs, n = float(secs), int(n)
 per = srv * 1e6 / n if n else nan
 print(f"{srv / secs:.2f} {per:.0f} {w / secs:.2f}")' \
-    "$cpu_before" "$cpu_after" "${r[seconds]}" "${r[responses]}" "$(tail -1 "$out.time" 2>/dev/null)" \
-    "$(getconf CLK_TCK)")
+    "$cpu_before" "$cpu_after" "${r[seconds]}" "${r[responses]}" "$(tail -1 "$out.time" 2>/dev/null)")
   local srv_cores srv_us wrk_cores
   read -r srv_cores srv_us wrk_cores <<<"$cpu"
   rows+=("$(printf '%-22s %5s %8.0f %8.2f %8.2f %8.2f %7s %7s %8s %8s %8s %5s %6s %5s  %s' \
@@ -506,18 +450,14 @@ run_pg() {
   local url="${pg_url%/*}/$dbname"
   local node_pids=() ports=() i
   for ((i = 0; i < n; i++)); do
-    local port
-    port=$(free_port)
-    "$bin" serve --host 127.0.0.1 --port "$port" --db "$url" --threads "$t" --log-level warning \
-      --node-name "bench-$i" "${extra_aipbx_args[@]}" >"$work/$tag-$i.server.log.stdout" 2>"$work/$tag-$i.server.log" &
-    node_pids+=("$!")
-    pids+=("$!")
-    ports+=("$port")
-    wait_ready "http://127.0.0.1:$port/healthz" "$!" "$work/$tag-$i.server.log" || { status=1; return 0; }
+    start_aipbx "$work/$tag-$i.server.log" "$bin" serve --db "$url" --threads "$t" --log-level warning \
+      --node-name "bench-$i" "${extra_aipbx_args[@]}" || { status=1; stop_aipbx "${node_pids[@]}"; return 0; }
+    node_pids+=("$AIPBX_PID")
+    ports+=("$AIPBX_PORT")
   done
   "$here/pg_statements.sh" reset "$url" || { echo "cannot reset pg_stat_statements" >&2; status=1; }
-  local nodes_before=0 pg_before p t_start t_end
-  for p in "${node_pids[@]}"; do nodes_before=$((nodes_before + $(cpu_ticks "$p"))); done
+  local nodes_before pg_before p t_start t_end
+  nodes_before=$(cpu_seconds_of "${node_pids[@]}")
   pg_before=$(pg_ticks)
   t_start=$(date +%s.%N)
   local prefix="r$(date +%s)$RANDOM$tag" wrk_pids=()
@@ -530,11 +470,11 @@ run_pg() {
   done
   for p in "${wrk_pids[@]}"; do wait "$p" || { echo "wrk failed" >&2; status=1; }; done
   t_end=$(date +%s.%N)
-  local nodes_after=0 pg_after load_after
-  for p in "${node_pids[@]}"; do nodes_after=$((nodes_after + $(cpu_ticks "$p"))); done
+  local nodes_after pg_after load_after
+  nodes_after=$(cpu_seconds_of "${node_pids[@]}")
   pg_after=$(pg_ticks)
   load_after=$(load1)
-  for p in "${node_pids[@]}"; do stop_pid "$p"; done
+  stop_aipbx "${node_pids[@]}"
   # Sum of the nodes' rates and counts; the worst node's latencies.
   local sum
   sum=$(python3 - "$work" "$tag" "$n" <<'PY'
@@ -580,7 +520,7 @@ PY
   cpu=$(python3 -c '
 import sys
 nb, na, pb, pa, secs, n, wrk, tick = sys.argv[1:]
-nodes, pg = (int(na) - int(nb)) / float(tick), (int(pa) - int(pb)) / float(tick)
+nodes, pg = float(na) - float(nb), (int(pa) - int(pb)) / float(tick)
 secs, n, wrk = float(secs), int(n), float(wrk)
 per = lambda cpu: cpu * 1e6 / n if n else float("nan")
 print(f"{(nodes + pg) / secs:.2f} {per(nodes + pg):.0f} {wrk / secs:.2f} {per(nodes):.0f} {per(pg):.0f} {pg / secs:.2f}")' \

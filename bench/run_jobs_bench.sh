@@ -14,7 +14,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"
 fill=4
 workers_list="4 16 64"
@@ -45,47 +46,17 @@ while [ $# -gt 0 ]; do
     *) aipbx_bin=$1; shift ;;
   esac
 done
-for tool in wrk sqlite3 curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps.sh)" >&2; exit 2; }
-done
-[ -x "$aipbx_bin" ] || { echo "no aipbx binary at $aipbx_bin" >&2; exit 2; }
+need_tools wrk sqlite3
+need_built "$aipbx_bin"
+make_work_dir aipbx-jobs-bench
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/aipbx-jobs-bench.XXXXXX")
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
-  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_ready() {
-  local i
-  for i in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { echo "aipbx exited:" >&2; tail -20 "$work/server.log" >&2; return 1; }
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/healthz" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-stop_server() {
-  kill -TERM "$pid" 2>/dev/null || true
-  timeout 30 tail --pid="$pid" -f /dev/null || kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  pid=""
-}
 q() { sqlite3 -cmd ".timeout 10000" "$1" "$2"; }
 
 # 1. The backlog.
-port=$(free_port)
-"$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/backlog.db" --workers 0 --log-level warning \
-  2>"$work/server.log" &
-pid=$!
-wait_ready "$port"
-timeout $((fill + 40)) wrk -t2 -c64 -d"${fill}s" -s "$here/wrk/ingest.lua" "http://127.0.0.1:$port" -- \
+start_aipbx "$work/server.log" "$aipbx_bin" serve --db "$work/backlog.db" --workers 0 --log-level warning
+timeout $((fill + 40)) wrk -t2 -c64 -d"${fill}s" -s "$here/wrk/ingest.lua" "http://127.0.0.1:$AIPBX_PORT" -- \
   threads=2 calls=128 prefix="jobs$RANDOM" >"$work/fill.txt" 2>&1
-stop_server
+stop_aipbx
 backlog=$(q "$work/backlog.db" "SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
 echo "backlog: $backlog queued jobs ($(grep -o 'ok_rps=[0-9.]*' "$work/fill.txt"))" >&2
 
@@ -94,14 +65,11 @@ status=0
 for w in $workers_list; do
   cp "$work/backlog.db" "$work/run.db"
   rm -f "$work/run.db-wal" "$work/run.db-shm"
-  port=$(free_port)
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/run.db" --workers "$w" \
+  # The drain starts with the server, before it answers: the time and CPU count from its start.
+  start_aipbx "$work/server-$w.log" "$aipbx_bin" serve --db "$work/run.db" --workers "$w" \
     --mock-delay-ms 0:0 --mock-failure-rate "$failure_rate" --retry-base-delay 10ms --retry-max-delay 10ms \
-    --log-level warning 2>"$work/server-$w.log" &
-  pid=$!
-  t0=$(date +%s.%N)
-  cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-  wait_ready "$port"
+    --log-level warning
+  t0=$AIPBX_STARTED
   while :; do
     left=$(q "$work/run.db" "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
     [ "$left" = 0 ] && break
@@ -111,12 +79,12 @@ for w in $workers_list; do
     sleep 0.05
   done
   t1=$(date +%s.%N)
-  cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
-  stop_server
+  cpu=$(cpu_seconds_of "$AIPBX_PID")
+  stop_aipbx
   IFS='|' read -r ok dead attempts <<<"$(q "$work/run.db" \
     "SELECT SUM(state = 'succeeded'), SUM(state = 'dead'), SUM(attempts) FROM jobs")"
   python3 -c "
 secs = $t1 - $t0
-print(f'{$w:<8} {$backlog:>8} {secs:>9.2f} {$backlog / secs:>9.0f} {$attempts / secs:>11.0f} {$ok:>10} {$dead:>6} {($cpu1 - $cpu0) / $(getconf CLK_TCK) / secs:>8.2f}')"
+print(f'{$w:<8} {$backlog:>8} {secs:>9.2f} {$backlog / secs:>9.0f} {$attempts / secs:>11.0f} {$ok:>10} {$dead:>6} {$cpu / secs:>8.2f}')"
 done
 exit $status

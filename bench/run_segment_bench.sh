@@ -27,7 +27,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 
 calls=3
 lead_ms=1300
@@ -66,47 +67,19 @@ fi
 build="${positional[0]:-$root/build/release}"
 aipbx_bin="$build/src/app/aipbx"
 load_bin="$build/bench/aipbx_speech_load"
-for b in "$aipbx_bin" "$load_bin"; do
-  [ -x "$b" ] || { echo "missing $b (build it first)" >&2; exit 2; }
-done
+need_built "$aipbx_bin" "$load_bin"
+make_work_dir aipbx-segment-bench
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-load1() { cut -d' ' -f1 /proc/loadavg; }
-port=""
-
-start_aipbx() {
+# aipbx on a fresh SQLite file, with the flags every run shares and the given ones.
+start_run() {
   rm -f "$work"/aipbx.db*
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # shellcheck disable=SC2086
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/aipbx.db" --workers "$workers" \
-    --idle-timeout 0 --log-level warning "$@" >"$work/aipbx.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "aipbx did not start:" >&2
-  cat "$work/aipbx.log" >&2
-  exit 1
-}
-
-stop_aipbx() {
-  kill -TERM "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=""
+  start_aipbx "$work/aipbx.log" "$aipbx_bin" serve --db "$work/aipbx.db" --workers "$workers" --idle-timeout 0 \
+    --log-level warning "$@"
 }
 
 # CPU seconds of aipbx's threads so far, by group: "ingest=.. cutter=.. ai=.. total=..".
 thread_cpu() {
-  python3 - "$pid" <<'PY'
+  python3 - "$AIPBX_PID" <<'PY'
 import os, sys
 pid, tck = sys.argv[1], os.sysconf('SC_CLK_TCK')
 groups = {'ingest': 0, 'cutter': 0, 'ai': 0, 'total': 0}
@@ -134,9 +107,9 @@ for cfg in "${configs[@]}"; do
   IFS='|' read -r name flags <<<"$cfg"
   l0=$(load1)
   # shellcheck disable=SC2086
-  start_aipbx --engine pocketsphinx $flags
+  start_run --engine pocketsphinx $flags
   c0=$(thread_cpu)
-  line=$(timeout $((wait_s + 120)) "$load_bin" --port "$port" --calls "$calls" --once --lead-ms "$lead_ms" \
+  line=$(timeout $((wait_s + 120)) "$load_bin" --port "$AIPBX_PORT" --calls "$calls" --once --lead-ms "$lead_ms" \
     --wait "$wait_s" || true)
   c1=$(thread_cpu)
   stop_aipbx
@@ -162,9 +135,9 @@ for cfg in "${cost_configs[@]}"; do
   IFS='|' read -r name flags <<<"$cfg"
   l0=$(load1)
   # shellcheck disable=SC2086
-  start_aipbx --engine mock --mock-delay-ms 0:0 --mock-failure-rate 0 $flags
+  start_run --engine mock --mock-delay-ms 0:0 --mock-failure-rate 0 $flags
   c0=$(thread_cpu)
-  line=$(timeout $((live_seconds + 180)) "$load_bin" --port "$port" --calls "$live_calls" --seconds "$live_seconds" \
+  line=$(timeout $((live_seconds + 180)) "$load_bin" --port "$AIPBX_PORT" --calls "$live_calls" --seconds "$live_seconds" \
     --wait 120 || true)
   c1=$(thread_cpu)
   stop_aipbx

@@ -33,7 +33,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 
 calls=2
 seconds=60
@@ -65,49 +66,26 @@ build="${positional[0]:-$root/build/release}"
 aipbx_bin="$build/src/app/aipbx"
 load_bin="$build/bench/aipbx_speech_load"
 bare_bin="$build/bench/aipbx_bare_decode"
-for b in "$aipbx_bin" "$load_bin" "$bare_bin"; do
-  [ -x "$b" ] || { echo "missing $b (build it first)" >&2; exit 2; }
-done
-
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+need_built "$aipbx_bin" "$load_bin" "$bare_bin"
+make_work_dir aipbx-speech-bench
 
 cores=$(nproc)
-load1() { cut -d' ' -f1 /proc/loadavg; }
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 # aipbx serve with the given flags under the live calls; prints its CPU per audio second and the load's
-# figures.
+# figures. Runs in a command substitution, where `set -e` does not hold.
 run_aipbx() {
   rm -f "$work"/aipbx.db*
-  local port
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  # shellcheck disable=SC2086
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --db "$work/aipbx.db" --workers "$workers" \
-    --segment-packets "$segment_packets" --idle-timeout 0 --log-level warning "$@" >"$work/aipbx.log" 2>&1 &
-  pid=$!
-  local ready=""
-  for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { ready=1; break; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$ready" ] || { echo "aipbx did not start:" >&2; cat "$work/aipbx.log" >&2; exit 1; }
-  local tck c0 c1 l0 line
-  tck=$(getconf CLK_TCK)
-  c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  start_aipbx "$work/aipbx.log" "$aipbx_bin" serve --db "$work/aipbx.db" --workers "$workers" \
+    --segment-packets "$segment_packets" --idle-timeout 0 --log-level warning "$@" || exit 1
+  local c0 c1 l0 line
+  c0=$(cpu_seconds_of "$AIPBX_PID")
   l0=$(load1)
-  line=$(timeout $((seconds + wait_s + 60)) "$load_bin" --port "$port" --calls "$calls" --seconds "$seconds" \
+  line=$(timeout $((seconds + wait_s + 60)) "$load_bin" --port "$AIPBX_PORT" --calls "$calls" --seconds "$seconds" \
     --wait "$wait_s" || true)
-  c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  pid=""
-  python3 -c "import sys; c=($c1-$c0)/$tck; a=$calls*$seconds; print(f'cpu_s={c:.1f} cpu_per_audio_s={c/a:.4f}', end=' ')"
+  c1=$(cpu_seconds_of "$AIPBX_PID")
+  stop_aipbx
+  python3 -c "import sys; c=$c1-$c0; a=$calls*$seconds; print(f'cpu_s={c:.1f} cpu_per_audio_s={c/a:.4f}', end=' ')"
   echo "$line load1=$l0->$(load1)"
 }
 

@@ -26,7 +26,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib/aipbx_bench.sh
+source "$here/lib/aipbx_bench.sh"
 aipbx_bin="$root/build/release/src/app/aipbx"
 load_bin="$root/build/release/bench/aipbx_stream_load"
 protocols="twilio fork fork-seq audiosocket http"
@@ -49,30 +50,17 @@ while [ $# -gt 0 ]; do
     *) aipbx_bin=$1; shift ;;
   esac
 done
-command -v wrk >/dev/null || { echo "run_stream_bench: wrk is missing (scripts/install-deps.sh)" >&2; exit 1; }
-[ -x "$aipbx_bin" ] && [ -x "$load_bin" ] || { echo "run_stream_bench: build first (cmake --build --preset release)" >&2; exit 1; }
+need_tools wrk
+need_built "$aipbx_bin" "$load_bin"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-work=$(mktemp -d)
-pid=""
-stop_server() {
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
+make_work_dir aipbx-stream-bench
+bench_cleanup() {
+  [ -z "$db_dir" ] || rm -rf "$db_dir/aipbx-stream-bench-$$"
 }
-cleanup() {
-  stop_server
-  [ -n "$db_dir" ] && rm -rf "$db_dir/aipbx-stream-bench-$$"
-  if [ "$keep" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
 
-# Starts aipbx on a fresh database; sets pid, port, as_port.
-start_server() {
+# Starts aipbx on a fresh database (start_aipbx: AIPBX_PID, AIPBX_PORT, AIPBX_AS_PORT).
+start_run() {
   local name=$1
   mkdir -p "$work/$name"
   local db="$work/$name/aipbx.db"
@@ -81,22 +69,8 @@ start_server() {
     rm -f "$db_dir/aipbx-stream-bench-$$"/aipbx.db*
     db="$db_dir/aipbx-stream-bench-$$/aipbx.db"
   fi
-  port=$((20000 + RANDOM % 20000))
-  as_port=$((port + 1))
-  "$aipbx_bin" serve --host 127.0.0.1 --port "$port" --audiosocket-port "$as_port" --db "$db" \
-    --log-level warn --max-streams 100000 --shutdown-timeout 5s "${extra[@]}" >"$work/$name/aipbx.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "run_stream_bench: aipbx did not start; its log:" >&2
-  cat "$work/$name/aipbx.log" >&2
-  exit 1
-}
-
-cpu_seconds() {  # user + system CPU seconds of process $1
-  awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
+  start_aipbx --audiosocket "$work/$name/aipbx.log" "$aipbx_bin" serve --db "$db" --log-level warn \
+    --max-streams 100000 --shutdown-timeout 5s "${extra[@]}"
 }
 
 echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -116,11 +90,11 @@ PY
 )
 echo "disk: fdatasync of an 8 KiB append in the database's directory: $disk_sync"
 
-start_server ceiling
-before=$(cpu_seconds "$pid")
-wrk -t2 -c64 -d"${ceiling_seconds}s" "http://127.0.0.1:$port/healthz" >"$work/ceiling.txt"
-after=$(cpu_seconds "$pid")
-stop_server
+start_run ceiling
+before=$(cpu_seconds_of "$AIPBX_PID")
+wrk -t2 -c64 -d"${ceiling_seconds}s" "http://127.0.0.1:$AIPBX_PORT/healthz" >"$work/ceiling.txt"
+after=$(cpu_seconds_of "$AIPBX_PID")
+stop_aipbx
 ceiling_rps=$(awk '/Requests\/sec/ { print $2 }' "$work/ceiling.txt")
 ceiling_requests=$(awk '/requests in/ { print $1 }' "$work/ceiling.txt")
 healthz_us=$(awk -v a="$after" -v b="$before" -v n="$ceiling_requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
@@ -132,13 +106,13 @@ declare -A held
 for protocol in $protocols; do
   held[$protocol]=0
   for calls in $calls_list; do
-    start_server "$protocol-$calls"
+    start_run "$protocol-$calls"
     ramp=$(awk -v n="$calls" 'BEGIN { printf "%.1f", n / 250 }')
     set +e
-    out=$("$load_bin" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$port" \
-      --audiosocket-port "$as_port" --server-pid "$pid" --prefix "b$calls" --json 2>"$work/$protocol-$calls/load.err")
+    out=$("$load_bin" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$AIPBX_PORT" \
+      --audiosocket-port "$AIPBX_AS_PORT" --server-pid "$AIPBX_PID" --prefix "b$calls" --json 2>"$work/$protocol-$calls/load.err")
     set -e
-    stop_server
+    stop_aipbx
     if [ -z "$out" ]; then
       printf '%-12s %6s  load generator failed: %s\n' "$protocol" "$calls" "$(head -c 200 "$work/$protocol-$calls/load.err")"
       break
