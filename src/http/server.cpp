@@ -27,6 +27,7 @@
 #include <boost/beast/websocket/stream.hpp>
 
 #include <array>
+#include <tuple>
 #include <type_traits>
 #include <string>
 #include <vector>
@@ -43,6 +44,27 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The socket send buffer of a streamed answer (the kernel doubles it for its bookkeeping).
 constexpr std::size_t stream_send_buffer = 256 * 1024;
+
+// Writes every byte of `buffers` (a sequence of const_buffer). On plain TCP one gather write; over TLS
+// one write per buffer: Beast's ssl_stream (its flat_stream) given a sequence whose first buffer is empty
+// and whose next is over 16 KiB writes nothing, and asio::async_write takes a write of no bytes for the
+// end. A partly written head leaves such a sequence behind, so a gathered head and large body would stop
+// after the head.
+template <class Stream, class Buffers>
+asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_all(Stream& stream, const Buffers& buffers) {
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    co_return co_await asio::async_write(stream, buffers, use_tuple);
+  } else {
+    std::size_t written = 0;
+    for (const asio::const_buffer piece : buffers) {
+      if (piece.size() == 0) continue;
+      auto [ec, n] = co_await asio::async_write(stream, piece, use_tuple);
+      written += n;
+      if (ec) co_return std::tuple{ec, written};
+    }
+    co_return std::tuple{boost::system::error_code{}, written};
+  }
+}
 
 // Answers a request the transport refuses, then the caller closes the connection.
 template <class Stream>
@@ -424,7 +446,7 @@ asio::awaitable<bool> server::write_answer(Stream& stream, connection_buffers& i
   std::array<asio::const_buffer, 2> out{asio::buffer(io.head), asio::buffer(res.body())};
   if (head_only) out[1] = asio::const_buffer();  // HEAD: the GET's headers, Content-Length included
   beast::get_lowest_layer(stream).expires_after(options_.request_timeout);
-  auto [wec, wn] = co_await asio::async_write(stream, out, use_tuple);
+  auto [wec, wn] = co_await write_all(stream, out);
   co_return !wec && res.keep_alive();
 }
 
@@ -468,7 +490,7 @@ asio::awaitable<void> server::write_stream(Stream& stream, connection_buffers& i
     if (pieces.empty()) break;
     // A client that stops reading fills its socket's buffer: the write times out and the connection ends.
     lowest.expires_after(options_.request_timeout);
-    auto [wec, wn] = co_await asio::async_write(stream, pieces, use_tuple);
+    auto [wec, wn] = co_await write_all(stream, pieces);
     lowest.expires_never();
     if (wec) break;
   }

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
 
 #include "harness/fixture.hpp"
 #include "harness/run_binary.hpp"
@@ -86,6 +88,36 @@ TEST_F(TlsTest, ServesHttpsWithTheConfiguredCertificate) {
   EXPECT_FALSE(out.received.starts_with("HTTP/")) << out.received;
   r = curl("/metrics", trusted);
   EXPECT_NE(r.out.find("aipbx_http_refused_total{reason=\"tls_handshake\"}"), std::string::npos) << r.out;
+}
+
+// An answer is written whole over TLS whatever its size: bodies of many TLS records (the API document,
+// some 200 KiB), and one just past a record's 16 KiB after its head, on one kept-alive connection.
+TEST_F(TlsTest, AnswersLargerThanATlsRecordArriveWhole) {
+  make_certificate("server");
+  start_server({{"--tls-cert", crt("server")}, {"--tls-key", key("server")}});
+  const std::string data(3400, 'a');  // 3,400 base64 characters per packet: five pass 16 KiB
+  for (int s = 1; s <= 6; ++s) {
+    auto posted = curl("/v1/call/stream/large-over-tls", "--cacert " + crt("server") +
+                                                            " -H 'Content-Type: application/json' -d '" +
+                                                            packet_json(s, data, s) + "'");
+    ASSERT_TRUE(posted.out.ends_with("\n202")) << posted.out;
+  }
+  const std::string base = "https://127.0.0.1:" + std::to_string(server().port());
+  // Each transfer prints its size and Content-Length; curl fails (18, 28) on a body cut short.
+  const auto r = shell("curl -sS --max-time 10 --cacert " + crt("server") +
+                       " -o /dev/null -o /dev/null -o /dev/null -w '%{size_download}/%header{content-length}\n' " +
+                       base + "/openapi.json " + base + "/v1/calls/large-over-tls/packets?limit=5 " + base +
+                       "/v1/calls/large-over-tls/packets?limit=6");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::istringstream lines(r.out);
+  int answers = 0;
+  for (std::string line; std::getline(lines, line); ++answers) {
+    const auto slash = line.find('/');
+    ASSERT_NE(slash, std::string::npos) << r.out;
+    EXPECT_EQ(line.substr(0, slash), line.substr(slash + 1)) << r.out;
+    EXPECT_GT(std::stoul(line.substr(0, slash)), 16384u) << r.out;
+  }
+  EXPECT_EQ(answers, 3) << r.out;
 }
 
 // Twilio connects only to wss:// URLs: a Twilio stream over TLS, from Debian's python3-websockets (a real
