@@ -240,7 +240,7 @@ TEST_F(SegmenterTest, FixedCutsStayTheDefault) {
 }
 
 TEST(SegmenterOptions, BadPauseRulesStopTheStart) {
-  temp_dir dir;
+  test::temp_dir dir;
   for (const std::vector<std::string>& rules : {std::vector<std::string>{"--segment-min", "5s", "--segment-max", "4s"},
                                                {"--segment-silence", "0"},
                                                {"--segment-silence", "305ms"}}) {

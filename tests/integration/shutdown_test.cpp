@@ -137,7 +137,7 @@ TEST_F(ShutdownTest, ShutdownTimeoutEndsStalledRequests) {
 }
 
 TEST(StartupTest, UnusableDatabasePathExitsNonZero) {
-  temp_dir dir;
+  test::temp_dir dir;
   server_process server(dir / "no-such-dir" / "aipbx.db");
   server.spawn();
   const auto code = server.wait_exit(10s);
@@ -148,7 +148,7 @@ TEST(StartupTest, UnusableDatabasePathExitsNonZero) {
 }
 
 TEST(StartupTest, InvalidFlagIsRefused) {
-  temp_dir dir;
+  test::temp_dir dir;
   server_process server(dir / "aipbx.db", {{"--request-timeout", "soon"}});
   server.spawn();
   const auto code = server.wait_exit(10s);

@@ -16,7 +16,7 @@
 #include "harness/http_client.hpp"
 #include "harness/server_process.hpp"
 #include "harness/sqlite_reader.hpp"
-#include "harness/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 
 // Skips a test that fails because of a known bug in src/ (reported, not fixed here), with a one-line reason.
 // With AIPBX_IT_KNOWN_BUGS=run in the environment the test runs anyway, to check a fix.
@@ -46,7 +46,7 @@ class integration_test : public ::testing::Test {
   void allow_error_logs() { allow_error_logs_ = true; }
   void allow_error_log(std::string msg) { allowed_error_msgs_.insert(std::move(msg)); }
 
-  temp_dir dir_;
+  test::temp_dir dir_;
   std::unique_ptr<server_process> server_;
 
  private:

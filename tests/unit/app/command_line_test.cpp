@@ -1,11 +1,12 @@
 #include "app/command_line.hpp"
 
+#include "support/temp_dir.hpp"
+
 #include <toml++/toml.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -13,8 +14,6 @@
 
 namespace aipbx::app {
 namespace {
-
-namespace fs = std::filesystem;
 
 // Runs parse_command_line with the variables given set (and every other AIPBX_* one cleared), in a temp dir
 // for config and token files.
@@ -26,14 +25,10 @@ class CommandLine : public ::testing::Test {
       if (entry.starts_with("AIPBX_")) saved_[entry.substr(0, entry.find('='))] = entry.substr(entry.find('=') + 1);
     }
     for (const auto& [name, value] : saved_) ::unsetenv(name.c_str());
-    dir_ = fs::temp_directory_path() / ("aipbx-cli-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
   }
   void TearDown() override {
     for (const auto& name : set_) ::unsetenv(name.c_str());
     for (const auto& [name, value] : saved_) ::setenv(name.c_str(), value.c_str(), 1);
-    fs::remove_all(dir_);
   }
 
   void env(const std::string& name, const std::string& value) {
@@ -71,7 +66,7 @@ class CommandLine : public ::testing::Test {
     return parse_command_line(static_cast<int>(argv.size()), argv.data(), out_, err_);
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-cli"};
   std::ostringstream out_, err_;
   std::map<std::string, std::string> saved_;
   std::vector<std::string> set_;

@@ -5,20 +5,18 @@
 #include "media/audio_codec.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
 #include "support/speech_corpus.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <future>
 #include <numbers>
 #include <random>
 
 namespace aipbx::engines {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr std::uint32_t rate = 8000;
 
@@ -79,15 +77,7 @@ R wait_for(Start start) {
 
 class PauseCutter : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-cutter-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-    open();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { open(); }
   void open() {
     store_.reset();
     sqlite_options o;
@@ -135,7 +125,7 @@ class PauseCutter : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-cutter"};  // first: removed last, after the store whose files it holds
   double now_ = 1000;
   std::unique_ptr<sqlite_call_store> store_;
 };

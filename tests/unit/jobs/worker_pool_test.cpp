@@ -10,6 +10,7 @@
 #include "engines/segment_attempt.hpp"
 #include "jobs/worker_pool.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
+#include "support/temp_dir.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,11 +23,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -34,7 +33,6 @@ namespace aipbx::jobs {
 namespace {
 
 namespace asio = boost::asio;
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 // Long enough for any loaded machine; a healthy one never waits for it.
@@ -173,8 +171,6 @@ class faulty_job_store final : public job_store {
 class WorkerPool : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-workers-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
     sqlite_options o;
     o.path = (dir_ / "jobs.db").string();
     o.clock = [this] { return now_.load(); };
@@ -190,7 +186,6 @@ class WorkerPool : public ::testing::Test {
     ai_thread_.join();
     store_.reset();  // first: its writer tells the pool of queued jobs until it stops
     pool_.reset();
-    fs::remove_all(dir_);
   }
 
   // Starts `workers` workers that run the segment attempt over `engine_`, or over `attempt` when given.
@@ -253,7 +248,7 @@ class WorkerPool : public ::testing::Test {
     return eventually([&] { return job_of(call_id).state == job_state::succeeded; });
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-workers"};  // first: removed last, after the store whose files it holds
   std::atomic<double> now_{1000.0};
   seeded_random random_{7};
   std::unique_ptr<sqlite_call_store> store_;

@@ -2,10 +2,10 @@
 // committed transaction at once, and a process that dies mid-transaction leaves the committed ones.
 #include "storage/sqlite/buffered_wal_vfs.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <string>
 
 #include <sys/wait.h>
@@ -14,16 +14,8 @@
 namespace aipbx::sqlite {
 namespace {
 
-namespace fs = std::filesystem;
-
 class BufferedWalVfs : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-vfs-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string path() const { return (dir_ / "a.db").string(); }
 
   static std::unique_ptr<connection> open_writer(const std::string& p) {
@@ -49,7 +41,7 @@ class BufferedWalVfs : public ::testing::Test {
     return q.step() ? q.column_int(0) : -1;
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-vfs"};
 };
 
 TEST_F(BufferedWalVfs, OtherConnectionsSeeEveryCommitAtOnce) {

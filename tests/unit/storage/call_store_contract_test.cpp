@@ -8,6 +8,7 @@
 #include "storage/call_store.hpp"
 #include "storage/contract_backends.hpp"
 #include "support/printers.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +16,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <filesystem>
 #include <functional>
 #include <future>
 #include <latch>
@@ -28,12 +28,9 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
-
 namespace aipbx {
 namespace {
 
-namespace fs = std::filesystem;
 using ranges = std::vector<seq_range>;
 
 // The store logs a warning per gap and late packet; thousands of them would bury test failures.
@@ -105,23 +102,7 @@ std::vector<std::int64_t> sequences_of(const std::vector<stored_packet>& packets
 
 class CallStoreContract : public ::testing::TestWithParam<store_backend> {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    static std::atomic<unsigned> counter{0};
-    std::string name = std::string("aipbx-contract-") + std::to_string(::getpid()) + "-" +
-                       std::to_string(counter++) + "-" + info->name();
-    std::replace(name.begin(), name.end(), '/', '_');
-    dir_ = fs::temp_directory_path() / name;
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    store_ = open();
-  }
-
-  void TearDown() override {
-    store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void SetUp() override { store_ = open(); }
 
   std::unique_ptr<call_store> open() { return GetParam().make(dir_.string()); }
 
@@ -173,7 +154,7 @@ class CallStoreContract : public ::testing::TestWithParam<store_backend> {
     return out;
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-contract"};  // first: removed last, after the store whose files it holds
   std::unique_ptr<call_store> store_;
 };
 

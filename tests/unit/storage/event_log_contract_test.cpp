@@ -2,22 +2,19 @@
 // events each change tells, in the same transaction; ids consecutive, in commit order, never given twice
 // (also across a restart and under concurrent writers); filters; retention.
 #include "storage/contract_backends.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <future>
 #include <map>
-#include <random>
 #include <set>
 #include <thread>
 
 namespace aipbx {
 namespace {
-
-namespace fs = std::filesystem;
 
 template <class R, class Start>
 R wait_for(Start start) {
@@ -29,15 +26,7 @@ R wait_for(Start start) {
 
 class EventLog : public ::testing::TestWithParam<job_backend> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-events-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-    open();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { open(); }
   void open() {
     store_.reset();
     store_ = GetParam().make(dir_.string(), settings_);
@@ -82,7 +71,7 @@ class EventLog : public ::testing::TestWithParam<job_backend> {
   }
   std::int64_t head() { return store_->log_head().value(); }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-events"};  // first: removed last, after the store whose files it holds
   std::atomic<double> now_{1000.0};
   job_store_settings settings_ = [this] {
     job_store_settings s;

@@ -1,22 +1,19 @@
 // The job queue's state machine, through every backend (contract_backends.hpp), with a fake clock: no sleeps
 // decide anything (time moves only when a test moves it).
 #include "storage/contract_backends.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <future>
 #include <memory>
-#include <random>
 #include <thread>
 
 namespace aipbx {
 namespace {
-
-namespace fs = std::filesystem;
 
 template <class R, class Start>
 R wait_for(Start start) {
@@ -28,15 +25,7 @@ R wait_for(Start start) {
 
 class JobStore : public ::testing::TestWithParam<job_backend> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-jobs-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-    open();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { open(); }
   void open(std::int64_t segment_packets = 1, bool cut_audio_outside = false) {
     store_.reset();
     job_store_settings o;
@@ -109,7 +98,7 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     return store_->list_jobs(q).value().jobs;
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-jobs"};  // first: removed last, after the store whose files it holds
   std::atomic<double> now_{1000.0};
   std::atomic<int> clock_reads_{0};
   std::unique_ptr<storage_backend> store_;

@@ -3,6 +3,7 @@
 #include "log/log.hpp"
 #include "storage/sqlite/buffered_wal_vfs.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -39,19 +40,13 @@ packet make_packet(const std::string& call_id, std::int64_t sequence, std::size_
 
 class SqliteStore : public ::testing::Test {
  protected:
-  void SetUp() override {
-    log::init(log::level::off);
-    dir_ = fs::temp_directory_path() / ("aipbx-sqlite-store-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { log::init(log::level::off); }
   sqlite_options options() const {
     sqlite_options o;
     o.path = (dir_ / "a.db").string();
     return o;
   }
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-sqlite-store"};
 };
 
 TEST_F(SqliteStore, PipelinedSyncAnswersAfterTheFlushThatCoversIt) {
@@ -214,9 +209,7 @@ TEST_F(SqliteStore, TheWalStaysBoundedUnderWritesThatNeverPause) {
 
 // The schema version is recorded and stays on reopen.
 TEST(SqliteCallStore, SchemaVersionIsStable) {
-  const fs::path dir = fs::temp_directory_path() / ("aipbx-schema-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const test::temp_dir dir("aipbx-schema");
   sqlite_options o;
   o.path = (dir / "a.db").string();
   int v1 = 0;
@@ -230,7 +223,6 @@ TEST(SqliteCallStore, SchemaVersionIsStable) {
     EXPECT_EQ(s.schema_version(), v1);
     EXPECT_TRUE(s.ping());
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -1,26 +1,17 @@
 // The SQLite migrations upgrade a database that holds data: nothing is lost, references stay whole, and
 // the rebuilt tables keep their constraints.
 #include "storage/sqlite/sqlite_migrations.hpp"
+#include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <string>
-#include <unistd.h>
 
 namespace aipbx::sqlite {
 namespace {
 
-namespace fs = std::filesystem;
-
 class SqliteMigrations : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("aipbx-migrations-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string path() const { return (dir_ / "a.db").string(); }
 
   static std::int64_t count(connection& c, const char* sql) {
@@ -29,7 +20,7 @@ class SqliteMigrations : public ::testing::Test {
     return q.column_int(0);
   }
 
-  fs::path dir_;
+  test::temp_dir dir_{"aipbx-migrations"};
 };
 
 TEST_F(SqliteMigrations, UpgradeFromVersion3KeepsEveryRowAndReference) {
