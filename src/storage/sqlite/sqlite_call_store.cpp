@@ -229,13 +229,16 @@ void sqlite_call_store::checkpointer_loop() {
     }
     // For a restart, passes follow one another while each leaves more than a few commits' worth (what the
     // writer appended during the last): each copies less than the one before, so the rest that the writer
-    // then copies itself, while its next batch waits, is short.
+    // then copies itself, while its next batch waits, is short. A few passes at most, and none once the
+    // WAL is well past its limit: meanwhile it grows, and the restart is what bounds it.
     const int few = std::max(64, options_.checkpoint_pages / 8);
-    for (int pass = 0; pass < (for_restart ? 8 : 1); ++pass) {
+    const int past_limit = options_.checkpoint_limit_pages + options_.checkpoint_limit_pages / 2;
+    for (int pass = 0; pass < (for_restart ? 4 : 1); ++pass) {
       const checkpoint_pass done =
           checkpoint(checkpoint_db_->handle(), "main", SQLITE_CHECKPOINT_PASSIVE, "checkpointer", checkpointer_seconds_);
       if (done.ran) checkpoints_.fetch_add(1, std::memory_order_relaxed);
-      if (!done.ran || wal_pages_.load(std::memory_order_relaxed) - done.log_pages <= few) break;
+      const int wal = wal_pages_.load(std::memory_order_relaxed);
+      if (!done.ran || wal - done.log_pages <= few || wal >= past_limit) break;
     }
     if (for_restart) restart_pass_done_.store(true, std::memory_order_release);
   }
