@@ -345,8 +345,10 @@ TEST(PgCallStore, TwoNodesOfTwoWritersCountJobsExactly) {
   for (auto& node : nodes) expect_counts(node->count_jobs().value(), truth, "both nodes tell the same");
   // Four writers connected: four shards taken (each an advisory lock of its session), each one's row apart
   // from the migration's shard 0.
-  const std::string shards = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = " +
-                             std::to_string(pg::tally_space);
+  const std::string shards =
+      "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM "
+      "pg_database WHERE datname = current_database()) AND classid = " +
+      std::to_string(pg::tally_space);
   EXPECT_EQ(scalar(url, shards.c_str()), 4);
   EXPECT_LE(scalar(url, "SELECT COUNT(*) FROM job_tallies WHERE shard > 0"), 4);
   EXPECT_GE(scalar(url, "SELECT COUNT(*) FROM job_tallies WHERE shard > 0"), 2);
