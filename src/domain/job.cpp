@@ -25,4 +25,16 @@ std::optional<job_state> parse_job_state(std::string_view text) {
   return std::nullopt;
 }
 
+void job_tally::add(job_state state, int attempts, std::int64_t n) {
+  switch (state) {
+    case job_state::queued:
+      queued += n;
+      if (attempts > 0) retrying += n;
+      break;
+    case job_state::running: running += n; break;
+    case job_state::succeeded: succeeded += n; break;
+    case job_state::dead: dead += n; break;
+  }
+}
+
 }  // namespace aipbx

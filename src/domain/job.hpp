@@ -59,4 +59,19 @@ struct job_counts {
   std::optional<double> oldest_due_at;  // run_at of the oldest queued job that is due
 };
 
+// The jobs in each figure of job_counts, or what a change of jobs adds to them (a figure is then negative
+// when jobs left it). A job counts in its state's figure, and a queued one with an attempt behind it in
+// `retrying` too.
+struct job_tally {
+  std::int64_t queued = 0;
+  std::int64_t retrying = 0;
+  std::int64_t running = 0;
+  std::int64_t succeeded = 0;
+  std::int64_t dead = 0;
+  // Counts `n` jobs in `state` with `attempts` started (n = -1: a job that leaves them).
+  void add(job_state state, int attempts, std::int64_t n);
+  bool empty() const { return *this == job_tally{}; }
+  friend bool operator==(const job_tally&, const job_tally&) = default;
+};
+
 }  // namespace aipbx

@@ -110,15 +110,7 @@ pg_call_store::pg_call_store(pg_options options) : options_(std::move(options)),
   if (options_.pool_size == 0) options_.pool_size = 1;
   auto c = std::make_unique<connection>(options_.url, "aipbx-writer");
   schema_version_ = pg::migrate(*c, options_.clock());
-  if (!options_.node.empty()) {
-    // A previous process of this node left these running: the attempts were interrupted, not failed.
-    auto r = c->exec(
-        "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, "
-        "lease_expires_at = NULL, run_at = $1, updated_at = $1 WHERE state = 'running' AND lease_owner = $2",
-        params{}.add(options_.clock()).add(std::string_view(options_.node)));
-    if (r.affected() > 0)
-      log::info("jobs requeued", {{"jobs", r.affected()}, {"reason", "interrupted by a previous stop of this node"}});
-  }
+  if (!options_.node.empty()) requeue_own(*c);
   idle_readers_.push_back(std::move(c));
   next_sweep_ = std::chrono::steady_clock::now() + options_.sweep_interval;
   kept_ = std::make_unique<pg::kept_calls>();
@@ -131,6 +123,30 @@ pg_call_store::pg_call_store(pg_options options) : options_(std::move(options)),
 }
 
 pg_call_store::~pg_call_store() { stop(); }
+
+void pg_call_store::requeue_own(connection& c) {
+  // A previous process of this node left these running: the attempts were interrupted, not failed. The
+  // job tallies' shard 0 takes the change (see pg_migrations.cpp, version 14): only starting nodes add to it.
+  const auto requeued = pg::in_transaction(c, [&] {
+    auto r = c.exec(
+        "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, "
+        "lease_expires_at = NULL, run_at = $1, updated_at = $1 WHERE state = 'running' AND lease_owner = $2 "
+        "RETURNING attempts",
+        params{}.add(options_.clock()).add(std::string_view(options_.node)));
+    job_tally moved;
+    for (int i = 0; i < r.rows(); ++i) {
+      moved.add(job_state::running, 0, -1);
+      moved.add(job_state::queued, static_cast<int>(r.int64(i, 0)), 1);
+    }
+    if (!moved.empty()) {
+      const auto add = pg::add_to_tallies(0, moved);
+      c.exec(add.sql, add.p);
+    }
+    return r.rows();
+  });
+  if (requeued > 0)
+    log::info("jobs requeued", {{"jobs", requeued}, {"reason", "interrupted by a previous stop of this node"}});
+}
 
 namespace {
 
@@ -323,8 +339,11 @@ void pg_call_store::writer_loop(std::size_t index) {
       if (now - last_attempt >= options_.reconnect_interval) {
         last_attempt = now;
         try {
-          conn = std::make_unique<connection>(options_.url, "aipbx-writer");
-          conn->prepare_generic();
+          // Set only once it is ready: a connection that failed half-way is not used.
+          auto fresh = std::make_unique<connection>(options_.url, "aipbx-writer");
+          fresh->prepare_generic();
+          w.connected(*fresh);
+          conn = std::move(fresh);
           if (!reachable_.exchange(true)) log::info("database reachable again", {});
         } catch (const pg_error& e) {
           if (reachable_.exchange(false)) log::error("database unreachable", {{"error", e.what()}});
@@ -634,22 +653,20 @@ result<std::vector<uncut_call>> pg_call_store::uncut_calls(std::string_view afte
 
 result<job_counts> pg_call_store::count_jobs() {
   return with_reader([&](connection& c) -> result<job_counts> {
+    // The tallies' rows, one per writer connected at once at most (pg_migrations.cpp, version 14), and the
+    // first entry of the due queue's index: neither grows with the jobs kept. One statement, one snapshot.
+    auto r = c.exec(
+        "SELECT COALESCE(SUM(queued), 0)::bigint, COALESCE(SUM(retrying), 0)::bigint, "
+        "COALESCE(SUM(running), 0)::bigint, COALESCE(SUM(succeeded), 0)::bigint, COALESCE(SUM(dead), 0)::bigint, "
+        "(SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND run_at <= $1) FROM job_tallies",
+        params{}.add(options_.clock()));
     job_counts counts;
-    auto r = c.exec("SELECT state, COUNT(*) FROM jobs GROUP BY state");
-    for (int i = 0; i < r.rows(); ++i) {
-      const auto n = r.int64(i, 1);
-      switch (parse_job_state(r.text_view(i, 0)).value_or(job_state::queued)) {
-        case job_state::queued: counts.queued = n; break;
-        case job_state::running: counts.running = n; break;
-        case job_state::succeeded: counts.succeeded = n; break;
-        case job_state::dead: counts.dead = n; break;
-      }
-    }
-    auto due = c.exec("SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND run_at <= $1",
-                      params{}.add(options_.clock()));
-    counts.oldest_due_at = due.optional_float8(0, 0);
-    auto retrying = c.exec("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND attempts > 0");
-    counts.retrying = retrying.int64(0, 0);
+    counts.queued = r.int64(0, 0);
+    counts.retrying = r.int64(0, 1);
+    counts.running = r.int64(0, 2);
+    counts.succeeded = r.int64(0, 3);
+    counts.dead = r.int64(0, 4);
+    counts.oldest_due_at = r.optional_float8(0, 5);
     return counts;
   });
 }

@@ -20,7 +20,9 @@
 // Jobs: claims take due jobs with FOR UPDATE SKIP LOCKED under a lease (expired leases are taken over the
 // same way, so a dead node's jobs go to the others once their leases expire). A writer whose transactions
 // queued jobs sends NOTIFY aipbx_jobs, at most every 20 ms; a listener thread per node (LISTEN) wakes that
-// node's workers, which otherwise only poll slowly. A node's own workers are woken at once.
+// node's workers, which otherwise only poll slowly. A node's own workers are woken at once. `count_jobs`
+// sums the job tallies, which each writer's transactions keep on a row of the writer's own (pg_writer.hpp),
+// so it costs the same however many jobs the table keeps.
 //
 // Events: a writer whose transactions add events to the log tells its node's event stream at once, and
 // sends NOTIFY aipbx_events at most every 20 ms; the same listener thread (LISTEN) tells the node's event
@@ -157,6 +159,8 @@ class pg_call_store final : public storage_backend {
   template <class F>
   auto with_reader(F&& f) -> decltype(f(std::declval<pg::connection&>()));
   void submit(write_op op, bool bounded);
+  // Puts back in the queue the jobs a previous process of this node left running (at start-up).
+  void requeue_own(pg::connection& c);
   void writer_loop(std::size_t index);
   void listener_loop();
   void notify_listener() const;

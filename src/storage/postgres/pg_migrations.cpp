@@ -328,7 +328,35 @@ INSERT INTO event_batches(last_id, first_id, at, ats, kinds, call_ids, job_ids, 
 DROP TABLE events;
 )sql";
 
-constexpr std::array<migration, 13> all{{
+// What GET /v1/queue, the dashboard and /metrics count (job_counts), without counting the jobs table, which
+// keeps every job ever run. Each writer adds what its transaction changed (the jobs it inserted, and each
+// job's move from the state it read to the state it wrote: pg_writer.cpp, count_changes) to a row of its
+// own, its shard, in the same transaction, so the tallies are exact whatever commits or rolls back; a
+// reader sums the rows. A writer's shard is the lowest number whose advisory lock (tally_space) its
+// session could take: two writers alive at once, on any nodes, never share a row, so they never wait on
+// each other for it, and there are as many rows as writers were ever connected at once. Shard 0 holds
+// what was counted here and what a node's start changes (pg_call_store.cpp: its leftover leases requeued).
+// The jobs table is locked against writes while it is counted: what a transaction committed after the
+// count is added by that transaction, on a node of this version. A node of an earlier version, still
+// running, would change jobs without counting them: stop those first (docs/operations.md).
+constexpr const char* v14_job_tallies = R"sql(
+CREATE TABLE job_tallies (
+  shard     integer PRIMARY KEY,
+  queued    bigint NOT NULL DEFAULT 0,
+  retrying  bigint NOT NULL DEFAULT 0,
+  running   bigint NOT NULL DEFAULT 0,
+  succeeded bigint NOT NULL DEFAULT 0,
+  dead      bigint NOT NULL DEFAULT 0
+);
+LOCK TABLE jobs IN SHARE MODE;
+INSERT INTO job_tallies(shard, queued, retrying, running, succeeded, dead)
+  SELECT 0, COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'queued' AND attempts > 0),
+         COUNT(*) FILTER (WHERE state = 'running'), COUNT(*) FILTER (WHERE state = 'succeeded'),
+         COUNT(*) FILTER (WHERE state = 'dead')
+  FROM jobs;
+)sql";
+
+constexpr std::array<migration, 14> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -342,6 +370,7 @@ constexpr std::array<migration, 13> all{{
     {11, "numeric call keys for packets and jobs", v11_call_keys},
     {12, "job listings by state without a state index", v12_job_state_indexes},
     {13, "the event log in a row per transaction", v13_event_rows},
+    {14, "job tallies", v14_job_tallies},
 }};
 
 }  // namespace

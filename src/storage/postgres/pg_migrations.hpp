@@ -14,6 +14,9 @@ namespace aipbx::pg {
 constexpr int lock_space = 0x61697062;  // "aipb"
 constexpr int migrate_lock = 1;
 constexpr int sweep_lock = 2;
+// The job tallies' shards (pg_migrations.cpp, version 14): key k is held by the session whose writer adds
+// to shard k.
+constexpr int tally_space = 0x61697063;  // "aipc"
 
 // Brings the schema up to `target` (0: the newest). Returns the version now in force. Throws pg_error, or
 // std::runtime_error when the database holds a newer schema than this build knows.

@@ -33,6 +33,31 @@ job read_job(const result_set& r, int row) {
   return j;
 }
 
+connection::statement add_to_tallies(int shard, const job_tally& t) {
+  return {"INSERT INTO job_tallies(shard, queued, retrying, running, succeeded, dead) "
+          "VALUES ($1::int, $2, $3, $4, $5, $6) ON CONFLICT (shard) DO UPDATE SET "
+          "queued = job_tallies.queued + excluded.queued, retrying = job_tallies.retrying + excluded.retrying, "
+          "running = job_tallies.running + excluded.running, "
+          "succeeded = job_tallies.succeeded + excluded.succeeded, dead = job_tallies.dead + excluded.dead",
+          params{}
+              .add(std::int64_t{shard})
+              .add(t.queued)
+              .add(t.retrying)
+              .add(t.running)
+              .add(t.succeeded)
+              .add(t.dead)};
+}
+
+int take_tally_shard(connection& c) {
+  // A session holds one advisory lock per shard it took; sessions are few (max_connections), so the search
+  // ends after as many tries as there are writers connected.
+  for (int shard = 1;; ++shard) {
+    const auto taken = c.exec("SELECT pg_try_advisory_lock($1::int, $2::int)",
+                              params{}.add(std::int64_t{tally_space}).add(std::int64_t{shard}));
+    if (taken.boolean(0, 0)) return shard;
+  }
+}
+
 namespace {
 
 constexpr const char* record_columns =
@@ -122,6 +147,8 @@ void writer::reset() {
   keys_.clear();
   still_.clear();
   job_rows_.clear();
+  stored_.clear();
+  tally_ = {};
   created_.clear();
   existing_.clear();
   inserted_.clear();
@@ -679,6 +706,7 @@ std::vector<job*> writer::keep_jobs(const result_set& r) {
   for (int i = 0; i < r.rows(); ++i) {
     job j = read_job(r, i);
     const auto id = j.id;
+    stored_.insert_or_assign(id, tallied{j.state, j.attempts});
     out.push_back(&(job_rows_[id] = std::move(j)));
   }
   return out;
@@ -1112,8 +1140,19 @@ void update_tracks(statements& out, const Calls& calls) {
 
 }  // namespace
 
+void writer::count_changes(const job_rows& rows) {
+  // The ledger changes only rows this transaction read, and locked: each is in stored_, as it is now.
+  for (const auto& j : rows.jobs) {
+    auto& was = stored_.at(j.id);
+    tally_.add(was.state, was.attempts, -1);
+    tally_.add(j.state, j.attempts, 1);
+    was = {j.state, j.attempts};
+  }
+}
+
 result_set writer::read_jobs_table(connection& c, connection::statement read) {
   std::vector<connection::statement> pipeline;
+  count_changes(jobs_.rows());
   write_job_rows(pipeline, jobs_.rows());
   jobs_.rows().clear();
   pipeline.push_back(std::move(read));
@@ -1128,7 +1167,10 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   insert_packets(out, rows.packets, keys_, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, keys_, options_.max_attempts, now);
+  count_changes(jobs_.rows());
   write_job_rows(out, jobs_.rows());
+  tally_.add(job_state::queued, 0, static_cast<std::int64_t>(rows.jobs.size()));
+  if (!tally_.empty()) out.push_back(add_to_tallies(shard_, tally_));
   insert_transitions(out, rows.transitions);
   update_media(out, calls_);
   update_tracks(out, calls_);

@@ -13,6 +13,10 @@
 // reads what it needs (creating, locking and reading its calls, their gaps, the stored packets its packets
 // may repeat, the rows of the jobs it names) in one more round trip. A failed attempt forgets the kept state
 // of its calls, so its retry reads them.
+//
+// A transaction that changes jobs adds what it changed to the job tallies (job_counts' figures: inserted
+// jobs, and each job's move from the state it read to the state it wrote), on the writer's own row, its
+// shard, which no other writer alive shares (pg_migrations.cpp, version 14).
 #pragma once
 
 #include "domain/thread_annotations.hpp"
@@ -96,10 +100,20 @@ class notice {
 extern const char* const job_columns;
 job read_job(const result_set& r, int row);
 
+// The statement that adds `t` to shard `shard` of the job tallies (pg_migrations.cpp, version 14).
+connection::statement add_to_tallies(int shard, const job_tally& t);
+// Takes the lowest shard of the job tallies that no other session holds, for `c`'s session (an advisory
+// lock, held until the session ends): the writer on `c` adds to that shard's row alone. Throws pg_error.
+int take_tally_shard(connection& c);
+
 class writer {
  public:
   writer(const pg_options& options, kept_calls& kept);
   ~writer();
+
+  // Takes a shard of the job tallies for `c` (see take_tally_shard), a connection just opened for this
+  // writer, before its first commit on it. Throws pg_error.
+  void connected(connection& c) { shard_ = take_tally_shard(c); }
 
   // Applies `batch` (and, when `sweep`, the sweep, unless another node is sweeping) in one transaction on
   // `c`, running it again after a deadlock, a serialization failure, or a change to a call it kept (read
@@ -206,6 +220,9 @@ class writer {
   std::vector<job*> keep_jobs(const result_set& r);
   // Runs `read` after writing what the job ledger changed so far (one round trip), so it sees it.
   result_set read_jobs_table(connection& c, connection::statement read);
+  // Counts what writing the job ledger's rows changes in the job tallies: each job's move from its row as
+  // the table holds it now to the row written.
+  void count_changes(const job_rows& rows);
   queue_times read_queue_times(connection& c);
   // Appends the batch's writes to `out`, the pipeline that commits them.
   void flush(std::vector<connection::statement>& out, double now, const std::string& token);
@@ -227,6 +244,14 @@ class writer {
   std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>
       job_rows_;                                // read (and locked) by it; node-based: pointers stay valid
+  // What the job tallies count of each job row it read, as the table holds the row now (read, or
+  // written since by this transaction).
+  struct tallied {
+    job_state state = job_state::queued;
+    int attempts = 0;
+  };
+  std::unordered_map<std::int64_t, tallied> stored_;
+  job_tally tally_;  // what its job changes add to the tallies, written with its last writes
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
   std::map<std::pair<std::string, std::int64_t>, std::string> existing_;  // stored before, for this batch
   std::map<packet_key, std::string_view> inserted_;  // stored by this batch
@@ -250,6 +275,7 @@ class writer {
   notice events_notice_{"aipbx_events"};
   std::atomic<std::uint64_t> failed_batches_{0};
   std::atomic<std::uint64_t> kept_batches_{0}, read_batches_{0}, stale_attempts_{0};
+  int shard_ = 0;  // its shard of the job tallies on its connection (see connected)
 };
 
 }  // namespace aipbx::pg

@@ -98,7 +98,33 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     return store_->list_jobs(q).value().jobs;
   }
 
-  test::temp_dir dir_{"aipbx-jobs"};  // first: removed last, after the store whose files it holds
+  // count_jobs against the jobs themselves, listed one by one: every figure, and the oldest due job.
+  void expect_counts_exact(const char* after) {
+    job_query all;
+    all.limit = 1000;
+    job_counts listed;
+    for (const auto& j : store_->list_jobs(all).value().jobs) {
+      job_tally one;
+      one.add(j.state, j.attempts, 1);
+      listed.queued += one.queued;
+      listed.retrying += one.retrying;
+      listed.running += one.running;
+      listed.succeeded += one.succeeded;
+      listed.dead += one.dead;
+      if (j.state == job_state::queued && j.run_at <= now_.load())
+        listed.oldest_due_at = std::min(listed.oldest_due_at.value_or(j.run_at), j.run_at);
+    }
+    const auto counts = store_->count_jobs().value();
+    EXPECT_EQ(counts.queued, listed.queued) << after;
+    EXPECT_EQ(counts.retrying, listed.retrying) << after;
+    EXPECT_EQ(counts.running, listed.running) << after;
+    EXPECT_EQ(counts.succeeded, listed.succeeded) << after;
+    EXPECT_EQ(counts.dead, listed.dead) << after;
+    EXPECT_EQ(counts.oldest_due_at, listed.oldest_due_at) << after;
+  }
+
+
+  test::temp_dir dir_{"aipbx-jobs"};  // first of the data members: removed last, after the store whose files it holds
   std::atomic<double> now_{1000.0};
   std::atomic<int> clock_reads_{0};
   std::unique_ptr<storage_backend> store_;
@@ -429,6 +455,53 @@ TEST_P(JobStore, CountsAndFiltersByState) {
   EXPECT_EQ(listed(job_state::succeeded, std::nullopt), 0u);
   EXPECT_EQ(listed(std::nullopt, "c1"), 4u);
   EXPECT_EQ(listed(std::nullopt, "nobody"), 0u);
+}
+
+// The counts follow every change of a job's state, each path of it, and a restart.
+TEST_P(JobStore, CountsStayExactThroughEveryChange) {
+  expect_counts_exact("empty");
+  for (std::int64_t s = 1; s <= 6; ++s) put("c1", s);
+  expect_counts_exact("queued");
+  auto c = claim("w", 6, 10);
+  ASSERT_EQ(c.jobs.size(), 6u);
+  expect_counts_exact("claimed");
+  EXPECT_TRUE(finish(c.jobs[0], "w", job_succeeded{"one", "mock", 1}));
+  expect_counts_exact("succeeded");
+  EXPECT_TRUE(finish(c.jobs[1], "w", job_retry{"busy", now_ + 5}));
+  expect_counts_exact("retry, not due");
+  EXPECT_TRUE(finish(c.jobs[2], "w", job_dead{"bad audio"}));
+  expect_counts_exact("dead");
+  auto released = wait_for<result<bool>>([&](auto done) { store_->release(c.jobs[3].id, "w", 1, done); });
+  ASSERT_TRUE(released.value());
+  expect_counts_exact("released");
+  auto replayed = wait_for<result<job>>([&](auto done) { store_->replay(c.jobs[2].id, done); });
+  ASSERT_TRUE(replayed.has_value());
+  expect_counts_exact("replayed");
+  EXPECT_FALSE(finish(c.jobs[0], "w", job_dead{"again"})) << "a fenced outcome changes nothing";
+  expect_counts_exact("fenced");
+
+  // Jobs 5 and 6 are left running. Their leases expire and they are taken over, with the retry, the released
+  // and the replayed job; then every lease expires twice more, and three jobs end on their last attempt.
+  now_ = 1011.0;
+  expect_counts_exact("retry due");
+  EXPECT_EQ(claim("w2", 10, 10).jobs.size(), 5u);
+  expect_counts_exact("taken over");
+  now_ = 1022.0;
+  EXPECT_EQ(claim("w3", 10, 10).jobs.size(), 5u);
+  expect_counts_exact("taken over again");
+  now_ = 1033.0;
+  EXPECT_EQ(claim("w", 10, 10).jobs.size(), 2u) << "the other three were on their last attempt";
+  expect_counts_exact("dead when their leases expired");
+  const auto counts = store_->count_jobs().value();
+  EXPECT_EQ(counts.dead, 3);
+  EXPECT_EQ(counts.running, 2);
+  EXPECT_EQ(counts.succeeded, 1);
+
+  put("c1", 7);
+  EXPECT_EQ(claim("w", 1, 10).jobs.size(), 1u);
+  open();  // node "w" starts again: its three running jobs go back to the queue, two of them retrying
+  expect_counts_exact("restarted");
+  EXPECT_EQ(store_->count_jobs().value().retrying, 2);
 }
 
 TEST_P(JobStore, NodesAreThoseConnectedAndThoseHoldingLeases) {

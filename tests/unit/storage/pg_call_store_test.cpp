@@ -73,6 +73,39 @@ std::int64_t scalar(const std::string& url, const char* sql) {
   return c.exec(sql).int64(0, 0);
 }
 
+// Runs an asynchronous store call and waits for its answer.
+template <class R, class Start>
+R sync(Start start) {
+  std::promise<R> promise;
+  auto future = promise.get_future();
+  start([&promise](R r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+// The figures of count_jobs but oldest_due_at, counted over the jobs table itself.
+job_counts counted(const std::string& url) {
+  pg::connection c(url, "aipbx-tests");
+  auto r = c.exec(
+      "SELECT COUNT(*) FILTER (WHERE state = 'queued'), COUNT(*) FILTER (WHERE state = 'queued' AND attempts > 0), "
+      "COUNT(*) FILTER (WHERE state = 'running'), COUNT(*) FILTER (WHERE state = 'succeeded'), "
+      "COUNT(*) FILTER (WHERE state = 'dead') FROM jobs");
+  job_counts out;
+  out.queued = r.int64(0, 0);
+  out.retrying = r.int64(0, 1);
+  out.running = r.int64(0, 2);
+  out.succeeded = r.int64(0, 3);
+  out.dead = r.int64(0, 4);
+  return out;
+}
+
+void expect_counts(const job_counts& counts, const job_counts& expected, const char* when) {
+  EXPECT_EQ(counts.queued, expected.queued) << when;
+  EXPECT_EQ(counts.retrying, expected.retrying) << when;
+  EXPECT_EQ(counts.running, expected.running) << when;
+  EXPECT_EQ(counts.succeeded, expected.succeeded) << when;
+  EXPECT_EQ(counts.dead, expected.dead) << when;
+}
+
 TEST(PgCallStore, StoresStartingTogetherApplyEachMigrationOnce) {
   const std::string url = fresh("migrate");
   std::vector<std::thread> threads;
@@ -180,6 +213,145 @@ TEST(PgCallStore, ADatabaseOfVersion10UpgradesWithItsRows) {
   ASSERT_EQ(tail->events.size(), 1u);  // the segment cut of packet 3
   EXPECT_EQ(tail->events[0].id, 2501);
   EXPECT_EQ(tail->events[0].kind, event_kind::segment_cut);
+}
+
+// A database of version 13 counts its jobs once, when it is migrated: count_jobs tells them from the first,
+// and goes on from there.
+TEST(PgCallStore, ADatabaseOfVersion13CountsItsJobsWhenMigrated) {
+  const std::string url = fresh("tally_upgrade");
+  {
+    pg::connection c(url, "aipbx-tests");
+    ASSERT_EQ(pg::migrate(c, 1000.0, 13), 13);
+    c.exec("INSERT INTO calls(id, created_at, updated_at, state_changed_at, last_sequence, expected_sequence, "
+           "packets_received, next_segment, jobs_total, last_packet_at) VALUES "
+           "('old', 1000, 1000, 1000, 6, 7, 6, 7, 6, 1000)");
+    c.exec(
+        "INSERT INTO jobs(call_key, first_sequence, last_sequence, state, attempts, max_attempts, run_at, created_at, "
+        "updated_at, lease_owner, lease_expires_at) SELECT (SELECT key FROM calls WHERE id = 'old'), s, s, "
+        "(ARRAY['succeeded','succeeded','queued','queued','running','dead'])[s], "
+        "(ARRAY[1, 2, 0, 2, 1, 5])[s], 5, 1000, 1000, 1000, CASE WHEN s = 5 THEN 'elsewhere' END, "
+        "CASE WHEN s = 5 THEN 5000 END FROM generate_series(1, 6) s");
+  }
+  pg_options o;
+  o.url = url;
+  o.segment_idle = 3600;
+  o.clock = [] { return 1000.0; };  // the running job's lease (to 5000) holds
+  pg_call_store store(o);
+  ASSERT_EQ(store.schema_version(), pg::latest_version());
+  auto counts = store.count_jobs();
+  ASSERT_TRUE(counts.has_value());
+  EXPECT_EQ(counts->succeeded, 2);
+  EXPECT_EQ(counts->queued, 2);
+  EXPECT_EQ(counts->retrying, 1);
+  EXPECT_EQ(counts->running, 1);
+  EXPECT_EQ(counts->dead, 1);
+  ASSERT_TRUE(ingest_sync(store, packet{"old", 7, "d7", 7.0, std::nullopt}).has_value());
+  auto claimed = sync<result<claim_result>>([&](auto done) { store.claim("here", 10, 30, done); });
+  ASSERT_TRUE(claimed.has_value());
+  EXPECT_EQ(claimed->jobs.size(), 3u);
+  expect_counts(store.count_jobs().value(), counted(url), "claimed after the migration");
+  EXPECT_EQ(store.count_jobs()->running, 4);
+}
+
+// A transaction that fails adds nothing to the tallies: the jobs it would have changed, and the tallies,
+// stay as they were, and its write is answered with an error.
+TEST(PgCallStore, ATransactionThatFailsCountsNothing) {
+  const std::string url = fresh("tally_rollback");
+  pg_options o;
+  o.url = url;
+  o.segment_idle = 3600;
+  pg_call_store store(o);
+  for (std::int64_t s = 1; s <= 3; ++s)
+    ASSERT_TRUE(ingest_sync(store, packet{"rb", s, "d", 1.0, std::nullopt}).has_value());
+  auto claimed = sync<result<claim_result>>([&](auto done) { store.claim("w", 3, 30, done); });
+  ASSERT_TRUE(claimed.has_value());
+  ASSERT_EQ(claimed->jobs.size(), 3u);
+  {
+    // A job that would succeed now fails its transaction, after the tallies were added to.
+    pg::connection c(url, "aipbx-tests");
+    c.exec("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$");
+    c.exec("CREATE TRIGGER refuse AFTER INSERT OR UPDATE ON job_tallies FOR EACH ROW EXECUTE FUNCTION refuse()");
+  }
+  const job& j = claimed->jobs[0];
+  auto refused = sync<result<bool>>(
+      [&](auto done) { store.finish(j.id, "w", j.attempts, job_succeeded{"text", "mock", 1}, done); });
+  EXPECT_FALSE(refused.has_value());
+  auto counts = store.count_jobs().value();
+  expect_counts(counts, counted(url), "after the failed transaction");
+  EXPECT_EQ(counts.running, 3);
+  EXPECT_EQ(counts.succeeded, 0);
+  pg::connection(url, "aipbx-tests").exec("DROP TRIGGER refuse ON job_tallies");
+  auto finished = sync<result<bool>>(
+      [&](auto done) { store.finish(j.id, "w", j.attempts, job_succeeded{"text", "mock", 1}, done); });
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_TRUE(*finished);
+  counts = store.count_jobs().value();
+  expect_counts(counts, counted(url), "after the same write committed");
+  EXPECT_EQ(counts.succeeded, 1);
+}
+
+// Two nodes of two writers each queue, claim, finish, retry, kill and replay jobs at once: count_jobs is
+// what counting the table tells, and each writer added to a shard of its own.
+TEST(PgCallStore, TwoNodesOfTwoWritersCountJobsExactly) {
+  const std::string url = fresh("tally_nodes");
+  pg_options o;
+  o.url = url;
+  o.writers = 2;
+  o.segment_idle = 3600;
+  o.max_attempts = 2;
+  std::vector<std::unique_ptr<pg_call_store>> nodes;
+  for (int i = 0; i < 2; ++i) nodes.push_back(std::make_unique<pg_call_store>(o));
+  std::atomic<int> ingesting{4};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 4; ++t)
+    pool.emplace_back([&, t] {
+      pg_call_store& node = *nodes[static_cast<std::size_t>(t % 2)];
+      for (std::int64_t s = 1; s <= 60; ++s)
+        if (!ingest_sync(node, packet{"tally-" + std::to_string(t), s, "d", 1.0, std::nullopt})) ++failures;
+      --ingesting;
+    });
+  for (int t = 0; t < 2; ++t)
+    pool.emplace_back([&, t] {
+      pg_call_store& node = *nodes[static_cast<std::size_t>(t)];
+      const std::string owner = "worker-" + std::to_string(t);
+      std::mt19937 rng(static_cast<unsigned>(t));
+      // Until the packets are all in and a claim finds nothing (or for a bounded time on a slow machine).
+      for (int round = 0; round < 2000; ++round) {
+        const bool last = ingesting.load() == 0;
+        auto claimed = sync<result<claim_result>>([&](auto done) { node.claim(owner, 8, 30, done); });
+        if (!claimed) {
+          ++failures;
+          continue;
+        }
+        if (last && claimed->jobs.empty()) break;
+        for (const auto& j : claimed->jobs) {
+          const auto pick = rng() % 8;
+          const job_outcome outcome = pick < 4   ? job_outcome{job_succeeded{"t", "mock", 1}}
+                                      : pick < 6 ? job_outcome{job_retry{"busy", 0}}
+                                                 : job_outcome{job_dead{"bad"}};
+          auto r = sync<result<bool>>([&](auto done) { node.finish(j.id, owner, j.attempts, outcome, done); });
+          if (!r || !*r) ++failures;
+          if (pick == 7 && !sync<result<job>>([&](auto done) { node.replay(j.id, done); })) ++failures;
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  const job_counts truth = counted(url);
+  EXPECT_EQ(truth.queued + truth.running + truth.succeeded + truth.dead, 4 * 60);
+  EXPECT_GT(truth.succeeded, 0);
+  EXPECT_GT(truth.dead, 0);
+  for (auto& node : nodes) expect_counts(node->count_jobs().value(), truth, "both nodes tell the same");
+  // Four writers connected: four shards taken (each an advisory lock of its session), each one's row apart
+  // from the migration's shard 0.
+  const std::string shards =
+      "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM "
+      "pg_database WHERE datname = current_database()) AND classid = " +
+      std::to_string(pg::tally_space);
+  EXPECT_EQ(scalar(url, shards.c_str()), 4);
+  EXPECT_LE(scalar(url, "SELECT COUNT(*) FROM job_tallies WHERE shard > 0"), 4);
+  EXPECT_GE(scalar(url, "SELECT COUNT(*) FROM job_tallies WHERE shard > 0"), 2);
 }
 
 // Two nodes take the packets of the same calls at once, in any order, with repeats: each call's state is
