@@ -123,7 +123,6 @@ class JobStore : public ::testing::TestWithParam<job_backend> {
     EXPECT_EQ(counts.oldest_due_at, listed.oldest_due_at) << after;
   }
 
-
   test::temp_dir dir_{"aipbx-jobs"};  // first of the data members: removed last, after the store whose files it holds
   std::atomic<double> now_{1000.0};
   std::atomic<int> clock_reads_{0};
