@@ -30,7 +30,6 @@ TEST(TokenVerifier, AnyConfiguredTokenMatchesExactly) {
 
 TEST(TokenVerifier, AStreamMayBringItsTokenByBearerBasicAuthOrQuery) {
   const token_verifier v({"first-token-0123456789"});
-  using outcome = token_verifier::outcome;
   // Basic auth: any user name, the token as password ("aipbx:first-token-0123456789", base64).
   EXPECT_EQ(v.check_stream("Basic YWlwYng6Zmlyc3QtdG9rZW4tMDEyMzQ1Njc4OQ==", ""), outcome::ok);
   EXPECT_EQ(v.check_stream("basic  YWlwYng6Zmlyc3QtdG9rZW4tMDEyMzQ1Njc4OQ==", ""), outcome::ok);
