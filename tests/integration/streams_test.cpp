@@ -567,7 +567,9 @@ TEST_F(StreamTest, ASecondStreamOfALiveCallIsRefusedWhileTheFirstStreams) {
   first.send_text(twilio_start("CA-twice"));
   first.send_text(twilio_media("inbound", 1, pcmu(1)));
   auto c = connect();
-  ASSERT_TRUE(wait_until([&] { return call_exists(c, "CA-twice"); }, 5s));
+  // The call exists once the first stream declared its media; the stream holds it only once its first
+  // packet can be stored.
+  ASSERT_TRUE(wait_until([&] { return call_exists(c, "CA-twice") && packets_of(c, "CA-twice").size() == 1; }, 5s));
   // Both would number packets after the same stored ones: the second waits a little for the first to
   // let go of the call, then gives up.
   auto second = twilio();
