@@ -17,6 +17,9 @@ Layouts:
             UNIQUE (call_id, sequence) index; each commit moves one table's packets, ordered by call, into the
             main table and empties it, so each call's index leaf there is touched once every `--move-every`
             commits and every commit moves about as many packets as it takes (no commit moves them all)
+  partsids  `parts`, the packets keeping the ids given at arrival as the indexed table's rowid
+  partscol  `parts`, the packets keeping the ids given at arrival in a column of their own (the indexed
+            table's rowid counting moves)
 
     python3 bench/sqlite_packet_layouts.py [--calls 1000 --per-commit 740 --warm 1500 --commits 200]
 """
@@ -40,7 +43,7 @@ LAYOUTS = {
     'staging': ([INDEXED, 'CREATE TABLE recent(id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER '
                  'NOT NULL, data TEXT NOT NULL, timestamp REAL, received_at REAL)'], 'recent(call_id', str),
 }
-PART = ('CREATE TABLE recent{n}(call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, '
+PART = ('CREATE TABLE recent{n}(id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, '
         'timestamp REAL, received_at REAL, UNIQUE(call_id, sequence))')
 MOVE = ('INSERT INTO packets(call_id, sequence, data, timestamp, received_at) SELECT call_id, sequence, data, '
         'timestamp, received_at FROM recent ORDER BY call_id, sequence; DELETE FROM recent;')
@@ -53,15 +56,19 @@ def run(layout, a, path):
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in ('journal_mode=WAL', 'synchronous=OFF', 'wal_autocheckpoint=0', 'cache_size=-65536'):
         db.execute('PRAGMA ' + pragma)
-    if layout == 'parts':
-        schema, target, key_type = [INDEXED] + [PART.format(n=n) for n in range(a.move_every)], None, str
+    parts = layout.startswith('parts')
+    if parts:
+        main = INDEXED.replace('(id INTEGER PRIMARY KEY,', '(id INTEGER PRIMARY KEY, packet_id INTEGER,')
+        schema, target, key_type = [main] + [PART.format(n=n) for n in range(a.move_every)], None, str
     else:
         schema, target, key_type = LAYOUTS[layout]
     for sql in schema:
         db.execute(sql)
     insert = f'INSERT INTO {target}, sequence, data, timestamp, received_at) VALUES (?, ?, ?, ?, ?)'
-    inserts = [f'INSERT INTO recent{n}(call_id, sequence, data, timestamp, received_at) VALUES (?, ?, ?, ?, ?)'
-               for n in range(a.move_every)]
+    inserts = [f'INSERT INTO recent{n}(id, call_id, sequence, data, timestamp, received_at) '
+               f'VALUES (?, ?, ?, ?, ?, ?)' for n in range(a.move_every)]
+    moved_id = {'parts': '', 'partsids': 'id, ', 'partscol': 'packet_id, '}.get(layout, '')
+    next_id = 1
     keys = [key_type(f'call-{c:06d}') if key_type is str else c + 1 for c in range(a.calls)]
     sequence = [0] * a.calls
     data = 'A' * 428  # a 20 ms frame of 8 kHz 16-bit audio in base64
@@ -69,25 +76,27 @@ def run(layout, a, path):
     commits = 0
 
     def commit():
-        nonlocal commits
+        nonlocal commits, next_id
         rows = []
         for c in rng.sample(range(a.calls), a.per_commit):
             sequence[c] += 1
             rows.append((keys[c], sequence[c], data, 1.0, 2.0))
         db.execute('BEGIN')
-        if layout == 'parts':
+        if parts:
             by_part = {}
             for row in rows:
-                by_part.setdefault(zlib.crc32(row[0].encode()) % a.move_every, []).append(row)
+                by_part.setdefault(zlib.crc32(row[0].encode()) % a.move_every, []).append((next_id,) + row)
+                next_id += 1
             for part, part_rows in by_part.items():
                 db.executemany(inserts[part], part_rows)
         else:
             db.executemany(insert, rows)
         commits += 1
-        if layout == 'parts':
+        if parts:
             part = commits % a.move_every
-            db.execute(f'INSERT INTO packets(call_id, sequence, data, timestamp, received_at) SELECT call_id, '
-                       f'sequence, data, timestamp, received_at FROM recent{part} ORDER BY call_id, sequence')
+            db.execute(f'INSERT INTO packets({moved_id}call_id, sequence, data, timestamp, received_at) SELECT '
+                       f'{"id, " if moved_id else ""}call_id, sequence, data, timestamp, received_at FROM recent{part} '
+                       f'ORDER BY call_id, sequence')
             db.execute(f'DELETE FROM recent{part}')
         if layout == 'staging' and commits % a.move_every == 0:
             for sql in MOVE.split(';')[:2]:
@@ -118,7 +127,7 @@ def main():
     p.add_argument('--warm', type=int, default=1500)
     p.add_argument('--commits', type=int, default=200)
     p.add_argument('--move-every', type=int, default=100)
-    p.add_argument('--layouts', default='rowid,intkey,worowid,staging,parts')
+    p.add_argument('--layouts', default='rowid,intkey,worowid,staging,parts,partsids,partscol')
     a = p.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get('TMPDIR', '/var/tmp')) as d:
         for layout in a.layouts.split(','):
