@@ -88,6 +88,7 @@ TEST_F(MetricsTest, IngestOutcomesArrivalsAndRequestsAreCounted) {
   EXPECT_GE(at(m, "aipbx_commits_total"), 1);
   EXPECT_GE(at(m, "aipbx_commit_batch_size_count"), 1);
   EXPECT_GE(at(m, "aipbx_log_syncs_total"), 1);
+  EXPECT_GE(at(m, "aipbx_log_pages_total"), at(m, "aipbx_log_syncs_total"));  // a commit appends a page at least
   // Each commit and each sync is timed: as many observations as there were of them.
   EXPECT_EQ(at(m, "aipbx_commit_seconds_count"), at(m, "aipbx_commits_total"));
   EXPECT_EQ(at(m, R"(aipbx_commit_seconds_bucket{le="+Inf"})"), at(m, "aipbx_commits_total"));

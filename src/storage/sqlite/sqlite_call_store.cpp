@@ -174,7 +174,10 @@ int sqlite_call_store::on_wal_commit(void* self, sqlite3* /*db*/, const char* /*
     }
     store->checkpoint_wake_.notify_one();
   };
-  store->wal_pages_.store(pages, std::memory_order_relaxed);
+  // Pages this commit appended: the growth since the last commit, or all of it if the WAL started over.
+  const int before = store->wal_pages_.exchange(pages, std::memory_order_relaxed);
+  store->log_pages_.fetch_add(static_cast<std::uint64_t>(pages >= before ? pages - before : pages),
+                              std::memory_order_relaxed);
   if (pages < store->checkpoint_base_) {  // the WAL started over
     store->checkpoint_base_ = 0;
     store->restart_asked_ = false;
@@ -875,6 +878,8 @@ std::vector<backend_metric> sqlite_call_store::backend_metrics() const {
   constexpr const char* checkpoints_help = "Write-ahead log checkpoints, by who ran them";
   constexpr const char* checkpoint_time_help = "Time of each write-ahead log checkpoint, by who ran it";
   return {
+      counter("aipbx_log_pages_total", "Pages the commits appended to the write-ahead log",
+              log_pages_.load(std::memory_order_relaxed)),
       counter("aipbx_log_syncs_total", "fdatasync calls on the write-ahead log by the syncer", s.syncs),
       histogram("aipbx_log_sync_seconds", "Time of each fdatasync of the write-ahead log", sync_seconds_),
       counter("aipbx_checkpoints_total", checkpoints_help, s.checkpoints, {{"by", "checkpointer"}}),

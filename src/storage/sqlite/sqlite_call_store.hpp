@@ -236,6 +236,7 @@ class sqlite_call_store final : public storage_backend {
   bool restart_asked_ = false;  // a pass for the restart is asked for (writer thread only)
   std::optional<int> writer_checkpoint_;  // the writer's own checkpoint due, by mode (writer thread only)
   std::atomic<int> wal_pages_{0};  // the WAL's size after the last commit
+  std::atomic<std::uint64_t> log_pages_{0};  // pages the commits appended to it, all told
   bool checkpoint_stop_ = false;
   std::unique_ptr<sqlite::connection> checkpoint_db_;
   std::thread checkpointer_thread_;
