@@ -3,7 +3,6 @@
 #include "domain/clock.hpp"
 #include "log/log.hpp"
 #include "storage/sqlite/buffered_wal_vfs.hpp"
-#include "storage/sqlite/packet_parts.hpp"
 #include "storage/sqlite/sqlite_db.hpp"
 #include "storage/sqlite/sqlite_migrations.hpp"
 #include "storage/sqlite/sqlite_writer.hpp"
@@ -547,11 +546,9 @@ result<packet_page> sqlite_call_store::list_packets(std::string_view call_id, st
                                                     std::size_t limit) {
   return with_reader([&](connection& c) -> result<packet_page> {
     if (!call_exists(c, call_id)) return errc::not_found;
-    // Each table's first `limit` after the cursor, then the first `limit` of both.
-    auto& s = c.cached(sqlite::over_call_packets(call_id, "SELECT * FROM (SELECT id, sequence, data, timestamp, "
-                                                          "received_at FROM {packets} WHERE call_id = ?1 AND "
-                                                          "sequence > ?2 ORDER BY sequence LIMIT ?3)") +
-                       " ORDER BY 2 LIMIT ?3");
+    auto& s = c.cached(
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = ? AND sequence > ? "
+        "ORDER BY sequence LIMIT ?");
     s.bind(1, call_id).bind(2, after).bind(3, static_cast<std::int64_t>(limit + 1));
     packet_page page;
     while (s.step())
@@ -573,11 +570,10 @@ result<call_store::gap_ranges> sqlite_call_store::gaps(std::string_view call_id)
     if (out.lost.empty()) return out;
     // A packet inside a lost range arrived after the range was given up: read on the (call_id, sequence)
     // index, range by range, not by scanning every packet of the call for the flag.
-    auto& in_lost = c.cached(sqlite::over_call_packets(
-                                 call_id, "SELECT p.sequence FROM call_gaps g JOIN {packets} p ON p.call_id = g.call_id "
-                                          "AND p.sequence BETWEEN g.first_sequence AND g.last_sequence "
-                                          "WHERE g.call_id = ?1 AND g.lost = 1") +
-                             " ORDER BY 1");
+    auto& in_lost = c.cached(
+        "SELECT p.sequence FROM call_gaps g JOIN packets p ON p.call_id = g.call_id "
+        "AND p.sequence BETWEEN g.first_sequence AND g.last_sequence WHERE g.call_id = ? AND g.lost = 1 "
+        "ORDER BY p.sequence");
     in_lost.bind(1, call_id);
     std::vector<std::int64_t> late;
     while (in_lost.step()) late.push_back(in_lost.column_int(0));
@@ -753,10 +749,9 @@ result<std::vector<partial_segment>> sqlite_call_store::partials(std::string_vie
 result<std::vector<stored_packet>> sqlite_call_store::segment_packets(std::string_view call_id, std::int64_t first,
                                                                      std::int64_t last) {
   return with_reader([&](connection& c) -> result<std::vector<stored_packet>> {
-    auto& s = c.cached(sqlite::over_call_packets(call_id, "SELECT id, sequence, data, timestamp, received_at FROM "
-                                                          "{packets} WHERE call_id = ?1 AND sequence BETWEEN ?2 "
-                                                          "AND ?3 AND late = 0") +
-                       " ORDER BY 2");
+    auto& s = c.cached(
+        "SELECT id, sequence, data, timestamp, received_at FROM packets WHERE call_id = ? AND sequence BETWEEN ? "
+        "AND ? AND late = 0 ORDER BY sequence");
     s.bind(1, call_id).bind(2, first).bind(3, last);
     std::vector<stored_packet> out;
     while (s.step())

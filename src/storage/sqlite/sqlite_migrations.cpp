@@ -274,62 +274,7 @@ DROP INDEX calls_unsegmented;
 DROP INDEX calls_active;
 )sql";
 
-// Packets land in sixteen small tables by a hash of their call id and are moved, a table per commit, into
-// the settled one (storage/sqlite/packet_parts.hpp): a live call no longer touches its leaf of the packets'
-// index in every commit. The settled table's rowid counts moves; a packet's id is a column given at
-// arrival, as before. The view `packets` keeps the seed's table for readers of the file. The writer knows
-// its calls exist (as on PostgreSQL since its version 6): the packets' foreign key goes.
-constexpr const char* v11_packet_parts = R"sql(
-CREATE TABLE packets_settled (
-  id          INTEGER NOT NULL,
-  call_id     TEXT NOT NULL,
-  sequence    INTEGER NOT NULL,
-  data        TEXT NOT NULL,
-  timestamp   REAL NOT NULL,
-  received_at REAL NOT NULL,
-  late        INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (call_id, sequence)
-);
-INSERT INTO packets_settled(id, call_id, sequence, data, timestamp, received_at, late)
-  SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets ORDER BY id;
-DROP TABLE packets;
-CREATE TABLE packets_recent_0 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_1 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_2 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_3 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_4 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_5 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_6 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_7 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_8 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_9 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_10 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_11 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_12 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_13 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_14 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE TABLE packets_recent_15 (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, sequence INTEGER NOT NULL, data TEXT NOT NULL, timestamp REAL NOT NULL, received_at REAL NOT NULL, late INTEGER NOT NULL DEFAULT 0, UNIQUE (call_id, sequence));
-CREATE VIEW packets AS
-  SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_settled
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_0
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_1
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_2
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_3
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_4
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_5
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_6
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_7
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_8
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_9
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_10
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_11
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_12
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_13
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_14
-  UNION ALL SELECT id, call_id, sequence, data, timestamp, received_at, late FROM packets_recent_15;
-)sql";
-
-constexpr std::array<migration, 11> all{{
+constexpr std::array<migration, 10> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -340,7 +285,6 @@ constexpr std::array<migration, 11> all{{
     {8, "event log", v8_event_log},
     {9, "transcript partials", v9_transcript_partials},
     {10, "calls' activity without indexes", v10_unindexed_activity},
-    {11, "packets in parts, settled a part per commit", v11_packet_parts},
 }};
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "storage/sqlite/sqlite_writer.hpp"
 
 #include "log/log.hpp"
-#include "storage/sqlite/packet_parts.hpp"
 
 namespace aipbx::sqlite {
 
@@ -35,8 +34,9 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
                options.cut_outside}),
       jobs_(ledger_, [this](const std::string& call_id) { return load(call_id); }),
       db_(std::move(db)),
-      select_settled_data_(db_->prepare("SELECT data FROM packets_settled WHERE call_id = ? AND sequence = ?")),
-      flag_settled_late_(db_->prepare("UPDATE packets_settled SET late = 1 WHERE call_id = ? AND sequence = ?")),
+      insert_packet_(db_->prepare("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) "
+                                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT(call_id, sequence) DO NOTHING")),
+      select_packet_data_(db_->prepare("SELECT data FROM packets WHERE call_id = ? AND sequence = ?")),
       select_call_(
           db_->prepare("SELECT state, last_sequence, packets_received, duplicate_packets, "
                        "out_of_order_packets, gaps_opened, first_timestamp, last_timestamp, "
@@ -95,6 +95,7 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       insert_transition_(
           db_->prepare("INSERT INTO call_transitions(call_id, from_state, to_state, reason, at) "
                        "VALUES (?, ?, ?, ?, ?)")),
+      flag_late_(db_->prepare("UPDATE packets SET late = 1 WHERE call_id = ? AND sequence = ?")),
       set_media_(db_->prepare("UPDATE calls SET media_format = ?, media_packet_ms = ? WHERE id = ?")),
       set_track_(db_->prepare("UPDATE calls SET track = ?, primary_id = ? WHERE id = ?")),
       insert_event_(
@@ -113,20 +114,6 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
       delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")) {
   auto head = db_->prepare("SELECT last_id FROM event_log_state");
   if (head.step()) last_event_id_ = head.column_int(0);
-  for (std::uint32_t n = 0; n < packet_parts; ++n) {
-    const std::string table = packet_part_table(n);
-    parts_.push_back({db_->prepare("INSERT INTO " + table + "(id, call_id, sequence, data, timestamp, received_at) "
-                                   "VALUES (?, ?, ?, ?, ?, ?)"),
-                      db_->prepare("SELECT data FROM " + table + " WHERE call_id = ? AND sequence = ?"),
-                      db_->prepare("UPDATE " + table + " SET late = 1 WHERE call_id = ? AND sequence = ?"),
-                      db_->prepare("INSERT OR IGNORE INTO packets_settled(id, call_id, sequence, data, timestamp, received_at, "
-                                   "late) SELECT id, call_id, sequence, data, timestamp, received_at, late FROM " +
-                                   table + " ORDER BY call_id, sequence"),
-                      db_->prepare("DELETE FROM " + table)});
-  }
-  // The view's largest id: the settled table's and every part's.
-  auto last_packet = db_->prepare("SELECT MAX(id) FROM packets");
-  if (last_packet.step() && !last_packet.is_null(0)) next_packet_id_ = last_packet.column_int(0) + 1;
 }
 
 writer::~writer() = default;
@@ -150,7 +137,6 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
       write_rows(now);
     }
     for (auto* rec : ledger_.dirty()) write_call(*rec, now);
-    settle_part();
     if (last_event_id_ != events_before) set_log_head_.bind(1, last_event_id_).run();
     tx.commit();
   } catch (const sqlite_error& e) {
@@ -177,12 +163,8 @@ void writer::write_rows(double now) {
   auto& rows = ledger_.rows();
   // The packets and events themselves were inserted by apply_ingest and apply_event; a late packet is
   // flagged.
-  // It was inserted in this batch, into its part; settled only if a part moved between.
   for (const auto& p : rows.packets)
-    if (p.late) {
-      parts_[packet_part_of(p.call_id)].flag_late.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
-      if (db_->changes() == 0) flag_settled_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
-    }
+    if (p.late) flag_late_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence).run();
   for (const auto& g : rows.gaps) {
     switch (g.what) {
       case gap_row::change::opened:
@@ -310,46 +292,27 @@ result<ingest_outcome> writer::apply_ingest(const packet& p, double now) {
   bool created = false;
   call_record& rec = load_or_create(p.call_id, now, created, "first packet");
   // What the sequence held before. A call that takes packets gets this one at once (a sequence that
-  // held one stores nothing: the ledger then decides between duplicate and conflict). Above the call's
-  // highest sequence nothing can be stored yet: a packet in order is inserted without a look.
-  const std::uint32_t part = packet_part_of(p.call_id);
+  // held one stores nothing: the ledger then decides between duplicate and conflict).
   std::optional<std::string> stored;
-  if (rec.state != call_state::in_progress || p.sequence <= rec.seq.tracker().highest()) stored = stored_data(part, p);
-  if (rec.state == call_state::in_progress && !stored) {
-    parts_[part]
-        .insert.bind(1, next_packet_id_)
-        .bind(2, std::string_view(p.call_id))
-        .bind(3, p.sequence)
-        .bind(4, std::string_view(p.data))
-        .bind(5, p.timestamp)
-        .bind(6, now)
+  const auto read_stored = [&] {
+    select_packet_data_.bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
+    if (select_packet_data_.step()) stored = select_packet_data_.column_text(0);
+    select_packet_data_.reset();
+  };
+  if (rec.state != call_state::in_progress) {
+    read_stored();
+  } else {
+    insert_packet_.bind(1, std::string_view(p.call_id))
+        .bind(2, p.sequence)
+        .bind(3, std::string_view(p.data))
+        .bind(4, p.timestamp)
+        .bind(5, now)
         .run();
-    ++next_packet_id_;
+    if (db_->changes() == 0) read_stored();
   }
   auto out = ledger_.ingest(rec, p, stored, now);
   if (out) out->call_created = created;
   return out;
-}
-
-std::optional<std::string> writer::stored_data(std::uint32_t part, const packet& p) {
-  std::optional<std::string> out;
-  for (statement* q : {&parts_[part].select_data, &select_settled_data_}) {
-    q->bind(1, std::string_view(p.call_id)).bind(2, p.sequence);
-    if (q->step()) out = q->column_text(0);
-    q->reset();
-    if (out) break;
-  }
-  return out;
-}
-
-void writer::settle_part() {
-  // OR IGNORE: a packet is only put in a part when neither table holds its sequence, so nothing is
-  // ignored; should that ever fail, the first stored copy stays and the part still empties, rather than
-  // every sixteenth commit failing from then on.
-  auto& part = parts_[next_part_];
-  next_part_ = (next_part_ + 1) % packet_parts;
-  part.settle.run();
-  if (db_->changes() > 0) part.clear.run();
 }
 
 void writer::sweep(double now) {

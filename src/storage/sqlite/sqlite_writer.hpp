@@ -69,10 +69,6 @@ class writer {
 
   void apply(write_op& op, double now);
   result<ingest_outcome> apply_ingest(const packet& p, double now);
-  // The data stored at (call, sequence), in the call's part or settled.
-  std::optional<std::string> stored_data(std::uint32_t part, const packet& p);
-  // Moves the next part's packets into the settled table (packet_parts.hpp).
-  void settle_part();
   result<claim_result> apply_claim(const claim_op& op, double now);
   result<bool> apply_cut(const cut_op& op, double now);
   result<call_state> apply_end(const std::string& call_id, const std::string& reason, double now);
@@ -102,17 +98,10 @@ class writer {
   call_ledger ledger_;
   job_ledger jobs_;
   std::unique_ptr<connection> db_;
-  // Per part (packet_parts.hpp): insert, read a packet's data, flag it late, move the part, empty it.
-  struct part_statements {
-    statement insert, select_data, flag_late, settle, clear;
-  };
-  std::vector<part_statements> parts_;
-  std::uint32_t next_part_ = 0;
-  std::int64_t next_packet_id_ = 1;
-  statement select_settled_data_, flag_settled_late_, select_call_, select_gaps_, insert_call_, update_call_,
+  statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
-      select_timed_out_, mark_lost_, insert_transition_, set_media_, set_track_, insert_event_,
+      select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
       insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).

@@ -2,9 +2,7 @@
 // when they cannot, and how the WAL is kept small.
 #include "log/log.hpp"
 #include "storage/sqlite/buffered_wal_vfs.hpp"
-#include "storage/sqlite/packet_parts.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
-#include "storage/sqlite/sqlite_db.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -17,7 +15,6 @@
 #include <future>
 #include <iostream>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -208,80 +205,6 @@ TEST_F(SqliteStore, TheWalStaysBoundedUnderWritesThatNeverPause) {
   // before it is copied, and a loaded machine makes batches (and so that overshoot) larger.
   EXPECT_LT(largest_wal, std::uintmax_t{12} << 20) << "largest WAL " << largest_wal;
   EXPECT_GT(largest_wal, 0u);
-}
-
-// Packets land in their call's part and settle a part per commit (storage/sqlite/packet_parts.hpp):
-// wherever a packet is when it is read, it reads the same and keeps its id, and a second copy of it is a
-// duplicate or a conflict.
-TEST_F(SqliteStore, PacketsReadTheSameWhetherSettledOrInTheirPart) {
-  const std::vector<std::string> calls{"part-a", "part-b", "part-c", "part-d"};
-  const auto o = options();
-  std::int64_t highest_id = 0;
-  {
-    sqlite_call_store store(o);
-    for (std::int64_t seq = 1; seq <= 40; ++seq)  // a commit each: the parts settle many times over
-      for (const auto& c : calls) ASSERT_TRUE(ingest_sync(store, make_packet(c, seq)));
-    // Both places are in use, and hold each packet once.
-    sqlite::connection file(o.path, sqlite::connection::mode::read_only);
-    auto count = [&](const std::string& sql) {
-      auto q = file.prepare(sql);
-      EXPECT_TRUE(q.step());
-      return q.column_int(0);
-    };
-    const auto settled = count("SELECT COUNT(*) FROM packets_settled");
-    std::int64_t in_parts = 0;
-    for (std::uint32_t n = 0; n < sqlite::packet_parts; ++n)
-      in_parts += count("SELECT COUNT(*) FROM " + sqlite::packet_part_table(n));
-    EXPECT_GT(settled, 0);
-    EXPECT_GT(in_parts, 0);
-    EXPECT_EQ(settled + in_parts, 160);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM packets"), 160);
-    std::set<std::int64_t> ids;
-    for (const auto& c : calls) {
-      std::vector<stored_packet> listed;
-      std::int64_t after = 0;
-      for (;;) {  // pages of 7, across the settled table and the part
-        auto page = store.list_packets(c, after, 7);
-        ASSERT_TRUE(page);
-        listed.insert(listed.end(), page->packets.begin(), page->packets.end());
-        if (!page->next_after) break;
-        after = *page->next_after;
-      }
-      ASSERT_EQ(listed.size(), 40u) << c;
-      for (std::size_t i = 0; i < listed.size(); ++i) {
-        EXPECT_EQ(listed[i].sequence, static_cast<std::int64_t>(i) + 1);
-        EXPECT_EQ(listed[i].data, make_packet(c, listed[i].sequence).data);
-        if (i > 0) {
-          EXPECT_GT(listed[i].id, listed[i - 1].id) << "ids follow arrival";
-        }
-        ids.insert(listed[i].id);
-        highest_id = std::max(highest_id, listed[i].id);
-      }
-      auto segment = store.segment_packets(c, 1, 40);
-      ASSERT_TRUE(segment);
-      ASSERT_EQ(segment->size(), 40u);
-      for (std::size_t i = 0; i < segment->size(); ++i) EXPECT_EQ((*segment)[i].id, listed[i].id);
-      // The first packet has long settled, the last is still in its part: both are found again.
-      for (const std::int64_t seq : {std::int64_t{1}, std::int64_t{40}}) {
-        auto again = ingest_sync(store, make_packet(c, seq));
-        ASSERT_TRUE(again);
-        EXPECT_TRUE(again->duplicate) << c << " " << seq;
-        auto other = make_packet(c, seq);
-        other.data = "different";
-        EXPECT_EQ(ingest_sync(store, other).error(), errc::sequence_conflict);
-      }
-    }
-    EXPECT_EQ(ids.size(), 4u * 40u);
-  }
-  // Reopened, the store gives ids above every one it gave.
-  {
-    sqlite_call_store store(o);
-    ASSERT_TRUE(ingest_sync(store, make_packet("part-a", 41)));
-    auto page = store.list_packets("part-a", 40, 10);
-    ASSERT_TRUE(page);
-    ASSERT_EQ(page->packets.size(), 1u);
-    EXPECT_GT(page->packets[0].id, highest_id);
-  }
 }
 
 // The schema version is recorded and stays on reopen.

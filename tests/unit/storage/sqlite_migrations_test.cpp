@@ -62,38 +62,13 @@ TEST_F(SqliteMigrations, UpgradeFromVersion3KeepsEveryRowAndReference) {
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= 9"), 1);
   // References are whole and still enforced.
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
-  EXPECT_THROW(c.exec("INSERT INTO call_gaps(call_id, first_sequence, last_sequence) VALUES ('nope', 1, 2)"),
+  EXPECT_THROW(c.exec("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) VALUES ('nope', 1, 'x', 1, 1)"),
                sqlite_error);
   // The state checks still refuse what is not a state.
   EXPECT_THROW(c.exec("UPDATE calls SET state = 'LOST' WHERE id = 'a'"), sqlite_error);
   EXPECT_THROW(c.exec("UPDATE jobs SET state = 'lost' WHERE id = 1"), sqlite_error);
   c.exec("UPDATE calls SET state = 'ARCHIVED' WHERE id = 'a'");
   c.exec("UPDATE jobs SET state = 'running' WHERE id = 3");
-}
-
-// Version 11 moves the packets into the settled table with their ids and data; `packets` becomes the view
-// over it and the parts, so the seed's table still reads the same.
-TEST_F(SqliteMigrations, PacketsSettleWithTheirIdsAndTheSeedsTableStaysReadable) {
-  connection c(path(), connection::mode::read_write);
-  ASSERT_EQ(migrate(c, 1.0, 10), 10);
-  c.exec(R"sql(
-    INSERT INTO calls(id, state, created_at, updated_at, state_changed_at) VALUES ('a', 'IN_PROGRESS', 1, 1, 1);
-    INSERT INTO packets(id, call_id, sequence, data, timestamp, received_at, late) VALUES
-      (5, 'a', 1, 'x', 1, 1, 0), (9, 'a', 3, 'z', 3, 3, 1), (7, 'a', 2, 'y', 2, 2, 0);
-  )sql");
-  ASSERT_EQ(migrate(c, 2.0), 11);
-  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM packets_settled"), 3);
-  auto rows = c.prepare("SELECT id, sequence, data, late FROM packets ORDER BY sequence");
-  std::string seen;
-  while (rows.step())
-    seen += std::to_string(rows.column_int(0)) + ":" + std::to_string(rows.column_int(1)) + rows.column_text(2) +
-            std::to_string(rows.column_int(3)) + " ";
-  EXPECT_EQ(seen, "5:1x0 7:2y0 9:3z1 ");
-  EXPECT_EQ(count(c, "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name LIKE 'packets_recent_%'"), 16);
-  // The key still refuses a second copy of a sequence.
-  EXPECT_THROW(c.exec("INSERT INTO packets_settled(id, call_id, sequence, data, timestamp, received_at) "
-                      "VALUES (10, 'a', 2, 'w', 2, 2)"),
-               sqlite_error);
 }
 
 TEST_F(SqliteMigrations, AFreshDatabaseAndAReopenedOneAgree) {
