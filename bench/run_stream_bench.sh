@@ -21,8 +21,13 @@
 #   --db-dir DIR      put the databases in DIR (e.g. /dev/shm, to see what the disk's sync costs; then
 #                     nothing is durable)
 #   --keep            keep the temporary directory (databases, logs)
+#   --build NAME:BIN  compare builds (repeatable): each number of calls runs on each build in turn, the
+#                     same load, so that machine drift hits them alike; every listed number is run
+#   --rounds N        run the builds' turns N times over (default 1)
 # Builds nothing: pass the binary (default build/release/src/app/aipbx); aipbx_stream_load is taken beside
 # it in build/release/bench. Needs wrk. Loopback only; every process it starts is stopped on exit.
+# Besides the load generator's figures, each row has the server's mean commit time and the pages its commits
+# appended to the write-ahead log per stored frame (embedded store; from /metrics).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +42,8 @@ ceiling_seconds=5
 keep=0
 db_dir=""
 extra=()
+builds=()
+rounds=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --protocols) protocols=$2; shift 2 ;;
@@ -46,12 +53,22 @@ while [ $# -gt 0 ]; do
     --aipbx-arg) extra+=("$2"); shift 2 ;;
     --keep) keep=1; shift ;;
     --db-dir) db_dir=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --build) builds+=("$2"); shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) aipbx_bin=$1; shift ;;
   esac
 done
 need_tools wrk
-need_built "$aipbx_bin" "$load_bin"
+comparing=1
+if ((${#builds[@]} == 0)); then
+  builds=("aipbx:$aipbx_bin")
+  comparing=0
+fi
+((rounds > 1)) && comparing=1
+for b in "${builds[@]}"; do need_built "${b#*:}"; done
+aipbx_bin=${builds[0]#*:}
+need_built "$load_bin"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 make_work_dir aipbx-stream-bench
@@ -69,12 +86,13 @@ start_run() {
     rm -f "$db_dir/aipbx-stream-bench-$$"/aipbx.db*
     db="$db_dir/aipbx-stream-bench-$$/aipbx.db"
   fi
-  start_aipbx --audiosocket "$work/$name/aipbx.log" "$aipbx_bin" serve --db "$db" --log-level warn \
+  start_aipbx --audiosocket "$work/$name/aipbx.log" "${2:-$aipbx_bin}" serve --db "$db" --log-level warn \
     --max-streams 100000 --shutdown-timeout 5s "${extra[@]}"
 }
 
 echo "machine: $(nproc) cores, $(uname -r); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "aipbx: $aipbx_bin $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true) ${extra[*]}"
+for b in "${builds[@]}"; do echo "build ${b%%:*}: ${b#*:}"; done
+echo "aipbx: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || true) ${extra[*]}"
 
 # The disk's sync time, which every durable answer waits for: 8 KiB appended and fdatasync'd, 100 times.
 disk_sync=$(python3 - "${db_dir:-$work}" <<'PY'
@@ -100,36 +118,58 @@ ceiling_requests=$(awk '/requests in/ { print $1 }' "$work/ceiling.txt")
 healthz_us=$(awk -v a="$after" -v b="$before" -v n="$ceiling_requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
 echo "ceiling: GET /healthz at $ceiling_rps requests/s (wrk -t2 -c64, ${ceiling_seconds}s), server CPU $healthz_us µs per request"
 echo
-printf '%-12s %6s %9s %9s %9s %8s %8s %9s %9s %9s %9s %7s %s\n' protocol calls frames/s sent stored lag_p50 lag_p99 \
-  within20 answer99 server_us load_us x_healthz verdict
+printf '%-8s %-12s %6s %9s %9s %9s %8s %8s %9s %9s %9s %9s %7s %9s %8s %s\n' build protocol calls frames/s sent \
+  stored lag_p50 lag_p99 within20 answer99 server_us load_us x_healthz commit_ms wal_pf verdict
 declare -A held
+# One run: a fresh aipbx of build $1 (name:binary) takes $3 calls over protocol $2 (round $4); prints its row.
+run_one() {
+  local build=${1%%:*} bin=${1#*:} protocol=$2 calls=$3
+  local name="$build-$protocol-$calls-$4" ramp out metrics
+  start_run "$name" "$bin"
+  ramp=$(awk -v n="$calls" 'BEGIN { printf "%.1f", n / 250 }')
+  set +e
+  out=$("$load_bin" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$AIPBX_PORT" \
+    --audiosocket-port "$AIPBX_AS_PORT" --server-pid "$AIPBX_PID" --prefix "b$calls" --json 2>"$work/$name/load.err")
+  set -e
+  metrics=$(curl -s "http://127.0.0.1:$AIPBX_PORT/metrics" || true)
+  stop_aipbx
+  if [ -z "$out" ]; then
+    printf '%-8s %-12s %6s  load generator failed: %s\n' "$build" "$protocol" "$calls" "$(head -c 200 "$work/$name/load.err")"
+    return 1
+  fi
+  echo "$out" >>"$work/results.jsonl"
+  python3 - "$out" "$healthz_us" "$build" "$metrics" <<'EOF'
+import json, re, sys
+r = json.loads(sys.argv[1]); h = float(sys.argv[2]); m = sys.argv[4]
+def metric(name):
+    found = re.search(r"^" + name + r" (\S+)", m, re.M)
+    return float(found.group(1)) if found else None
+commits, commit_s = metric("aipbx_commit_seconds_count"), metric("aipbx_commit_seconds_sum")
+pages = metric("aipbx_log_pages_total")
+commit_ms = "%.2f" % (commit_s / commits * 1000) if commits else "-"
+wal = "%.2f" % (pages / r["stored"]) if pages is not None and r["stored"] else "-"
+holds = r["ok"] and r["lag_p99_ms"] <= 20
+ans = "%.1f" % r["answer_p99_ms"] if r["protocol"] in ("http", "fork-seq") else "-"
+print("%-8s %-12s %6d %9.0f %9d %9d %8.2f %8.2f %8.1f%% %9s %9.1f %9.1f %7.1fx %9s %8s %s" % (
+    sys.argv[3], r["protocol"], r["calls"], r["frames_per_s"], r["sent"], r["stored"], r["lag_p50_ms"], r["lag_p99_ms"],
+    100 * r["lag_within_20ms"], ans, r["server_us_per_frame"], r["load_us_per_frame"],
+    r["server_us_per_frame"] / h if h > 0 else 0, commit_ms, wal, "holds" if holds else "does not hold"))
+EOF
+}
 for protocol in $protocols; do
   held[$protocol]=0
   for calls in $calls_list; do
-    start_run "$protocol-$calls"
-    ramp=$(awk -v n="$calls" 'BEGIN { printf "%.1f", n / 250 }')
-    set +e
-    out=$("$load_bin" --protocol "$protocol" --calls "$calls" --seconds "$seconds" --ramp "$ramp" --port "$AIPBX_PORT" \
-      --audiosocket-port "$AIPBX_AS_PORT" --server-pid "$AIPBX_PID" --prefix "b$calls" --json 2>"$work/$protocol-$calls/load.err")
-    set -e
-    stop_aipbx
-    if [ -z "$out" ]; then
-      printf '%-12s %6s  load generator failed: %s\n' "$protocol" "$calls" "$(head -c 200 "$work/$protocol-$calls/load.err")"
-      break
-    fi
-    echo "$out" >>"$work/results.jsonl"
-    verdict=$(python3 - "$out" "$healthz_us" <<'EOF'
-import json, sys
-r = json.loads(sys.argv[1]); h = float(sys.argv[2])
-holds = r["ok"] and r["lag_p99_ms"] <= 20
-ans = "%.1f" % r["answer_p99_ms"] if r["protocol"] in ("http", "fork-seq") else "-"
-print("%-12s %6d %9.0f %9d %9d %8.2f %8.2f %8.1f%% %9s %9.1f %9.1f %7.1fx %s" % (
-    r["protocol"], r["calls"], r["frames_per_s"], r["sent"], r["stored"], r["lag_p50_ms"], r["lag_p99_ms"],
-    100 * r["lag_within_20ms"], ans, r["server_us_per_frame"], r["load_us_per_frame"],
-    r["server_us_per_frame"] / h if h > 0 else 0, "holds" if holds else "does not hold"))
-EOF
-)
-    echo "$verdict"
+    verdict=""
+    for ((round = 1; round <= rounds; round++)); do
+      for b in "${builds[@]}"; do
+        if ! verdict=$(run_one "$b" "$protocol" "$calls" "$round"); then
+          echo "$verdict"
+          break 3
+        fi
+        echo "$verdict"
+      done
+    done
+    ((comparing)) && continue
     case "$verdict" in
       *"does not hold") break ;;
       *) held[$protocol]=$calls ;;
@@ -137,6 +177,7 @@ EOF
   done
 done
 echo
+((comparing)) && exit 0
 for protocol in $protocols; do
   echo "$protocol: holds ${held[$protocol]} calls ($((held[$protocol] * 50)) frames/s) with p99 receive->durable lag <= 20 ms"
 done
