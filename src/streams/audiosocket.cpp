@@ -14,7 +14,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/json/object.hpp>
 
 #include <charconv>
@@ -23,7 +22,6 @@
 namespace aipbx::streams::audiosocket {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 using asio::ip::tcp;
 
 namespace {
@@ -129,12 +127,13 @@ class session {
         options_(options),
         stats_(hub.stats().of(protocol::audiosocket)),
         executor_(socket.get_executor()),
-        stream_(std::move(socket)),
+        socket_(std::move(socket)),
+        idle_(executor_),
         parser_(hub.options().message_limit),
         feed_(hub, protocol::audiosocket, executor_),
         self_(std::make_shared<session*>(this)) {
     boost::system::error_code ec;
-    remote_ = stream_.socket().remote_endpoint(ec).address().to_string();
+    remote_ = socket_.remote_endpoint(ec).address().to_string();
   }
   ~session() { *self_ = nullptr; }
 
@@ -156,7 +155,7 @@ class session {
     // A refusal the store answered while the session waits on its socket ends the read now.
     feed_.on_failed([this] {
       boost::system::error_code ignored;
-      stream_.socket().cancel(ignored);
+      socket_.cancel(ignored);
     });
     try {
       co_await loop();
@@ -184,8 +183,8 @@ class session {
       reason_ = close_reason::internal;
     }
     boost::system::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
     const close_reason reason = reason_.value_or(close_reason::closed);
     if (feed_.opened()) {
       boost::json::object stopped{{"protocol", "audiosocket"}, {"reason", to_string(reason)}};
@@ -214,6 +213,15 @@ class session {
 
   asio::awaitable<void> loop() {
     std::array<std::uint8_t, 8192> chunk;
+    last_read_ = std::chrono::steady_clock::now();
+    watch_idle();
+    struct stop_watching {
+      session& s;
+      ~stop_watching() {
+        s.reading_ = false;
+        s.idle_.cancel();
+      }
+    } stop{*this};
     for (;;) {
       frame_parser::frame f;
       frame_parser::status st;
@@ -230,19 +238,38 @@ class session {
         reason_ = close_reason::shutdown;
         co_return;
       }
-      if (hub_.options().idle_timeout.count() > 0) stream_.expires_after(hub_.options().idle_timeout);
-      else stream_.expires_never();
-      auto [ec, n] = co_await stream_.async_read_some(asio::buffer(chunk), use_tuple);
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), use_tuple);
       if (ec) {
         if (feed_.failure()) co_return;
         if (stopping_) reason_ = close_reason::shutdown;
-        else if (ec == beast::error::timeout) reason_ = close_reason::idle;
+        else if (idle_expired_) reason_ = close_reason::idle;
         else if (ec == asio::error::eof) reason_ = parser_.inside_frame() ? close_reason::broken : close_reason::stopped;
         else reason_ = close_reason::broken;
         co_return;
       }
+      last_read_ = std::chrono::steady_clock::now();
       parser_.append({chunk.data(), n});
     }
+  }
+
+  // The idle timeout without a timer per read: one timer, set for the idle limit after the last read it
+  // knows of; when it fires early (there were reads since), it is set again from the latest. Past the
+  // limit it cancels the read. The handler finds the session through `self_` (cleared by the destructor).
+  void watch_idle() {
+    const auto limit = hub_.options().idle_timeout;
+    if (limit.count() <= 0) return;
+    idle_.expires_at(last_read_ + limit);
+    idle_.async_wait([self = self_](boost::system::error_code ec) {
+      if (ec || *self == nullptr || !(*self)->reading_) return;
+      session& s = **self;
+      if (std::chrono::steady_clock::now() < s.last_read_ + s.hub_.options().idle_timeout) {
+        s.watch_idle();
+        return;
+      }
+      s.idle_expired_ = true;
+      boost::system::error_code ignored;
+      s.socket_.cancel(ignored);
+    });
   }
 
   asio::awaitable<void> on_frame(const frame_parser::frame& f) {
@@ -337,14 +364,19 @@ class session {
   void stop_requested() {
     stopping_ = true;
     boost::system::error_code ignored;
-    stream_.socket().cancel(ignored);
+    socket_.cancel(ignored);
   }
 
   stream_hub& hub_;
   const listener_options& options_;
   protocol_stats& stats_;
   asio::any_io_executor executor_;
-  beast::tcp_stream stream_;
+  // A plain socket: Beast's tcp_stream would set and cancel a timer around every read of every frame.
+  tcp::socket socket_;
+  asio::steady_timer idle_;
+  std::chrono::steady_clock::time_point last_read_;
+  bool reading_ = true;
+  bool idle_expired_ = false;
   frame_parser parser_;
   call_feed feed_;
   std::shared_ptr<session*> self_;

@@ -504,6 +504,33 @@ TEST_F(StreamTest, AudioSocketWidebandAndACloseInsideAFrame) {
   EXPECT_EQ(call.at("state").as_string(), "IN_PROGRESS");  // broken: left to the idle timeout
 }
 
+// One timer per connection stands for the idle timeout (not one per read): a connection that keeps sending
+// outlives several limits; one that stops is closed once a limit passes after its last frame.
+TEST_F(StreamTest, AudioSocketClosesIdleConnectionsAndKeepsBusyOnes) {
+  start({{"--stream-idle-timeout", "600ms"}});
+  auto c = connect();
+  const std::string busy_id = "bbbbbbbb-0000-0000-0000-000000000001";
+  const std::string quiet_id = "bbbbbbbb-0000-0000-0000-000000000002";
+  auto busy = audiosocket();
+  auto quiet = audiosocket();
+  busy.send_uuid(busy_id);
+  quiet.send_uuid(quiet_id);
+  quiet.send_audio(l16_bytes(tone(0)));
+  // A frame every 100 ms for 1.5 s: two and a half times the limit.
+  for (int n = 0; n < 15; ++n) {
+    busy.send_audio(l16_bytes(tone(n)));
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(quiet.closed_by_peer(5s));
+  EXPECT_FALSE(busy.closed_by_peer(50ms));
+  busy.close();
+  ASSERT_TRUE(wait_until([&] { return call_exists(c, busy_id) && call_state(c, busy_id) != "IN_PROGRESS"; }, 5s));
+  EXPECT_EQ(as_int(get_ok(c, "/v1/calls/" + busy_id).at("packets_received")), 15);
+  EXPECT_EQ(as_int(get_ok(c, "/v1/calls/" + quiet_id).at("packets_received")), 1);
+  EXPECT_NE(c.get("/metrics").body.find(R"(aipbx_stream_closes_total{protocol="audiosocket",reason="idle"} 1)"),
+            std::string::npos);
+}
+
 TEST_F(StreamTest, AudioSocketBadFramesCloseTheConnectionAndStoreNothing) {
   start({{"--stream-message-limit", "2048"}});
   auto c = connect();
