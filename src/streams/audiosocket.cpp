@@ -213,8 +213,7 @@ class session {
 
   asio::awaitable<void> loop() {
     std::array<std::uint8_t, 8192> chunk;
-    last_read_ = std::chrono::steady_clock::now();
-    watch_idle();
+    watch_idle(std::chrono::steady_clock::now());
     struct stop_watching {
       session& s;
       ~stop_watching() {
@@ -238,7 +237,12 @@ class session {
         reason_ = close_reason::shutdown;
         co_return;
       }
+      // The limit is on waiting for the peer: time spent handing frames on (the store pushing back) is not
+      // idle time, as it was not for a timer around each read.
+      last_read_ = std::chrono::steady_clock::now();
+      in_read_ = true;
       auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), use_tuple);
+      in_read_ = false;
       if (ec) {
         if (feed_.failure()) co_return;
         if (stopping_) reason_ = close_reason::shutdown;
@@ -247,23 +251,24 @@ class session {
         else reason_ = close_reason::broken;
         co_return;
       }
-      last_read_ = std::chrono::steady_clock::now();
       parser_.append({chunk.data(), n});
     }
   }
 
-  // The idle timeout without a timer per read: one timer, set for the idle limit after the last read it
-  // knows of; when it fires early (there were reads since), it is set again from the latest. Past the
-  // limit it cancels the read. The handler finds the session through `self_` (cleared by the destructor).
-  void watch_idle() {
+  // The idle timeout without a timer per read: one timer, set for the limit after the start of the read
+  // it knows of; when it fires early (a read started since, or none is waiting), it is set again. Once a
+  // read has waited the whole limit it is cancelled. The handler finds the session through `self_`
+  // (cleared by the destructor).
+  void watch_idle(std::chrono::steady_clock::time_point from) {
     const auto limit = hub_.options().idle_timeout;
     if (limit.count() <= 0) return;
-    idle_.expires_at(last_read_ + limit);
+    idle_.expires_at(from + limit);
     idle_.async_wait([self = self_](boost::system::error_code ec) {
       if (ec || *self == nullptr || !(*self)->reading_) return;
       session& s = **self;
-      if (std::chrono::steady_clock::now() < s.last_read_ + s.hub_.options().idle_timeout) {
-        s.watch_idle();
+      const auto now = std::chrono::steady_clock::now();
+      if (!s.in_read_ || now < s.last_read_ + s.hub_.options().idle_timeout) {
+        s.watch_idle(s.in_read_ ? s.last_read_ : now);
         return;
       }
       s.idle_expired_ = true;
@@ -374,7 +379,8 @@ class session {
   // A plain socket: Beast's tcp_stream would set and cancel a timer around every read of every frame.
   tcp::socket socket_;
   asio::steady_timer idle_;
-  std::chrono::steady_clock::time_point last_read_;
+  std::chrono::steady_clock::time_point last_read_;  // when the current or last read started
+  bool in_read_ = false;
   bool reading_ = true;
   bool idle_expired_ = false;
   frame_parser parser_;

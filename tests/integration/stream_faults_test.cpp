@@ -111,6 +111,37 @@ TEST_F(StreamFaultTest, AWriterHeldBackStopsTheReadingWithinTheWindowAndLosesNot
   allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
 }
 
+// The idle timeout counts time waiting for the peer, not time the store holds the session back: an
+// AudioSocket connection whose frames wait for a held writer longer than the limit is not closed as idle.
+TEST_F(StreamFaultTest, AnAudioSocketHeldBackByTheStoreIsNotIdle) {
+  start_server({{"--audiosocket-port", "0"}, {"--stream-window", "8"}, {"--stream-idle-timeout", "500ms"}});
+  auto c = connect();
+  const std::string id = "cccccccc-0000-0000-0000-000000000001";
+  audiosocket_client as(audiosocket_port(server()));
+  as.send_uuid(id);
+  as.send_audio(l16_frame(1));
+  ASSERT_TRUE(wait_until([&] { return db().packet_count(id) == 1; }, 10s));
+  sqlite3* lock = nullptr;
+  ASSERT_EQ(sqlite3_open(server().db_path().c_str(), &lock), SQLITE_OK);
+  sqlite3_busy_timeout(lock, 5000);
+  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(lock);
+  for (int n = 2; n <= 60; ++n) as.send_audio(l16_frame(n));
+  const std::string frames_read = R"(aipbx_stream_frames_total{protocol="audiosocket"})";
+  ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
+  std::this_thread::sleep_for(1200ms);  // more than twice the idle limit, the window full
+  ASSERT_EQ(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(lock);
+  as.close();  // Asterisk's hang-up: the call ends
+  ASSERT_TRUE(server().wait_for_record(
+      [](const json::object& o) { return string_field(o, "msg") == "stream closed"; }, 10s));
+  EXPECT_TRUE(server().wait_for_record(
+      [](const json::object& o) { return string_field(o, "msg") == "stream closed" && string_field(o, "reason") == "stopped"; },
+      1s));
+  EXPECT_EQ(db().packet_count(id), 60);
+  EXPECT_LT(metric(c, R"(aipbx_stream_closes_total{protocol="audiosocket",reason="idle"})"), 1);  // -1: never counted
+  allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
+}
+
 TEST_F(StreamFaultTest, SigtermClosesStreamsWithGoingAwayOnceWhatWasReadIsDurable) {
   start_server({{"--audiosocket-port", "0"}});
   ws_client seq(server().port(), "/v1/audio-fork/term-seq?sequenced=1");
