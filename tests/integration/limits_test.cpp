@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -286,10 +285,7 @@ TEST_F(LimitsTest, FullWriterQueueAnswers503WithRetryAfterAndLosesNothingAcknowl
   constexpr int clients = 12;
   std::vector<connection> conns;
   for (int i = 0; i < clients; ++i) conns.push_back(connect(15s));
-  sqlite3* lock = nullptr;
-  ASSERT_EQ(sqlite3_open(server().db_path().c_str(), &lock), SQLITE_OK);
-  sqlite3_busy_timeout(lock, 5000);
-  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(lock);
+  writer_lock lock(server().db_path());
 
   std::vector<http_response> answers(clients);
   std::vector<char> answered_under_lock(clients, 0);
@@ -312,8 +308,7 @@ TEST_F(LimitsTest, FullWriterQueueAnswers503WithRetryAfterAndLosesNothingAcknowl
   // held in all).
   EXPECT_TRUE(wait_until([&] { return answered.load() >= clients - 5; }, 4s, 5ms));
   releasing = true;  // before the lock goes: an answer the lock held back always sees it
-  ASSERT_EQ(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(lock);
+  ASSERT_TRUE(lock.release());
   for (auto& t : threads) t.join();
 
   int accepted = 0, refused = 0;

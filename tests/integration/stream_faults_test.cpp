@@ -2,7 +2,6 @@
 // reading, within its window, and loses nothing), SIGTERM (streams close with "going away" once what was
 // read is durable, the sequenced fork acknowledged up to it), and SIGKILL under load (every acknowledged
 // frame is stored; what was sent without an acknowledgement and lost is the loss window, measured here).
-#include <sqlite3.h>
 
 #include <atomic>
 #include <boost/json/parse.hpp>
@@ -84,10 +83,7 @@ TEST_F(StreamFaultTest, AWriterHeldBackStopsTheReadingWithinTheWindowAndLosesNot
   ws.send_text(twilio_media(1));
   ASSERT_TRUE(wait_until([&] { return db().packet_count("CA-held") == 1; }, 10s));
 
-  sqlite3* lock = nullptr;
-  ASSERT_EQ(sqlite3_open(server().db_path().c_str(), &lock), SQLITE_OK);
-  sqlite3_busy_timeout(lock, 5000);
-  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(lock);
+  writer_lock lock(server().db_path());
   // While the writer cannot commit, the sender goes on: 300 frames, far more than the window.
   std::thread sender([&] {
     for (int chunk = 2; chunk <= 301; ++chunk) ws.send_text(twilio_media(chunk));
@@ -99,8 +95,7 @@ TEST_F(StreamFaultTest, AWriterHeldBackStopsTheReadingWithinTheWindowAndLosesNot
   std::this_thread::sleep_for(300ms);  // time for more reads, were the window not holding them back
   const auto read_under_lock = metric(c, frames_read);
   EXPECT_LE(read_under_lock, 1 + 8 + 1) << "read while the writer was held back";
-  ASSERT_EQ(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(lock);
+  ASSERT_TRUE(lock.release());
   sender.join();
   ws.send_text(R"({"event":"stop"})");
   EXPECT_EQ(ws.wait_close(20s).code, 1000);
@@ -121,16 +116,12 @@ TEST_F(StreamFaultTest, AnAudioSocketHeldBackByTheStoreIsNotIdle) {
   as.send_uuid(id);
   as.send_audio(l16_frame(1));
   ASSERT_TRUE(wait_until([&] { return db().packet_count(id) == 1; }, 10s));
-  sqlite3* lock = nullptr;
-  ASSERT_EQ(sqlite3_open(server().db_path().c_str(), &lock), SQLITE_OK);
-  sqlite3_busy_timeout(lock, 5000);
-  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(lock);
+  writer_lock lock(server().db_path());
   for (int n = 2; n <= 60; ++n) as.send_audio(l16_frame(n));
   const std::string frames_read = R"(aipbx_stream_frames_total{protocol="audiosocket"})";
   ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
   std::this_thread::sleep_for(1200ms);  // more than twice the idle limit, the window full
-  ASSERT_EQ(sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(lock);
+  ASSERT_TRUE(lock.release());
   as.close();  // Asterisk's hang-up: the call ends
   ASSERT_TRUE(server().wait_for_record(
       [](const json::object& o) { return string_field(o, "msg") == "stream closed"; }, 10s));

@@ -85,4 +85,28 @@ bool sqlite_reader::call_exists(const std::string& call_id) const {
   return scalar("SELECT COUNT(*) FROM calls WHERE id = ?", {call_id}) > 0;
 }
 
+writer_lock::writer_lock(const std::filesystem::path& db) {
+  if (sqlite3_open(db.c_str(), &db_) != SQLITE_OK) {
+    const std::string message = sqlite3_errmsg(db_);
+    sqlite3_close(db_);
+    throw std::runtime_error("open " + db.string() + ": " + message);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const std::string message = sqlite3_errmsg(db_);
+    sqlite3_close(db_);
+    throw std::runtime_error("BEGIN IMMEDIATE on " + db.string() + ": " + message);
+  }
+}
+
+writer_lock::~writer_lock() { (void)release(); }
+
+bool writer_lock::release() {
+  if (db_ == nullptr) return true;
+  const bool rolled_back = sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK;
+  sqlite3_close(db_);
+  db_ = nullptr;
+  return rolled_back;
+}
+
 }  // namespace aipbx::itest

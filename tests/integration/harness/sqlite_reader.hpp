@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+struct sqlite3;
+
 namespace aipbx::itest {
 
 using sql_param = std::variant<std::int64_t, std::string>;
@@ -39,6 +41,21 @@ class sqlite_reader {
 
  private:
   std::filesystem::path db_;
+};
+
+// Holds the file's write lock from a connection of its own (BEGIN IMMEDIATE, as another process would), so
+// that the server's writer cannot commit until `release` (false if its ROLLBACK failed) or destruction.
+// Throws std::runtime_error with SQLite's message if the lock cannot be taken within 5 s.
+class writer_lock {
+ public:
+  explicit writer_lock(const std::filesystem::path& db);
+  ~writer_lock();
+  writer_lock(const writer_lock&) = delete;
+  writer_lock& operator=(const writer_lock&) = delete;
+  bool release();
+
+ private:
+  sqlite3* db_ = nullptr;
 };
 
 }  // namespace aipbx::itest
