@@ -162,10 +162,12 @@ for protocol in $protocols; do
     verdict=""
     for ((round = 1; round <= rounds; round++)); do
       for b in "${builds[@]}"; do
-        if ! verdict=$(run_one "$b" "$protocol" "$calls" "$round"); then
-          echo "$verdict"
+        # In this shell, not a command substitution's: the servers it starts are this script's to stop on exit.
+        if ! run_one "$b" "$protocol" "$calls" "$round" >"$work/row"; then
+          cat "$work/row"
           break 3
         fi
+        verdict=$(cat "$work/row")
         echo "$verdict"
       done
     done
