@@ -6,6 +6,7 @@
 #include "net/listen.hpp"
 #include "storage/async_store.hpp"
 #include "streams/call_feed.hpp"
+#include "streams/idle_watch.hpp"
 #include "streams/reframer.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -128,7 +129,11 @@ class session {
         stats_(hub.stats().of(protocol::audiosocket)),
         executor_(socket.get_executor()),
         socket_(std::move(socket)),
-        idle_(executor_),
+        idle_(executor_, hub.options().idle_timeout,
+              [this] {
+                boost::system::error_code ignored;
+                socket_.cancel(ignored);
+              }),
         parser_(hub.options().message_limit),
         feed_(hub, protocol::audiosocket, executor_),
         self_(std::make_shared<session*>(this)) {
@@ -213,14 +218,11 @@ class session {
 
   asio::awaitable<void> loop() {
     std::array<std::uint8_t, 8192> chunk;
-    watch_idle(std::chrono::steady_clock::now());
+    idle_.start();
     struct stop_watching {
-      session& s;
-      ~stop_watching() {
-        s.reading_ = false;
-        s.idle_.cancel();
-      }
-    } stop{*this};
+      idle_watch& idle;
+      ~stop_watching() { idle.stop(); }
+    } stop{idle_};
     for (;;) {
       frame_parser::frame f;
       frame_parser::status st;
@@ -237,44 +239,19 @@ class session {
         reason_ = close_reason::shutdown;
         co_return;
       }
-      // The limit is on waiting for the peer: time spent handing frames on (the store pushing back) is not
-      // idle time, as it was not for a timer around each read.
-      last_read_ = std::chrono::steady_clock::now();
-      in_read_ = true;
+      idle_.read_started();
       auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk), use_tuple);
-      in_read_ = false;
+      idle_.read_ended();
       if (ec) {
         if (feed_.failure()) co_return;
         if (stopping_) reason_ = close_reason::shutdown;
-        else if (idle_expired_) reason_ = close_reason::idle;
+        else if (idle_.expired()) reason_ = close_reason::idle;
         else if (ec == asio::error::eof) reason_ = parser_.inside_frame() ? close_reason::broken : close_reason::stopped;
         else reason_ = close_reason::broken;
         co_return;
       }
       parser_.append({chunk.data(), n});
     }
-  }
-
-  // The idle timeout without a timer per read: one timer, set for the limit after the start of the read
-  // it knows of; when it fires early (a read started since, or none is waiting), it is set again. Once a
-  // read has waited the whole limit it is cancelled. The handler finds the session through `self_`
-  // (cleared by the destructor).
-  void watch_idle(std::chrono::steady_clock::time_point from) {
-    const auto limit = hub_.options().idle_timeout;
-    if (limit.count() <= 0) return;
-    idle_.expires_at(from + limit);
-    idle_.async_wait([self = self_](boost::system::error_code ec) {
-      if (ec || *self == nullptr || !(*self)->reading_) return;
-      session& s = **self;
-      const auto now = std::chrono::steady_clock::now();
-      if (!s.in_read_ || now < s.last_read_ + s.hub_.options().idle_timeout) {
-        s.watch_idle(s.in_read_ ? s.last_read_ : now);
-        return;
-      }
-      s.idle_expired_ = true;
-      boost::system::error_code ignored;
-      s.socket_.cancel(ignored);
-    });
   }
 
   asio::awaitable<void> on_frame(const frame_parser::frame& f) {
@@ -378,11 +355,8 @@ class session {
   asio::any_io_executor executor_;
   // A plain socket: Beast's tcp_stream would set and cancel a timer around every read of every frame.
   tcp::socket socket_;
-  asio::steady_timer idle_;
-  std::chrono::steady_clock::time_point last_read_;  // when the current or last read started
-  bool in_read_ = false;
-  bool reading_ = true;
-  bool idle_expired_ = false;
+  // The idle limit counts only time waiting for the peer, not time the store holds the session back.
+  idle_watch idle_;
   frame_parser parser_;
   call_feed feed_;
   std::shared_ptr<session*> self_;

@@ -39,7 +39,7 @@ websocket_session::websocket_session(stream_hub& hub, message_channel& channel, 
       feed_(hub, kind, channel.executor()),
       self_(std::make_shared<websocket_session*>(this)),
       stats_(hub.stats().of(kind)),
-      idle_(channel.executor()),
+      idle_(channel.executor(), hub.options().idle_timeout, [this] { on_idle(); }),
       writes_idle_(channel.executor(), std::chrono::steady_clock::time_point::max()),
       tasks_done_(channel.executor(), std::chrono::steady_clock::time_point::max()) {}
 
@@ -59,7 +59,6 @@ void websocket_session::spawn(asio::awaitable<void> task) {
 
 asio::awaitable<void> websocket_session::run() {
   started_at_ = system_now();
-  last_message_ = std::chrono::steady_clock::now();
   // The hub may call the stop hook from any thread until this session leaves: it posts to the strand and
   // finds the session through `self_`, which the destructor clears (on the strand).
   auto entry = hub_.enter(kind_, [self = self_, ex = channel_.executor()] {
@@ -100,7 +99,7 @@ asio::awaitable<void> websocket_session::run() {
     log::error("stream failed", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"error", e.what()}});
     reason_ = close_reason::internal;
   }
-  idle_.cancel();
+  idle_.stop();
   writes_idle_.cancel();
   while (tasks_ > 0) co_await tasks_done_.async_wait(use_tuple);
   const close_reason reason = reason_.value_or(close_reason::closed);
@@ -119,12 +118,14 @@ asio::awaitable<void> websocket_session::run() {
 }
 
 asio::awaitable<void> websocket_session::read_loop() {
-  spawn(watch_idle());
+  idle_.start();
   auto connected_op = on_connected();
   co_await std::move(connected_op);
   while (!feed_.failure()) {
+    idle_.read_started();
     auto read_op = channel_.read();
     const auto ec = co_await std::move(read_op);
+    idle_.read_ended();
     if (ec == websocket::error::message_too_big) {
       refuse(close_code::too_big, close_reason::bad_message,
              "a message over the limit of " + std::to_string(hub_.options().message_limit) + " bytes");
@@ -134,7 +135,6 @@ asio::awaitable<void> websocket_session::read_loop() {
       if (!reason_) reason_ = reason_for_read_error(ec);
       break;
     }
-    last_message_ = std::chrono::steady_clock::now();
     auto handle_op = on_message(channel_.message(), channel_.is_text());
     const step s = co_await std::move(handle_op);
     if (feed_.failure()) break;
@@ -144,7 +144,7 @@ asio::awaitable<void> websocket_session::read_loop() {
     }
   }
   done_ = true;
-  idle_.cancel();
+  idle_.stop();
   if (const auto& f = feed_.failure()) {
     reason_ = f->reason;
     log::warn("stream refused", {{"protocol", to_string(kind_)}, {"call_id", call_id_}, {"remote", request_.remote},
@@ -164,20 +164,11 @@ close_reason websocket_session::reason_for_read_error(const boost::system::error
   return close_reason::broken;
 }
 
-asio::awaitable<void> websocket_session::watch_idle() {
-  const auto limit = hub_.options().idle_timeout;
-  while (!done_ && limit.count() > 0) {
-    idle_.expires_at(last_message_ + limit);
-    co_await idle_.async_wait(use_tuple);
-    if (done_ || closing_) break;
-    if (std::chrono::steady_clock::now() >= last_message_ + limit) {
-      reason_ = close_reason::idle;
-      auto op = close_with(close_code::policy_violation,
-                           "idle: nothing received for " + std::to_string(limit.count()) + " ms");
-      co_await std::move(op);
-      break;
-    }
-  }
+void websocket_session::on_idle() {
+  if (done_ || closing_) return;
+  reason_ = close_reason::idle;
+  spawn(close_with(close_code::policy_violation,
+                   "idle: nothing received for " + std::to_string(idle_.limit().count()) + " ms"));
 }
 
 void websocket_session::send_text(std::string text) {

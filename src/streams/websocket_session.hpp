@@ -8,6 +8,7 @@
 #pragma once
 
 #include "streams/call_feed.hpp"
+#include "streams/idle_watch.hpp"
 #include "streams/message_channel.hpp"
 #include "streams/stream_hub.hpp"
 
@@ -70,7 +71,8 @@ class websocket_session {
   // Runs `task` on the strand; the session waits for every such task before it ends.
   void spawn(boost::asio::awaitable<void> task);
   boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> watch_idle();
+  // A read waited the whole idle limit: the stream is closed (1008).
+  void on_idle();
   boost::asio::awaitable<void> flush_writes();
   boost::asio::awaitable<void> writes_done();
   boost::asio::awaitable<void> close_with(close_code code, std::string text);
@@ -81,9 +83,9 @@ class websocket_session {
   close_reason reason_for_read_error(const boost::system::error_code& ec) const;
 
   protocol_stats& stats_;
-  boost::asio::steady_timer idle_;
+  // The idle limit counts only time waiting for the peer, not time the store holds the session back.
+  idle_watch idle_;
   boost::asio::steady_timer writes_idle_;
-  std::chrono::steady_clock::time_point last_message_;
   std::deque<std::string> outbox_;
   bool writing_ = false;
   bool closing_ = false;        // a close frame was sent (or the connection is gone): no more writes

@@ -133,6 +133,29 @@ TEST_F(StreamFaultTest, AnAudioSocketHeldBackByTheStoreIsNotIdle) {
   allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
 }
 
+// The same for a WebSocket stream (Twilio here; the fork shares the session): its idle limit is on
+// waiting for a message, not on the time since the last one.
+TEST_F(StreamFaultTest, AWebSocketHeldBackByTheStoreIsNotIdle) {
+  start_server({{"--stream-window", "8"}, {"--stream-idle-timeout", "500ms"}});
+  auto c = connect();
+  ws_client ws(server().port(), "/v1/media-streams");
+  ws.send_text(twilio_start("CA-held-idle"));
+  ws.send_text(twilio_media(1));
+  ASSERT_TRUE(wait_until([&] { return db().packet_count("CA-held-idle") == 1; }, 10s));
+  writer_lock lock(server().db_path());
+  for (int chunk = 2; chunk <= 60; ++chunk) ws.send_text(twilio_media(chunk));
+  const std::string frames_read = R"(aipbx_stream_frames_total{protocol="twilio"})";
+  ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
+  std::this_thread::sleep_for(1200ms);  // more than twice the idle limit, the window full
+  ASSERT_TRUE(lock.release());
+  ws.send_text(R"({"event":"stop"})");
+  const auto closed = ws.wait_close(20s);
+  EXPECT_EQ(closed.code, 1000) << closed.reason;
+  EXPECT_EQ(db().packet_count("CA-held-idle"), 60);
+  EXPECT_LT(metric(c, R"(aipbx_stream_closes_total{protocol="twilio",reason="idle"})"), 1);  // -1: never counted
+  allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
+}
+
 TEST_F(StreamFaultTest, SigtermClosesStreamsWithGoingAwayOnceWhatWasReadIsDurable) {
   start_server({{"--audiosocket-port", "0"}});
   ws_client seq(server().port(), "/v1/audio-fork/term-seq?sequenced=1");
