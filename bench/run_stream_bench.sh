@@ -26,8 +26,10 @@
 #   --rounds N        run the builds' turns N times over (default 1)
 # Builds nothing: pass the binary (default build/release/src/app/aipbx); aipbx_stream_load is taken beside
 # it in build/release/bench. Needs wrk. Loopback only; every process it starts is stopped on exit.
-# Besides the load generator's figures, each row has the server's mean commit time and the pages its commits
-# appended to the write-ahead log per stored frame (embedded store; from /metrics).
+# Besides the load generator's figures, each row has the server's mean commit time, the pages its commits
+# appended to the write-ahead log per stored frame, and the WAL's restarts (the writer's own checkpoints:
+# count x mean length), all from /metrics (embedded store). The disk lines give the sync of an append and the
+# sync of rewritten random pages, which a checkpoint waits for.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -55,7 +57,7 @@ while [ $# -gt 0 ]; do
     --db-dir) db_dir=$2; shift 2 ;;
     --build) builds+=("$2"); shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) aipbx_bin=$1; shift ;;
   esac
 done
@@ -107,6 +109,29 @@ print("p50 %.2f ms, p99 %.2f ms" % (t[50], t[98]))
 PY
 )
 echo "disk: fdatasync of an 8 KiB append in the database's directory: $disk_sync"
+# What a checkpoint's sync of the database file costs: N random 4 KiB pages of a 64 MiB file rewritten, then
+# fdatasync (the median of 5 for each N). The WAL's restart waits for one such sync with the writer paused.
+page_sync=$(python3 - "${db_dir:-$work}" <<'PY'
+import os, random, sys, time
+path = os.path.join(sys.argv[1], "page-probe")
+fd = os.open(path, os.O_RDWR | os.O_CREAT)
+size = 64 << 20
+for at in range(0, size, 1 << 20):
+    os.pwrite(fd, os.urandom(1 << 20), at)
+os.fsync(fd)
+page, rng, out = os.urandom(4096), random.Random(1), []
+for n in (250, 1000, 4000):
+    t = []
+    for _ in range(5):
+        for p in rng.sample(range(size // 4096), n):
+            os.pwrite(fd, page, p * 4096)
+        s = time.perf_counter(); os.fdatasync(fd); t.append((time.perf_counter() - s) * 1000)
+    out.append("%d pages %.1f ms" % (n, sorted(t)[2]))
+os.close(fd); os.unlink(path)
+print(", ".join(out))
+PY
+)
+echo "disk: fdatasync after rewriting random 4 KiB pages of a 64 MiB file: $page_sync"
 
 start_run ceiling
 before=$(cpu_seconds_of "$AIPBX_PID")
@@ -118,8 +143,8 @@ ceiling_requests=$(awk '/requests in/ { print $1 }' "$work/ceiling.txt")
 healthz_us=$(awk -v a="$after" -v b="$before" -v n="$ceiling_requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')
 echo "ceiling: GET /healthz at $ceiling_rps requests/s (wrk -t2 -c64, ${ceiling_seconds}s), server CPU $healthz_us µs per request"
 echo
-printf '%-8s %-12s %6s %9s %9s %9s %8s %8s %9s %9s %9s %9s %7s %9s %8s %s\n' build protocol calls frames/s sent \
-  stored lag_p50 lag_p99 within20 answer99 server_us load_us x_healthz commit_ms wal_pf verdict
+printf '%-8s %-12s %6s %9s %9s %9s %8s %8s %9s %9s %9s %9s %7s %9s %8s %11s %s\n' build protocol calls frames/s \
+  sent stored lag_p50 lag_p99 within20 answer99 server_us load_us x_healthz commit_ms wal_pf restarts verdict
 declare -A held
 # One run: a fresh aipbx of build $1 (name:binary) takes $3 calls over protocol $2 (round $4); prints its row.
 run_one() {
@@ -148,12 +173,17 @@ commits, commit_s = metric("aipbx_commit_seconds_count"), metric("aipbx_commit_s
 pages = metric("aipbx_log_pages_total")
 commit_ms = "%.2f" % (commit_s / commits * 1000) if commits else "-"
 wal = "%.2f" % (pages / r["stored"]) if pages is not None and r["stored"] else "-"
+# The writer's own checkpoints: each is the pause that lets the WAL start over (the writer copies what the
+# checkpointer left and syncs the file while the next batch waits): how many, and their mean length.
+restarts = metric(r'aipbx_checkpoint_seconds_count\{by="writer"\}')
+restart_s = metric(r'aipbx_checkpoint_seconds_sum\{by="writer"\}')
+restart = "%dx%.0fms" % (restarts, restart_s / restarts * 1000) if restarts else "0"
 holds = r["ok"] and r["lag_p99_ms"] <= 20
 ans = "%.1f" % r["answer_p99_ms"] if r["protocol"] in ("http", "fork-seq") else "-"
-print("%-8s %-12s %6d %9.0f %9d %9d %8.2f %8.2f %8.1f%% %9s %9.1f %9.1f %7.1fx %9s %8s %s" % (
+print("%-8s %-12s %6d %9.0f %9d %9d %8.2f %8.2f %8.1f%% %9s %9.1f %9.1f %7.1fx %9s %8s %11s %s" % (
     sys.argv[3], r["protocol"], r["calls"], r["frames_per_s"], r["sent"], r["stored"], r["lag_p50_ms"], r["lag_p99_ms"],
     100 * r["lag_within_20ms"], ans, r["server_us_per_frame"], r["load_us_per_frame"],
-    r["server_us_per_frame"] / h if h > 0 else 0, commit_ms, wal, "holds" if holds else "does not hold"))
+    r["server_us_per_frame"] / h if h > 0 else 0, commit_ms, wal, restart, "holds" if holds else "does not hold"))
 EOF
 }
 for protocol in $protocols; do
