@@ -4,11 +4,16 @@
 
 namespace aipbx::streams {
 
-idle_watch::idle_watch(boost::asio::any_io_executor executor, std::chrono::milliseconds limit,
+idle_watch::idle_watch(const boost::asio::any_io_executor& executor, std::chrono::milliseconds limit,
                        std::function<void()> on_idle)
-    : timer_(std::move(executor)), limit_(limit), on_idle_(std::move(on_idle)), self_(std::make_shared<idle_watch*>(this)) {}
+    : timer_(executor),
+      limit_(limit),
+      on_idle_(std::move(on_idle)),
+      self_(std::make_shared<idle_watch*>(this)) {}
 
-idle_watch::~idle_watch() { *self_ = nullptr; }
+idle_watch::~idle_watch() {
+  *self_ = nullptr;
+}
 
 void idle_watch::start() {
   if (limit_.count() <= 0 || watching_ || expired_) return;

@@ -13,7 +13,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -23,7 +22,8 @@ namespace aipbx::streams {
 class idle_watch {
  public:
   // A limit of zero or less never expires.
-  idle_watch(boost::asio::any_io_executor executor, std::chrono::milliseconds limit, std::function<void()> on_idle);
+  idle_watch(const boost::asio::any_io_executor& executor, std::chrono::milliseconds limit,
+             std::function<void()> on_idle);
   ~idle_watch();
   idle_watch(const idle_watch&) = delete;
   idle_watch& operator=(const idle_watch&) = delete;
