@@ -25,6 +25,7 @@
 #include "log/log.hpp"
 #include "media/audio_codec.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
+#include "storage/sqlite/sqlite_db.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -354,6 +355,57 @@ BENCHMARK(BM_sqlite_stream_ingest)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(2);
+
+// count_jobs (GET /v1/queue, the dashboard's queue, the job gauges of /metrics) on a file holding N jobs
+// (state.range(0)), nearly all succeeded, as the history of a busy box does. range(1) = 0: the store's
+// count_jobs, the job_tallies row and the first entry of the queued jobs' index; 1: the statement it ran
+// before (a GROUP BY over every job), on a reader connection of its own, for the ratio in one run.
+void BM_sqlite_count_jobs(benchmark::State& state) {
+  const auto jobs = state.range(0);
+  const bool grouped = state.range(1) != 0;
+  const auto dir = bench_dir() / ("aipbx-micro-jobs-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  sqlite_options options;
+  options.path = (dir / "bench.db").string();
+  {
+    sqlite_call_store schema(options);  // creates the file and its schema
+    schema.stop();
+  }
+  {
+    sqlite::connection c(options.path, sqlite::connection::mode::read_write);
+    c.exec("INSERT INTO calls(id, created_at, updated_at, state_changed_at) VALUES ('bench', 1, 1, 1)");
+    c.prepare("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+              "INSERT INTO jobs(call_id, first_sequence, last_sequence, state, attempts, max_attempts, run_at, "
+              "created_at, updated_at) SELECT 'bench', i, i, CASE WHEN i % 1000 = 0 THEN 'queued' ELSE "
+              "'succeeded' END, 1, 5, i, i, i FROM n")
+        .bind(1, jobs)
+        .run();
+    c.exec("UPDATE job_tallies SET queued = (SELECT COUNT(*) FROM jobs WHERE state = 'queued'), "
+           "succeeded = (SELECT COUNT(*) FROM jobs WHERE state = 'succeeded')");
+  }
+  std::int64_t counted = 0;
+  {
+    sqlite_call_store store(options);
+    sqlite::connection reader(options.path, sqlite::connection::mode::read_only);
+    auto group = reader.prepare("SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    for (auto _ : state) {
+      counted = 0;
+      if (grouped) {
+        while (group.step()) counted += group.column_int(1);
+        group.reset();
+      } else {
+        const auto c = store.count_jobs().value();
+        counted = c.queued + c.running + c.succeeded + c.dead;
+      }
+    }
+    store.stop();
+  }
+  std::filesystem::remove_all(dir);
+  state.SetLabel(grouped ? "GROUP BY over the jobs (before)" : "count_jobs (tallies)");
+  if (counted != jobs) state.SkipWithError("the figures do not add up to the jobs");
+}
+BENCHMARK(BM_sqlite_count_jobs)->ArgsProduct({{20'000, 200'000}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -274,7 +274,25 @@ DROP INDEX calls_unsegmented;
 DROP INDEX calls_active;
 )sql";
 
-constexpr std::array<migration, 10> all{{
+// The queue's figures (GET /v1/queue, the dashboard, /metrics) counted the jobs table by state, every job
+// ever run included: a read that grew with the history. The writer now adds what each transaction changed
+// to one row, and the figures are that row. Filled here from the jobs there are.
+constexpr const char* v11_job_tallies = R"sql(
+CREATE TABLE job_tallies (
+  id        INTEGER PRIMARY KEY CHECK (id = 1),
+  queued    INTEGER NOT NULL,
+  retrying  INTEGER NOT NULL,
+  running   INTEGER NOT NULL,
+  succeeded INTEGER NOT NULL,
+  dead      INTEGER NOT NULL
+);
+INSERT INTO job_tallies(id, queued, retrying, running, succeeded, dead)
+SELECT 1, COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'queued' AND attempts > 0), 0),
+       COALESCE(SUM(state = 'running'), 0), COALESCE(SUM(state = 'succeeded'), 0), COALESCE(SUM(state = 'dead'), 0)
+FROM jobs;
+)sql";
+
+constexpr std::array<migration, 11> all{{
     {1, "calls, packets and gaps", v1_calls_and_packets},
     {2, "jobs and transcript segments", v2_jobs},
     {3, "call lifecycle, lost ranges and late packets", v3_lifecycle},
@@ -285,6 +303,7 @@ constexpr std::array<migration, 10> all{{
     {8, "event log", v8_event_log},
     {9, "transcript partials", v9_transcript_partials},
     {10, "calls' activity without indexes", v10_unindexed_activity},
+    {11, "job tallies", v11_job_tallies},
 }};
 
 }  // namespace

@@ -111,7 +111,10 @@ writer::writer(const sqlite_options& options, std::unique_ptr<connection> db)
           "INSERT INTO transcript_partials(job_id, call_id, attempt, text, heard_ms, updated_at) VALUES (?, ?, ?, "
           "?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET attempt = excluded.attempt, text = excluded.text, "
           "heard_ms = excluded.heard_ms, updated_at = excluded.updated_at")),
-      delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")) {
+      delete_partial_(db_->prepare("DELETE FROM transcript_partials WHERE job_id = ?")),
+      add_to_tallies_(db_->prepare(
+          "UPDATE job_tallies SET queued = queued + ?, retrying = retrying + ?, running = running + ?, "
+          "succeeded = succeeded + ?, dead = dead + ?")) {
   auto head = db_->prepare("SELECT last_id FROM event_log_state");
   if (head.step()) last_event_id_ = head.column_int(0);
 }
@@ -123,6 +126,8 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   ledger_.begin();
   jobs_.begin();
   job_rows_.clear();
+  stored_jobs_.clear();
+  tally_ = {};
   jobs_queued_ = false;
   const std::int64_t events_before = last_event_id_;
   pruning_ = 0;
@@ -138,6 +143,13 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     }
     for (auto* rec : ledger_.dirty()) write_call(*rec, now);
     if (last_event_id_ != events_before) set_log_head_.bind(1, last_event_id_).run();
+    if (!tally_.empty())
+      add_to_tallies_.bind(1, tally_.queued)
+          .bind(2, tally_.retrying)
+          .bind(3, tally_.running)
+          .bind(4, tally_.succeeded)
+          .bind(5, tally_.dead)
+          .run();
     tx.commit();
   } catch (const sqlite_error& e) {
     // The transaction rolled back: the cached trackers may hold changes that were never stored, and the
@@ -188,6 +200,7 @@ void writer::write_rows(double now) {
         .bind(6, now)
         .bind(7, now)
         .run();
+    tally_.add(job_state::queued, 0, 1);
     jobs_queued_ = true;
   }
   for (const auto& t : rows.transitions) {
@@ -219,6 +232,11 @@ void writer::write_log_rows() {
 void writer::write_job_rows() {
   auto& rows = jobs_.rows();
   for (const auto& j : rows.jobs) {
+    // The ledger changes only rows this batch read: each is in stored_jobs_, as the database holds it.
+    auto& was = stored_jobs_.at(j.id);
+    tally_.add(was.state, was.attempts, -1);
+    tally_.add(j.state, j.attempts, 1);
+    was = {j.state, j.attempts};
     update_job_.bind(1, to_string(j.state))
         .bind(2, std::int64_t{j.attempts})
         .bind(3, j.run_at)
@@ -421,20 +439,22 @@ job* writer::load_job(std::int64_t id) {
   // Read again even when this batch read it before: the database holds what the ledger changed since.
   select_job_.bind(1, id);
   job* j = nullptr;
-  if (select_job_.step()) j = &(job_rows_[id] = read_job(select_job_));
+  if (select_job_.step()) j = keep_job(read_job(select_job_));
   select_job_.reset();
   return j;
+}
+
+job* writer::keep_job(job j) {
+  const auto id = j.id;
+  stored_jobs_.insert_or_assign(id, stored_job{j.state, j.attempts});
+  return &(job_rows_[id] = std::move(j));
 }
 
 std::vector<job*> writer::read_jobs(statement& query) {
   std::vector<job*> out;
   // The statement is bound already; writing first does not disturb it (another statement).
   write_job_rows();
-  while (query.step()) {
-    job j = read_job(query);
-    const auto id = j.id;
-    out.push_back(&(job_rows_[id] = std::move(j)));
-  }
+  while (query.step()) out.push_back(keep_job(read_job(query)));
   query.reset();
   return out;
 }

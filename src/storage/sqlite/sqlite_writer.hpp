@@ -92,6 +92,8 @@ class writer {
   // Runs `query` (bound) and keeps the job rows it returns; what the job ledger changed is written first,
   // so the query sees it.
   std::vector<job*> read_jobs(statement& query);
+  // Keeps a job row read from the database.
+  job* keep_job(job j);
   queue_times read_queue_times();
 
   const sqlite_options& options_;
@@ -102,10 +104,19 @@ class writer {
       update_call_state_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
       next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
       select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
-      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_;
+      insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_,
+      add_to_tallies_;
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;
+  // What each of those rows holds in the database now (read, or written since), for the tallies.
+  struct stored_job {
+    job_state state = job_state::queued;
+    int attempts = 0;
+  };
+  std::unordered_map<std::int64_t, stored_job> stored_jobs_;
+  // What this batch changed in the job_tallies row (written once, before the commit).
+  job_tally tally_;
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;

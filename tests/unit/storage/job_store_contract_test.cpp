@@ -259,6 +259,7 @@ TEST_P(JobStore, RestartRequeuesRunningJobsWithoutCountingTheInterruptedAttempt)
     EXPECT_EQ(j.attempts, 0);
     EXPECT_FALSE(j.lease_owner.has_value());
   }
+  expect_counts_exact("after the restart");
 }
 
 TEST_P(JobStore, SegmentsAreCutFromContiguousPacketsOnly) {

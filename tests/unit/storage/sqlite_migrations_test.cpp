@@ -60,6 +60,9 @@ TEST_F(SqliteMigrations, UpgradeFromVersion3KeepsEveryRowAndReference) {
                      "'calls_active')"),
             0);
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM jobs INDEXED BY jobs_queued_due WHERE state = 'queued' AND run_at <= 9"), 1);
+  // The job tallies start from the jobs there were: one of each of queued, succeeded and dead.
+  EXPECT_EQ(count(c, "SELECT queued * 10000 + retrying * 1000 + running * 100 + succeeded * 10 + dead FROM job_tallies"),
+            10011);
   // References are whole and still enforced.
   EXPECT_EQ(count(c, "SELECT COUNT(*) FROM pragma_foreign_key_check"), 0);
   EXPECT_THROW(c.exec("INSERT INTO packets(call_id, sequence, data, timestamp, received_at) VALUES ('nope', 1, 'x', 1, 1)"),
