@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -73,7 +74,25 @@ std::int64_t metric(connection& c, const std::string& line_start) {
   return std::stoll(body.substr(at + line_start.size() + 1));
 }
 
-class StreamFaultTest : public integration_test {};
+class StreamFaultTest : public integration_test {
+ protected:
+  // With --stream-window 8 and --stream-idle-timeout 500ms: holds the writer while `send` gives the session
+  // more frames than its window, until it has read a window's worth, and for more than twice the idle
+  // limit after that (the session not reading), then lets the writer go.
+  void hold_the_writer_past_the_idle_limit(connection& c, const std::string& protocol,
+                                           const std::function<void()>& send) {
+    writer_lock lock(server().db_path());
+    send();
+    const std::string frames_read = "aipbx_stream_frames_total{protocol=\"" + protocol + "\"}";
+    ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
+    std::this_thread::sleep_for(1200ms);
+    ASSERT_TRUE(lock.release());
+  }
+  // -1 (never counted) or 0.
+  static std::int64_t idle_closes(connection& c, const std::string& protocol) {
+    return metric(c, "aipbx_stream_closes_total{protocol=\"" + protocol + "\",reason=\"idle\"}");
+  }
+};
 
 TEST_F(StreamFaultTest, AWriterHeldBackStopsTheReadingWithinTheWindowAndLosesNothing) {
   start_server({{"--stream-window", "8"}});
@@ -116,12 +135,9 @@ TEST_F(StreamFaultTest, AnAudioSocketHeldBackByTheStoreIsNotIdle) {
   as.send_uuid(id);
   as.send_audio(l16_frame(1));
   ASSERT_TRUE(wait_until([&] { return db().packet_count(id) == 1; }, 10s));
-  writer_lock lock(server().db_path());
-  for (int n = 2; n <= 60; ++n) as.send_audio(l16_frame(n));
-  const std::string frames_read = R"(aipbx_stream_frames_total{protocol="audiosocket"})";
-  ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
-  std::this_thread::sleep_for(1200ms);  // more than twice the idle limit, the window full
-  ASSERT_TRUE(lock.release());
+  ASSERT_NO_FATAL_FAILURE(hold_the_writer_past_the_idle_limit(c, "audiosocket", [&] {
+    for (int n = 2; n <= 60; ++n) as.send_audio(l16_frame(n));
+  }));
   as.close();  // Asterisk's hang-up: the call ends
   ASSERT_TRUE(server().wait_for_record(
       [](const json::object& o) { return string_field(o, "msg") == "stream closed"; }, 10s));
@@ -129,7 +145,7 @@ TEST_F(StreamFaultTest, AnAudioSocketHeldBackByTheStoreIsNotIdle) {
       [](const json::object& o) { return string_field(o, "msg") == "stream closed" && string_field(o, "reason") == "stopped"; },
       1s));
   EXPECT_EQ(db().packet_count(id), 60);
-  EXPECT_LT(metric(c, R"(aipbx_stream_closes_total{protocol="audiosocket",reason="idle"})"), 1);  // -1: never counted
+  EXPECT_LT(idle_closes(c, "audiosocket"), 1);
   allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
 }
 
@@ -142,17 +158,14 @@ TEST_F(StreamFaultTest, AWebSocketHeldBackByTheStoreIsNotIdle) {
   ws.send_text(twilio_start("CA-held-idle"));
   ws.send_text(twilio_media(1));
   ASSERT_TRUE(wait_until([&] { return db().packet_count("CA-held-idle") == 1; }, 10s));
-  writer_lock lock(server().db_path());
-  for (int chunk = 2; chunk <= 60; ++chunk) ws.send_text(twilio_media(chunk));
-  const std::string frames_read = R"(aipbx_stream_frames_total{protocol="twilio"})";
-  ASSERT_TRUE(wait_until([&] { return metric(c, frames_read) >= 9; }, 10s));
-  std::this_thread::sleep_for(1200ms);  // more than twice the idle limit, the window full
-  ASSERT_TRUE(lock.release());
+  ASSERT_NO_FATAL_FAILURE(hold_the_writer_past_the_idle_limit(c, "twilio", [&] {
+    for (int chunk = 2; chunk <= 60; ++chunk) ws.send_text(twilio_media(chunk));
+  }));
   ws.send_text(R"({"event":"stop"})");
   const auto closed = ws.wait_close(20s);
   EXPECT_EQ(closed.code, 1000) << closed.reason;
   EXPECT_EQ(db().packet_count("CA-held-idle"), 60);
-  EXPECT_LT(metric(c, R"(aipbx_stream_closes_total{protocol="twilio",reason="idle"})"), 1);  // -1: never counted
+  EXPECT_LT(idle_closes(c, "twilio"), 1);
   allow_error_log("commit failed");  // the writer's first try may time out on the lock; it is retried
 }
 
