@@ -52,6 +52,8 @@ struct call_record {
   std::optional<std::string> track;    // its track of a stream, set once
   std::optional<std::string> primary;  // the call of its stream's first track
   double state_changed_at = 0;
+  // Where the backend keeps its row, when it has such a key (SQLite: the calls row's rowid), 0 when not known.
+  std::int64_t row = 0;
   // What changed since the writer last wrote the record (the writer clears the flags it wrote).
   bool dirty = false;        // the calls row
   bool state_dirty = false;  // of which state, ended_at, end_reason or state_changed_at

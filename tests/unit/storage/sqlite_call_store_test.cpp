@@ -3,6 +3,7 @@
 #include "log/log.hpp"
 #include "storage/sqlite/buffered_wal_vfs.hpp"
 #include "storage/sqlite/sqlite_call_store.hpp"
+#include "storage/sqlite/sqlite_db.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -63,6 +64,35 @@ TEST_F(SqliteStore, PipelinedSyncAnswersAfterTheFlushThatCoversIt) {
     EXPECT_GT(syncs.load(), before) << "answered before any flush, packet " << i;
   }
   EXPECT_EQ(store.wal_stats().syncs, static_cast<std::uint64_t>(syncs.load()));
+}
+
+// The writer updates a call's row by the rowid it read (checked against the id): rowids that moved under
+// it (a VACUUM renumbers them in a table without an INTEGER PRIMARY KEY; here two calls swap theirs) are
+// looked up again, and no call is written over another.
+TEST_F(SqliteStore, ACallsRowFoundAgainWhenItsRowidMoved) {
+  sqlite_call_store store(options());
+  ASSERT_TRUE(ingest_sync(store, make_packet("c1", 1)).has_value());
+  ASSERT_TRUE(ingest_sync(store, make_packet("c2", 1)).has_value());
+  ASSERT_TRUE(ingest_sync(store, make_packet("c2", 2)).has_value());
+  {
+    sqlite::connection other(options().path, sqlite::connection::mode::read_write);
+    other.exec("PRAGMA busy_timeout = 5000");
+    other.exec(
+        "BEGIN IMMEDIATE;"
+        "CREATE TEMP TABLE before AS SELECT id, rowid AS old FROM calls WHERE id IN ('c1', 'c2');"
+        "UPDATE calls SET rowid = -rowid WHERE id IN ('c1', 'c2');"
+        "UPDATE calls SET rowid = (SELECT old FROM before WHERE before.id <> calls.id) WHERE id IN ('c1', 'c2');"
+        "COMMIT;");
+  }
+  ASSERT_TRUE(ingest_sync(store, make_packet("c1", 2)).has_value());
+  ASSERT_TRUE(ingest_sync(store, make_packet("c2", 3)).has_value());
+  ASSERT_TRUE(ingest_sync(store, make_packet("c1", 3)).has_value());
+  const auto c1 = store.get_call("c1").value();
+  const auto c2 = store.get_call("c2").value();
+  EXPECT_EQ(c1.packets_received, 3);
+  EXPECT_EQ(c1.last_sequence, 3);
+  EXPECT_EQ(c2.packets_received, 3);
+  EXPECT_EQ(c2.last_sequence, 3);
 }
 
 // Streamed packets wait for the commit delay and go in one transaction; a packet that came in between is
