@@ -451,8 +451,8 @@ void add_stream_options(CLI::App& cmd, serve_config& c) {
       ->check(CLI::Range(1.0, 1e6))
       ->capture_default_str();
   add_duration(cmd, "--stream-idle-timeout", c.stream_idle_timeout,
-               "Streams: close a stream that sends nothing for this long, counting only time waiting for the sender (0: never; "
-               "default 10s)",
+               "Streams: close a stream that sends nothing for this long, counting only time waiting for the "
+               "sender (0: never; default 10s)",
                "AIPBX_STREAM_IDLE_TIMEOUT");
   cmd.add_option("--stream-message-limit", c.stream_message_limit,
                  "Streams: largest WebSocket message and AudioSocket frame in bytes (larger: the stream is closed)")

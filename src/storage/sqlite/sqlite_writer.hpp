@@ -101,8 +101,8 @@ class writer {
   job_ledger jobs_;
   std::unique_ptr<connection> db_;
   statement insert_packet_, select_packet_data_, select_call_, select_gaps_, insert_call_, update_call_,
-      update_call_state_, select_call_row_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_, select_expired_,
-      next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
+      update_call_state_, select_call_row_, insert_gap_, delete_gap_, insert_job_, select_job_, select_due_,
+      select_expired_, next_due_, next_lease_, update_job_, insert_result_, select_idle_, select_expired_gaps_,
       select_timed_out_, mark_lost_, insert_transition_, flag_late_, set_media_, set_track_, insert_event_,
       insert_log_, set_log_head_, prune_cutoff_, prune_log_, set_pruned_, upsert_partial_, delete_partial_,
       add_to_tallies_;
