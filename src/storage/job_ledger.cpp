@@ -253,4 +253,13 @@ void job_ledger::log_committed() const {
   for (auto id : expired_dead_) log::error("ai job dead", {{"job_id", id}, {"error", lease_expired_error}});
 }
 
+void job_tally_changes::written(const job_rows& rows) {
+  for (const auto& j : rows.jobs) {
+    auto& was = stored_.at(j.id);
+    tally_.add(was.state, was.attempts, -1);
+    tally_.add(j.state, j.attempts, 1);
+    was = {j.state, j.attempts};
+  }
+}
+
 }  // namespace aipbx

@@ -36,6 +36,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace aipbx {
@@ -75,6 +76,36 @@ struct job_rows {
   void put(const job& j);
   // Lists the job's partial to be written, or (none) deleted, replacing an earlier change of it.
   void put_partial(std::int64_t job_id, std::optional<partial_row> row);
+};
+
+// What one writer transaction changes in the queue's tallies (`job_tally`): every job row it read is
+// remembered as the table holds it, each row it writes back counts as a move from that state to the new one
+// (and is then remembered as written), and each job it inserts counts as queued. Diffing the rows, not the
+// operations, counts every path of the ledger (claims, outcomes, releases, replays, expired leases) in one
+// place. The ledger changes only rows the transaction read, so every written row is known. One per writer;
+// `clear` at the start of each transaction (or its retry).
+class job_tally_changes {
+ public:
+  void clear() {
+    stored_.clear();
+    tally_ = {};
+  }
+  // A job row read from the table.
+  void read(const job& j) { stored_.insert_or_assign(j.id, stored{j.state, j.attempts}); }
+  // The rows about to be written back.
+  void written(const job_rows& rows);
+  // `n` jobs inserted (queued, no attempt yet).
+  void inserted(std::int64_t n) { tally_.add(job_state::queued, 0, n); }
+  // What the transaction's changes so far add to the tallies.
+  const job_tally& tally() const { return tally_; }
+
+ private:
+  struct stored {
+    job_state state = job_state::queued;
+    int attempts = 0;
+  };
+  std::unordered_map<std::int64_t, stored> stored_;
+  job_tally tally_;
 };
 
 // When a claim that found the queue short should come back: the earliest run_at of a queued job and the

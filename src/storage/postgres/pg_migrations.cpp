@@ -330,7 +330,7 @@ DROP TABLE events;
 
 // What GET /v1/queue, the dashboard and /metrics count (job_counts), without counting the jobs table, which
 // keeps every job ever run. Each writer adds what its transaction changed (the jobs it inserted, and each
-// job's move from the state it read to the state it wrote: pg_writer.cpp, count_changes) to a row of its
+// job's move from the state it read to the state it wrote: job_tally_changes in job_ledger.hpp) to a row of its
 // own, its shard, in the same transaction, so the tallies are exact whatever commits or rolls back; a
 // reader sums the rows. A writer's shard is the lowest number whose advisory lock (tally_space) its
 // session could take: two writers alive at once, on any nodes, never share a row, so they never wait on

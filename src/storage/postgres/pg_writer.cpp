@@ -147,8 +147,7 @@ void writer::reset() {
   keys_.clear();
   still_.clear();
   job_rows_.clear();
-  stored_.clear();
-  tally_ = {};
+  tallies_.clear();
   created_.clear();
   existing_.clear();
   inserted_.clear();
@@ -706,7 +705,7 @@ std::vector<job*> writer::keep_jobs(const result_set& r) {
   for (int i = 0; i < r.rows(); ++i) {
     job j = read_job(r, i);
     const auto id = j.id;
-    stored_.insert_or_assign(id, tallied{j.state, j.attempts});
+    tallies_.read(j);
     out.push_back(&(job_rows_[id] = std::move(j)));
   }
   return out;
@@ -1140,19 +1139,9 @@ void update_tracks(statements& out, const Calls& calls) {
 
 }  // namespace
 
-void writer::count_changes(const job_rows& rows) {
-  // The ledger changes only rows this transaction read, and locked: each is in stored_, as it is now.
-  for (const auto& j : rows.jobs) {
-    auto& was = stored_.at(j.id);
-    tally_.add(was.state, was.attempts, -1);
-    tally_.add(j.state, j.attempts, 1);
-    was = {j.state, j.attempts};
-  }
-}
-
 result_set writer::read_jobs_table(connection& c, connection::statement read) {
   std::vector<connection::statement> pipeline;
-  count_changes(jobs_.rows());
+  tallies_.written(jobs_.rows());
   write_job_rows(pipeline, jobs_.rows());
   jobs_.rows().clear();
   pipeline.push_back(std::move(read));
@@ -1167,10 +1156,10 @@ void writer::flush(std::vector<connection::statement>& out, double now, const st
   insert_packets(out, rows.packets, keys_, now);
   rewrite_gaps(out, calls_, now);
   insert_jobs(out, rows.jobs, keys_, options_.max_attempts, now);
-  count_changes(jobs_.rows());
+  tallies_.written(jobs_.rows());
   write_job_rows(out, jobs_.rows());
-  tally_.add(job_state::queued, 0, static_cast<std::int64_t>(rows.jobs.size()));
-  if (!tally_.empty()) out.push_back(add_to_tallies(shard_, tally_));
+  tallies_.inserted(static_cast<std::int64_t>(rows.jobs.size()));
+  if (!tallies_.tally().empty()) out.push_back(add_to_tallies(shard_, tallies_.tally()));
   insert_transitions(out, rows.transitions);
   update_media(out, calls_);
   update_tracks(out, calls_);

@@ -220,9 +220,6 @@ class writer {
   std::vector<job*> keep_jobs(const result_set& r);
   // Runs `read` after writing what the job ledger changed so far (one round trip), so it sees it.
   result_set read_jobs_table(connection& c, connection::statement read);
-  // Counts what writing the job ledger's rows changes in the job tallies: each job's move from its row as
-  // the table holds it now to the row written.
-  void count_changes(const job_rows& rows);
   queue_times read_queue_times(connection& c);
   // Appends the batch's writes to `out`, the pipeline that commits them.
   void flush(std::vector<connection::statement>& out, double now, const std::string& token);
@@ -244,14 +241,7 @@ class writer {
   std::unordered_map<std::string, std::int64_t> suspects_;
   std::unordered_map<std::int64_t, job>
       job_rows_;                                // read (and locked) by it; node-based: pointers stay valid
-  // What the job tallies count of each job row it read, as the table holds the row now (read, or
-  // written since by this transaction).
-  struct tallied {
-    job_state state = job_state::queued;
-    int attempts = 0;
-  };
-  std::unordered_map<std::int64_t, tallied> stored_;
-  job_tally tally_;  // what its job changes add to the tallies, written with its last writes
+  job_tally_changes tallies_;  // what its job changes add to the tallies, written with its last writes
   std::set<std::string, std::less<>> created_;  // created by it; the first packet reports it
   std::map<std::pair<std::string, std::int64_t>, std::string> existing_;  // stored before, for this batch
   std::map<packet_key, std::string_view> inserted_;  // stored by this batch

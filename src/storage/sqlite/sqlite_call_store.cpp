@@ -121,24 +121,25 @@ sqlite_call_store::sqlite_call_store(sqlite_options options) : options_(std::mov
   db->exec("PRAGMA foreign_keys = OFF");
   {
     // One node owns this file: whatever is `running` was its previous process's, interrupted.
+    // The job tallies take the moves in the same transaction.
     sqlite::transaction tx(*db);
-    job_tally moved;
-    auto running = db->prepare("SELECT attempts FROM jobs INDEXED BY jobs_running_lease WHERE state = 'running'");
-    while (running.step()) {
-      const auto attempts = static_cast<int>(running.column_int(0));
-      moved.add(job_state::running, attempts, -1);
-      moved.add(job_state::queued, std::max(attempts - 1, 0), 1);
-    }
     auto requeue = db->prepare(
         "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_owner = NULL, "
-        "lease_expires_at = NULL, run_at = ?1, updated_at = ?1 WHERE state = 'running'");
-    requeue.bind(1, options_.clock()).run();
-    const auto requeued = db->changes();
-    db->prepare("UPDATE job_tallies SET queued = queued + ?, retrying = retrying + ?, running = running + ?")
-        .bind(1, moved.queued)
-        .bind(2, moved.retrying)
-        .bind(3, moved.running)
-        .run();
+        "lease_expires_at = NULL, run_at = ?1, updated_at = ?1 WHERE state = 'running' RETURNING attempts");
+    requeue.bind(1, options_.clock());
+    job_tally moved;
+    std::int64_t requeued = 0;
+    for (; requeue.step(); ++requeued) {
+      moved.add(job_state::running, 0, -1);
+      moved.add(job_state::queued, static_cast<int>(requeue.column_int(0)), 1);
+    }
+    requeue.reset();
+    if (!moved.empty())
+      db->prepare("UPDATE job_tallies SET queued = queued + ?, retrying = retrying + ?, running = running + ?")
+          .bind(1, moved.queued)
+          .bind(2, moved.retrying)
+          .bind(3, moved.running)
+          .run();
     tx.commit();
     if (requeued > 0) log::info("jobs requeued", {{"jobs", requeued}, {"reason", "interrupted by a previous stop"}});
   }

@@ -127,8 +127,7 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
   ledger_.begin();
   jobs_.begin();
   job_rows_.clear();
-  stored_jobs_.clear();
-  tally_ = {};
+  tallies_.clear();
   jobs_queued_ = false;
   const std::int64_t events_before = last_event_id_;
   pruning_ = 0;
@@ -144,12 +143,12 @@ bool writer::commit(std::deque<write_op>& batch, double now, bool sweep_now) {
     }
     for (auto* rec : ledger_.dirty()) write_call(*rec, now);
     if (last_event_id_ != events_before) set_log_head_.bind(1, last_event_id_).run();
-    if (!tally_.empty())
-      add_to_tallies_.bind(1, tally_.queued)
-          .bind(2, tally_.retrying)
-          .bind(3, tally_.running)
-          .bind(4, tally_.succeeded)
-          .bind(5, tally_.dead)
+    if (const job_tally& t = tallies_.tally(); !t.empty())
+      add_to_tallies_.bind(1, t.queued)
+          .bind(2, t.retrying)
+          .bind(3, t.running)
+          .bind(4, t.succeeded)
+          .bind(5, t.dead)
           .run();
     tx.commit();
   } catch (const sqlite_error& e) {
@@ -201,7 +200,7 @@ void writer::write_rows(double now) {
         .bind(6, now)
         .bind(7, now)
         .run();
-    tally_.add(job_state::queued, 0, 1);
+    tallies_.inserted(1);
     jobs_queued_ = true;
   }
   for (const auto& t : rows.transitions) {
@@ -232,12 +231,8 @@ void writer::write_log_rows() {
 
 void writer::write_job_rows() {
   auto& rows = jobs_.rows();
+  tallies_.written(rows);
   for (const auto& j : rows.jobs) {
-    // The ledger changes only rows this batch read: each is in stored_jobs_, as the database holds it.
-    auto& was = stored_jobs_.at(j.id);
-    tally_.add(was.state, was.attempts, -1);
-    tally_.add(j.state, j.attempts, 1);
-    was = {j.state, j.attempts};
     update_job_.bind(1, to_string(j.state))
         .bind(2, std::int64_t{j.attempts})
         .bind(3, j.run_at)
@@ -447,7 +442,7 @@ job* writer::load_job(std::int64_t id) {
 
 job* writer::keep_job(job j) {
   const auto id = j.id;
-  stored_jobs_.insert_or_assign(id, stored_job{j.state, j.attempts});
+  tallies_.read(j);
   return &(job_rows_[id] = std::move(j));
 }
 

@@ -109,14 +109,8 @@ class writer {
   cache_map cache_;
   // The job rows this batch read; the job ledger changes them in place (node-based: pointers stay valid).
   std::unordered_map<std::int64_t, job> job_rows_;
-  // What each of those rows holds in the database now (read, or written since), for the tallies.
-  struct stored_job {
-    job_state state = job_state::queued;
-    int attempts = 0;
-  };
-  std::unordered_map<std::int64_t, stored_job> stored_jobs_;
-  // What this batch changed in the job_tallies row (written once, before the commit).
-  job_tally tally_;
+  // What this batch changes in the job_tallies row (written once, before the commit).
+  job_tally_changes tallies_;
   bool jobs_queued_ = false;
   std::function<void()> listener_;
   std::uint64_t failed_batches_ = 0;
